@@ -1,0 +1,129 @@
+"""GCSStore specifics on fake-gcs-server: the nonce rule for ambiguous 412s, credentials."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from islandsync.errors import ConfigError, PreconditionFailed, StoreError
+from islandsync.store import open_store
+from islandsync.store.gcs import NONCE_FIELD, GCSStore
+
+pytestmark = pytest.mark.gcs
+
+
+def _lose_first_response(store: GCSStore, method: str = "POST") -> list[str]:
+    """Make the first upload request reach the server but lose its response, as a dropped
+    connection would; the library's own retry then sends it again."""
+    transport = store._client._http
+    real = transport.request
+    seen: list[str] = []
+
+    def request(*args, **kwargs):  # type: ignore[no-untyped-def]
+        response = real(*args, **kwargs)
+        verb = kwargs.get("method", args[0] if args else None)
+        url = kwargs.get("url", args[1] if len(args) > 1 else "")
+        if verb == method and "upload" in url:
+            seen.append(url)
+            if len(seen) == 1:
+                raise requests.exceptions.ConnectionError("response lost (injected)")
+        return response
+
+    transport.request = request
+    return seen
+
+
+def test_retried_create_that_landed_is_a_success(gcs_url: str) -> None:
+    store = open_store(gcs_url)
+    attempts = _lose_first_response(store)
+    gen = store.put("lease.json", b"mine", if_generation=0)
+    assert len(attempts) == 2, "the library should have retried the conditional write"
+    blob = store.get("lease.json")
+    assert (blob.data, blob.generation) == (b"mine", gen)
+    info = store._bucket().get_blob(store._name("lease.json"))
+    assert NONCE_FIELD in (info.metadata or {})
+
+
+def test_retried_cas_that_landed_is_a_success(gcs_url: str) -> None:
+    store = open_store(gcs_url)
+    g1 = store.put("HEAD.json", b"v1", if_generation=0)
+    attempts = _lose_first_response(store)
+    g2 = store.put("HEAD.json", b"v2", if_generation=g1)
+    assert len(attempts) == 2
+    assert g2 > g1 and store.get("HEAD.json").data == b"v2"
+
+
+def test_real_conflict_still_fails(gcs_url: str) -> None:
+    a, b = open_store(gcs_url), open_store(gcs_url)
+    g1 = a.put("HEAD.json", b"v1", if_generation=0)
+    b.put("HEAD.json", b"theirs", if_generation=g1)
+    with pytest.raises(PreconditionFailed):
+        a.put("HEAD.json", b"mine", if_generation=g1)
+    assert a.get("HEAD.json").data == b"theirs"
+
+
+def test_unconditional_write_is_not_retried(gcs_url: str) -> None:
+    store = open_store(gcs_url)
+    attempts = _lose_first_response(store)
+    with pytest.raises(StoreError, match="response lost"):
+        store.put("workers/w1.json", b"hb")
+    assert len(attempts) == 1
+
+
+def test_bucket_root_without_prefix(fake_gcs: str) -> None:
+    from tests.conftest import TEST_BUCKET
+
+    store = open_store(f"gs://{TEST_BUCKET}")
+    store.put("root-level-key", b"x")
+    assert "root-level-key" in [i.key for i in store.list("root-level")]
+    store.delete("root-level-key")
+
+
+SECRET = "-----BEGIN PRIVATE KEY-----\nSECRET-MARKER-5f2a\n-----END PRIVATE KEY-----\n"
+
+
+def _all_text(err: BaseException) -> str:
+    parts = []
+    while err is not None:
+        parts.append(f"{type(err).__name__}: {err} {err.args!r}")
+        err = err.__cause__ or err.__context__
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("form", ["content", "path", "bad-json"])
+def test_bad_credentials_never_echo_the_secret(tmp_path, fake_gcs: str, form: str) -> None:
+    info = {"type": "service_account", "private_key": SECRET, "client_email": "x@y"}
+    text = json.dumps(info)
+    if form == "bad-json":
+        text = text[:-1]
+    arg = text
+    if form == "path":
+        path = tmp_path / "sa.json"
+        path.write_text(text)
+        arg = str(path)
+    with pytest.raises(ConfigError) as caught:
+        open_store("gs://islandsync-test/run", credentials=arg)
+    assert "SECRET-MARKER" not in _all_text(caught.value)
+
+
+def test_missing_credentials_file_is_named(tmp_path, fake_gcs: str) -> None:
+    with pytest.raises(ConfigError, match="nope.json"):
+        open_store("gs://islandsync-test/run", credentials=str(tmp_path / "nope.json"))
+
+
+def test_unreachable_server_is_a_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    store = GCSStore("b", "run", check_bucket=False, retry_deadline=0.5, timeout=1)
+    with pytest.raises(StoreError):
+        store.get("run.json")
+    with pytest.raises(StoreError):
+        store.put("run.json", b"x", if_generation=0)
+    with pytest.raises(ConfigError, match="gs://b/run"):
+        GCSStore("b", "run", retry_deadline=0.5, timeout=1)
