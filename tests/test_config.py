@@ -1,0 +1,548 @@
+"""Tests of the run spec: strict parsing, cross-field checks, canonical bytes, run.json I/O,
+and the fitness-function handshake."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import types
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from islandsync import config
+from islandsync.config import (BUILTIN_PROBLEMS, DEConfig, FitnessRef, GAConfig, RealGenome,
+                               RunSpec, TokenGenome, check_fitness, fitness_ref, init_run,
+                               load_fitness, load_toml, parse_spec, read_spec, spec_diff,
+                               spec_from_flags, spec_hash, spec_json)
+from islandsync.errors import ConfigError
+from islandsync.store import open_store
+
+
+def base() -> dict:
+    return {
+        "problem": {"name": "rastrigin", "genome": {"kind": "real", "dim": 10,
+                                                   "lower": -5.12, "upper": 5.12}},
+        "algorithm": {"name": "ga"},
+        "islands": 4,
+    }
+
+
+def tokens_base() -> dict:
+    return {
+        "problem": {"name": "symbolic_regression",
+                    "genome": {"kind": "tokens", "length": 24, "vocab": 13}},
+        "algorithm": {"name": "ga"},
+        "islands": 2,
+    }
+
+
+def edit(data: dict, path: str, value: object) -> dict:
+    node = data
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+def error(data: object, source: str = "run.toml") -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_spec(data, source=source)  # type: ignore[arg-type]
+    return str(info.value)
+
+
+def my_fitness(x):
+    return sum(v * v for v in x)
+
+
+# --- strict parsing ---------------------------------------------------------------------------
+
+def test_minimal_spec_gets_defaults() -> None:
+    spec = parse_spec(base(), source="t")
+    assert isinstance(spec.algorithm, GAConfig) and spec.algorithm.pop == 64
+    assert spec.migration.interval == 20 and spec.migration.topology == "pool"
+    assert spec.stop.max_evals is None and spec.elite_size == 64 and spec.seed == 0
+    assert isinstance(spec.problem.genome, RealGenome)
+
+
+@pytest.mark.parametrize("path", ["problem.dimm", "problem.genome.dimm", "algorithm.popp",
+                                  "migration.every", "stop.evals", "extra"])
+def test_unknown_fields_are_named_with_their_path(path: str) -> None:
+    msg = error(edit(base(), path, 1))
+    assert msg == f"run.toml: {path}: unknown field"
+
+
+def test_unknown_field_on_de_branch_has_no_tag_in_path() -> None:
+    data = edit(base(), "algorithm", {"name": "de", "f_intt": 0.5})
+    assert error(data) == "run.toml: algorithm.f_intt: unknown field"
+
+
+def test_strings_are_not_coerced_to_numbers() -> None:
+    msg = error(edit(base(), "problem.genome.dim", "100"))
+    assert msg.startswith("run.toml: problem.genome.dim: Input should be a valid integer")
+    assert "'100'" in msg
+    assert "problem.genome.lower" in error(edit(base(), "problem.genome.lower", "-5"))
+    assert "islands" in error(edit(base(), "islands", True))
+    assert "islands" in error(edit(base(), "islands", 4.0))
+
+
+def test_ints_are_accepted_and_stored_as_floats_for_float_fields() -> None:
+    spec = parse_spec(edit(edit(base(), "problem.genome.lower", -5), "problem.genome.upper", 5),
+                      source="t")
+    assert type(spec.problem.genome.lower) is float  # type: ignore[union-attr]
+    assert spec_json(spec) == spec_json(parse_spec(
+        edit(edit(base(), "problem.genome.lower", -5.0), "problem.genome.upper", 5.0), source="t"))
+
+
+def test_several_problems_are_listed_one_per_line_without_urls() -> None:
+    data = edit(edit(base(), "algorithm.tournament", "3"), "problem.dimm", 1)
+    lines = error(data).splitlines()
+    assert len(lines) == 2
+    assert any(line.startswith("run.toml: algorithm.tournament: Input should be") for line in lines)
+    assert "run.toml: problem.dimm: unknown field" in lines
+    assert "errors.pydantic.dev" not in error(data)
+
+
+@pytest.mark.parametrize("path,value", [
+    ("problem.genome.dim", 0), ("problem.genome.upper", -6.0), ("islands", 0),
+    ("algorithm.pop", 3), ("algorithm.crossover_rate", 1.5), ("algorithm.mutation_rate", 0.0),
+    ("algorithm.mutation_sigma", 0.0), ("algorithm.tournament", 1), ("stop.max_evals", 0),
+    ("stop.duration_s", -1.0), ("checkpoint_interval_s", 0), ("seed", -1),
+    ("migration.interval", 0), ("migration.topology", "star"), ("problem.direction", "up"),
+    ("version", 2), ("problem.genome.lower", float("nan")), ("problem.genome.upper", float("inf")),
+    ("problem.name", "nosuch"), ("problem.params", {"a": {"nested": 1}}),
+])
+def test_bad_values_name_their_path(path: str, value: object) -> None:
+    msg = error(edit(base(), path, value))
+    assert msg.startswith(f"run.toml: {path}"), msg
+
+
+def test_bad_tags_are_reported_at_the_tag_field() -> None:
+    assert error(edit(base(), "algorithm.name", "cmaes")) == \
+        "run.toml: algorithm.name: Input should be 'ga' or 'de'"
+    assert error(edit(base(), "problem.genome.kind", "bits")) == \
+        "run.toml: problem.genome.kind: Input should be 'real' or 'tokens'"
+
+
+def test_missing_tags_mean_the_defaults() -> None:
+    data = base()
+    del data["problem"]["genome"]["kind"]
+    del data["algorithm"]["name"]
+    spec = parse_spec(data, source="t")
+    assert spec.problem.genome.kind == "real" and spec.algorithm.name == "ga"
+
+
+def test_missing_field() -> None:
+    data = base()
+    del data["islands"]
+    assert error(data) == "run.toml: islands: Field required"
+
+
+def test_params_accept_the_declared_types() -> None:
+    params = {"i": 1, "f": 0.5, "s": "x", "b": True, "l": [1, 2.5]}
+    spec = parse_spec(edit(base(), "problem.params", params), source="t")
+    assert spec.problem.params == {"i": 1, "f": 0.5, "s": "x", "b": True, "l": [1.0, 2.5]}
+    assert type(spec.problem.params["b"]) is bool and type(spec.problem.params["i"]) is int
+    assert "problem.params.l" in error(edit(base(), "problem.params", {"l": ["a"]}))
+
+
+def test_json_text_and_bytes_and_their_errors() -> None:
+    text = json.dumps(base())
+    assert parse_spec(text, source="t") == parse_spec(text.encode(), source="t")
+    assert error("{nope", source="x.json").startswith("x.json: invalid JSON")
+    assert error(b"\xff\xfe", source="x.json").startswith("x.json: not UTF-8")
+    assert "duplicate key 'islands'" in error('{"islands": 1, "islands": 2}')
+    assert "NaN" in error('{"islands": NaN}')
+    assert error("[1, 2]") == "run.toml: expected a JSON object / TOML table, got list"
+
+
+# --- cross-field checks ------------------------------------------------------------------------
+
+def test_de_with_tokens_is_refused_at_algorithm_name() -> None:
+    msg = error(edit(tokens_base(), "algorithm", {"name": "de"}))
+    assert msg.startswith("run.toml: algorithm.name: de works on real genomes only")
+
+
+@pytest.mark.parametrize("field,op", [("crossover", "sbx"), ("mutation", "gaussian"),
+                                      ("mutation", "polynomial")])
+def test_real_operators_refused_on_tokens(field: str, op: str) -> None:
+    msg = error(edit(tokens_base(), f"algorithm.{field}", op))
+    assert msg == f"run.toml: algorithm.{field}: {op} does not apply to a tokens genome"
+
+
+@pytest.mark.parametrize("field,op", [("crossover", "one_point"), ("mutation", "resample")])
+def test_token_operators_refused_on_real(field: str, op: str) -> None:
+    assert error(edit(base(), f"algorithm.{field}", op)) == \
+        f"run.toml: algorithm.{field}: {op} does not apply to a real genome"
+
+
+def test_operators_that_fit_are_accepted() -> None:
+    parse_spec(edit(edit(base(), "algorithm.crossover", "sbx"), "algorithm.mutation", "polynomial"),
+               source="t")
+    parse_spec(edit(edit(tokens_base(), "algorithm.crossover", "one_point"),
+                    "algorithm.mutation", "resample"), source="t")
+    parse_spec(edit(tokens_base(), "algorithm.crossover", "uniform"), source="t")
+
+
+def test_both_operator_errors_are_listed() -> None:
+    data = edit(edit(tokens_base(), "algorithm.crossover", "sbx"), "algorithm.mutation", "gaussian")
+    assert [line.split(":")[1].strip() for line in error(data).splitlines()] == \
+        ["algorithm.crossover", "algorithm.mutation"]
+
+
+def test_migrants_must_be_fewer_than_pop() -> None:
+    data = edit(edit(base(), "algorithm.pop", 8), "migration.migrants", 8)
+    assert error(data).startswith("run.toml: migration.migrants: must be less than algorithm.pop")
+    parse_spec(edit(edit(base(), "algorithm.pop", 8), "migration.migrants", 7), source="t")
+
+
+def test_ga_sizes() -> None:
+    assert error(edit(base(), "algorithm.elite", 64)).startswith("run.toml: algorithm.elite: must")
+    assert error(edit(edit(base(), "algorithm.pop", 4), "algorithm.tournament", 5)) \
+        .startswith("run.toml: algorithm.tournament: must be at most pop")
+
+
+def test_de_f_range() -> None:
+    data = edit(base(), "algorithm", {"name": "de", "f_lower": 0.9, "f_upper": 0.5})
+    assert error(data).startswith("run.toml: algorithm.f_upper: must be greater than f_lower")
+    assert isinstance(parse_spec(edit(base(), "algorithm", {"name": "de"}), source="t").algorithm,
+                      DEConfig)
+
+
+def test_custom_needs_fitness_and_builtin_refuses_it() -> None:
+    data = edit(base(), "problem.name", "custom")
+    assert error(data).startswith("run.toml: problem.fitness: a custom problem needs")
+    ref = fitness_ref(my_fitness).model_dump()
+    assert parse_spec(edit(data, "problem.fitness", ref), source="t").problem.fitness is not None
+    bad = edit(edit(data, "problem.fitness", dict(ref)), "problem.fitness.fingerprint", "ab")
+    assert error(bad).startswith("run.toml: problem.fitness.fingerprint: must be a sha256")
+    bad = edit(edit(data, "problem.fitness", dict(ref)), "problem.fitness.name", "x")
+    assert error(bad).startswith("run.toml: problem.fitness.name: must be module:qualname")
+    assert error(edit(base(), "problem.fitness", ref)).startswith("run.toml: problem.fitness:")
+
+
+def test_builtin_genome_kind_must_match() -> None:
+    data = edit(base(), "problem.genome", {"kind": "tokens", "length": 5, "vocab": 4})
+    assert error(data) == \
+        "run.toml: problem.genome.kind: problem rastrigin needs a 'real' genome, not 'tokens'"
+    data = edit(tokens_base(), "problem.genome", {"kind": "real", "dim": 3,
+                                                 "lower": 0, "upper": 1})
+    assert error(data).startswith("run.toml: problem.genome.kind: problem symbolic_regression")
+
+
+def test_symbolic_regression_vocab_is_13() -> None:
+    msg = error(edit(tokens_base(), "problem.genome.vocab", 12))
+    assert msg.startswith("run.toml: problem.genome.vocab: problem symbolic_regression has "
+                          "exactly 13")
+
+
+def test_lower_below_upper_and_timeouts() -> None:
+    assert error(edit(base(), "problem.genome.upper", -5.12)).startswith(
+        "run.toml: problem.genome.upper: must be greater than lower")
+    assert error(edit(base(), "worker_timeout_s", 10)).startswith("run.toml: worker_timeout_s:")
+
+
+def test_models_are_frozen_and_direct_construction_reads_well() -> None:
+    spec = parse_spec(base(), source="t")
+    with pytest.raises(Exception):
+        spec.islands = 5  # type: ignore[misc]
+    with pytest.raises(ValueError, match="upper: must be greater than lower"):
+        RealGenome(dim=1, lower=1.0, upper=0.0)
+    assert TokenGenome(kind="tokens", length=3, vocab=2).vocab == 2
+
+
+# --- TOML ---------------------------------------------------------------------------------------
+
+def test_load_toml(tmp_path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text("""
+islands = 8
+seed = 7
+[problem]
+name = "rosenbrock"
+params = { scale = 2 }
+[problem.genome]
+kind = "real"
+dim = 30
+lower = -5
+upper = 10
+[algorithm]
+name = "de"
+pop = 32
+[stop]
+max_evals = 800000
+""")
+    spec = load_toml(path)
+    assert spec.islands == 8 and spec.seed == 7 and spec.algorithm.pop == 32
+    assert spec.problem.genome.upper == 10.0 and spec.stop.max_evals == 800000
+
+
+def test_load_toml_errors_name_the_file(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("islands = 8\n[problem]\ndimm = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_toml(path)
+    assert f"{path}: problem.dimm: unknown field" in str(info.value)
+    path.write_text("islands = = 8")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_toml(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_toml(tmp_path / "missing.toml")
+
+
+# --- flags ----------------------------------------------------------------------------------------
+
+def test_flags_builder_defaults_and_bounds() -> None:
+    spec = spec_from_flags(problem="rastrigin", dim=100, islands=8, pop=64, algorithm="de",
+                           max_evals=800000)
+    genome = spec.problem.genome
+    assert isinstance(genome, RealGenome) and genome.dim == 100
+    assert (genome.lower, genome.upper) == (-5.12, 5.12)
+    assert isinstance(spec.algorithm, DEConfig) and spec.stop.max_evals == 800000
+    assert spec.migration == config.MigrationSpec() and spec.elite_size == 64
+    ackley = spec_from_flags(problem="ackley", dim=2).problem.genome
+    assert (ackley.lower, ackley.upper) == (-32.768, 32.768)  # type: ignore[union-attr]
+    own = spec_from_flags(problem="schwefel", dim=2, lower=-1, upper=1, migrants=3, seed=5)
+    assert own.problem.genome.upper == 1.0 and own.migration.migrants == 3 and own.seed == 5
+    sr = spec_from_flags(problem="symbolic_regression")
+    assert sr.problem.genome == TokenGenome(kind="tokens", length=24, vocab=13)
+    longer = spec_from_flags(problem="symbolic_regression", length=40).problem.genome
+    assert longer == TokenGenome(kind="tokens", length=40, vocab=13)
+
+
+def test_flags_builder_errors() -> None:
+    with pytest.raises(ConfigError, match="--dim is required for problem rastrigin"):
+        spec_from_flags(problem="rastrigin")
+    with pytest.raises(ConfigError, match="--vocab does not apply to problem rastrigin"):
+        spec_from_flags(problem="rastrigin", dim=3, vocab=3)
+    with pytest.raises(ConfigError, match="--dim does not apply to problem symbolic_regression"):
+        spec_from_flags(problem="symbolic_regression", dim=3)
+    with pytest.raises(ConfigError, match="unknown problem 'nope'"):
+        spec_from_flags(problem="nope", dim=3)
+    with pytest.raises(ConfigError, match="command line: algorithm.pop"):
+        spec_from_flags(problem="sphere", dim=3, pop=2)
+    with pytest.raises(ConfigError, match="--lower is required for problem custom"):
+        spec_from_flags(problem="custom", dim=3, fitness=fitness_ref(my_fitness))
+
+
+def test_flags_builder_custom() -> None:
+    ref = fitness_ref(my_fitness)
+    real = spec_from_flags(problem="custom", dim=3, lower=0, upper=1, fitness=ref,
+                           direction="maximize", params={"k": 1})
+    assert real.problem.fitness == ref and real.problem.direction == "maximize"
+    tok = spec_from_flags(problem="custom", length=5, vocab=7, fitness=ref)
+    assert tok.problem.genome == TokenGenome(kind="tokens", length=5, vocab=7)
+
+
+# --- canonical JSON, hash, diff -----------------------------------------------------------------
+
+def test_canonical_json_is_stable_and_round_trips() -> None:
+    data = edit(base(), "problem.params", {"w": [0.1, 1e-300, 1 / 3], "z": 1, "a": "ü"})
+    spec = parse_spec(data, source="t")
+    raw = spec_json(spec)
+    assert raw == spec_json(parse_spec(data, source="t"))
+    assert b" " not in raw and raw.isascii()
+    assert list(json.loads(raw)) == sorted(json.loads(raw))
+    back = parse_spec(raw, source="t")
+    assert back == spec and spec_json(back) == raw
+    assert back.problem.params["w"][2] == 1 / 3
+    assert spec_hash(back) == spec_hash(spec)
+    # a pinned digest: canonical bytes must not drift between versions or runs
+    assert spec_hash(spec) == config.hashlib.sha256(raw).hexdigest()
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lo=finite, width=st.floats(min_value=1e-300, max_value=1e300), ws=st.lists(finite),
+       seed=st.integers(0, 2**64 - 1))
+def test_canonical_json_round_trips_any_floats(lo: float, width: float, ws: list,
+                                               seed: int) -> None:
+    hi = lo + width
+    if not (hi > lo and abs(hi) < float("inf")):
+        return
+    data = edit(edit(edit(base(), "problem.genome.lower", lo), "problem.genome.upper", hi),
+                "problem.params", {"w": ws})
+    spec = parse_spec(edit(data, "seed", seed), source="t")
+    back = parse_spec(spec_json(spec), source="t")
+    assert back == spec and spec_json(back) == spec_json(spec)
+    assert back.problem.genome.lower == lo  # type: ignore[union-attr]
+    assert back.problem.params["w"] == ws
+
+
+@pytest.mark.parametrize("path,value", [
+    ("islands", 5), ("seed", 1), ("algorithm.pop", 65), ("algorithm.sbx_eta", 15.000001),
+    ("problem.genome.dim", 11), ("problem.params", {"a": 1}), ("stop.target", 0.0),
+    ("migration.topology", "ring"), ("problem.direction", "maximize"),
+    ("heartbeat_interval_s", 9.5), ("algorithm", {"name": "de"}),
+])
+def test_spec_hash_changes_with_any_field(path: str, value: object) -> None:
+    assert spec_hash(parse_spec(edit(base(), path, value), source="t")) != \
+        spec_hash(parse_spec(base(), source="t"))
+
+
+def test_spec_diff_lines() -> None:
+    a = parse_spec(base(), source="t")
+    b = parse_spec(edit(edit(base(), "algorithm.pop", 128), "problem.genome.dim", 50), source="t")
+    assert spec_diff(a, b) == ["algorithm.pop: 64 -> 128", "problem.genome.dim: 10 -> 50"]
+    assert spec_diff(a, a) == []
+    de = parse_spec(edit(base(), "algorithm", {"name": "de"}), source="t")
+    lines = spec_diff(a, de)
+    assert 'algorithm.name: "ga" -> "de"' in lines
+    assert "algorithm.tournament: 3 -> (absent)" in lines
+    assert "algorithm.f_init: (absent) -> 0.5" in lines
+    c = parse_spec(edit(base(), "problem.params", {"k": [1.0]}), source="t")
+    assert spec_diff(a, c) == ["problem.params.k: (absent) -> [1.0]"]
+
+
+# --- run.json in a store ------------------------------------------------------------------------
+
+def test_init_run_created_exists_different(tmp_path) -> None:
+    store = open_store(tmp_path / "run")
+    spec = parse_spec(base(), source="t")
+    assert init_run(store, spec) == "created"
+    generation = store.stat("run.json").generation  # type: ignore[union-attr]
+    assert init_run(store, spec) == "exists"
+    assert store.stat("run.json").generation == generation  # type: ignore[union-attr]
+    other = parse_spec(edit(base(), "algorithm.pop", 128), source="t")
+    with pytest.raises(ConfigError) as info:
+        init_run(store, other)
+    assert str(info.value) == \
+        f"run {store.url} already exists with a different spec:\n  algorithm.pop: 64 -> 128"
+    assert read_spec(store) == spec
+    assert store.get("run.json").data == spec_json(spec)
+
+
+def test_init_run_race_between_threads(tmp_path) -> None:
+    spec = parse_spec(base(), source="t")
+    for attempt in range(5):
+        store = open_store(tmp_path / f"run{attempt}")
+        barrier = threading.Barrier(2)
+        results: list[str] = []
+
+        def go() -> None:
+            barrier.wait()
+            results.append(init_run(store, spec))
+
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == ["created", "exists"]
+
+
+def test_read_spec_errors(tmp_path) -> None:
+    store = open_store(tmp_path / "run")
+    with pytest.raises(ConfigError) as info:
+        read_spec(store)
+    assert str(info.value) == \
+        f"run {store.url} has no run.json; create it with `islandsync init`"
+    store.put("run.json", b"\x00garbage\xff")
+    with pytest.raises(ConfigError, match=f"{store.url}/run.json: not UTF-8"):
+        read_spec(store)
+    store.put("run.json", b'{"islands": 1}')
+    with pytest.raises(ConfigError, match=f"{store.url}/run.json: problem: Field required"):
+        read_spec(store)
+    store.put("run.json", b" " * (config.MAX_SPEC_BYTES + 1))
+    with pytest.raises(ConfigError, match="larger than"):
+        read_spec(store)
+    with pytest.raises(ConfigError, match="larger than"):
+        init_run(store, parse_spec(base(), source="t"))
+
+
+# --- fitness functions --------------------------------------------------------------------------
+
+def _module_with(source: str, name: str = "fitmod_test") -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # no file: bytecode fallback
+    return module
+
+
+def test_fitness_ref_shape_and_determinism() -> None:
+    ref = fitness_ref(my_fitness)
+    assert ref.name == f"{__name__}:my_fitness"
+    assert len(ref.fingerprint) == 64 and ref == fitness_ref(my_fitness)
+    a = _module_with("def f(x):\n    return x + 1\n").f
+    b = _module_with("def f(x):\n    return x + 2\n").f
+    c = _module_with("def f(x):\n    return [y for y in x]\n").f
+    d = _module_with("def f(x):\n    return [y for y in x]\n").f
+    assert fitness_ref(a).fingerprint != fitness_ref(b).fingerprint  # differs via co_consts
+    assert fitness_ref(c) == fitness_ref(d)  # nested code objects do not leak addresses
+    e = _module_with("import math\ndef f(x):\n    return math.sin(x)\n").f
+    g = _module_with("import math\ndef f(x):\n    return math.cos(x)\n").f
+    assert fitness_ref(e).fingerprint != fitness_ref(g).fingerprint  # differs via co_names
+
+
+def custom_spec(fn) -> RunSpec:
+    data = edit(base(), "problem.name", "custom")
+    return parse_spec(edit(data, "problem.fitness", fitness_ref(fn).model_dump()), source="t")
+
+
+def test_check_fitness() -> None:
+    spec = custom_spec(my_fitness)
+    check_fitness(spec, my_fitness)
+
+    # same name, different source
+    ns: dict = {"__name__": __name__}
+    exec("def my_fitness(x):\n    return sum(abs(v) for v in x)\n", ns)
+    with pytest.raises(ConfigError) as info:
+        check_fitness(spec, ns["my_fitness"])
+    recorded = spec.problem.fitness.fingerprint  # type: ignore[union-attr]
+    given = fitness_ref(ns["my_fitness"]).fingerprint
+    assert "source differs from the run's" in str(info.value)
+    assert f"(fingerprint {recorded[:12]}… vs {given[:12]}…)" in str(info.value)
+
+    def other(x):
+        return 0
+
+    with pytest.raises(ConfigError, match=f"run recorded {__name__}:my_fitness, given "
+                                          f"{__name__}:test_check_fitness.<locals>.other"):
+        check_fitness(spec, other)
+    with pytest.raises(ConfigError) as info:
+        check_fitness(spec, None)
+    assert f"--fitness {__name__}:my_fitness" in str(info.value) and "fitness=" in str(info.value)
+
+    builtin = parse_spec(base(), source="t")
+    check_fitness(builtin, None)
+    with pytest.raises(ConfigError, match="run uses built-in problem rastrigin; do not pass"):
+        check_fitness(builtin, my_fitness)
+
+
+def test_fitness_ref_rejects_non_functions() -> None:
+    import functools
+    with pytest.raises(ConfigError, match="fitness must be"):
+        fitness_ref(functools.partial(my_fitness))
+
+
+def test_load_fitness(tmp_path, monkeypatch) -> None:
+    assert load_fitness(f"{__name__}:my_fitness") is my_fitness
+    assert load_fitness("os.path:join") is __import__("os").path.join
+    (tmp_path / "userfit_mod.py").write_text("class K:\n    @staticmethod\n    def f(x):\n"
+                                             "        return 1\nVALUE = 3\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert load_fitness("userfit_mod:K.f")([1]) == 1  # found in the current directory
+    with pytest.raises(ConfigError, match="has no attribute K.g"):
+        load_fitness("userfit_mod:K.g")
+    with pytest.raises(ConfigError, match="not callable"):
+        load_fitness("userfit_mod:VALUE")
+    with pytest.raises(ConfigError, match="cannot import no_such_module_xyz"):
+        load_fitness("no_such_module_xyz:f")
+    (tmp_path / "userfit_broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(ConfigError, match="raised RuntimeError: boom"):
+        load_fitness("userfit_broken:f")
+    for bad in ["nocolon", "a:b:c", "mod:f.<locals>.g", ":f", "mod:"]:
+        with pytest.raises(ConfigError, match="expected module:function"):
+            load_fitness(bad)
+
+
+def test_builtin_table_is_exact() -> None:
+    assert BUILTIN_PROBLEMS["rosenbrock"] == {"kind": "real", "lower": -5.0, "upper": 10.0}
+    assert BUILTIN_PROBLEMS["symbolic_regression"] == {"kind": "tokens", "length": 24, "vocab": 13}
+    assert len(BUILTIN_PROBLEMS) == 7
+    assert FitnessRef(name="a.b:c", fingerprint="0" * 64).name == "a.b:c"
