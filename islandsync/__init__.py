@@ -11,6 +11,7 @@ from .errors import (
     PreconditionFailed,
     StoreError,
 )
+from .api import run
 from .store import Blob, BlobInfo, BlobStore, LocalStore, open_store
 
 __version__ = "0.1.0"
@@ -28,4 +29,5 @@ __all__ = [
     "StoreError",
     "__version__",
     "open_store",
+    "run",
 ]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import IslandSyncError, PreconditionFailed
+from .errors import ConfigError, IslandSyncError, PreconditionFailed
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -61,6 +61,78 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``2h`` or ``1.5h`` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 10m, 2h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return value
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .config import load_toml, spec_from_flags
+    from .config import init_run
+    from .store import open_store
+
+    if args.config:
+        spec = load_toml(args.config)
+    else:
+        if not args.problem:
+            raise ConfigError("islandsync init: give --config run.toml or at least --problem")
+        flags = {k: getattr(args, k) for k in (
+            "dim", "length", "vocab", "lower", "upper", "islands", "pop", "algorithm",
+            "max_evals", "target", "migration_interval", "migrants", "topology",
+            "elite_size", "checkpoint_interval_s", "heartbeat_interval_s", "seed")
+            if getattr(args, k) is not None}
+        if args.duration is not None:
+            flags["duration_s"] = args.duration
+        if args.maximize:
+            flags["direction"] = "maximize"
+        spec = spec_from_flags(problem=args.problem, **flags)
+    store = open_store(args.run)
+    outcome = init_run(store, spec)
+    if outcome == "created":
+        print(f"created {store.url}/run.json")
+    else:
+        print(f"{store.url}/run.json already holds this spec; nothing to do")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from .config import load_fitness
+    from .store import open_store
+    from .worker import Worker
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fitness = load_fitness(args.fitness) if args.fitness else None
+    store = open_store(args.run)
+    worker = Worker(store, fitness=fitness, device=args.device, max_islands=args.max_islands,
+                    duration=args.duration, solo=args.solo, worker_id=args.worker_id,
+                    progress=not args.quiet)
+    if not args.solo:
+        print("islandsync worker: waiting for islands from the run's coordinator "
+              "(use --solo to claim every island without a live owner)", file=sys.stderr)
+    worker.run()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import collect_status, format_status
+    from .store import open_store
+
+    status = collect_status(open_store(args.run))
+    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="islandsync",
@@ -77,6 +149,52 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--elite", type=int, default=32)
     smoke.add_argument("--seed", type=int, default=0)
     smoke.set_defaults(func=_smoke)
+
+    init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)")
+    init.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    init.add_argument("--config", help="a TOML run spec (instead of the flags below)")
+    init.add_argument("--problem", help="built-in problem name, e.g. rastrigin")
+    init.add_argument("--dim", type=int)
+    init.add_argument("--length", type=int, help="token genome length")
+    init.add_argument("--vocab", type=int, help="token vocabulary size")
+    init.add_argument("--lower", type=float)
+    init.add_argument("--upper", type=float)
+    init.add_argument("--maximize", action="store_true")
+    init.add_argument("--islands", type=int)
+    init.add_argument("--pop", type=int)
+    init.add_argument("--algorithm", choices=["ga", "de"])
+    init.add_argument("--max-evals", dest="max_evals", type=int)
+    init.add_argument("--target", type=float)
+    init.add_argument("--duration", type=parse_duration, help="wall-clock limit, e.g. 2h")
+    init.add_argument("--migration-interval", dest="migration_interval", type=int)
+    init.add_argument("--migrants", type=int)
+    init.add_argument("--topology", choices=["pool", "ring"])
+    init.add_argument("--elite-size", dest="elite_size", type=int)
+    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration)
+    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration)
+    init.add_argument("--seed", type=int)
+    init.set_defaults(func=_init)
+
+    worker = sub.add_parser("worker", help="host islands of RUN on this machine's device")
+    worker.add_argument("run")
+    worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
+    worker.add_argument("--max-islands", dest="max_islands", type=int)
+    worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m")
+    worker.add_argument("--solo", action="store_true",
+                        help="claim every island without a live owner (no coordinator needed)")
+    worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
+                        help="do not stand as a coordinator candidate")
+    worker.add_argument("--fitness", help="module:function of a custom fitness function")
+    worker.add_argument("--worker-id", dest="worker_id",
+                        help="a stable id (a restarted worker reclaims its islands at once)")
+    worker.add_argument("--quiet", action="store_true", help="no progress lines")
+    worker.add_argument("-v", "--verbose", action="store_true")
+    worker.set_defaults(func=_worker)
+
+    status = sub.add_parser("status", help="islands, workers, leader and elite of RUN")
+    status.add_argument("run")
+    status.add_argument("--json", action="store_true", help="machine-readable (stable keys)")
+    status.set_defaults(func=_status)
     return parser
 
 

@@ -1,0 +1,110 @@
+"""The algorithm plug point: functional island state and the :class:`Algorithm` protocol.
+
+State is a NamedTuple of tensors whose two leftmost dimensions are ``[K islands, P
+individuals]`` (EvoTorch's batch-leftmost convention), so one ``step`` advances every island a
+worker hosts in a single vectorised update. Algorithms are pure tensor code: the worker owns
+time, I/O, checkpoints and migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from islandsync.errors import ConfigError
+from islandsync.population import genome_ids
+
+
+class IslandState(NamedTuple):
+    """Every island of a worker, stacked. All tensors live on one device.
+
+    genomes: [K, P, D]; float32 for real genomes, int64 for tokens.
+    scores:  [K, P] float32, minimisation (lower is better; +inf is worst / unevaluated).
+    ids:     [K, P] int64 content-hash ids, always ``genome_ids(genomes)``.
+    origin:  [K, P] int64 global island number where each genome was born.
+    extra:   algorithm-specific per-individual state, each tensor [K, P] (DE: "F", "CR"; GA: {}).
+    """
+
+    genomes: Tensor
+    scores: Tensor
+    ids: Tensor
+    origin: Tensor
+    extra: dict[str, Tensor]
+
+
+Evaluate = Callable[[Tensor], Tensor]
+"""genomes [K, N, D] -> scores [K, N] float32, minimisation, NaN already replaced by the caller."""
+
+
+@runtime_checkable
+class Algorithm(Protocol):
+    """What an island algorithm is. Any object with these members plugs in (pygmo-style);
+    :func:`check_algorithm` verifies one when it is plugged, not when it first fails.
+
+    Must implement:
+        name: str
+            Short name, recorded in checkpoints and metrics.
+        pop_size: int
+            P, individuals per island.
+        extra_defaults: dict[str, float]
+            One entry per ``IslandState.extra`` field: the value an individual gets when it
+            arrives from elsewhere (a migrant) or is created by :func:`initial_state`.
+            ``{}`` when the algorithm keeps no per-individual state.
+        init(island_ids [K] int64, generator) -> Tensor [K, P, D]
+            Random genomes on ``generator.device``, within the genome's bounds or vocabulary.
+        step(state, island_ids [K], evaluate, generator) -> IslandState
+            One generation of all K islands at once. Calls ``evaluate`` exactly once, with
+            one batch ``[K, N, D]`` of new genomes (N <= P; a GA with elitism passes only
+            its P - elite offspring). Returns a new state of the same shapes and dtypes;
+            new genomes get ``ids = genome_ids(genomes)`` and ``origin = island_ids[:, None]``,
+            survivors keep theirs. Must be deterministic given the generator, and contain no
+            Python loop over islands or individuals. The input state is not modified.
+
+    May implement: nothing else is called. Calls are never concurrent for one object.
+    """
+
+    name: str
+    pop_size: int
+    extra_defaults: dict[str, float]
+
+    def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor: ...
+
+    def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
+             generator: torch.Generator) -> IslandState: ...
+
+
+def check_algorithm(obj: object) -> None:
+    """Raise :class:`ConfigError` naming the first missing or malformed required member."""
+    label = f"algorithm {type(obj).__name__}"
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{label}: must have a non-empty str attribute 'name'")
+    pop = getattr(obj, "pop_size", None)
+    if isinstance(pop, bool) or not isinstance(pop, int) or pop < 1:
+        raise ConfigError(f"{label}: must have an int attribute 'pop_size' >= 1")
+    extra = getattr(obj, "extra_defaults", None)
+    if not isinstance(extra, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) for k, v in extra.items()):
+        raise ConfigError(f"{label}: must have 'extra_defaults', a dict of str -> float")
+    for method in ("init", "step"):
+        if not callable(getattr(obj, method, None)):
+            raise ConfigError(f"{label}: must implement method {method!r}")
+
+
+def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
+                  generator: torch.Generator) -> IslandState:
+    """Fresh islands: ``algorithm.init``, one ``evaluate`` of all of them, ids, origin and
+    extra fields at their defaults."""
+    genomes = algorithm.init(island_ids, generator)
+    k, p = genomes.shape[:2]
+    scores = evaluate(genomes).to(torch.float32)
+    origin = island_ids.to(device=genomes.device, dtype=torch.int64)[:, None].expand(k, p)
+    extra = {n: torch.full((k, p), float(v), dtype=torch.float32, device=genomes.device)
+             for n, v in algorithm.extra_defaults.items()}
+    return IslandState(genomes, scores, genome_ids(genomes), origin.contiguous(), extra)
+
+
+__all__ = ["Algorithm", "Evaluate", "IslandState", "check_algorithm", "initial_state"]

@@ -1,0 +1,250 @@
+"""The islands one worker hosts, stacked as ``[islands, pop, ...]`` on one device.
+
+The engine owns the tensors and nothing else: no bucket, no threads, no clocks. The worker
+asks it to step, to migrate, to take snapshots for checkpoints, and to add or drop islands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from . import population
+from .algorithms import IslandState, initial_state, make_algorithm
+from .checkpoint import IslandSnapshot
+from .config import RunSpec
+from .errors import IslandSyncError
+from .problems import Problem
+
+
+class FitnessError(IslandSyncError):
+    """The fitness function raised; the message names the islands and generation."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise IslandSyncError(f"unknown device {device!r} (use auto, cpu or cuda[:n])") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise IslandSyncError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return dev
+
+
+class Engine:
+    """K islands advancing in one vectorised step.
+
+    Randomness: one generator for the whole stack, re-seeded whenever the set of islands
+    changes from (run seed, each island's id and generation). So the same seed, device and
+    placement history give the same search, and a checkpoint needs no RNG bytes to resume.
+    """
+
+    def __init__(self, spec: RunSpec, problem: Problem, device: torch.device) -> None:
+        self.spec = spec
+        self.problem = problem
+        self.device = device
+        self.algorithm = make_algorithm(spec.algorithm, spec.problem.genome)
+        self.sign = 1.0 if spec.problem.direction == "minimize" else -1.0
+        self.generator = torch.Generator(device=device)
+        self.island_ids = torch.empty(0, dtype=torch.int64, device=device)
+        self.state: IslandState | None = None
+        self.generations: dict[int, int] = {}
+        self.evals: dict[int, int] = {}
+        self.nan_counts: dict[int, int] = {}
+        self._evaluating: list[int] = []
+        self._per_island = 0  # evaluations per island during the current call
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def islands(self) -> list[int]:
+        return [int(i) for i in self.island_ids.tolist()]
+
+    def __len__(self) -> int:
+        return int(self.island_ids.numel())
+
+    def _reseed(self) -> None:
+        text = f"{self.spec.seed}|" + ",".join(
+            f"{i}:{self.generations[i]}" for i in sorted(self.generations)
+        )
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+        self.generator.manual_seed(seed)
+
+    def _evaluate(self, genomes: torch.Tensor) -> torch.Tensor:
+        """Fitness for ``[K, N, ...]`` genomes as minimisation scores; NaN/inf become +inf
+        (the worst) and are counted per island."""
+        k, n = genomes.shape[:2]
+        self._per_island += n
+        try:
+            raw = self.problem.evaluate(genomes.reshape(k * n, *genomes.shape[2:]))
+        except Exception as err:
+            gens = sorted({self.generations[i] for i in self._evaluating})
+            raise FitnessError(
+                f"fitness function raised on islands {self._evaluating} at generation "
+                f"{gens[0] if len(gens) == 1 else gens}: {type(err).__name__}: {err}"
+            ) from err
+        raw = torch.as_tensor(raw, device=genomes.device)
+        if raw.shape != (k * n,):
+            raise FitnessError(
+                f"fitness function returned shape {tuple(raw.shape)} for a batch of {k * n}; "
+                "it must return one value per genome"
+            )
+        scores = raw.to(torch.float32).reshape(k, n) * self.sign
+        bad = ~torch.isfinite(scores)
+        if bool(bad.any()):
+            for island, count in zip(self._evaluating, bad.sum(dim=1).tolist()):
+                self.nan_counts[island] += int(count)
+            scores = torch.where(bad, torch.full_like(scores, float("inf")), scores)
+        return scores
+
+    # -- islands in and out --------------------------------------------------------------
+
+    def add_fresh(self, islands: list[int]) -> None:
+        """Start islands from scratch (generation 0), deterministically from the run seed."""
+        if not islands:
+            return
+        ids = torch.tensor(sorted(islands), dtype=torch.int64, device=self.device)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.spec.seed * 1_000_003 + int(ids[0]))
+        for i in ids.tolist():
+            self.generations[i], self.evals[i], self.nan_counts[i] = 0, 0, 0
+        self._evaluating, self._per_island = ids.tolist(), 0
+        state = initial_state(self.algorithm, ids, self._evaluate, gen)
+        for i in ids.tolist():
+            self.evals[i] += self._per_island
+        self._append(ids, state)
+
+    def add_snapshot(self, snap: IslandSnapshot) -> None:
+        """Resume an island from its checkpoint."""
+        a = snap.arrays
+        state = IslandState(
+            genomes=torch.as_tensor(a["genomes"], device=self.device)[None],
+            scores=torch.as_tensor(a["scores"], device=self.device)[None],
+            ids=torch.as_tensor(a["ids"], device=self.device)[None],
+            origin=torch.as_tensor(a["origin"], device=self.device)[None],
+            extra={
+                k[6:]: torch.as_tensor(v, device=self.device)[None]
+                for k, v in a.items() if k.startswith("extra.")
+            },
+        )
+        self._check_shapes(snap, state)
+        self.generations[snap.island] = snap.generation
+        self.evals[snap.island] = snap.evals
+        self.nan_counts[snap.island] = snap.nan_count
+        self._append(torch.tensor([snap.island], dtype=torch.int64, device=self.device), state)
+
+    def _check_shapes(self, snap: IslandSnapshot, state: IslandState) -> None:
+        expected = self.algorithm.init(
+            torch.zeros(1, dtype=torch.int64, device=self.device), torch.Generator(self.device)
+        )
+        if state.genomes.shape != expected.shape or state.genomes.dtype != expected.dtype:
+            raise IslandSyncError(
+                f"checkpoint of island {snap.island} holds genomes {tuple(state.genomes.shape[1:])}"
+                f" {state.genomes.dtype}, but the run needs {tuple(expected.shape[1:])} "
+                f"{expected.dtype}"
+            )
+
+    def _append(self, ids: torch.Tensor, state: IslandState) -> None:
+        if self.state is None:
+            self.state, self.island_ids = state, ids
+        else:
+            self.state = _cat(self.state, state)
+            self.island_ids = torch.cat([self.island_ids, ids])
+        self._reseed()
+
+    def remove(self, islands: list[int]) -> None:
+        if not islands or self.state is None:
+            return
+        keep = [r for r, i in enumerate(self.islands) if i not in set(islands)]
+        index = torch.tensor(keep, dtype=torch.int64, device=self.device)
+        self.state = _take(self.state, index) if keep else None
+        self.island_ids = self.island_ids[index]
+        for i in islands:
+            self.generations.pop(i, None)
+            self.evals.pop(i, None)
+            self.nan_counts.pop(i, None)
+        self._reseed()
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One generation of every island; returns the evaluations it made."""
+        if self.state is None:
+            return 0
+        self._evaluating, self._per_island = self.islands, 0
+        self.state = self.algorithm.step(self.state, self.island_ids, self._evaluate, self.generator)
+        for i in self._evaluating:
+            self.generations[i] += 1
+            self.evals[i] += self._per_island
+        return self._per_island * len(self)
+
+    def migrate(self, foreign: tuple[torch.Tensor, ...] | None = None) -> int:
+        """Replace each island's worst with migrants: the best of the other local islands and
+        of ``foreign`` (genomes, scores, ids, origin from the global elite). Returns how many
+        genomes moved."""
+        m = self.spec.migration.migrants
+        if self.state is None or m == 0:
+            return 0
+        g, s, ids, origin = population.elite(self.state, m)
+        cand = [g.reshape(-1, *g.shape[2:]), s.reshape(-1), ids.reshape(-1), origin.reshape(-1)]
+        if foreign is not None and foreign[0].numel():
+            cand = [torch.cat([c, f.to(c.device, c.dtype)]) for c, f in zip(cand, foreign)]
+        idx, valid = population.select_migrants(
+            cand[1], cand[2], cand[3], self.island_ids, self.state.ids, m,
+            self.spec.migration.topology, self.spec.islands,
+        )
+        if not bool(valid.any()):
+            return 0
+        self.state = population.inject(
+            self.state, None, cand[0][idx], cand[1][idx], cand[2][idx], cand[3][idx], valid,
+            self.algorithm.extra_defaults,
+        )
+        return int(valid.sum())
+
+    # -- views ---------------------------------------------------------------------------
+
+    def best_scores(self) -> dict[int, float]:
+        if self.state is None:
+            return {}
+        return dict(zip(self.islands, self.state.scores.min(dim=1).values.tolist()))
+
+    def snapshot(self, islands: list[int] | None = None) -> list[IslandSnapshot]:
+        """Host copies of islands for checkpoints: the only device-to-host copy the loop does."""
+        if self.state is None:
+            return []
+        wanted = self.islands if islands is None else [i for i in self.islands if i in islands]
+        rows = torch.tensor([self.islands.index(i) for i in wanted], dtype=torch.int64,
+                            device=self.device)
+        part = _take(self.state, rows)
+        host = {
+            "genomes": part.genomes.cpu().numpy(),
+            "scores": part.scores.cpu().numpy(),
+            "ids": part.ids.cpu().numpy(),
+            "origin": part.origin.cpu().numpy(),
+            **{f"extra.{k}": v.cpu().numpy() for k, v in part.extra.items()},
+        }
+        return [
+            IslandSnapshot(
+                island=i, generation=self.generations[i], evals=self.evals[i],
+                nan_count=self.nan_counts[i], arrays={k: v[r] for k, v in host.items()},
+            )
+            for r, i in enumerate(wanted)
+        ]
+
+
+def _cat(a: IslandState, b: IslandState) -> IslandState:
+    return IslandState(
+        torch.cat([a.genomes, b.genomes]), torch.cat([a.scores, b.scores]),
+        torch.cat([a.ids, b.ids]), torch.cat([a.origin, b.origin]),
+        {k: torch.cat([a.extra[k], b.extra[k]]) for k in a.extra},
+    )
+
+
+def _take(s: IslandState, rows: torch.Tensor) -> IslandState:
+    return IslandState(
+        s.genomes[rows], s.scores[rows], s.ids[rows], s.origin[rows],
+        {k: v[rows] for k, v in s.extra.items()},
+    )

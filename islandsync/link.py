@@ -1,0 +1,287 @@
+"""A worker's bucket thread: every read and small write a worker makes besides checkpoints.
+
+The worker loop never waits on the bucket. This thread heartbeats, watches other workers'
+heartbeats, claims islands (HEAD CAS, then loads the checkpoint) and hands them to the loop,
+reads the newest elite for migrants, and notices when the run has finished. Results cross
+over through a lock-protected inbox that the loop drains between generations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import codec
+from .checkpoint import (
+    Head,
+    IslandSnapshot,
+    head_key,
+    load_island,
+    parse_checkpoint_key,
+    read_head,
+    write_head,
+)
+from .config import RunSpec
+from .errors import CheckpointError, IslandSyncError, NotFound, PreconditionFailed, StoreError
+from .store import BlobStore
+
+log = logging.getLogger(__name__)
+
+FINISHED_KEY = "finished.json"
+ELITE_HEAD_KEY = "elite/HEAD.json"
+
+
+def heartbeat_key(worker_id: str) -> str:
+    return f"workers/{worker_id}.json"
+
+
+class Liveness:
+    """Who is alive, judged the Kubernetes way: a heartbeat blob whose generation has not
+    changed for ``timeout`` seconds on *our* monotonic clock is dead. No clocks of other
+    machines are compared. (A worker that exits cleanly releases its islands in their HEADs,
+    so nobody has to wait for it.)"""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout, self.clock = timeout, clock
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def observe(self, worker: str, generation: int) -> None:
+        last = self._seen.get(worker)
+        if last is None or last[0] != generation:
+            self._seen[worker] = (generation, self.clock())
+
+    def alive(self, worker: str) -> bool:
+        last = self._seen.get(worker)
+        # Never seen: we cannot tell yet, so wait a whole timeout before calling it dead.
+        if last is None:
+            self._seen[worker] = (-1, self.clock())
+            return True
+        return self.clock() - last[1] < self.timeout
+
+
+@dataclass
+class Claim:
+    island: int
+    head_generation: int
+    snapshot: IslandSnapshot | None  # None: start fresh from the seed
+    keys: list[str]
+
+
+@dataclass
+class Inbox:
+    claims: list[Claim] = field(default_factory=list)
+    finished: dict[str, Any] | None = None
+    foreign: tuple[np.ndarray, ...] | None = None  # genomes, scores, ids, origin of the elite
+    foreign_epoch: int = -1
+    remote: dict[int, Head] = field(default_factory=dict)  # HEADs of islands hosted elsewhere
+
+
+class BucketLink:
+    """See module doc. ``stats()`` is called from this thread to fill the heartbeat."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        spec: RunSpec,
+        *,
+        worker_id: str,
+        solo: bool,
+        max_islands: int,
+        stats: Callable[[], dict[str, Any]],
+        hosted: Callable[[], set[int]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.spec, self.worker_id = store, spec, worker_id
+        self.solo, self.max_islands = solo, max_islands
+        self.stats, self.hosted, self.clock = stats, hosted, clock
+        self.liveness = Liveness(spec.worker_timeout_s, clock)
+        self.store_errors = 0
+        self._inbox = Inbox()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._claiming: set[int] = set()
+        self._elite_generation = 0
+        self._last_warning = 0.0
+        self._thread = threading.Thread(target=self._run, name="islandsync-bucket", daemon=True)
+
+    # -- loop side -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def take(self) -> Inbox:
+        """Everything that arrived since the last call (claims are handed over once)."""
+        with self._lock:
+            inbox, self._inbox = self._inbox, Inbox(
+                finished=self._inbox.finished, foreign=self._inbox.foreign,
+                foreign_epoch=self._inbox.foreign_epoch, remote=self._inbox.remote,
+            )
+        return inbox
+
+    def stop(self, *, final_heartbeat: bool = True) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        if final_heartbeat:
+            self._guard("heartbeat", lambda: self._heartbeat(state="exited"))
+
+    def declare_finished(self, reason: str, detail: dict[str, Any]) -> None:
+        """Record that a stop criterion is met; the first writer wins, others agree."""
+        body = {"reason": reason, "by": self.worker_id, "at": time.time(), **detail}
+        try:
+            self.store.put(FINISHED_KEY, json.dumps(body).encode(), if_generation=0)
+        except PreconditionFailed:
+            pass
+        except StoreError as err:
+            self._warn(f"could not record that the run finished: {err}")
+
+    # -- thread side ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_beat = next_poll = 0.0
+        while not self._stop.is_set():
+            now = self.clock()
+            if now >= next_beat:
+                self._guard("heartbeat", self._heartbeat)
+                next_beat = now + self.spec.heartbeat_interval_s
+            if now >= next_poll:
+                self._guard("poll", self._poll)
+                next_poll = now + self.spec.assignment_poll_s
+            self._stop.wait(max(0.05, min(next_beat, next_poll) - self.clock()))
+
+    def _guard(self, what: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except StoreError as err:
+            self.store_errors += 1
+            self._warn(f"bucket trouble during {what} (will retry): {err}")
+        except IslandSyncError as err:
+            self._warn(f"{what} failed: {err}")
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= 60:  # once a minute: outages must not flood a notebook
+            self._last_warning = now
+            log.warning(message)
+
+    def _heartbeat(self, state: str = "running") -> None:
+        body = {**self.stats(), "worker": self.worker_id, "state": state,
+                "store_errors": self.store_errors, "sent_at": time.time()}
+        self.store.put(heartbeat_key(self.worker_id), json.dumps(body).encode())
+
+    def _poll(self) -> None:
+        finished = self._read_json(FINISHED_KEY)
+        if finished is not None:
+            with self._lock:
+                self._inbox.finished = finished
+            return
+        for info in self.store.list("workers/"):
+            worker = info.key[len("workers/"):-len(".json")]
+            if worker != self.worker_id:
+                self.liveness.observe(worker, info.generation)
+        hosted = self.hosted() | self._claiming
+        if self.solo:
+            self._claim_free(hosted)
+        self._read_remote(hosted)
+        self._read_elite()
+
+    def _read_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            blob = self.store.get(key)
+        except NotFound:
+            return None
+        try:
+            value = json.loads(blob.data[:1 << 20])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"reason": f"unreadable {key}"}
+        return value if isinstance(value, dict) else {"reason": f"unreadable {key}"}
+
+    def _claim_free(self, hosted: set[int]) -> None:
+        """Solo mode: claim every island without a live owner, up to max_islands."""
+        for island in range(self.spec.islands):
+            if len(hosted) >= self.max_islands or self._stop.is_set():
+                return
+            if island in hosted:
+                continue
+            current = read_head(self.store, island)
+            if current is not None:
+                owner = current[0].owner
+                if owner not in (None, self.worker_id) and not current[0].released \
+                        and self.liveness.alive(owner):
+                    continue
+            claim = self.claim(island, current)
+            if claim is not None:
+                hosted.add(island)
+
+    def claim(self, island: int, current: tuple[Head, int] | None) -> Claim | None:
+        """Take an island: CAS its HEAD to name us, then load its checkpoint. Losing the CAS
+        race is normal (another worker was quicker) and returns None."""
+        if current is None:
+            head, gen = Head(island=island), 0
+        else:
+            head, gen = current
+        try:
+            new_gen = write_head(self.store, head.model_copy(
+                update={"owner": self.worker_id, "released": False}), if_generation=gen)
+        except PreconditionFailed:
+            return None
+        snapshot, keys = None, []
+        if head.checkpoint or head.generation:
+            snapshot = load_island(self.store, island, head)
+            keys = [i.key for i in self.store.list(f"islands/{island}/")
+                    if parse_checkpoint_key(i.key)]
+            if snapshot is None:
+                log.error("island %d: no readable checkpoint; restarting it from the seed", island)
+        claim = Claim(island, new_gen, snapshot, keys)
+        with self._lock:
+            self._inbox.claims.append(claim)
+            self._claiming.add(island)
+        return claim
+
+    def claimed(self, island: int) -> None:
+        """The loop has taken the claim over; it is now in ``hosted()``."""
+        with self._lock:
+            self._claiming.discard(island)
+
+    def _read_remote(self, hosted: set[int]) -> None:
+        stop = self.spec.stop
+        if stop.max_evals is None and stop.target is None:
+            return
+        remote: dict[int, Head] = {}
+        for island in range(self.spec.islands):
+            if island not in hosted:
+                try:
+                    current = read_head(self.store, island)
+                except CheckpointError:
+                    continue
+                if current is not None:
+                    remote[island] = current[0]
+        with self._lock:
+            self._inbox.remote = remote
+
+    def _read_elite(self) -> None:
+        info = self.store.stat(ELITE_HEAD_KEY)
+        if info is None or info.generation == self._elite_generation:
+            return
+        head = self._read_json(ELITE_HEAD_KEY) or {}
+        key, epoch = head.get("key"), head.get("epoch")
+        if not isinstance(key, str) or not isinstance(epoch, int):
+            return
+        try:
+            _, frames = codec.decode(self.store.get(key).data, name=key)
+            foreign = tuple(frames[n] for n in ("genomes", "scores", "ids", "origin"))
+        except (CheckpointError, KeyError, NotFound) as err:
+            self._warn(f"elite epoch {epoch} unreadable, keeping the previous one: {err}")
+            return
+        self._elite_generation = info.generation
+        with self._lock:
+            self._inbox.foreign, self._inbox.foreign_epoch = foreign, epoch
+
+
+__all__ = ["BucketLink", "Claim", "Inbox", "Liveness", "heartbeat_key", "head_key"]

@@ -1,0 +1,318 @@
+"""Population tensors: genome content-hash ids, per-island elites, migrant selection and injection.
+
+Pure tensor maths (no I/O). Every function works on islands stacked along the leftmost
+dimension, ``[K, P, ...]``, and is vectorised over islands and individuals: the worker calls
+them on whatever device its islands live on.
+
+Genome ids are a 64-bit content hash computed on the device. :func:`genome_ids` (torch) and
+:func:`genome_ids_numpy` (numpy, for the coordinator's merge, which runs without torch)
+produce bit-identical values, so "equal genomes have equal ids" holds on every worker and
+device. The hash::
+
+    v_j   = canonical 64-bit value of gene j  (float: float32 bits, -0.0 -> 0.0, one NaN;
+                                               int: the value as int64)
+    h     = sum_j mix(v_j * C_j + S_j)        (mod 2**64; C_j odd, S_j from splitmix64)
+    id    = mix(h + D * GOLDEN)               (as int64)
+
+where ``mix`` is the splitmix64 finaliser. Only int64 multiply, add, xor, shift and mask are
+used; torch's int64 arithmetic wraps modulo 2**64 on CPU and CUDA alike, and integer sums are
+order-independent, so the result does not depend on the device or on reduction order.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from islandsync.errors import ConfigError
+
+try:
+    import torch
+    from torch import Tensor
+except ImportError as err:  # pragma: no cover - torch is needed only where islands step
+    raise ImportError(
+        "islandsync.population needs torch (pip install torch); the coordinator can use "
+        "genome_ids_numpy without it"
+    ) from err
+
+if TYPE_CHECKING:
+    from islandsync.algorithms.base import IslandState
+
+_U64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+# Fixed seeds: changing them changes every id ever written, so they are part of the format.
+_SEED_MULT = 0x15A4D57E01D5
+_SEED_SALT = 0x6E03E51DBA5E
+
+
+def _signed(u: int) -> int:
+    """A uint64 value as the int64 with the same bits (torch has no uint64 arithmetic)."""
+    u &= _U64
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+def _splitmix64(seed: int, n: int) -> np.ndarray:
+    """The first ``n`` outputs of splitmix64 from ``seed``, as uint64."""
+    with np.errstate(over="ignore"):
+        x = np.uint64(seed & _U64) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
+        return _mix_np(x)
+
+
+def _mix_np(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+        return z ^ (z >> np.uint64(31))
+
+
+def _lsr(z: Tensor, s: int) -> Tensor:
+    # torch's >> on int64 is arithmetic; masking off the sign-extended bits makes it logical.
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix_t(z: Tensor) -> Tensor:
+    z = (z ^ _lsr(z, 30)) * _signed(_M1)
+    z = (z ^ _lsr(z, 27)) * _signed(_M2)
+    return z ^ _lsr(z, 31)
+
+
+_np_consts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_t_consts: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
+_lock = threading.Lock()
+
+
+def _consts_np(d: int) -> tuple[np.ndarray, np.ndarray]:
+    c = _np_consts.get(d)
+    if c is None:
+        c = (_splitmix64(_SEED_MULT, d) | np.uint64(1), _splitmix64(_SEED_SALT, d))
+        with _lock:
+            _np_consts[d] = c
+    return c
+
+
+def _consts_t(d: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    key = (d, device)
+    c = _t_consts.get(key)
+    if c is None:
+        mult, salt = _consts_np(d)
+        c = (torch.from_numpy(mult.view(np.int64).copy()).to(device),
+             torch.from_numpy(salt.view(np.int64).copy()).to(device))
+        with _lock:
+            _t_consts[key] = c
+    return c
+
+
+def genome_ids(genomes: Tensor) -> Tensor:
+    """64-bit content-hash ids of ``genomes [..., D]`` as int64 ``[...]``, on their device.
+
+    Float genomes are hashed by their float32 bits (so -0.0 and 0.0, and all NaNs, hash
+    alike); integer and bool genomes by their values. Equal to :func:`genome_ids_numpy`.
+    """
+    if genomes.dim() == 0:
+        raise ConfigError("genome_ids: genomes must have at least one dimension [..., D]")
+    d = genomes.shape[-1]
+    if genomes.is_floating_point():
+        x = genomes.to(torch.float32) + 0.0  # IEEE: -0.0 + 0.0 == +0.0
+        x = torch.where(torch.isnan(x), torch.full_like(x, float("nan")), x)
+        v = x.contiguous().view(torch.int32).to(torch.int64)
+    elif genomes.is_complex():
+        raise ConfigError("genome_ids: complex genomes are not supported")
+    else:
+        v = genomes.to(torch.int64)
+    mult, salt = _consts_t(d, genomes.device)
+    h = _mix_t(v * mult + salt).sum(dim=-1, dtype=torch.int64)
+    return _mix_t(h + _signed(d * _GOLDEN))
+
+
+def genome_ids_numpy(genomes: np.ndarray) -> np.ndarray:
+    """numpy twin of :func:`genome_ids`: the same int64 ids for the same genomes."""
+    a = np.asarray(genomes)
+    if a.ndim == 0:
+        raise ConfigError("genome_ids_numpy: genomes must have at least one dimension [..., D]")
+    d = a.shape[-1]
+    if np.issubdtype(a.dtype, np.floating):
+        x = a.astype(np.float32) + np.float32(0.0)
+        x = np.where(np.isnan(x), np.float32(np.nan), x).astype(np.float32)
+        v = np.ascontiguousarray(x).view(np.int32).astype(np.int64).view(np.uint64)
+    elif np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
+        v = a.astype(np.int64).view(np.uint64)
+    else:
+        raise ConfigError(f"genome_ids_numpy: unsupported dtype {a.dtype}")
+    mult, salt = _consts_np(d)
+    with np.errstate(over="ignore"):
+        h = _mix_np(v * mult + salt).sum(axis=-1, dtype=np.uint64)
+        out = _mix_np(np.asarray(h + np.uint64(d * _GOLDEN & _U64), dtype=np.uint64))
+    return out.view(np.int64)
+
+
+def elite(state: IslandState, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The best ``k`` individuals of every island, best first.
+
+    Returns ``(genomes [K, k, D], scores [K, k], ids [K, k], origin [K, k])``. Ties keep
+    population order (stable sort), so the result is deterministic.
+    """
+    p = state.scores.shape[1]
+    if not 0 <= k <= p:
+        raise ConfigError(f"elite: k={k} must be within [0, pop={p}]")
+    order = torch.sort(state.scores, dim=1, stable=True).indices[:, :k]
+    d = state.genomes.shape[-1]
+    g = torch.gather(state.genomes, 1, order[..., None].expand(-1, -1, d))
+    return (g, torch.gather(state.scores, 1, order), torch.gather(state.ids, 1, order),
+            torch.gather(state.origin, 1, order))
+
+
+def _member(values: Tensor, rows: Tensor) -> Tensor:
+    """``out[k, c] = values[c] in rows[k]`` for values [C] and rows [K, P], without [K, C, P]."""
+    v = values[None, :].expand(rows.shape[0], -1).contiguous()
+    if rows.shape[1] == 0:
+        return torch.zeros(v.shape, dtype=torch.bool, device=v.device)
+    srt = torch.sort(rows, dim=1).values
+    pos = torch.searchsorted(srt, v).clamp_(max=rows.shape[1] - 1)
+    return torch.gather(srt, 1, pos) == v
+
+
+def select_migrants(
+    cand_scores: Tensor,
+    cand_ids: Tensor,
+    cand_origin: Tensor,
+    island_ids: Tensor,
+    resident_ids: Tensor,
+    migrants: int,
+    topology: str,
+    n_islands: int,
+) -> tuple[Tensor, Tensor]:
+    """Choose up to ``migrants`` candidates for each target island, best (lowest score) first.
+
+    A candidate ``c`` is eligible for island ``k`` when its score is finite, its id is not
+    among ``resident_ids[k]``, and its origin fits the topology: ``"pool"`` takes from any
+    island but ``k`` itself, ``"ring"`` only from island ``(island_ids[k] - 1) % n_islands``.
+    Among eligible candidates sharing an id only the best copy counts, so no id is chosen
+    twice for one island.
+
+    Returns ``(idx [K, m], valid [K, m])``: ``idx`` indexes the candidates; where ``valid``
+    is False the slot is padding (idx 0) and must be ignored. Valid slots come first.
+    """
+    if migrants < 0:
+        raise ConfigError(f"select_migrants: migrants={migrants} must be >= 0")
+    if topology not in ("pool", "ring"):
+        raise ConfigError(f"select_migrants: unknown topology {topology!r} (pool | ring)")
+    if n_islands < 1:
+        raise ConfigError(f"select_migrants: n_islands={n_islands} must be >= 1")
+    dev = cand_scores.device
+    k_count, c = island_ids.shape[0], cand_scores.shape[0]
+    # Order candidates by (id, score, index) with two stable sorts, so that copies of one id
+    # are contiguous and the best copy of each comes first within its run.
+    p1 = torch.sort(cand_scores, stable=True).indices
+    p2 = torch.sort(cand_ids[p1], stable=True).indices
+    perm = p1[p2]
+    s_ids, s_scores, s_origin = cand_ids[perm], cand_scores[perm], cand_origin[perm]
+
+    isl = island_ids.to(s_origin.dtype)[:, None]
+    if topology == "pool":
+        ok = s_origin[None, :] != isl
+    else:
+        ok = s_origin[None, :] == torch.remainder(isl - 1, n_islands)
+    ok = ok & torch.isfinite(s_scores)[None, :] & ~_member(s_ids, resident_ids)
+
+    # Keep a candidate only if no eligible copy of its id comes earlier in its run: compare
+    # the exclusive running count of eligible candidates with its value at the run's start.
+    ar = torch.arange(c, device=dev)
+    new_run = torch.ones(c, dtype=torch.bool, device=dev)
+    if c > 1:
+        new_run[1:] = s_ids[1:] != s_ids[:-1]
+    run_start = torch.cummax(torch.where(new_run, ar, torch.zeros_like(ar)), dim=0).values
+    oki = ok.to(torch.int64)
+    excl = torch.cumsum(oki, dim=1) - oki
+    keep = ok & (excl == excl[:, run_start])
+
+    inf = torch.full((), float("inf"), dtype=s_scores.dtype, device=dev)
+    masked = torch.where(keep, s_scores[None, :], inf)
+    order = torch.sort(masked, dim=1, stable=True).indices[:, :migrants]
+    valid = torch.gather(keep, 1, order)
+    idx = torch.where(valid, perm[order], torch.zeros_like(order))
+    m_got = order.shape[1]
+    if m_got < migrants:  # fewer candidates than slots: pad
+        pad = migrants - m_got
+        idx = torch.cat([idx, idx.new_zeros(k_count, pad)], dim=1)
+        valid = torch.cat([valid, valid.new_zeros(k_count, pad)], dim=1)
+    return idx, valid
+
+
+def inject(
+    state: IslandState,
+    island_rows: Tensor | None,
+    migrant_genomes: Tensor,
+    migrant_scores: Tensor,
+    migrant_ids: Tensor,
+    migrant_origin: Tensor,
+    valid: Tensor,
+    extra_defaults: dict[str, float],
+) -> IslandState:
+    """Replace each island's worst individuals with its valid migrants.
+
+    ``island_rows``: distinct row indices ``[R]`` into the state's island dimension that the
+    migrant tensors (``[R, m, ...]``) are meant for, or None for all ``K`` rows (R = K).
+    Island ``r`` loses its ``valid[r].sum()`` worst individuals (highest score, ties broken
+    by position), which become its valid migrants with their scores, ids and origin as
+    given; every ``extra`` field of an injected individual is set to ``extra_defaults``.
+    Everything else is unchanged. Returns a new state; the input is not modified.
+    """
+    p, d = state.genomes.shape[1:]
+    m = valid.shape[1]
+    if m > p:
+        raise ConfigError(f"inject: {m} migrant slots exceed the population size {p}")
+    missing = [name for name in state.extra if name not in extra_defaults]
+    if missing:
+        raise ConfigError(f"inject: extra_defaults lacks a value for {missing}")
+    rows = island_rows
+    sub = state if rows is None else state._replace(
+        genomes=state.genomes[rows], scores=state.scores[rows], ids=state.ids[rows],
+        origin=state.origin[rows], extra={n: t[rows] for n, t in state.extra.items()})
+    r = sub.scores.shape[0]
+    if valid.shape[0] != r or migrant_genomes.shape[:2] != (r, m):
+        raise ConfigError(f"inject: migrant tensors {tuple(migrant_genomes.shape)} / valid "
+                          f"{tuple(valid.shape)} do not match {r} target rows")
+
+    # Valid migrants first (stable), paired with the worst residents first.
+    mo = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+    ok = torch.gather(valid, 1, mo)
+    worst = torch.sort(sub.scores, dim=1, descending=True, stable=True).indices[:, :m]
+
+    def put(cur: Tensor, new: Tensor) -> Tensor:
+        # Slots without a valid migrant write back the resident's own value: a no-op scatter
+        # with distinct indices per row, hence deterministic on every device.
+        if cur.dim() == 3:
+            wi = worst[..., None].expand(-1, -1, d)
+            old = torch.gather(cur, 1, wi)
+            new = torch.gather(new.to(cur.dtype), 1, mo[..., None].expand(-1, -1, d))
+            return cur.scatter(1, wi, torch.where(ok[..., None], new, old))
+        old = torch.gather(cur, 1, worst)
+        new = torch.gather(new.to(cur.dtype), 1, mo)
+        return cur.scatter(1, worst, torch.where(ok, new, old))
+
+    def default(t: Tensor, name: str) -> Tensor:
+        return torch.full((r, m), float(extra_defaults[name]), dtype=t.dtype, device=t.device)
+
+    out = sub._replace(
+        genomes=put(sub.genomes, migrant_genomes),
+        scores=put(sub.scores, migrant_scores),
+        ids=put(sub.ids, migrant_ids),
+        origin=put(sub.origin, migrant_origin),
+        extra={n: put(t, default(t, n)) for n, t in sub.extra.items()},
+    )
+    if rows is None:
+        return out
+    return state._replace(
+        genomes=state.genomes.index_copy(0, rows, out.genomes),
+        scores=state.scores.index_copy(0, rows, out.scores),
+        ids=state.ids.index_copy(0, rows, out.ids),
+        origin=state.origin.index_copy(0, rows, out.origin),
+        extra={n: t.index_copy(0, rows, out.extra[n]) for n, t in state.extra.items()},
+    )
+
+
+__all__ = ["elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants"]

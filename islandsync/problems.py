@@ -1,0 +1,314 @@
+"""Problems: what a genome is worth. Pure, vectorised tensor code, batch dimension first.
+
+A :class:`Problem` evaluates a batch ``x [B, D]`` to ``[B]`` raw objective values in its own
+direction; the worker turns them into minimisation scores and replaces NaN/inf. Built-in
+problems are the usual real benchmarks and a token-genome symbolic regression; a user's own
+fitness plugs in through :func:`make_problem` with ``fitness=``.
+
+Nothing here evaluates strings: symbolic-regression programs are token tensors run by a
+vectorised stack machine, and targets are chosen by name from a fixed table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from islandsync.errors import ConfigError
+
+# ---------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One optimisation problem.
+
+    ``evaluate(x [B, D]) -> [B]`` returns raw objective values in ``direction``; it must be
+    vectorised over the batch and keep the input's device. ``lower``/``upper`` are the default
+    box of a real genome, ``vocab`` the token count of a token genome, ``optimum`` the known
+    best objective value where one is known.
+    """
+
+    name: str
+    kind: Literal["real", "tokens"]
+    evaluate: Callable[[Tensor], Tensor]
+    direction: Literal["minimize", "maximize"] = "minimize"
+    lower: float | None = None
+    upper: float | None = None
+    vocab: int | None = None
+    optimum: float | None = None
+
+    @property
+    def sign(self) -> float:
+        """Multiply raw values by this to get minimisation scores."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+
+# ---------------------------------------------------------------------------- real benchmarks
+
+
+def _float(x: Tensor) -> Tensor:
+    # Compute in the input's own float dtype (float64 for reference checks, float32 on GPUs).
+    return x if x.is_floating_point() else x.to(torch.float32)
+
+
+def sphere(x: Tensor) -> Tensor:
+    x = _float(x)
+    return (x * x).sum(dim=-1)
+
+
+def rastrigin(x: Tensor) -> Tensor:
+    x = _float(x)
+    return 10.0 * x.shape[-1] + (x * x - 10.0 * torch.cos(2.0 * math.pi * x)).sum(dim=-1)
+
+
+def rosenbrock(x: Tensor) -> Tensor:
+    x = _float(x)
+    a, b = x[..., :-1], x[..., 1:]
+    return (100.0 * (b - a * a) ** 2 + (1.0 - a) ** 2).sum(dim=-1)
+
+
+def ackley(x: Tensor) -> Tensor:
+    x = _float(x)
+    m2 = (x * x).mean(dim=-1)
+    mc = torch.cos(2.0 * math.pi * x).mean(dim=-1)
+    return -20.0 * torch.exp(-0.2 * torch.sqrt(m2)) - torch.exp(mc) + 20.0 + math.e
+
+
+def griewank(x: Tensor) -> Tensor:
+    x = _float(x)
+    i = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+    return 1.0 + (x * x).sum(dim=-1) / 4000.0 - torch.cos(x / torch.sqrt(i)).prod(dim=-1)
+
+
+SCHWEFEL_ARGMIN = 420.9687462275036
+
+
+def schwefel(x: Tensor) -> Tensor:
+    """Schwefel 2.26, shifted so the optimum (every x_i = 420.9687...) is 0."""
+    x = _float(x)
+    return 418.9828872724338 * x.shape[-1] - (x * torch.sin(torch.sqrt(x.abs()))).sum(dim=-1)
+
+
+_REAL: dict[str, tuple[Callable[[Tensor], Tensor], float, float]] = {
+    "sphere": (sphere, -5.12, 5.12),
+    "rastrigin": (rastrigin, -5.12, 5.12),
+    "rosenbrock": (rosenbrock, -5.0, 10.0),
+    "ackley": (ackley, -32.768, 32.768),
+    "griewank": (griewank, -600.0, 600.0),
+    "schwefel": (schwefel, -500.0, 500.0),
+}
+
+# ---------------------------------------------------------------------------- symbolic regression
+
+SYMREG_TOKENS: list[str] = ["x", "1", "2", "3", "0.5", "-1", "+", "-", "*", "/", "sin", "cos",
+                            "nop"]
+SYMREG_VOCAB = len(SYMREG_TOKENS)
+SYMREG_LENGTH = 24
+_X, _ADD, _SUB, _MUL, _DIV, _SIN, _COS, _NOP = 0, 6, 7, 8, 9, 10, 11, 12
+_CONSTS = (0.0, 1.0, 2.0, 3.0, 0.5, -1.0)  # index = token; slot 0 (x) is overwritten
+_DIV_EPS = 1e-6
+
+SYMREG_TARGETS: dict[str, Callable[[Tensor], Tensor]] = {
+    "koza1": lambda x: x**4 + x**3 + x**2 + x,
+    "koza2": lambda x: x**5 - 2 * x**3 + x,
+    "koza3": lambda x: x**6 - 2 * x**4 + x**2,
+    "nguyen1": lambda x: x**3 + x**2 + x,
+    "nguyen5": lambda x: torch.sin(x**2) * torch.cos(x) - 1,
+    "nguyen6": lambda x: torch.sin(x) + torch.sin(x + x**2),
+}
+
+
+def run_programs(tokens: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Run postfix programs ``tokens [B, L]`` on sample points ``x [S]``.
+
+    Returns ``(top [B, S], ok [B])``: the value on top of each program's stack and whether the
+    stack was non-empty at the end. A token whose operands are missing is skipped; ``/`` is
+    protected (``|denominator| < 1e-6`` gives 1.0). The loop runs over the L token positions
+    only; every position is one batched update of all programs and all points.
+    """
+    if tokens.dim() != 2:
+        raise ConfigError(f"symbolic_regression: genomes must be [B, L], got {tuple(tokens.shape)}")
+    if tokens.is_floating_point():
+        raise ConfigError("symbolic_regression: genomes must be integer tokens")
+    tok = tokens.to(torch.int64)
+    b, length = tok.shape
+    s = x.shape[0]
+    dev, dt = x.device, x.dtype
+    if b and bool(((tok < 0) | (tok >= SYMREG_VOCAB)).any()):
+        raise ConfigError(f"symbolic_regression: tokens must lie in [0, {SYMREG_VOCAB})")
+    # Slot ``length`` is scratch: skipped tokens write there, and nothing ever reads it
+    # (at most ``length`` values are ever pushed, so live slots are 0..length-1).
+    stack = torch.zeros(b, length + 1, s, dtype=dt, device=dev)
+    sp = torch.zeros(b, dtype=torch.int64, device=dev)
+    consts = torch.tensor(_CONSTS, dtype=dt, device=dev)
+    xs = x[None, :].expand(b, s)
+    scratch = torch.full((b,), length, dtype=torch.int64, device=dev)
+    for t in range(length):
+        k = tok[:, t]
+        top = torch.gather(stack, 1, (sp - 1).clamp(min=0)[:, None, None].expand(b, 1, s))[:, 0]
+        sec = torch.gather(stack, 1, (sp - 2).clamp(min=0)[:, None, None].expand(b, 1, s))[:, 0]
+        push = k < _ADD
+        binary = (k >= _ADD) & (k <= _DIV) & (sp >= 2)
+        unary = ((k == _SIN) | (k == _COS)) & (sp >= 1)
+
+        small = top.abs() < _DIV_EPS
+        quot = torch.where(small, torch.ones_like(top), sec / torch.where(small, 1.0, top))
+        kk = k[:, None]
+        val = torch.where(kk == _X, xs, consts[k.clamp(max=len(_CONSTS) - 1)][:, None])
+        val = torch.where(kk == _ADD, sec + top, val)
+        val = torch.where(kk == _SUB, sec - top, val)
+        val = torch.where(kk == _MUL, sec * top, val)
+        val = torch.where(kk == _DIV, quot, val)
+        val = torch.where(kk == _SIN, torch.sin(top), val)
+        val = torch.where(kk == _COS, torch.cos(top), val)
+
+        pos = torch.where(push, sp, torch.where(binary, sp - 2, torch.where(unary, sp - 1, scratch)))
+        stack.scatter_(1, pos[:, None, None].expand(b, 1, s), val[:, None, :])
+        sp = sp + push.to(torch.int64) - binary.to(torch.int64)
+    top = torch.gather(stack, 1, (sp - 1).clamp(min=0)[:, None, None].expand(b, 1, s))[:, 0]
+    return top, sp > 0
+
+
+def _symbolic_regression(target: str, points: int) -> Callable[[Tensor], Tensor]:
+    fn = SYMREG_TARGETS[target]
+
+    def evaluate(tokens: Tensor) -> Tensor:
+        # float32 everywhere: programs are short, and float64 is slow on most notebook GPUs.
+        x = torch.linspace(-1.0, 1.0, points, dtype=torch.float32, device=tokens.device)
+        out, ok = run_programs(tokens, x)
+        mse = ((out - fn(x)[None, :]) ** 2).mean(dim=1)
+        return torch.where(ok, mse, torch.full_like(mse, float("inf")))
+
+    return evaluate
+
+
+def decode_program(tokens: Sequence[int] | Tensor) -> str:
+    """Human-readable infix form of one postfix token genome, with the evaluator's rules
+    (underflowing tokens skipped, the top of the stack is the result)."""
+    seq = tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
+    stack: list[str] = []
+    ops = {_ADD: "+", _SUB: "-", _MUL: "*", _DIV: "/"}
+    for k in (int(v) for v in seq):
+        if not 0 <= k < SYMREG_VOCAB:
+            raise ConfigError(f"decode_program: token {k} outside [0, {SYMREG_VOCAB})")
+        if k < _ADD:
+            stack.append("(-1)" if k == 5 else SYMREG_TOKENS[k])
+        elif k in ops and len(stack) >= 2:
+            b, a = stack.pop(), stack.pop()
+            stack.append(f"({a} {ops[k]} {b})")
+        elif k in (_SIN, _COS) and stack:
+            stack.append(f"{SYMREG_TOKENS[k]}({stack.pop()})")
+    return stack[-1] if stack else "<empty>"
+
+
+# ---------------------------------------------------------------------------- the factory
+
+BUILTIN_PROBLEMS: dict[str, dict[str, Any]] = {
+    **{n: {"kind": "real", "lower": lo, "upper": hi, "vocab": None, "length": None,
+           "optimum": 0.0, "params": {}} for n, (_, lo, hi) in _REAL.items()},
+    "symbolic_regression": {"kind": "tokens", "lower": None, "upper": None,
+                            "vocab": SYMREG_VOCAB, "length": SYMREG_LENGTH, "optimum": 0.0,
+                            "params": {"target": "koza1", "points": 20}},
+}
+
+
+def _custom(name: str, fitness: Callable[[Tensor], Tensor], direction: str,
+            params: Mapping[str, Any]) -> Problem:
+    allowed = {"kind", "lower", "upper", "vocab", "optimum"}
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(f"problem {name!r}: unknown param {key!r} (allowed: "
+                              f"{sorted(allowed)})")
+    kind = params.get("kind", "real")
+    if kind not in ("real", "tokens"):
+        raise ConfigError(f"problem {name!r}: param 'kind' must be 'real' or 'tokens'")
+
+    def evaluate(x: Tensor) -> Tensor:
+        y = fitness(x)
+        if not isinstance(y, Tensor):
+            y = torch.as_tensor(y, device=x.device)
+        if y.shape != x.shape[:1]:
+            raise ConfigError(f"problem {name!r}: fitness returned shape {tuple(y.shape)} "
+                              f"for a batch of {x.shape[0]}; expected [{x.shape[0]}]")
+        return y
+
+    return Problem(name, kind, evaluate, direction,  # type: ignore[arg-type]
+                   params.get("lower"), params.get("upper"), params.get("vocab"),
+                   params.get("optimum"))
+
+
+def make_problem(name: str, params: Mapping[str, Any] | None = None, *,
+                 fitness: Callable[[Tensor], Tensor] | None = None,
+                 direction: str = "minimize") -> Problem:
+    """A built-in problem by name, or a user's ``fitness(x [B, ...]) -> [B]``.
+
+    Built-ins (see :data:`BUILTIN_PROBLEMS`) all minimise and take no params except
+    ``symbolic_regression``: ``target`` (a name in :data:`SYMREG_TARGETS`, default
+    ``"koza1"``) and ``points`` (sample points evenly spaced in [-1, 1], default 20).
+    A user fitness goes with any name that is not a built-in (conventionally ``"custom"``);
+    its optional params are ``kind``, ``lower``, ``upper``, ``vocab``, ``optimum``.
+
+    Raises:
+        ConfigError: unknown problem, unknown or invalid param, bad direction, or a fitness
+            that is not callable; the message names the problem and the param.
+    """
+    params = dict(params or {})
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError(f"problem {name!r}: direction must be 'minimize' or 'maximize', "
+                          f"got {direction!r}")
+    if fitness is not None:
+        if name in BUILTIN_PROBLEMS:
+            raise ConfigError(f"problem {name!r} is built in; name a custom fitness otherwise "
+                              "(e.g. 'custom')")
+        if not callable(fitness):
+            raise ConfigError(f"problem {name!r}: fitness must be callable")
+        return _custom(name, fitness, direction, params)
+    if name not in BUILTIN_PROBLEMS:
+        raise ConfigError(f"unknown problem {name!r}; built-ins: {sorted(BUILTIN_PROBLEMS)}, "
+                          "or pass fitness= for a custom one")
+    if direction != "minimize":
+        raise ConfigError(f"problem {name!r}: built-in problems minimise; direction "
+                          f"{direction!r} is not allowed")
+    meta = BUILTIN_PROBLEMS[name]
+    for key in params:
+        if key not in meta["params"]:
+            raise ConfigError(f"problem {name!r}: unknown param {key!r} (allowed: "
+                              f"{sorted(meta['params']) or 'none'})")
+    if name in _REAL:
+        fn, lo, hi = _REAL[name]
+        return Problem(name, "real", fn, "minimize", lo, hi, None, 0.0)
+    target = params.get("target", "koza1")
+    if target not in SYMREG_TARGETS:
+        raise ConfigError(f"problem {name!r}: param 'target'={target!r} is not one of "
+                          f"{sorted(SYMREG_TARGETS)}")
+    points = params.get("points", 20)
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise ConfigError(f"problem {name!r}: param 'points'={points!r} must be an int >= 1")
+    return Problem(name, "tokens", _symbolic_regression(target, points), "minimize",
+                   None, None, SYMREG_VOCAB, 0.0)
+
+
+__all__ = [
+    "BUILTIN_PROBLEMS",
+    "SCHWEFEL_ARGMIN",
+    "SYMREG_LENGTH",
+    "SYMREG_TARGETS",
+    "SYMREG_TOKENS",
+    "SYMREG_VOCAB",
+    "Problem",
+    "ackley",
+    "decode_program",
+    "griewank",
+    "make_problem",
+    "rastrigin",
+    "rosenbrock",
+    "run_programs",
+    "schwefel",
+    "sphere",
+]

@@ -1,0 +1,133 @@
+"""``islandsync status``: one read-only look at a run. The JSON form is a stable interface.
+
+Ages compare the bucket's timestamps with this machine's clock: fine for display, and never
+used for a decision (liveness decisions watch generations on a monotonic clock instead).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any
+
+from .checkpoint import read_head
+from .config import RunSpec, read_spec, spec_hash
+from .errors import CheckpointError, NotFound
+from .link import ELITE_HEAD_KEY, FINISHED_KEY
+from .store import BlobStore
+
+
+def _age(updated: _dt.datetime) -> float:
+    return round((_dt.datetime.now(_dt.timezone.utc) - updated).total_seconds(), 1)
+
+
+def _json(store: BlobStore, key: str) -> tuple[dict[str, Any] | None, float | None]:
+    try:
+        blob = store.get(key)
+    except NotFound:
+        return None, None
+    info = store.stat(key)
+    try:
+        value = json.loads(blob.data[: 1 << 20])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        value = {"error": f"unreadable {key}"}
+    return (value if isinstance(value, dict) else {"error": f"unreadable {key}"},
+            _age(info.updated) if info else None)
+
+
+def spec_summary(spec: RunSpec) -> dict[str, Any]:
+    g = spec.problem.genome
+    return {
+        "problem": spec.problem.name,
+        "direction": spec.problem.direction,
+        "genome": g.model_dump(),
+        "algorithm": spec.algorithm.name,
+        "pop": spec.algorithm.pop,
+        "islands": spec.islands,
+        "migration": spec.migration.model_dump(),
+        "stop": spec.stop.model_dump(),
+        "spec_hash": spec_hash(spec),
+    }
+
+
+def collect_status(store: BlobStore) -> dict[str, Any]:
+    spec = read_spec(store)
+    finished, _ = _json(store, FINISHED_KEY)
+    lease, lease_age = _json(store, "lease.json")
+    leader = None
+    if lease is not None:
+        leader = {"holder": lease.get("holder"), "term": lease.get("term"), "age_s": lease_age}
+    islands = []
+    for i in range(spec.islands):
+        try:
+            current = read_head(store, i)
+        except CheckpointError as err:
+            islands.append({"id": i, "error": str(err)})
+            continue
+        if current is None:
+            islands.append({"id": i, "generation": 0, "best": None, "owner": None,
+                            "head_age_s": None, "evals": 0, "released": False})
+            continue
+        head, _ = current
+        info = store.stat(f"islands/{i}/HEAD.json")
+        islands.append({"id": i, "generation": head.generation, "best": head.best,
+                        "owner": head.owner, "head_age_s": _age(info.updated) if info else None,
+                        "evals": head.evals, "released": head.released})
+    workers = []
+    for info in store.list("workers/"):
+        hb, age = _json(store, info.key)
+        hb = hb or {}
+        wid = info.key[len("workers/"):-len(".json")]
+        alive = hb.get("state") == "running" and age is not None and age < spec.worker_timeout_s
+        workers.append({"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
+                        "rate": hb.get("rate"), "islands": hb.get("islands", []),
+                        "age_s": age, "alive": alive, "state": hb.get("state")})
+    elite_head, _ = _json(store, ELITE_HEAD_KEY)
+    elite = None
+    if elite_head is not None:
+        elite = {k: elite_head.get(k) for k in ("epoch", "size", "best", "term")}
+    bests = [i["best"] for i in islands if i.get("best") is not None]
+    best = (min(bests) if spec.problem.direction == "minimize" else max(bests)) if bests else None
+    return {
+        "run": {"url": store.url, **spec_summary(spec)},
+        "finished": finished,
+        "leader": leader,
+        "evaluations": sum(i.get("evals", 0) for i in islands),
+        "best": best,
+        "islands": islands,
+        "workers": workers,
+        "elite": elite,
+    }
+
+
+def format_status(st: dict[str, Any]) -> str:
+    run = st["run"]
+    lines = [f"run {run['url']}: {run['problem']} {run['genome']}, {run['algorithm']} "
+             f"pop {run['pop']} x {run['islands']} islands"]
+    if st["finished"]:
+        lines.append(f"FINISHED: {st['finished'].get('reason')} "
+                     f"(by {st['finished'].get('by')})")
+    leader = st["leader"]
+    lines.append("leader: none" if leader is None else
+                 f"leader: {leader['holder']} term {leader['term']} ({leader['age_s']}s ago)")
+    lines.append(f"evaluations {st['evaluations']:,}  best {st['best']}")
+    lines.append(f"{'island':>6} {'gen':>8} {'best':>14} {'owner':<32} {'head age':>9}")
+    for i in st["islands"]:
+        if "error" in i:
+            lines.append(f"{i['id']:>6}  {i['error']}")
+            continue
+        best = "-" if i["best"] is None else f"{i['best']:.6g}"
+        owner = (i["owner"] or "-") + (" (released)" if i["released"] else "")
+        age = "-" if i["head_age_s"] is None else f"{i['head_age_s']:.0f}s"
+        lines.append(f"{i['id']:>6} {i['generation']:>8} {best:>14} {owner:<32} {age:>9}")
+    lines.append(f"workers: {sum(w['alive'] for w in st['workers'])} alive of "
+                 f"{len(st['workers'])}")
+    for w in st["workers"]:
+        rate = "-" if w["rate"] is None else f"{w['rate']:,.0f}/s"
+        lines.append(f"  {w['id']:<32} {'alive' if w['alive'] else 'gone':<6} "
+                     f"{w['platform'] or '-':<10} {w['device'] or '-':<12} {rate:>10} "
+                     f"islands {w['islands']}  {w['age_s']}s ago")
+    if st["elite"]:
+        lines.append(f"elite: epoch {st['elite']['epoch']} size {st['elite']['size']} "
+                     f"best {st['elite']['best']}")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""The background checkpoint writer of a worker.
+
+At most one upload is in flight and each island keeps at most one pending snapshot: a newer
+one replaces it (the newest wins, memory stays bounded however long the bucket is down). Each
+upload writes the immutable checkpoint blob, then advances the island's HEAD by CAS; a failed
+CAS means another worker owns the island now, which the worker hears through ``on_lost``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .checkpoint import Head, IslandSnapshot, checkpoint_key, encode_island, write_head
+from .errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
+from .store import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UploadStats:
+    uploads: int = 0
+    failures: int = 0
+    upload_seconds: collections.deque = field(default_factory=lambda: collections.deque(maxlen=512))
+    bytes_raw: int = 0
+    bytes_compressed: int = 0
+    last_raw: int = 0
+    last_compressed: int = 0
+
+
+@dataclass
+class _Island:
+    head_generation: int
+    keys: collections.deque  # this island's checkpoint keys we know of, oldest first
+    uploaded_generation: int = -1
+    best: float | None = None
+
+
+class Uploader:
+    """Writes island checkpoints in a background thread (see module doc)."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        owner: str,
+        tag: str,
+        elite: int,
+        meta: dict[str, Any],
+        to_user: Callable[[float], float | None],
+        on_lost: Callable[[int], None],
+        keep: int = 3,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.store, self.owner, self.tag = store, owner, tag
+        self.elite, self.meta, self.keep = elite, meta, keep
+        self.to_user, self.on_lost = to_user, on_lost
+        self.max_backoff = max_backoff
+        self.stats = UploadStats()
+        self._islands: dict[int, _Island] = {}
+        self._pending: dict[int, tuple[IslandSnapshot, bool]] = {}
+        self._busy = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._last_warning = 0.0
+        self._thread = threading.Thread(target=self._run, name="islandsync-uploader", daemon=True)
+        self._thread.start()
+
+    # -- called by the worker loop -------------------------------------------------------
+
+    def adopt(self, island: int, head_generation: int, keys: list[str]) -> None:
+        """Start writing for an island just claimed at HEAD generation ``head_generation``."""
+        with self._cond:
+            self._islands[island] = _Island(head_generation, collections.deque(sorted(keys)))
+
+    def submit(self, snap: IslandSnapshot, *, release: bool = False) -> None:
+        with self._cond:
+            if snap.island not in self._islands:
+                return  # lost or never ours: never write for it again
+            _, was_release = self._pending.get(snap.island, (None, False))
+            self._pending[snap.island] = (snap, release or was_release)
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending) + (1 if self._busy else 0)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything submitted is written (or given up); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float = 60.0) -> bool:
+        done = self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        return done
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if self._closing and not self._pending:
+                    return
+                island = next(iter(self._pending))  # oldest submission first
+                snap, release = self._pending.pop(island)
+                self._busy = True
+            try:
+                self._upload(snap, release)
+                backoff = 0.0
+            except StoreError as err:
+                self.stats.failures += 1
+                self._warn(f"checkpoint of island {island} not written yet: {err}")
+                with self._cond:  # keep it unless a newer snapshot arrived meanwhile
+                    if island in self._islands and island not in self._pending:
+                        self._pending[island] = (snap, release)
+                backoff = min(self.max_backoff, max(0.5, backoff * 2))
+            except IslandSyncError as err:  # cannot encode: a bug, don't spin on it
+                log.error("checkpoint of island %d dropped: %s", island, err)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+            if backoff:
+                with self._cond:
+                    if self._closing:
+                        return  # the final flush has given up on an unreachable bucket
+                    self._cond.wait(backoff)
+
+    def _upload(self, snap: IslandSnapshot, release: bool) -> None:
+        with self._cond:
+            state = self._islands.get(snap.island)
+        if state is None:
+            return
+        t0 = time.perf_counter()
+        key = checkpoint_key(snap.island, snap.generation, self.tag)
+        if snap.generation != state.uploaded_generation:
+            blob = encode_island(snap, elite=self.elite, meta={**self.meta, "owner": self.owner})
+            self.store.put(key, blob)
+            raw = sum(a.nbytes for a in snap.arrays.values())
+            self.stats.last_raw, self.stats.last_compressed = raw, len(blob)
+            self.stats.bytes_raw += raw
+            self.stats.bytes_compressed += len(blob)
+        elif not release:
+            return
+        best = self.to_user(snap.best_score)
+        head = Head(island=snap.island, checkpoint=key, generation=snap.generation,
+                    evals=snap.evals, best=best, owner=self.owner, released=release)
+        try:
+            state.head_generation = write_head(self.store, head,
+                                               if_generation=state.head_generation)
+        except PreconditionFailed:
+            log.info("island %d belongs to another worker now; dropping it", snap.island)
+            with self._cond:
+                self._islands.pop(snap.island, None)
+                self._pending.pop(snap.island, None)
+            self._delete_quietly(key)  # an orphan nobody's HEAD will ever name
+            self.on_lost(snap.island)
+            return
+        self.stats.uploads += 1
+        self.stats.upload_seconds.append(time.perf_counter() - t0)
+        state.best = best
+        if snap.generation != state.uploaded_generation:
+            state.uploaded_generation = snap.generation
+            state.keys.append(key)
+        while len(state.keys) > self.keep:
+            self._delete_quietly(state.keys.popleft())
+        if release:
+            with self._cond:
+                self._islands.pop(snap.island, None)
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except (NotFound, StoreError):
+            pass  # housekeeping: the coordinator sweeps what is left
+
+    def _warn(self, message: str) -> None:
+        # Once a minute at most: an outage of hours must not flood a notebook.
+        now = time.monotonic()
+        if now - self._last_warning >= 60:
+            self._last_warning = now
+            log.warning(message)

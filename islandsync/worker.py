@@ -1,0 +1,345 @@
+"""The worker: steps its islands on one device while the bucket is handled around it.
+
+The loop of DESIGN.md. Only two things ever block it: the device-to-host copy of a
+checkpoint snapshot (measured as ``checkpoint_blocked_s``) and the final flush on exit.
+Uploads run in :mod:`islandsync.uploader`, every other bucket call in :mod:`islandsync.link`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import Head
+from .config import RunSpec, check_fitness, read_spec, spec_hash
+from .engine import Engine, FitnessError, resolve_device
+from .errors import IslandSyncError
+from .link import BucketLink
+from .problems import make_problem
+from .progress import Progress, make_progress
+from .store import BlobStore
+from .uploader import Uploader
+
+log = logging.getLogger(__name__)
+
+
+def detect_platform() -> str:
+    env = os.environ
+    if "KAGGLE_KERNEL_RUN_TYPE" in env or "KAGGLE_URL_BASE" in env:
+        return "kaggle"
+    if "COLAB_RELEASE_TAG" in env:
+        return "colab"
+    if "PAPERSPACE_NOTEBOOK_REPO_ID" in env or "PAPERSPACE_CLUSTER_ID" in env:
+        return "paperspace"
+    return "local"
+
+
+def default_worker_id(platform: str) -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:24] or "host"
+    return f"{platform}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunSummary:
+    """What a worker did, returned by :func:`islandsync.run`."""
+
+    worker: str
+    best_fitness: float | None
+    best_genome: np.ndarray | None
+    best_island: int | None
+    generations: int  # steps this worker made
+    evaluations: int  # evaluations this worker made
+    islands: list[int]
+    stopped: str  # why the worker stopped
+    wall_s: float
+    checkpoint_blocked_s: float
+    island_generations: dict[int, int] = field(default_factory=dict)
+
+
+class _RateMeter:
+    """Evaluations per second, smoothed over a few seconds."""
+
+    def __init__(self, halflife: float = 5.0) -> None:
+        self.halflife, self.rate = halflife, 0.0
+        self._t = time.monotonic()
+        self._count = 0
+
+    def add(self, evals: int) -> None:
+        self._count += evals
+        now = time.monotonic()
+        dt = now - self._t
+        if dt >= 0.5:
+            inst = self._count / dt
+            w = 0.5 ** (dt / self.halflife)
+            self.rate = inst if self.rate == 0 else w * self.rate + (1 - w) * inst
+            self._t, self._count = now, 0
+
+
+class Worker:
+    """One worker process hosting islands of one run on one device."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        spec: RunSpec | None = None,
+        fitness: Callable | None = None,
+        device: str = "auto",
+        max_islands: int | None = None,
+        duration: float | None = None,
+        solo: bool = False,
+        worker_id: str | None = None,
+        platform: str | None = None,
+        progress: bool | Progress = True,
+    ) -> None:
+        self.store = store
+        self.spec = spec or read_spec(store)
+        check_fitness(self.spec, fitness)
+        self.platform = platform or detect_platform()
+        self.worker_id = worker_id or default_worker_id(self.platform)
+        self.device = resolve_device(device)
+        problem = make_problem(self.spec.problem.name, dict(self.spec.problem.params),
+                               fitness=fitness, direction=self.spec.problem.direction)
+        self.engine = Engine(self.spec, problem, self.device)
+        self.max_islands = max_islands or self.spec.islands
+        self.duration = duration
+        self.solo = solo
+        self.progress = make_progress(progress) if isinstance(progress, bool) else progress
+        self.blocked_s = 0.0
+        self.steps = 0
+        self.evaluations = 0
+        self.rate = _RateMeter()
+        self._lost: list[int] = []
+        self._lost_lock = threading.Lock()
+        self._stop_reason: str | None = None
+        self._hosted: set[int] = set()
+        self.uploader = Uploader(
+            store, owner=self.worker_id, tag=re.sub(r"[^A-Za-z0-9_.-]", "-", self.worker_id)[:48],
+            elite=min(self.spec.elite_size, self.spec.algorithm.pop),
+            meta={"spec_hash": spec_hash(self.spec), "direction": self.spec.problem.direction},
+            to_user=self.to_user, on_lost=self._on_lost,
+        )
+        self.link = BucketLink(store, self.spec, worker_id=self.worker_id, solo=solo,
+                               max_islands=self.max_islands, stats=self._heartbeat_stats,
+                               hosted=lambda: set(self._hosted))
+        self._foreign_epoch = -1
+        self._foreign: tuple[torch.Tensor, ...] | None = None
+        self._last_checkpoint = time.monotonic()
+        self._remote: dict[int, Head] = {}
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def to_user(self, score: float) -> float | None:
+        if not np.isfinite(score):
+            return None
+        return float(score) if self.spec.problem.direction == "minimize" else -float(score)
+
+    def _on_lost(self, island: int) -> None:
+        with self._lost_lock:
+            self._lost.append(island)
+
+    def request_stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    def _heartbeat_stats(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "device": _device_name(self.device),
+            "islands": sorted(self._hosted),
+            "rate": round(self.rate.rate, 3),
+            "generations": self.steps,
+            "evaluations": self.evaluations,
+            "checkpoint_blocked_s": round(self.blocked_s, 6),
+            "max_islands": self.max_islands,
+            "deadline": None,
+        }
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        started = time.monotonic()
+        restore = _install_signal_handlers(self.request_stop)
+        self.link.start()
+        error: BaseException | None = None
+        try:
+            self._loop(started)
+        except KeyboardInterrupt:
+            self.request_stop("interrupted")
+        except FitnessError as err:
+            error = err
+            self.request_stop("fitness error")
+        finally:
+            restore()
+            self._shutdown()
+        summary = self._summary(started)
+        self.progress.close(summary)
+        if error is not None:
+            raise error
+        return summary
+
+    def _loop(self, started: float) -> None:
+        spec = self.spec
+        since_migration = 0
+        while self._stop_reason is None:
+            self._apply_inbox()
+            if self._stop_reason is not None:
+                break
+            if self.duration is not None and time.monotonic() - started >= self.duration:
+                self.request_stop("duration elapsed")
+                break
+            if not self._hosted:
+                self.progress.update(self._view())
+                time.sleep(0.1)
+                continue
+            made = self.engine.step()
+            self.steps += 1
+            self.evaluations += made
+            self.rate.add(made)
+            since_migration += 1
+            if since_migration >= spec.migration.interval:
+                since_migration = 0
+                self.engine.migrate(self._foreign)
+            if time.monotonic() - self._last_checkpoint >= spec.checkpoint_interval_s:
+                self._checkpoint()
+            self._check_stop_criteria()
+            self.progress.update(self._view())
+
+    def _apply_inbox(self) -> None:
+        inbox = self.link.take()
+        with self._lost_lock:
+            lost, self._lost = self._lost, []
+        if lost:
+            self.engine.remove(lost)
+            self._hosted -= set(lost)
+        for claim in inbox.claims:
+            if claim.snapshot is not None:
+                self.engine.add_snapshot(claim.snapshot)
+            else:
+                self.engine.add_fresh([claim.island])
+            self.uploader.adopt(claim.island, claim.head_generation, claim.keys)
+            self._hosted.add(claim.island)
+            self.link.claimed(claim.island)
+            log.info("island %d claimed at generation %d", claim.island,
+                     self.engine.generations[claim.island])
+        self._remote = inbox.remote
+        if inbox.finished is not None:
+            self.request_stop(f"run finished: {inbox.finished.get('reason', 'unknown')}")
+        if inbox.foreign is not None and inbox.foreign_epoch != self._foreign_epoch:
+            self._foreign_epoch = inbox.foreign_epoch
+            g, s, ids, origin = inbox.foreign
+            mine = np.isin(origin, list(self._hosted))  # ours are fresher on the device
+            self._foreign = tuple(
+                torch.as_tensor(a[~mine], device=self.device) for a in (g, s, ids, origin))
+
+    def _checkpoint(self, *, release: bool = False) -> None:
+        t0 = time.perf_counter()
+        snaps = self.engine.snapshot()
+        self.blocked_s += time.perf_counter() - t0
+        for snap in snaps:
+            self.uploader.submit(snap, release=release)
+        self._last_checkpoint = time.monotonic()
+
+    def _check_stop_criteria(self) -> None:
+        stop = self.spec.stop
+        if stop.max_evals is None and stop.target is None:
+            return
+        remote = self._remote
+        if stop.max_evals is not None:
+            total = sum(self.engine.evals.values()) + sum(
+                h.evals for i, h in remote.items() if i not in self._hosted)
+            if total >= stop.max_evals:
+                self._finish("max_evals", total)
+                return
+        if stop.target is not None:
+            best = self._best_user()
+            remote_best = [h.best for i, h in remote.items()
+                           if h.best is not None and i not in self._hosted]
+            values = ([best] if best is not None else []) + remote_best
+            if values:
+                reached = (min(values) <= stop.target if self.spec.problem.direction == "minimize"
+                           else max(values) >= stop.target)
+                if reached:
+                    self._finish("target", sum(self.engine.evals.values()))
+
+    def _finish(self, reason: str, evals: int) -> None:
+        self.link.declare_finished(reason, {"evals": int(evals), "best": self._best_user()})
+        self.request_stop(f"run finished: {reason}")
+
+    def _best_user(self) -> float | None:
+        scores = self.engine.best_scores()
+        return self.to_user(min(scores.values())) if scores else None
+
+    def _shutdown(self) -> None:
+        try:
+            if self._hosted:
+                self._checkpoint(release=True)
+        finally:
+            if not self.uploader.close(timeout=60):
+                log.warning("final checkpoints not all written: the bucket is unreachable")
+            self.link.stop()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _view(self) -> dict[str, Any]:
+        gens = self.engine.generations
+        return {
+            "worker": self.worker_id,
+            "islands": len(self._hosted),
+            "generation": max(gens.values()) if gens else 0,
+            "best": self._best_user(),
+            "rate": self.rate.rate,
+            "evaluations": self.evaluations,
+            "checkpoint_age": time.monotonic() - self._last_checkpoint,
+            "pending_uploads": self.uploader.pending(),
+        }
+
+    def _summary(self, started: float) -> RunSummary:
+        best_fit = best_genome = best_island = None
+        if self.engine.state is not None:
+            flat = self.engine.state.scores.reshape(-1)
+            j = int(torch.argmin(flat))
+            row, col = divmod(j, self.engine.state.scores.shape[1])
+            best_fit = self.to_user(float(flat[j]))
+            best_genome = self.engine.state.genomes[row, col].cpu().numpy()
+            best_island = self.engine.islands[row]
+        return RunSummary(
+            worker=self.worker_id, best_fitness=best_fit, best_genome=best_genome,
+            best_island=best_island, generations=self.steps, evaluations=self.evaluations,
+            islands=sorted(self._hosted), stopped=self._stop_reason or "stopped",
+            wall_s=time.monotonic() - started, checkpoint_blocked_s=self.blocked_s,
+            island_generations=dict(self.engine.generations),
+        )
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def _install_signal_handlers(on_signal: Callable[[str], None]) -> Callable[[], None]:
+    """SIGTERM/SIGINT ask the loop to stop after this generation (final checkpoints follow).
+    Only in the main thread: elsewhere Python refuses handlers, and the caller owns signals."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda num, _frame: on_signal(signal.Signals(num).name))
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return restore
