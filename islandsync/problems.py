@@ -168,7 +168,8 @@ def run_programs(tokens: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         val = torch.where(kk == _SIN, torch.sin(top), val)
         val = torch.where(kk == _COS, torch.cos(top), val)
 
-        pos = torch.where(push, sp, torch.where(binary, sp - 2, torch.where(unary, sp - 1, scratch)))
+        pos = torch.where(push, sp,
+                          torch.where(binary, sp - 2, torch.where(unary, sp - 1, scratch)))
         stack.scatter_(1, pos[:, None, None].expand(b, 1, s), val[:, None, :])
         sp = sp + push.to(torch.int64) - binary.to(torch.int64)
     top = torch.gather(stack, 1, (sp - 1).clamp(min=0)[:, None, None].expand(b, 1, s))[:, 0]

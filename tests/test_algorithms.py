@@ -123,7 +123,7 @@ def test_deterministic(key: str) -> None:
     a = evolve(make(), Counting(problem), 10, seed=5)
     b = evolve(make(), Counting(problem), 10, seed=5)
     c = evolve(make(), Counting(problem), 10, seed=6)
-    for x, y in zip(a[:4], b[:4]):
+    for x, y in zip(a[:4], b[:4], strict=True):
         assert torch.equal(x, y)
     assert all(torch.equal(a.extra[n], b.extra[n]) for n in a.extra)
     assert not torch.equal(a.genomes, c.genomes)

@@ -99,7 +99,8 @@ def test_pool_never_picks_own_origin_nor_residents_nor_duplicates() -> None:
     resident = torch.tensor([[1, 2], [102, 3], [4, 5]])
     idx, valid = select_migrants(sc, ids, org, island_ids, resident, 3, "pool", 3)
     assert idx.shape == valid.shape == (3, 3) and idx.dtype == torch.int64
-    chosen = [[int(i) for i, v in zip(r, vr) if v] for r, vr in zip(idx, valid)]
+    chosen = [[int(i) for i, v in zip(r, vr, strict=True) if v]
+              for r, vr in zip(idx, valid, strict=True)]
     # island 0: eligible 102(.5), 101 best copy (.7 from origin 2), 105 best copy (.2)
     assert [ids[i].item() for i in chosen[0]] == [105, 102, 101]
     # island 1: 102 is resident; 104(.1), 105 only from origin 2 (.3), 101 from origin 2 (.7)

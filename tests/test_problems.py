@@ -131,7 +131,7 @@ def test_out_of_vocab_tokens_raise() -> None:
 def test_make_problem_errors_name_problem_and_param() -> None:
     with pytest.raises(ConfigError, match="nosuch"):
         make_problem("nosuch")
-    with pytest.raises(ConfigError, match="'rastrigin'.*'dim'"):
+    with pytest.raises(ConfigError, match=r"'rastrigin'.*'dim'"):
         make_problem("rastrigin", {"dim": 3})
     with pytest.raises(ConfigError, match="target"):
         make_problem("symbolic_regression", {"target": "x**2"})

@@ -1,0 +1,299 @@
+"""The worker loop on real stores: resume after kill -9, HEAD fencing, NaN, stop criteria."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import islandsync
+from islandsync.checkpoint import parse_checkpoint_key, read_head
+from islandsync.config import fitness_ref, init_run, spec_from_flags
+from islandsync.engine import Engine, FitnessError
+from islandsync.errors import ConfigError
+from islandsync.problems import make_problem
+from islandsync.status import collect_status
+from islandsync.store import BlobStore, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fast_spec(**overrides):
+    base = dict(problem="rastrigin", dim=10, islands=4, pop=16, algorithm="ga",
+                checkpoint_interval_s=0.3, heartbeat_interval_s=0.5, seed=7)
+    base.update(overrides)
+    spec = spec_from_flags(**base)
+    # Short timeouts so takeovers happen within a test.
+    return spec.model_copy(update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
+
+
+def heads(store: BlobStore, n: int) -> dict[int, object]:
+    out = {}
+    for i in range(n):
+        current = read_head(store, i)
+        if current is not None:
+            out[i] = current[0]
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def start_worker_process(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "islandsync", "worker", url, "--solo", "--quiet",
+         "--worker-id", worker_id, "--device", "cpu", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def checkpoint_tags(store: BlobStore, island: int) -> list[tuple[int, str]]:
+    return sorted((p[1], p[2]) for i in store.list(f"islands/{island}/")
+                  if (p := parse_checkpoint_key(i.key)))
+
+
+# -- in-process ------------------------------------------------------------------------------
+
+
+def test_solo_worker_checkpoints_and_resumes(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    first = islandsync.run(url, spec=fast_spec(), duration=1.5, worker_id="w1", progress=False)
+    assert first.stopped == "duration elapsed"
+    assert sorted(first.islands) == [0, 1, 2, 3]
+    store = open_store(url)
+    before = heads(store, 4)
+    assert all(h.released and h.owner == "w1" and h.generation > 0 for h in before.values())
+    assert all(h.generation == first.island_generations[i] for i, h in before.items())
+
+    second = islandsync.run(url, duration=1.0, worker_id="w2", progress=False)
+    after = heads(store, 4)
+    for i in range(4):
+        assert after[i].owner == "w2"
+        assert after[i].generation > before[i].generation  # continued, not reset
+        assert after[i].best <= before[i].best + 1e-9  # elitism: never worse
+    assert second.evaluations > 0
+    for i in range(4):  # keep at most the last 3 checkpoints of each island
+        assert len(checkpoint_tags(store, i)) <= 3
+
+
+def test_two_workers_share_islands_without_forks(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    init_run(open_store(url), fast_spec(islands=6))
+    results = {}
+
+    def work(wid: str) -> None:
+        results[wid] = islandsync.run(url, duration=3.0, worker_id=wid, max_islands=4,
+                                      progress=False)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in ("wa", "wb")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = set(results["wa"].islands), set(results["wb"].islands)
+    assert a.isdisjoint(b), "an island was hosted twice"
+    assert a | b == set(range(6))
+    store = open_store(url)
+    for i, head in heads(store, 6).items():
+        owner = "wa" if i in a else "wb"
+        assert head.owner == owner
+        assert {tag for _, tag in checkpoint_tags(store, i)} == {owner}
+
+
+def test_engine_migration_injects_only_foreign_genomes() -> None:
+    for topology in ("pool", "ring"):
+        spec = fast_spec(islands=4, migrants=3, topology=topology)
+        engine = Engine(spec, make_problem("rastrigin"), torch.device("cpu"))
+        engine.add_fresh([0, 1, 2, 3])
+        for _ in range(3):
+            engine.step()
+        before = [set(row) for row in engine.state.ids.tolist()]
+        moved = engine.migrate()
+        assert moved > 0
+        for row, island in enumerate(engine.islands):
+            for gid, origin in zip(engine.state.ids[row].tolist(),
+                                   engine.state.origin[row].tolist()):
+                if gid not in before[row]:
+                    assert origin != island
+                    if topology == "ring":
+                        assert origin == (island - 1) % 4
+
+
+def _nan_half(x: torch.Tensor) -> torch.Tensor:
+    f = (x**2).sum(dim=1)
+    f[::2] = float("nan")
+    return f
+
+
+def _sphere_then_fail(x: torch.Tensor) -> torch.Tensor:
+    _sphere_then_fail.calls += 1
+    if _sphere_then_fail.calls > 20:
+        raise RuntimeError("boom")
+    return (x**2).sum(dim=1)
+
+
+_sphere_then_fail.calls = 0
+
+
+def _custom_spec(fn, **kw):
+    return fast_spec(problem="custom", dim=5, lower=-2.0, upper=2.0, fitness=fitness_ref(fn), **kw)
+
+
+def test_nan_fitness_never_crashes(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    summary = islandsync.run(url, spec=_custom_spec(_nan_half), fitness=_nan_half, duration=1.0,
+                             worker_id="w1", progress=False)
+    assert summary.best_fitness is not None and summary.best_fitness >= 0
+    store = open_store(url)
+    from islandsync.checkpoint import load_island
+
+    snap = load_island(store, 0, heads(store, 4)[0])
+    assert snap is not None and snap.nan_count > 0
+
+
+def test_fitness_exception_stops_cleanly(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    _sphere_then_fail.calls = 0
+    with pytest.raises(FitnessError, match=r"islands \[0, 1, 2, 3\] at generation \d+.*boom"):
+        islandsync.run(url, spec=_custom_spec(_sphere_then_fail), fitness=_sphere_then_fail,
+                       duration=10, worker_id="w1", progress=False)
+    final = heads(open_store(url), 4)
+    assert len(final) == 4 and all(h.released for h in final.values())
+
+
+def test_different_fitness_or_spec_is_refused(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    init_run(open_store(url), _custom_spec(_nan_half))
+    with pytest.raises(ConfigError, match="differs"):
+        islandsync.run(url, fitness=_sphere_then_fail, duration=0.1, progress=False)
+    with pytest.raises(ConfigError, match="algorithm.pop"):
+        islandsync.run(url, spec=_custom_spec(_nan_half, pop=32), fitness=_nan_half,
+                       duration=0.1, progress=False)
+
+
+def test_stop_at_max_evals_finishes_the_run(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    summary = islandsync.run(url, spec=fast_spec(max_evals=3000), duration=30,
+                             worker_id="w1", progress=False)
+    assert summary.stopped == "run finished: max_evals"
+    status = collect_status(open_store(url))
+    assert status["finished"]["reason"] == "max_evals"
+    assert status["evaluations"] >= 3000
+    # A worker joining a finished run leaves at once.
+    late = islandsync.run(url, duration=30, worker_id="w2", progress=False)
+    assert late.stopped.startswith("run finished") and late.evaluations == 0
+
+
+def test_status_json_shape(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    islandsync.run(url, spec=fast_spec(), duration=0.8, worker_id="w1", progress=False)
+    out = subprocess.run([sys.executable, "-m", "islandsync", "status", url, "--json"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         check=True)
+    st = json.loads(out.stdout)
+    assert set(st) >= {"run", "leader", "islands", "workers", "elite"}
+    assert st["leader"] is None and st["elite"] is None
+    assert [i["id"] for i in st["islands"]] == [0, 1, 2, 3]
+    assert set(st["islands"][0]) >= {"id", "generation", "best", "owner", "head_age_s"}
+    assert st["workers"][0]["id"] == "w1"
+    assert set(st["workers"][0]) >= {"id", "platform", "device", "rate", "islands", "age_s", "alive"}
+
+
+def test_cli_init_is_idempotent_and_shows_differences(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "islandsync", "init", url, "--problem", "rastrigin",
+           "--dim", "100", "--islands", "8", "--pop", "64", "--algorithm", "de",
+           "--max-evals", "800000"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert first.returncode == 0 and "created" in first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    cmd[cmd.index("64")] = "32"
+    other = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert other.returncode == 2
+    assert "algorithm.pop: 64 -> 32" in other.stderr
+
+
+# -- separate processes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("gcs", marks=pytest.mark.gcs)])
+def test_kill9_then_restart_continues_each_island(kind: str, tmp_path: Path,
+                                                   request: pytest.FixtureRequest) -> None:
+    url = str(tmp_path / "run") if kind == "local" else request.getfixturevalue("gcs_url")
+    store = open_store(url)
+    init_run(store, fast_spec())
+    proc = start_worker_process(url, "w1")
+    try:
+        wait_for(lambda: all(h.checkpoint and h.generation >= 5
+                             for h in heads(store, 4).values()) and len(heads(store, 4)) == 4,
+                 60, "first checkpoints of every island")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    before = heads(store, 4)
+    assert not any(h.released for h in before.values())  # killed: nothing was released
+
+    # A different worker must wait out the dead owner's heartbeat before taking over.
+    t0 = time.monotonic()
+    summary = islandsync.run(url, duration=6.0, worker_id="w2", progress=False)
+    after = heads(store, 4)
+    for i in range(4):
+        assert after[i].owner == "w2"
+        assert after[i].generation > before[i].generation, f"island {i} was reset"
+        assert after[i].best <= before[i].best + 1e-9
+        gens = [g for g, tag in checkpoint_tags(store, i) if tag == "w2"]
+        assert gens and min(gens) > before[i].generation  # continued from HEAD: no fork
+    assert time.monotonic() - t0 >= 2.0  # waited a worker_timeout (2 s) before claiming
+    assert set(summary.islands) == {0, 1, 2, 3}
+
+
+def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
+    """A worker SIGSTOPped past the timeout loses its islands and never writes for them
+    again after it wakes: its HEAD CAS fails and it drops them."""
+    url = str(tmp_path / "run")
+    store = open_store(url)
+    init_run(store, fast_spec())
+    proc = start_worker_process(url, "paused")
+    try:
+        wait_for(lambda: len(heads(store, 4)) == 4 and all(
+            h.checkpoint for h in heads(store, 4).values()), 60, "first checkpoints")
+        proc.send_signal(signal.SIGSTOP)
+        taken = {}
+
+        def take_over() -> None:
+            taken["summary"] = islandsync.run(url, duration=6.0, worker_id="new",
+                                              progress=False)
+
+        t = threading.Thread(target=take_over)
+        t.start()
+        wait_for(lambda: all(h.owner == "new" for h in heads(store, 4).values()), 30,
+                 "the takeover")
+        claimed_at = {i: h.generation for i, h in heads(store, 4).items()}
+        proc.send_signal(signal.SIGCONT)
+        t.join()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, out
+    for i in range(4):
+        head = read_head(store, i)[0]
+        assert head.owner == "new"
+        stale = [g for g, tag in checkpoint_tags(store, i) if tag == "paused"]
+        assert all(g <= claimed_at[i] for g in stale), (i, stale, claimed_at[i])
