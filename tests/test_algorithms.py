@@ -224,3 +224,24 @@ def test_make_algorithm_defaults() -> None:
 def test_make_algorithm_rejects(kw: dict, genome: SimpleNamespace, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         make_algorithm(spec(**kw), genome)
+
+
+def test_sbx_and_polynomial_operators_are_unbiased_far_from_bounds() -> None:
+    # Far from the box, bounded SBX is the plain one: children are symmetric around the
+    # parents' mean; polynomial mutation perturbs with zero mean and spread ~ range/eta.
+    alg = GeneticAlgorithm(kind="real", dim=1, lower=-1e4, upper=1e4, sbx_eta=15.0)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.full((1, 20000, 1), -1.0), torch.full((1, 20000, 1), 1.0)
+    c1, c2 = alg._sbx(a, b, g)
+    assert torch.allclose(c1 + c2, a + b, atol=1e-3)
+    moved = (c1 != a).float().mean().item()
+    assert 0.45 < moved < 0.55  # each gene crossed with probability 1/2
+    near = torch.minimum((c1 - a).abs(), (c1 - b).abs())[c1 != a]
+    assert near.median() < 0.1 and near.max() < 1.0  # eta 15: children near a parent
+
+    alg = GeneticAlgorithm(kind="real", dim=1, lower=-1.0, upper=1.0, mutation_rate=1.0)
+    x = torch.zeros(1, 20000, 1)
+    dx = alg._mutate(x, g)
+    assert abs(dx.mean().item()) < 0.01 and 0.01 < dx.abs().mean().item() < 0.2
+    edge = alg._mutate(torch.ones(1, 2000, 1), g)  # at the bound: stays inside
+    assert bool((edge <= 1.0).all()) and bool((edge < 1.0).any())

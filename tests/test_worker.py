@@ -297,3 +297,38 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
         assert head.owner == "new"
         stale = [g for g, tag in checkpoint_tags(store, i) if tag == "paused"]
         assert all(g <= claimed_at[i] for g in stale), (i, stale, claimed_at[i])
+
+
+@pytest.mark.gcs
+def test_bucket_outage_never_stops_evolution(fake_gcs: str, gcs_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from islandsync.worker import Worker
+
+    from .faults import TcpProxy
+
+    host, port = fake_gcs.rsplit("//", 1)[1].split(":")
+    proxy = TcpProxy(host, int(port))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    try:
+        store = open_store(gcs_url)
+        init_run(store, fast_spec())
+        worker = Worker(store, duration=10.0, solo=True, worker_id="w1", progress=False)
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("summary", worker.run()))
+        t.start()
+        wait_for(lambda: len(heads(store, 4)) == 4 and all(
+            h.checkpoint for h in heads(store, 4).values()), 30, "first checkpoints")
+        proxy.cut()
+        steps_at_cut = worker.steps
+        time.sleep(3.0)
+        assert worker.steps > steps_at_cut + 10, "evolution stalled during the outage"
+        assert t.is_alive()
+        proxy.restore()
+        t.join(timeout=120)
+        summary = result["summary"]
+        final = heads(store, 4)
+        for i in range(4):  # the final checkpoints landed once the bucket came back
+            assert final[i].generation == summary.island_generations[i]
+            assert final[i].released
+    finally:
+        proxy.close()

@@ -68,10 +68,11 @@ class DifferentialEvolution:
         if isinstance(pop, bool) or not isinstance(pop, int) or pop < 4:
             raise ConfigError(f"de: pop={pop!r} must be an int >= 4 (DE/rand/1 needs three "
                               "partners besides the target)")
-        for field, value, lo, hi in (("f_init", f_init, 0.0, 2.0), ("cr_init", cr_init, 0.0, 1.0),
+        inf = float("inf")
+        for field, value, lo, hi in (("f_init", f_init, 0.0, inf), ("cr_init", cr_init, 0.0, 1.0),
                                      ("tau_f", tau_f, 0.0, 1.0), ("tau_cr", tau_cr, 0.0, 1.0),
-                                     ("f_lower", f_lower, 0.0, 2.0),
-                                     ("f_upper", f_upper, 0.0, 2.0)):
+                                     ("f_lower", f_lower, 0.0, inf),
+                                     ("f_upper", f_upper, 0.0, inf)):
             if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
                 raise ConfigError(f"de: {field}={value!r} must be a number in [{lo}, {hi}]")
         if f_lower > f_upper:

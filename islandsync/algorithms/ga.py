@@ -19,10 +19,10 @@ from islandsync.algorithms.base import Evaluate, IslandState
 from islandsync.errors import ConfigError
 from islandsync.population import genome_ids
 
-REAL_CROSSOVERS = ("sbx", "uniform", "one_point")
-TOKEN_CROSSOVERS = ("uniform", "one_point")
-REAL_MUTATIONS = ("polynomial", "gaussian", "resample")
-TOKEN_MUTATIONS = ("resample",)
+REAL_CROSSOVERS: tuple[str, ...] = ("sbx", "uniform", "one_point")
+TOKEN_CROSSOVERS: tuple[str, ...] = ("uniform", "one_point")
+REAL_MUTATIONS: tuple[str, ...] = ("polynomial", "gaussian", "resample")
+TOKEN_MUTATIONS: tuple[str, ...] = ("resample",)
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:
@@ -89,11 +89,14 @@ class GeneticAlgorithm:
         self.lower = None if lower is None else float(lower)
         self.upper = None if upper is None else float(upper)
         self.pop_size, self.elite, self.tournament = pop, elite, tournament
-        self.crossover, self.crossover_rate, self.sbx_eta = crossover, float(crossover_rate), \
-            float(sbx_eta)
-        self.mutation, self.mutation_rate = mutation, float(mutation_rate)
-        self.mutation_sigma, self.poly_eta = float(mutation_sigma), float(poly_eta)
+        self.crossover, self.mutation = crossover, mutation
+        self.crossover_rate, self.sbx_eta = float(crossover_rate), float(sbx_eta)
+        self.mutation_rate, self.mutation_sigma = float(mutation_rate), float(mutation_sigma)
+        self.poly_eta = float(poly_eta)
         self.extra_defaults: dict[str, float] = {}
+        # Plain floats/ints for the operators (validated above for the genome kind in use).
+        self._lo, self._hi = self.lower or 0.0, self.upper or 0.0
+        self._vocab = vocab or 0
 
     def __repr__(self) -> str:
         return (f"GeneticAlgorithm(kind={self.kind!r}, dim={self.dim}, pop={self.pop_size}, "
@@ -105,10 +108,10 @@ class GeneticAlgorithm:
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
         k = island_ids.shape[0]
         if self.kind == "tokens":
-            return torch.randint(0, self.vocab, (k, self.pop_size, self.dim),  # type: ignore[arg-type]
+            return torch.randint(0, self._vocab, (k, self.pop_size, self.dim),
                                  generator=generator, device=generator.device)
-        lo, hi = self.lower, self.upper
-        return lo + (hi - lo) * _rand(generator, k, self.pop_size, self.dim)  # type: ignore[operator]
+        lo, hi = self._lo, self._hi
+        return lo + (hi - lo) * _rand(generator, k, self.pop_size, self.dim)
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
@@ -163,7 +166,7 @@ class GeneticAlgorithm:
         return torch.where(crossed, c1, a), torch.where(crossed, c2, b)
 
     def _sbx(self, a: Tensor, b: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        lo, hi, eta = self.lower, self.upper, self.sbx_eta
+        lo, hi, eta = self._lo, self._hi, self.sbx_eta
         k, m, d = a.shape
         u = _rand(g, k, m, d)
         var = _rand(g, k, m, d) < 0.5  # each gene crossed with probability 1/2
@@ -182,8 +185,8 @@ class GeneticAlgorithm:
             base = torch.where(u <= 1.0 / alpha, ua, 1.0 / (2.0 - ua).clamp(min=1e-30))
             return base.clamp(min=0.0).pow(inv)
 
-        c1 = 0.5 * (y1 + y2 - betaq(1.0 + 2.0 * (y1 - lo) / span) * diff)  # type: ignore[operator]
-        c2 = 0.5 * (y1 + y2 + betaq(1.0 + 2.0 * (hi - y2) / span) * diff)  # type: ignore[operator]
+        c1 = 0.5 * (y1 + y2 - betaq(1.0 + 2.0 * (y1 - lo) / span) * diff)
+        c2 = 0.5 * (y1 + y2 + betaq(1.0 + 2.0 * (hi - y2) / span) * diff)
         c1, c2 = c1.clamp(lo, hi), c2.clamp(lo, hi)
         c1, c2 = torch.where(swap, c2, c1), torch.where(swap, c1, c2)
         return torch.where(active, c1, a), torch.where(active, c2, b)
@@ -191,10 +194,10 @@ class GeneticAlgorithm:
     def _mutate(self, x: Tensor, g: torch.Generator) -> Tensor:
         hit = _rand(g, *x.shape) < self.mutation_rate
         if self.kind == "tokens":
-            new = torch.randint(0, self.vocab, x.shape, generator=g, device=g.device)  # type: ignore[arg-type]
+            new = torch.randint(0, self._vocab, x.shape, generator=g, device=g.device)
             return torch.where(hit, new, x)
-        lo, hi = self.lower, self.upper
-        rng = hi - lo  # type: ignore[operator]
+        lo, hi = self._lo, self._hi
+        rng = hi - lo
         if self.mutation == "resample":
             new = lo + rng * _rand(g, *x.shape)
         elif self.mutation == "gaussian":
@@ -205,7 +208,7 @@ class GeneticAlgorithm:
             u = _rand(g, *x.shape)
             lower_half = u < 0.5
             # Distance to the bound the step heads for, as a fraction of the range.
-            near = torch.where(lower_half, x - lo, hi - x) / rng  # type: ignore[operator]
+            near = torch.where(lower_half, x - lo, hi - x) / rng
             xy = (1.0 - near).clamp(min=0.0).pow(eta + 1.0)
             val = torch.where(lower_half, 2.0 * u + (1.0 - 2.0 * u) * xy,
                               2.0 * (1.0 - u) + 2.0 * (u - 0.5) * xy)
