@@ -110,8 +110,10 @@ class Worker:
         self.platform = platform or detect_platform()
         self.worker_id = worker_id or default_worker_id(self.platform)
         self.device = resolve_device(device)
+        # The engine applies the run's direction; a built-in is always defined as minimised.
         problem = make_problem(self.spec.problem.name, dict(self.spec.problem.params),
-                               fitness=fitness, direction=self.spec.problem.direction)
+                               fitness=fitness,
+                               direction=self.spec.problem.direction if fitness else "minimize")
         self.engine = Engine(self.spec, problem, self.device)
         self.max_islands = max_islands or self.spec.islands
         self.duration = duration

@@ -92,7 +92,10 @@ def test_solo_worker_checkpoints_and_resumes(tmp_path: Path) -> None:
 
 def test_two_workers_share_islands_without_forks(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
-    init_run(open_store(url), fast_spec(islands=6))
+    # A generous timeout: on a loaded 2-core machine a starved heartbeat thread must not look
+    # dead, or a legitimate takeover would move an island mid-test.
+    spec = fast_spec(islands=6).model_copy(update={"worker_timeout_s": 15.0})
+    init_run(open_store(url), spec)
     results = {}
 
     def work(wid: str) -> None:
@@ -332,3 +335,18 @@ def test_bucket_outage_never_stops_evolution(fake_gcs: str, gcs_url: str,
             assert final[i].released
     finally:
         proxy.close()
+
+
+def _neg_sphere(x: torch.Tensor) -> torch.Tensor:
+    return -(x**2).sum(dim=1)
+
+
+def test_maximised_custom_fitness(tmp_path: Path) -> None:
+    spec = _custom_spec(_neg_sphere)
+    spec = spec.model_copy(update={"problem": spec.problem.model_copy(
+        update={"direction": "maximize"})})
+    summary = islandsync.run(str(tmp_path / "run"), spec=spec, fitness=_neg_sphere,
+                             duration=1.5, worker_id="w1", progress=False)
+    assert -0.05 < summary.best_fitness <= 0.0  # climbed to the maximum, 0 at the origin
+    assert float(_neg_sphere(torch.as_tensor(summary.best_genome)[None])[0]) == pytest.approx(
+        summary.best_fitness)
