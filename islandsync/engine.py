@@ -70,8 +70,7 @@ class Engine:
         text = f"{self.spec.seed}|" + ",".join(
             f"{i}:{self.generations[i]}" for i in sorted(self.generations)
         )
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(_seed_of(text))
 
     def _evaluate(self, genomes: torch.Tensor) -> torch.Tensor:
         """Fitness for ``[K, N, ...]`` genomes as minimisation scores; NaN/inf become +inf
@@ -107,12 +106,17 @@ class Engine:
         if not islands:
             return
         ids = torch.tensor(sorted(islands), dtype=torch.int64, device=self.device)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(self.spec.seed * 1_000_003 + int(ids[0]))
-        for i in ids.tolist():
+        # Each island's first population depends on (seed, island) only, not on which other
+        # islands happen to start beside it.
+        genomes = []
+        for j, i in enumerate(ids.tolist()):
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(_seed_of(f"{self.spec.seed}|init|{i}"))
+            genomes.append(self.algorithm.init(ids[j : j + 1], gen))
             self.generations[i], self.evals[i], self.nan_counts[i] = 0, 0, 0
         self._evaluating, self._per_island = ids.tolist(), 0
-        state = initial_state(self.algorithm, ids, self._evaluate, gen)
+        state = initial_state(self.algorithm, ids, self._evaluate, self.generator,
+                              genomes=torch.cat(genomes))
         for i in ids.tolist():
             self.evals[i] += self._per_island
         self._append(ids, state)
@@ -233,6 +237,10 @@ class Engine:
             )
             for r, i in enumerate(wanted)
         ]
+
+
+def _seed_of(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def _cat(a: IslandState, b: IslandState) -> IslandState:

@@ -95,10 +95,11 @@ def check_algorithm(obj: object) -> None:
 
 
 def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
-                  generator: torch.Generator) -> IslandState:
-    """Fresh islands: ``algorithm.init``, one ``evaluate`` of all of them, ids, origin and
-    extra fields at their defaults."""
-    genomes = algorithm.init(island_ids, generator)
+                  generator: torch.Generator, genomes: Tensor | None = None) -> IslandState:
+    """Fresh islands: ``algorithm.init`` (unless ``genomes`` are given), one ``evaluate`` of
+    all of them, ids, origin and extra fields at their defaults."""
+    if genomes is None:
+        genomes = algorithm.init(island_ids, generator)
     k, p = genomes.shape[:2]
     scores = evaluate(genomes).to(torch.float32)
     origin = island_ids.to(device=genomes.device, dtype=torch.int64)[:, None].expand(k, p)
