@@ -140,6 +140,7 @@ class Worker:
         self._foreign: tuple[torch.Tensor, ...] | None = None
         self._last_checkpoint = time.monotonic()
         self._remote: dict[int, Head] = {}
+        self._run_ends_at = self._run_deadline()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -254,8 +255,21 @@ class Worker:
             self.uploader.submit(snap, release=release)
         self._last_checkpoint = time.monotonic()
 
+    def _run_deadline(self) -> float | None:
+        """Wall-clock time at which the run's ``stop.duration_s`` is up, counted from the
+        bucket's creation time of run.json. A stop criterion, not a correctness rule, so a
+        few seconds of clock skew between machines only move it by as much."""
+        if self.spec.stop.duration_s is None:
+            return None
+        info = self.store.stat("run.json")
+        created = info.updated.timestamp() if info is not None else time.time()
+        return created + self.spec.stop.duration_s
+
     def _check_stop_criteria(self) -> None:
         stop = self.spec.stop
+        if self._run_ends_at is not None and time.time() >= self._run_ends_at:
+            self._finish("duration", sum(self.engine.evals.values()))
+            return
         if stop.max_evals is None and stop.target is None:
             return
         remote = self._remote

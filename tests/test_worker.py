@@ -201,6 +201,18 @@ def test_stop_at_max_evals_finishes_the_run(tmp_path: Path) -> None:
     assert late.stopped.startswith("run finished") and late.evaluations == 0
 
 
+def test_stop_at_target_or_run_duration(tmp_path: Path) -> None:
+    hit = islandsync.run(str(tmp_path / "a"), spec=fast_spec(dim=3, target=1.0), duration=30,
+                         worker_id="w1", progress=False)
+    assert hit.stopped == "run finished: target" and hit.best_fitness <= 1.0
+    t0 = time.monotonic()
+    timed = islandsync.run(str(tmp_path / "b"), spec=fast_spec(duration_s=1.5), duration=30,
+                           worker_id="w1", progress=False)
+    assert timed.stopped == "run finished: duration"
+    assert time.monotonic() - t0 < 15
+    assert collect_status(open_store(str(tmp_path / "b")))["finished"]["reason"] == "duration"
+
+
 def test_status_json_shape(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
     islandsync.run(url, spec=fast_spec(), duration=0.8, worker_id="w1", progress=False)
