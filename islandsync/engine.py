@@ -56,6 +56,7 @@ class Engine:
         self.nan_counts: dict[int, int] = {}
         self._evaluating: list[int] = []
         self._per_island = 0  # evaluations per island during the current call
+        self._bad: torch.Tensor | None = None  # NaN/inf per row of _evaluating, on device
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -93,11 +94,16 @@ class Engine:
             )
         scores = raw.to(torch.float32).reshape(k, n) * self.sign
         bad = ~torch.isfinite(scores)
-        if bool(bad.any()):
-            for island, count in zip(self._evaluating, bad.sum(dim=1).tolist()):
+        # Counted on the device and read only at snapshots: no host sync per generation.
+        self._bad = bad.sum(dim=1) if self._bad is None else self._bad + bad.sum(dim=1)
+        return torch.where(bad, torch.full_like(scores, float("inf")), scores)
+
+    def _collect_bad(self) -> None:
+        """Move the device-side NaN/inf counts into ``nan_counts``."""
+        if self._bad is not None:
+            for island, count in zip(self._evaluating, self._bad.tolist()):
                 self.nan_counts[island] += int(count)
-            scores = torch.where(bad, torch.full_like(scores, float("inf")), scores)
-        return scores
+            self._bad = None
 
     # -- islands in and out --------------------------------------------------------------
 
@@ -114,6 +120,7 @@ class Engine:
             gen.manual_seed(_seed_of(f"{self.spec.seed}|init|{i}"))
             genomes.append(self.algorithm.init(ids[j : j + 1], gen))
             self.generations[i], self.evals[i], self.nan_counts[i] = 0, 0, 0
+        self._collect_bad()
         self._evaluating, self._per_island = ids.tolist(), 0
         state = initial_state(self.algorithm, ids, self._evaluate, self.generator,
                               genomes=torch.cat(genomes))
@@ -135,6 +142,7 @@ class Engine:
             },
         )
         self._check_shapes(snap, state)
+        self._collect_bad()
         self.generations[snap.island] = snap.generation
         self.evals[snap.island] = snap.evals
         self.nan_counts[snap.island] = snap.nan_count
@@ -162,6 +170,7 @@ class Engine:
     def remove(self, islands: list[int]) -> None:
         if not islands or self.state is None:
             return
+        self._collect_bad()
         keep = [r for r, i in enumerate(self.islands) if i not in set(islands)]
         index = torch.tensor(keep, dtype=torch.int64, device=self.device)
         self.state = _take(self.state, index) if keep else None
@@ -178,6 +187,8 @@ class Engine:
         """One generation of every island; returns the evaluations it made."""
         if self.state is None:
             return 0
+        if self._evaluating != self.islands:
+            self._collect_bad()
         self._evaluating, self._per_island = self.islands, 0
         self.state = self.algorithm.step(self.state, self.island_ids, self._evaluate, self.generator)
         for i in self._evaluating:
@@ -219,6 +230,7 @@ class Engine:
         """Host copies of islands for checkpoints: the only device-to-host copy the loop does."""
         if self.state is None:
             return []
+        self._collect_bad()
         wanted = self.islands if islands is None else [i for i in self.islands if i in islands]
         rows = torch.tensor([self.islands.index(i) for i in wanted], dtype=torch.int64,
                             device=self.device)

@@ -141,6 +141,7 @@ class Worker:
         self._last_checkpoint = time.monotonic()
         self._remote: dict[int, Head] = {}
         self._run_ends_at = self._run_deadline()
+        self._next_look = 0.0
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -215,10 +216,15 @@ class Worker:
             if since_migration >= spec.migration.interval:
                 since_migration = 0
                 self.engine.migrate(self._foreign)
-            if time.monotonic() - self._last_checkpoint >= spec.checkpoint_interval_s:
+            now = time.monotonic()
+            if now - self._last_checkpoint >= spec.checkpoint_interval_s:
                 self._checkpoint()
-            self._check_stop_criteria()
-            self.progress.update(self._view())
+            # Both read values off the device, so not every generation: a sync per step
+            # would cost a GPU much of its throughput.
+            if now >= self._next_look:
+                self._next_look = now + 0.25
+                self._check_stop_criteria()
+                self.progress.update(self._view())
 
     def _apply_inbox(self) -> None:
         inbox = self.link.take()
