@@ -1,0 +1,158 @@
+"""The coordinator lease: who may act as leader, judged without comparing clocks.
+
+``lease.json`` holds ``{"holder", "term", "nonce", "lease_s"}``. The rules (DESIGN.md):
+
+* An empty run is claimed with a create-only write (term 1).
+* The holder renews every ``lease_s / 3`` with a CAS on the generation it wrote last.
+* A candidate watches with reads only. It takes over only after it has seen the blob's
+  generation unchanged for a whole lease duration on its *own* monotonic clock, with a CAS on
+  that generation, and the term goes up by one.
+* A holder stops acting as leader at once when a renewal is refused (412), or when it has had
+  no successful renewal for ``lease_s - margin`` seconds of its own clock: by then a
+  candidate may be about to take over, and the margin covers the difference in how fast the
+  two monotonic clocks run.
+
+The term is the fencing token that assignments and elite epochs carry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import NotFound, PreconditionFailed, StoreError
+from .store import BlobStore
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = "lease.json"
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    holder: str
+    term: int
+    nonce: str
+    lease_s: float
+
+    def dumps(self) -> bytes:
+        return json.dumps({"holder": self.holder, "term": self.term, "nonce": self.nonce,
+                           "lease_s": self.lease_s}).encode()
+
+    @staticmethod
+    def loads(data: bytes) -> LeaseRecord | None:
+        """None for anything that is not a lease: a candidate then treats it like an expired
+        one once its generation has stood still for a lease duration."""
+        try:
+            obj = json.loads(data[:65536])
+            return LeaseRecord(str(obj["holder"]), int(obj["term"]), str(obj["nonce"]),
+                               float(obj["lease_s"]))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+
+
+class Lease:
+    """One candidate's view of the lease; call :meth:`step` regularly (at least every
+    ``lease_s / 3``). ``is_leader`` is what the caller must check before every leader write."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        candidate: str,
+        *,
+        lease_s: float = 15.0,
+        margin_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.candidate, self.lease_s = store, candidate, lease_s
+        self.margin_s = lease_s * 0.2 if margin_s is None else margin_s
+        self.clock = clock
+        self.term = 0
+        self.renewal_failures = 0
+        self._generation = 0  # of the blob we last wrote (holder) or saw (candidate)
+        self._valid_until = float("-inf")  # holder: act as leader only before this
+        self._next_renewal = 0.0
+        self._seen_since = 0.0  # candidate: when the watched generation last changed
+        self._seen: LeaseRecord | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.clock() < self._valid_until
+
+    @property
+    def holder(self) -> str | None:
+        return self.candidate if self.is_leader else (self._seen.holder if self._seen else None)
+
+    def step(self) -> bool:
+        """Renew (holder) or watch and maybe take over (candidate); returns ``is_leader``.
+        Store errors are absorbed: a holder that cannot renew simply lapses."""
+        try:
+            if self.is_leader:
+                if self.clock() >= self._next_renewal:
+                    self._renew()
+            else:
+                self._watch()
+        except StoreError as err:
+            self.renewal_failures += self.is_leader
+            log.warning("lease: bucket trouble (%s)", err)
+        return self.is_leader
+
+    def release(self) -> None:
+        """Give the lease up at once (clean shutdown): stop acting, then delete the blob if it
+        is still ours, so that a candidate claims the run on its next look instead of
+        waiting out a lease duration."""
+        was_leader = self.is_leader
+        self._valid_until = float("-inf")
+        if was_leader:
+            try:
+                self.store.delete(LEASE_KEY, if_generation=self._generation)
+            except (NotFound, StoreError):
+                pass  # someone else's now, or unreachable: it lapses by itself
+
+    # -- holder --------------------------------------------------------------------------
+
+    def _write(self, term: int, if_generation: int) -> bool:
+        started = self.clock()
+        record = LeaseRecord(self.candidate, term, secrets.token_hex(8), self.lease_s)
+        try:
+            gen = self.store.put(LEASE_KEY, record.dumps(), if_generation=if_generation)
+        except PreconditionFailed:
+            return False
+        self._generation, self.term = gen, term
+        # Validity counts from when the write *started*: it may have landed at once.
+        self._valid_until = started + self.lease_s - self.margin_s
+        self._next_renewal = started + self.lease_s / 3
+        self._seen = record
+        return True
+
+    def _renew(self) -> None:
+        if not self._write(self.term, self._generation):
+            self.renewal_failures += 1
+            log.warning("lease: renewal of term %d refused; no longer leader", self.term)
+            self._valid_until = float("-inf")
+            self._seen_since = self.clock()
+
+    # -- candidate -----------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        now = self.clock()
+        try:
+            blob = self.store.get(LEASE_KEY)
+        except NotFound:
+            if self._write(1, 0):
+                log.info("lease: %s claimed the empty run, term 1", self.candidate)
+            return
+        record = LeaseRecord.loads(blob.data)
+        if blob.generation != self._generation:
+            self._generation, self._seen_since, self._seen = blob.generation, now, record
+            return
+        lease_s = max(self.lease_s, record.lease_s if record else 0.0)
+        if now - self._seen_since >= lease_s:
+            term = (record.term if record else 0) + 1
+            if self._write(term, blob.generation):
+                log.info("lease: %s took over from %s, term %d", self.candidate,
+                         record.holder if record else "?", term)
