@@ -10,7 +10,6 @@ fail, from overwriting the blob the new owner's HEAD points to at the same gener
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -162,9 +161,6 @@ def load_island(store: BlobStore, island: int, head: Head) -> IslandSnapshot | N
         if snap.island != island:
             log.warning("island %d: checkpoint %s belongs to island %d", island, key, snap.island)
             continue
+        snap.meta["key"] = key
         return snap
     return None
-
-
-def dumps_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()

@@ -22,7 +22,6 @@ from . import codec
 from .checkpoint import (
     Head,
     IslandSnapshot,
-    head_key,
     load_island,
     parse_checkpoint_key,
     read_head,
@@ -72,6 +71,7 @@ class Claim:
     head_generation: int
     snapshot: IslandSnapshot | None  # None: start fresh from the seed
     keys: list[str]
+    snapshot_key: str | None = None  # the checkpoint the snapshot was read from
 
 
 @dataclass
@@ -125,11 +125,26 @@ class BucketLink:
             )
         return inbox
 
-    def stop(self, *, final_heartbeat: bool = True) -> None:
+    def stop(self) -> None:
+        """Stop the thread, and give back islands it claimed that the loop never took over
+        (a claim that landed while the worker was shutting down): otherwise they would
+        stay owned by a worker that has left until its heartbeat timed out."""
         self._stop.set()
         self._thread.join(timeout=30)
-        if final_heartbeat:
-            self._guard("heartbeat", lambda: self._heartbeat(state="exited"))
+        for claim in self.take().claims:
+            self._guard("release", lambda c=claim: self._release_untaken(c))
+
+    def final_heartbeat(self) -> None:
+        self._guard("heartbeat", lambda: self._heartbeat(state="exited"))
+
+    def _release_untaken(self, claim: Claim) -> None:
+        current = read_head(self.store, claim.island)
+        if current is not None and current[1] == claim.head_generation:
+            head = current[0].model_copy(update={"released": True})
+            try:
+                write_head(self.store, head, if_generation=claim.head_generation)
+            except PreconditionFailed:
+                pass  # someone took it meanwhile: nothing of ours to give back
 
     def declare_finished(self, reason: str, detail: dict[str, Any]) -> None:
         """Record that a stop criterion is met; the first writer wins, others agree."""
@@ -238,7 +253,8 @@ class BucketLink:
                     if parse_checkpoint_key(i.key)]
             if snapshot is None:
                 log.error("island %d: no readable checkpoint; restarting it from the seed", island)
-        claim = Claim(island, new_gen, snapshot, keys)
+        claim = Claim(island, new_gen, snapshot, keys,
+                      snapshot.meta.get("key") if snapshot is not None else None)
         with self._lock:
             self._inbox.claims.append(claim)
             self._claiming.add(island)
@@ -284,4 +300,4 @@ class BucketLink:
             self._inbox.foreign, self._inbox.foreign_epoch = foreign, epoch
 
 
-__all__ = ["BucketLink", "Claim", "Inbox", "Liveness", "heartbeat_key", "head_key"]
+__all__ = ["BucketLink", "Claim", "Inbox", "Liveness", "heartbeat_key"]

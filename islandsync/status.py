@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 from typing import Any
 
-from .checkpoint import read_head
+from .checkpoint import head_key, read_head
 from .config import RunSpec, read_spec, spec_hash
 from .errors import CheckpointError, NotFound
 from .link import ELITE_HEAD_KEY, FINISHED_KEY
@@ -69,7 +69,7 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
                             "head_age_s": None, "evals": 0, "released": False})
             continue
         head, _ = current
-        info = store.stat(f"islands/{i}/HEAD.json")
+        info = store.stat(head_key(i))
         islands.append({"id": i, "generation": head.generation, "best": head.best,
                         "owner": head.owner, "head_age_s": _age(info.updated) if info else None,
                         "evals": head.evals, "released": head.released})

@@ -39,6 +39,7 @@ class _Island:
     head_generation: int
     keys: collections.deque  # this island's checkpoint keys we know of, oldest first
     uploaded_generation: int = -1
+    current_key: str | None = None  # the checkpoint HEAD names
     best: float | None = None
 
 
@@ -74,10 +75,16 @@ class Uploader:
 
     # -- called by the worker loop -------------------------------------------------------
 
-    def adopt(self, island: int, head_generation: int, keys: list[str]) -> None:
-        """Start writing for an island just claimed at HEAD generation ``head_generation``."""
+    def adopt(self, island: int, head_generation: int, keys: list[str],
+              resumed: tuple[int, str] | None = None) -> None:
+        """Start writing for an island just claimed at HEAD generation ``head_generation``;
+        ``resumed`` is (generation, key) of the checkpoint it was loaded from, so that a
+        checkpoint at that same generation is not written a second time."""
+        state = _Island(head_generation, collections.deque(sorted(keys)))
+        if resumed is not None:
+            state.uploaded_generation, state.current_key = resumed
         with self._cond:
-            self._islands[island] = _Island(head_generation, collections.deque(sorted(keys)))
+            self._islands[island] = state
 
     def submit(self, snap: IslandSnapshot, *, release: bool = False) -> None:
         with self._cond:
@@ -151,8 +158,9 @@ class Uploader:
         if state is None:
             return
         t0 = time.perf_counter()
-        key = checkpoint_key(snap.island, snap.generation, self.tag)
-        if snap.generation != state.uploaded_generation:
+        key = state.current_key
+        if snap.generation != state.uploaded_generation or key is None:
+            key = checkpoint_key(snap.island, snap.generation, self.tag)
             blob = encode_island(snap, elite=self.elite, meta={**self.meta, "owner": self.owner})
             self.store.put(key, blob)
             raw = sum(a.nbytes for a in snap.arrays.values())
@@ -178,8 +186,8 @@ class Uploader:
         self.stats.uploads += 1
         self.stats.upload_seconds.append(time.perf_counter() - t0)
         state.best = best
-        if snap.generation != state.uploaded_generation:
-            state.uploaded_generation = snap.generation
+        if key != state.current_key:
+            state.uploaded_generation, state.current_key = snap.generation, key
             state.keys.append(key)
         while len(state.keys) > self.keep:
             self._delete_quietly(state.keys.popleft())

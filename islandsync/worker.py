@@ -25,7 +25,6 @@ import torch
 from .checkpoint import Head
 from .config import RunSpec, check_fitness, read_spec, spec_hash
 from .engine import Engine, FitnessError, resolve_device
-from .errors import IslandSyncError
 from .link import BucketLink
 from .problems import make_problem
 from .progress import Progress, make_progress
@@ -238,7 +237,10 @@ class Worker:
                 self.engine.add_snapshot(claim.snapshot)
             else:
                 self.engine.add_fresh([claim.island])
-            self.uploader.adopt(claim.island, claim.head_generation, claim.keys)
+            resumed = None
+            if claim.snapshot is not None and claim.snapshot_key is not None:
+                resumed = (claim.snapshot.generation, claim.snapshot_key)
+            self.uploader.adopt(claim.island, claim.head_generation, claim.keys, resumed)
             self._hosted.add(claim.island)
             self.link.claimed(claim.island)
             log.info("island %d claimed at generation %d", claim.island,
@@ -306,12 +308,13 @@ class Worker:
 
     def _shutdown(self) -> None:
         try:
+            self.link.stop()  # no new claims from here on
             if self._hosted:
                 self._checkpoint(release=True)
         finally:
             if not self.uploader.close(timeout=60):
                 log.warning("final checkpoints not all written: the bucket is unreachable")
-            self.link.stop()
+            self.link.final_heartbeat()
 
     # -- reporting -----------------------------------------------------------------------
 

@@ -108,13 +108,20 @@ def test_two_workers_share_islands_without_forks(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     a, b = set(results["wa"].islands), set(results["wb"].islands)
-    assert a.isdisjoint(b), "an island was hosted twice"
     assert a | b == set(range(6))
     store = open_store(url)
     for i, head in heads(store, 6).items():
-        owner = "wa" if i in a else "wb"
-        assert head.owner == owner
-        assert {tag for _, tag in checkpoint_tags(store, i)} == {owner}
+        # Both left cleanly: every island is released, none stays owned by a gone worker
+        # (the one that stopped first may hand islands to the other on its way out).
+        assert head.released and head.owner in ("wa", "wb")
+        history = checkpoint_tags(store, i)
+        generations = [g for g, _ in history]
+        assert len(set(generations)) == len(generations), f"island {i} forked: {history}"
+        owners = [tag for _, tag in history]
+        switches = sum(1 for x, y in zip(owners, owners[1:]) if x != y)
+        assert switches <= 1, f"island {i} changed hands back and forth: {history}"
+        newest = history[-1]
+        assert head.checkpoint == f"islands/{i}/{newest[0]:012d}-{newest[1]}.isz"
 
 
 def test_engine_migration_injects_only_foreign_genomes() -> None:

@@ -15,7 +15,6 @@ from .keys import check_key, check_range
 
 try:
     from google.api_core import exceptions as gexc
-    from google.api_core.retry import Retry
     from google.auth import exceptions as auth_exc
     from google.cloud import storage
     from google.cloud.storage.retry import DEFAULT_RETRY
