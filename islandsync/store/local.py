@@ -48,6 +48,8 @@ class LocalStore(BlobStore):
     Compare-and-swap is correct across threads and processes of one machine (``flock`` per
     key), so a leader and several workers can run as separate processes on one directory. It is
     not safe on network file systems whose ``flock`` is not coherent (some NFS set-ups).
+    A process stopped (SIGSTOP, a debugger) in the middle of a write keeps that key's lock,
+    so other writers of the key wait until it resumes or dies; readers never wait.
     Keys must not make one blob the parent folder of another (``a`` and ``a/b``); the key
     ``.islandsync`` at the root is reserved.
     """
