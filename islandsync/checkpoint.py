@@ -10,6 +10,7 @@ fail, from overwriting the blob the new owner's HEAD points to at the same gener
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -64,6 +65,28 @@ class Head(BaseModel):
     released: bool = False
     saved_at: float = 0.0  # writer's wall clock, for display only
     nonce: str = ""
+
+
+MAX_RECORD_BYTES = 1 << 20
+
+
+def read_record(store: BlobStore, key: str) -> dict[str, Any] | None:
+    """A small JSON object blob (heartbeat, lease, finished, elite HEAD), or None when it does
+    not exist. At most MAX_RECORD_BYTES are fetched; anything that is not a JSON object raises
+    CheckpointError naming the blob."""
+    try:
+        blob = store.get(key, start=0, end=MAX_RECORD_BYTES + 1)
+    except NotFound:
+        return None
+    try:
+        if len(blob.data) > MAX_RECORD_BYTES:
+            raise ValueError("too large")
+        value = json.loads(blob.data)
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"{store.url}/{key}: not a JSON record") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{store.url}/{key}: not a JSON object")
+    return value
 
 
 def head_key(island: int) -> str:

@@ -25,6 +25,7 @@ from .checkpoint import (
     load_island,
     parse_checkpoint_key,
     read_head,
+    read_record,
     write_head,
 )
 from .config import RunSpec
@@ -208,14 +209,9 @@ class BucketLink:
 
     def _read_json(self, key: str) -> dict[str, Any] | None:
         try:
-            blob = self.store.get(key)
-        except NotFound:
-            return None
-        try:
-            value = json.loads(blob.data[:1 << 20])
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return read_record(self.store, key)
+        except CheckpointError:
             return {"reason": f"unreadable {key}"}
-        return value if isinstance(value, dict) else {"reason": f"unreadable {key}"}
 
     def _claim_free(self, hosted: set[int]) -> None:
         """Solo mode: claim every island without a live owner, up to max_islands."""

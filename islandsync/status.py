@@ -7,12 +7,11 @@ used for a decision (liveness decisions watch generations on a monotonic clock i
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from typing import Any
 
-from .checkpoint import head_key, read_head
+from .checkpoint import head_key, read_head, read_record
 from .config import RunSpec, read_spec, spec_hash
-from .errors import CheckpointError, NotFound
+from .errors import CheckpointError
 from .link import ELITE_HEAD_KEY, FINISHED_KEY
 from .store import BlobStore
 
@@ -23,16 +22,13 @@ def _age(updated: _dt.datetime) -> float:
 
 def _json(store: BlobStore, key: str) -> tuple[dict[str, Any] | None, float | None]:
     try:
-        blob = store.get(key)
-    except NotFound:
+        value = read_record(store, key)
+    except CheckpointError as err:
+        value = {"error": str(err)}
+    if value is None:
         return None, None
     info = store.stat(key)
-    try:
-        value = json.loads(blob.data[: 1 << 20])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        value = {"error": f"unreadable {key}"}
-    return (value if isinstance(value, dict) else {"error": f"unreadable {key}"},
-            _age(info.updated) if info else None)
+    return value, _age(info.updated) if info else None
 
 
 def spec_summary(spec: RunSpec) -> dict[str, Any]:
