@@ -249,9 +249,9 @@ class RunSpec(BaseModel):
     migration: MigrationSpec = Field(default_factory=MigrationSpec)
     elite_size: int = Field(64, ge=1)
     checkpoint_interval_s: float = Field(30.0, gt=0.0)
-    heartbeat_interval_s: float = Field(10.0, gt=0.0)
-    assignment_poll_s: float = Field(5.0, gt=0.0)
-    worker_timeout_s: float = Field(60.0, gt=0.0)
+    heartbeat_interval_s: float = Field(5.0, gt=0.0)
+    assignment_poll_s: float = Field(2.0, gt=0.0)
+    worker_timeout_s: float = Field(12.0, gt=0.0)
     seed: int = Field(0, ge=0, lt=2**64)  # numpy/torch seeds are unsigned 64-bit
     stop: StopSpec = Field(default_factory=StopSpec)
 

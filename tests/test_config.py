@@ -242,7 +242,7 @@ def test_symbolic_regression_vocab_is_13() -> None:
 def test_lower_below_upper_and_timeouts() -> None:
     assert error(edit(base(), "problem.genome.upper", -5.12)).startswith(
         "run.toml: problem.genome.upper: must be greater than lower")
-    assert error(edit(base(), "worker_timeout_s", 10)).startswith("run.toml: worker_timeout_s:")
+    assert error(edit(base(), "worker_timeout_s", 5)).startswith("run.toml: worker_timeout_s:")
 
 
 def test_models_are_frozen_and_direct_construction_reads_well() -> None:
