@@ -18,7 +18,8 @@ def run(
     device: str = "auto",
     max_islands: int | None = None,
     duration: float | None = None,
-    solo: bool = True,
+    solo: bool = False,
+    coordinator: bool = True,
     progress: bool = True,
     worker_id: str | None = None,
     credentials: Any = None,
@@ -28,8 +29,10 @@ def run(
 
     ``spec`` creates the run when it does not exist yet (and must match when it does).
     ``fitness`` is your own function for a run with a custom problem: it never comes from the
-    bucket. ``solo=True`` claims every island that has no live owner, so a single notebook is
-    a complete island model. Returns a :class:`~islandsync.worker.RunSummary`.
+    bucket. The worker follows the run's leader; with ``coordinator=True`` it also stands as a
+    candidate for leader, so notebooks alone make a complete run (one of them leads, and takes
+    over when the leader's session dies). ``solo=True`` instead claims every island that has
+    no live owner, with no leader needed. Returns a :class:`~islandsync.worker.RunSummary`.
     """
     from .config import init_run
     from .store import open_store
@@ -39,5 +42,6 @@ def run(
     if spec is not None:
         init_run(store, spec)
     worker = Worker(store, fitness=fitness, device=device, max_islands=max_islands,
-                    duration=duration, solo=solo, worker_id=worker_id, progress=progress)
+                    duration=duration, solo=solo, worker_id=worker_id, progress=progress,
+                    coordinator=coordinator)
     return worker.run()

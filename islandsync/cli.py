@@ -116,12 +116,64 @@ def _worker(args: argparse.Namespace) -> int:
     store = open_store(args.run)
     worker = Worker(store, fitness=fitness, device=args.device, max_islands=args.max_islands,
                     duration=args.duration, solo=args.solo, worker_id=args.worker_id,
-                    progress=not args.quiet)
+                    progress=not args.quiet, coordinator=not args.no_coordinator)
     if not args.solo:
-        print("islandsync worker: waiting for islands from the run's coordinator "
-              "(use --solo to claim every island without a live owner)", file=sys.stderr)
+        print("islandsync worker: islands come from the run's leader"
+              + ("" if args.no_coordinator else " (this worker stands as a candidate too)"),
+              file=sys.stderr)
     worker.run()
     return 0
+
+
+def _coordinate(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .coordinator import Coordinator
+    from .store import open_store
+    from .worker import default_worker_id, detect_platform
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    store = open_store(args.run)
+    candidate = args.candidate_id or "coord-" + default_worker_id(detect_platform())
+    coordinator = Coordinator(store, candidate=candidate, lease_s=args.lease,
+                              interval=args.interval)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"islandsync coordinate: candidate {candidate} on {store.url} "
+          f"(lease {args.lease:g}s, cycle {args.interval:g}s)", file=sys.stderr, flush=True)
+    coordinator.run(stop, duration=args.duration)
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    from .status import best_genomes
+    from .store import open_store
+
+    best = best_genomes(open_store(args.run), top=args.top)
+    if args.npy:
+        import numpy as np
+
+        np.save(args.npy, best["genomes"])
+        print(f"wrote {len(best['genomes'])} genomes to {args.npy}")
+    elif args.json:
+        print(json.dumps({k: v for k, v in best.items() if k != "genomes"}
+                         | {"genomes": [g.tolist() for g in best["genomes"]]}, indent=2))
+    else:
+        print(f"elite epoch {best['epoch']} (term {best['term']}), best {len(best['fitness'])}:")
+        for rank, (fit, island, gid) in enumerate(
+                zip(best["fitness"], best["island"], best["id"]), 1):
+            print(f"{rank:3d}  fitness {fit:.10g}  island {island}  id {gid:016x}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(workers=args.workers, duration=args.duration, directory=args.dir,
+                    kill_one=args.kill_one)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -190,6 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--quiet", action="store_true", help="no progress lines")
     worker.add_argument("-v", "--verbose", action="store_true")
     worker.set_defaults(func=_worker)
+
+    coord = sub.add_parser("coordinate", help="stand as the run's coordinator (leader election)")
+    coord.add_argument("run")
+    coord.add_argument("--lease", type=parse_duration, default=15.0, help="lease, e.g. 15s")
+    coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
+    coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
+    coord.add_argument("--candidate-id", dest="candidate_id")
+    coord.set_defaults(func=_coordinate)
+
+    best = sub.add_parser("best", help="the best genomes of RUN's newest elite")
+    best.add_argument("run")
+    best.add_argument("--top", type=int, default=10)
+    best_out = best.add_mutually_exclusive_group()
+    best_out.add_argument("--json", action="store_true")
+    best_out.add_argument("--npy", metavar="FILE", help="write the genomes as a .npy array")
+    best.set_defaults(func=_best)
+
+    demo = sub.add_parser("demo", help="a coordinator and workers on a local directory")
+    demo.add_argument("--workers", type=int, default=3)
+    demo.add_argument("--duration", type=parse_duration, default=60.0)
+    demo.add_argument("--dir", help="run directory (default: a new temporary one)")
+    demo.add_argument("--kill-one", dest="kill_one", action="store_true",
+                      help="kill -9 one worker mid-run to show its islands moving")
+    demo.set_defaults(func=_demo)
 
     status = sub.add_parser("status", help="islands, workers, leader and elite of RUN")
     status.add_argument("run")

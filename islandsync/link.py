@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from . import codec
 from .checkpoint import (
     Head,
     IslandSnapshot,
@@ -30,12 +29,20 @@ from .checkpoint import (
 )
 from .config import RunSpec
 from .errors import CheckpointError, IslandSyncError, NotFound, PreconditionFailed, StoreError
+from .lease import LEASE_KEY
+from .records import (
+    ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
+    Assignment,
+    read_assignment,
+    read_elite,
+    read_elite_head,
+)
 from .store import BlobStore
 
 log = logging.getLogger(__name__)
 
 FINISHED_KEY = "finished.json"
-ELITE_HEAD_KEY = "elite/HEAD.json"
 
 
 def heartbeat_key(worker_id: str) -> str:
@@ -65,6 +72,11 @@ class Liveness:
             return True
         return self.clock() - last[1] < self.timeout
 
+    def since(self, worker: str) -> float:
+        """When (our clock) the worker's heartbeat generation last changed."""
+        last = self._seen.get(worker)
+        return last[1] if last is not None else self.clock()
+
 
 @dataclass
 class Claim:
@@ -82,6 +94,8 @@ class Inbox:
     foreign: tuple[np.ndarray, ...] | None = None  # genomes, scores, ids, origin of the elite
     foreign_epoch: int = -1
     remote: dict[int, Head] = field(default_factory=dict)  # HEADs of islands hosted elsewhere
+    release: set[int] = field(default_factory=set)  # hosted islands assigned elsewhere now
+    assignment_epoch: int = 0
 
 
 class BucketLink:
@@ -109,6 +123,9 @@ class BucketLink:
         self._stop = threading.Event()
         self._claiming: set[int] = set()
         self._elite_generation = 0
+        self.max_term = 0  # the highest lease term seen: records of lower terms are stale
+        self._assignment: tuple[Assignment, int] | None = None
+        self._assigned_since: dict[int, float] = {}
         self._last_warning = 0.0
         self._thread = threading.Thread(target=self._run, name="islandsync-bucket", daemon=True)
 
@@ -123,6 +140,7 @@ class BucketLink:
             inbox, self._inbox = self._inbox, Inbox(
                 finished=self._inbox.finished, foreign=self._inbox.foreign,
                 foreign_epoch=self._inbox.foreign_epoch, remote=self._inbox.remote,
+                assignment_epoch=self._inbox.assignment_epoch,
             )
         return inbox
 
@@ -204,6 +222,8 @@ class BucketLink:
         hosted = self.hosted() | self._claiming
         if self.solo:
             self._claim_free(hosted)
+        else:
+            self._follow_assignment(hosted)
         self._read_remote(hosted)
         self._read_elite()
 
@@ -281,19 +301,90 @@ class BucketLink:
         info = self.store.stat(ELITE_HEAD_KEY)
         if info is None or info.generation == self._elite_generation:
             return
-        head = self._read_json(ELITE_HEAD_KEY) or {}
-        key, epoch = head.get("key"), head.get("epoch")
-        if not isinstance(key, str) or not isinstance(epoch, int):
-            return
         try:
-            _, frames = codec.decode(self.store.get(key).data, name=key)
-            foreign = tuple(frames[n] for n in ("genomes", "scores", "ids", "origin"))
-        except (CheckpointError, KeyError, NotFound) as err:
-            self._warn(f"elite epoch {epoch} unreadable, keeping the previous one: {err}")
+            current = read_elite_head(self.store)
+        except CheckpointError as err:
+            self._warn(f"elite HEAD unreadable, keeping the previous elite: {err}")
             return
-        self._elite_generation = info.generation
+        if current is None:
+            return
+        head, generation = current
+        if head.term < self.max_term:
+            return  # written by a leader that has been replaced: fenced off
+        try:
+            foreign = read_elite(self.store, head.key)
+        except (CheckpointError, NotFound) as err:
+            self._warn(f"elite epoch {head.epoch} unreadable, keeping the previous one: {err}")
+            return
+        width = self.spec.problem.genome
+        if foreign[0].shape[1] != (width.dim if width.kind == "real" else width.length):
+            self._warn(f"elite epoch {head.epoch} does not fit this run's genomes; ignored")
+            return
+        self._elite_generation = generation
+        self.max_term = max(self.max_term, head.term)
         with self._lock:
-            self._inbox.foreign, self._inbox.foreign_epoch = foreign, epoch
+            self._inbox.foreign, self._inbox.foreign_epoch = foreign, head.epoch
+
+    # -- following the leader ------------------------------------------------------------
+
+    def _lease_term(self) -> int:
+        try:
+            lease = read_record(self.store, LEASE_KEY)
+        except CheckpointError:
+            return 0
+        term = (lease or {}).get("term")
+        return term if isinstance(term, int) and not isinstance(term, bool) else 0
+
+    def _read_assignment(self) -> Assignment | None:
+        """The newest assignment that is not fenced off, or None."""
+        info = self.store.stat(ASSIGNMENT_KEY)
+        if info is None:
+            return None
+        if self._assignment is None or self._assignment[1] != info.generation:
+            try:
+                current = read_assignment(self.store)
+            except CheckpointError as err:
+                self._warn(f"ignoring the assignment: {err}")
+                return None
+            if current is None:
+                return None
+            self._assignment = current
+        assignment = self._assignment[0]
+        # Reading the lease too closes the window in which a deposed leader that woke up
+        # has written an assignment the new leader has not yet replaced.
+        self.max_term = max(self.max_term, self._lease_term())
+        if assignment.term < self.max_term:
+            return None
+        self.max_term = assignment.term
+        return assignment
+
+    def _follow_assignment(self, hosted: set[int]) -> None:
+        """Release hosted islands assigned elsewhere; claim those assigned to us once their
+        previous owner has released them, is not among the leader's live workers, or has
+        had a whole worker timeout to let go."""
+        assignment = self._read_assignment()
+        if assignment is None:
+            return
+        mine = {i for i in assignment.of(self.worker_id) if 0 <= i < self.spec.islands}
+        release = (hosted - self._claiming) - mine
+        with self._lock:
+            self._inbox.release = release
+            self._inbox.assignment_epoch = assignment.epoch
+        now = self.clock()
+        self._assigned_since = {i: self._assigned_since.get(i, now) for i in mine}
+        for island in sorted(mine - hosted):
+            if len(hosted) >= self.max_islands or self._stop.is_set():
+                return
+            current = read_head(self.store, island)
+            if current is not None:
+                head = current[0]
+                waiting = (head.owner not in (None, self.worker_id) and not head.released
+                           and head.owner in assignment.workers
+                           and now - self._assigned_since[island] < self.spec.worker_timeout_s)
+                if waiting:
+                    continue
+            if self.claim(island, current) is not None:
+                hosted.add(island)
 
 
-__all__ = ["BucketLink", "Claim", "Inbox", "Liveness", "heartbeat_key"]
+__all__ = ["FINISHED_KEY", "BucketLink", "Claim", "Inbox", "Liveness", "heartbeat_key"]

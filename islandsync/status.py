@@ -11,8 +11,9 @@ from typing import Any
 
 from .checkpoint import head_key, read_head, read_record
 from .config import RunSpec, read_spec, spec_hash
-from .errors import CheckpointError
-from .link import ELITE_HEAD_KEY, FINISHED_KEY
+from .errors import CheckpointError, NotFound
+from .link import FINISHED_KEY
+from .records import ASSIGNMENT_KEY, ELITE_HEAD_KEY, read_elite, read_elite_head
 from .store import BlobStore
 
 
@@ -81,7 +82,18 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
     elite_head, _ = _json(store, ELITE_HEAD_KEY)
     elite = None
     if elite_head is not None:
-        elite = {k: elite_head.get(k) for k in ("epoch", "size", "best", "term")}
+        elite = {k: elite_head.get(k) for k in ("epoch", "size", "best", "term", "duplicates")}
+    assignment_record, assignment_age = _json(store, ASSIGNMENT_KEY)
+    assignment = None
+    if assignment_record is not None:
+        assignment = {k: assignment_record.get(k)
+                      for k in ("epoch", "term", "leader", "workers", "draining", "error")
+                      if k in assignment_record}
+        assignment["age_s"] = assignment_age
+        islands_map = assignment_record.get("islands")
+        if isinstance(islands_map, dict):
+            for row in islands:
+                row["assigned"] = islands_map.get(str(row["id"]))
     bests = [i["best"] for i in islands if i.get("best") is not None]
     best = (min(bests) if spec.problem.direction == "minimize" else max(bests)) if bests else None
     return {
@@ -93,7 +105,28 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         "islands": islands,
         "workers": workers,
         "elite": elite,
+        "assignment": assignment,
     }
+
+
+def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
+    """The best ``top`` genomes of the newest elite epoch, in the problem's own direction:
+    ``{"epoch", "term", "fitness": [...], "island": [...], "id": [...], "genomes": ndarray}``.
+    """
+    spec = read_spec(store)
+    current = read_elite_head(store)
+    if current is None:
+        raise NotFound(f"run {store.url} has no elite yet: a coordinator writes the first "
+                       f"one after the first checkpoints")
+    head = current[0]
+    genomes, scores, ids, origin = read_elite(store, head.key)
+    n = min(top, scores.shape[0])
+    sign = 1.0 if spec.problem.direction == "minimize" else -1.0
+    return {"epoch": head.epoch, "term": head.term,
+            "fitness": [sign * float(v) for v in scores[:n]],
+            "island": [int(v) for v in origin[:n]],
+            "id": [int(v) & 0xFFFFFFFFFFFFFFFF for v in ids[:n]],
+            "genomes": genomes[:n]}
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -106,6 +139,14 @@ def format_status(st: dict[str, Any]) -> str:
     leader = st["leader"]
     lines.append("leader: none" if leader is None else
                  f"leader: {leader['holder']} term {leader['term']} ({leader['age_s']}s ago)")
+    a = st.get("assignment")
+    if a:
+        lines.append(f"assignment: epoch {a.get('epoch')} term {a.get('term')} "
+                     f"by {a.get('leader')}, {len(a.get('workers') or [])} live workers")
+    e = st.get("elite")
+    if e:
+        lines.append(f"elite: epoch {e.get('epoch')} (term {e.get('term')}), "
+                     f"{e.get('size')} genomes, best {e.get('best')}")
     lines.append(f"evaluations {st['evaluations']:,}  best {st['best']}")
     lines.append(f"{'island':>6} {'gen':>8} {'best':>14} {'owner':<32} {'head age':>9}")
     for i in st["islands"]:
@@ -123,7 +164,4 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"  {w['id']:<32} {'alive' if w['alive'] else 'gone':<6} "
                      f"{w['platform'] or '-':<10} {w['device'] or '-':<12} {rate:>10} "
                      f"islands {w['islands']}  {w['age_s']}s ago")
-    if st["elite"]:
-        lines.append(f"elite: epoch {st['elite']['epoch']} size {st['elite']['size']} "
-                     f"best {st['elite']['best']}")
     return "\n".join(lines)

@@ -102,6 +102,9 @@ class Worker:
         worker_id: str | None = None,
         platform: str | None = None,
         progress: bool | Progress = True,
+        coordinator: bool = False,
+        deadline: float | None = None,
+        lease_s: float = 15.0,
     ) -> None:
         self.store = store
         self.spec = spec or read_spec(store)
@@ -141,6 +144,11 @@ class Worker:
         self._remote: dict[int, Head] = {}
         self._run_ends_at = self._run_deadline()
         self._next_look = 0.0
+        self.deadline = deadline  # time.monotonic() at which the session must be wound up
+        self.assignment_epoch = 0
+        self.coordinator = coordinator
+        self.lease_s = lease_s
+        self._candidate: tuple[Any, threading.Event, threading.Thread] | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -167,7 +175,10 @@ class Worker:
             "evaluations": self.evaluations,
             "checkpoint_blocked_s": round(self.blocked_s, 6),
             "max_islands": self.max_islands,
-            "deadline": None,
+            "deadline_in_s": (None if self.deadline is None
+                              else round(self.deadline - time.monotonic(), 1)),
+            "assignment_epoch": self.assignment_epoch,
+            "solo": self.solo,
         }
 
     # -- the loop ------------------------------------------------------------------------
@@ -176,6 +187,11 @@ class Worker:
         started = time.monotonic()
         restore = _install_signal_handlers(self.request_stop)
         self.link.start()
+        if self.coordinator:
+            from .coordinator import start_candidate
+
+            self._candidate = start_candidate(self.store, candidate=self.worker_id,
+                                              spec=self.spec, lease_s=self.lease_s)
         error: BaseException | None = None
         try:
             self._loop(started)
@@ -202,6 +218,9 @@ class Worker:
                 break
             if self.duration is not None and time.monotonic() - started >= self.duration:
                 self.request_stop("duration elapsed")
+                break
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.request_stop("session deadline")
                 break
             if not self._hosted:
                 self.progress.update(self._view())
@@ -245,6 +264,17 @@ class Worker:
             self.link.claimed(claim.island)
             log.info("island %d claimed at generation %d", claim.island,
                      self.engine.generations[claim.island])
+        release = sorted(inbox.release & self._hosted)
+        if release:
+            t0 = time.perf_counter()
+            snaps = self.engine.snapshot(release)
+            self.blocked_s += time.perf_counter() - t0
+            for snap in snaps:
+                self.uploader.submit(snap, release=True)
+            self.engine.remove(release)
+            self._hosted -= set(release)
+            log.info("islands %s released: assigned to another worker", release)
+        self.assignment_epoch = inbox.assignment_epoch
         self._remote = inbox.remote
         if inbox.finished is not None:
             self.request_stop(f"run finished: {inbox.finished.get('reason', 'unknown')}")
@@ -307,6 +337,10 @@ class Worker:
         return self.to_user(min(scores.values())) if scores else None
 
     def _shutdown(self) -> None:
+        if self._candidate is not None:
+            _, stop, thread = self._candidate
+            stop.set()
+            thread.join(timeout=30)  # it gives the lease up on its way out
         try:
             self.link.stop()  # no new claims from here on
             if self._hosted:

@@ -1,0 +1,397 @@
+"""The coordinator: a lease candidate that, while leader, merges elites and places islands.
+
+One cycle (every ``interval`` seconds): renew or watch the lease -> read heartbeats (liveness
+by heartbeat generation on our monotonic clock) -> read every island's HEAD -> merge the elite
+frames of islands whose HEAD moved into a new elite epoch -> compute the assignment from the
+workers' rates and write it when it changed -> now and then, sweep old blobs. Every write is
+made only while ``lease.is_leader`` holds, carries the term, and replaces its record by CAS on
+the generation this leader last read; a CAS that fails means another leader is writing, and
+this one re-reads on its next cycle instead of fighting.
+
+numpy only: a coordinator needs no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import Head, parse_checkpoint_key, read_head, read_record
+from .config import RunSpec, read_spec
+from .errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from .lease import Lease
+from .link import Liveness, heartbeat_key
+from .merge import Elite, IslandElites, merge_elites
+from .placement import Policy, WorkerView, place
+from .records import (
+    ASSIGNMENT_KEY,
+    Assignment,
+    EliteHead,
+    elite_key,
+    encode_elite,
+    parse_elite_key,
+    read_assignment,
+    read_elite,
+    read_elite_head,
+    write_assignment,
+    write_elite_head,
+)
+from .store import BlobStore
+
+log = logging.getLogger(__name__)
+
+KEEP_ELITE_EPOCHS = 3
+KEEP_CHECKPOINTS = 3
+DEAD_HEARTBEAT_S = 3600.0
+
+
+class Coordinator:
+    """One candidate (see module doc). Drive it with :meth:`run`, or :meth:`step` in tests."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        candidate: str,
+        spec: RunSpec | None = None,
+        lease_s: float = 15.0,
+        interval: float = 5.0,
+        policy: Policy | None = None,
+        drain_s: float = 120.0,
+        housekeeping_s: float = 300.0,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.candidate = store, candidate
+        self.spec = spec or read_spec(store)
+        self.interval, self.drain_s, self.housekeeping_s = interval, drain_s, housekeeping_s
+        self.policy = policy or Policy()
+        self.metrics, self.clock = metrics, clock
+        self.lease = Lease(store, candidate, lease_s=lease_s, clock=clock)
+        self.top = self.spec.elite_size
+        self.liveness = Liveness(self.spec.worker_timeout_s, clock)
+        self.cycles = self.merges = self.assignments_written = 0
+        self.merge_seconds: list[float] = []
+        self._acting_term = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything cached: a new term starts from what the bucket says."""
+        self._heartbeats: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._elites = IslandElites(self.store, self.spec)
+        self._global: Elite | None = None
+        self._elite_head: tuple[EliteHead, int] | None = None
+        self._elite_loaded = False
+        self._placed_at: dict[int, float] = {}
+        self._next_housekeeping = self.clock() + min(60.0, self.housekeeping_s)
+        self._orphans: set[str] = set()
+
+    # -- driving -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, duration: float | None = None) -> None:
+        """Cycle until ``stop`` is set or ``duration`` passes; gives the lease up on the way
+        out so that another candidate takes over at once."""
+        stop = stop or threading.Event()
+        ends = None if duration is None else self.clock() + duration
+        try:
+            while not stop.is_set() and (ends is None or self.clock() < ends):
+                started = self.clock()
+                self.step()
+                stop.wait(max(0.0, self.interval - (self.clock() - started)))
+        finally:
+            self.lease.release()
+            if self._acting_term:
+                log.info("coordinator %s: gave up the lease (term %d)", self.candidate,
+                         self._acting_term)
+
+    def step(self) -> None:
+        """One cycle. Bucket trouble is absorbed and retried next cycle: never raises for it."""
+        self.cycles += 1
+        leader = self.lease.step()
+        if self.metrics is not None:
+            self.metrics.set_leader(self.lease.term, leader)
+            self.metrics.lease_renewal_failures(self.lease.renewal_failures)
+        if not leader:
+            if self._acting_term:
+                log.info("coordinator %s: no longer leader (term %d)", self.candidate,
+                         self._acting_term)
+                self._acting_term = 0
+            return
+        if self.lease.term != self._acting_term:
+            log.info("coordinator %s: leader, term %d", self.candidate, self.lease.term)
+            self._acting_term = self.lease.term
+            self._reset()
+        try:
+            heartbeats, alive = self._read_heartbeats()
+            heads = self._read_heads()
+            self._merge(heads)
+            self._assign(heartbeats, alive)
+            if self.clock() >= self._next_housekeeping:
+                self._next_housekeeping = self.clock() + self.housekeeping_s
+                self._housekeeping(heads, alive)
+            if self.metrics is not None:
+                self.metrics.observe_workers({w: hb for w, (_, hb) in heartbeats.items()}, alive)
+                self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
+                                                  "owner": h.owner} for i, h in heads.items()})
+        except StoreError as err:
+            log.warning("coordinator: bucket trouble (will retry): %s", err)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read_heartbeats(self) -> tuple[dict[str, tuple[int, dict[str, Any]]], set[str]]:
+        seen: dict[str, tuple[int, dict[str, Any]]] = {}
+        for info in self.store.list("workers/"):
+            worker = info.key[len("workers/"):-len(".json")]
+            if not worker or not info.key.endswith(".json"):
+                continue
+            self.liveness.observe(worker, info.generation)
+            cached = self._heartbeats.get(worker)
+            if cached is not None and cached[0] == info.generation:
+                seen[worker] = cached
+                continue
+            try:
+                body = read_record(self.store, info.key)
+            except CheckpointError as err:
+                log.warning("coordinator: ignoring heartbeat %s: %s", info.key, err)
+                continue
+            if body is not None:
+                seen[worker] = (info.generation, body)
+        self._heartbeats = seen
+        alive = {w for w, (_, hb) in seen.items()
+                 if hb.get("state") != "exited" and self.liveness.alive(w)}
+        return seen, alive
+
+    def _read_heads(self) -> dict[int, Head]:
+        heads: dict[int, Head] = {}
+        for island in range(self.spec.islands):
+            try:
+                current = read_head(self.store, island)
+            except CheckpointError as err:
+                log.warning("coordinator: %s", err)
+                continue
+            if current is not None:
+                heads[island] = current[0]
+        return heads
+
+    # -- merging -------------------------------------------------------------------------
+
+    def _load_global(self) -> None:
+        """The newest readable elite epoch, falling back to older ones when it is corrupt."""
+        self._elite_loaded = True
+        try:
+            self._elite_head = read_elite_head(self.store)
+        except CheckpointError as err:
+            log.warning("coordinator: %s; starting a new elite chain", err)
+            info = self.store.stat("elite/HEAD.json")
+            self._elite_head = None
+            self._elite_fallback_generation = info.generation if info else 0
+        keys = sorted((i.key for i in self.store.list("elite/") if parse_elite_key(i.key)),
+                      reverse=True)
+        if self._elite_head is not None:
+            keys = [self._elite_head[0].key] + [k for k in keys if k != self._elite_head[0].key]
+        for key in keys:
+            try:
+                elite = read_elite(self.store, key)
+            except (CheckpointError, NotFound) as err:
+                log.warning("coordinator: elite %s unreadable: %s", key, err)
+                continue
+            if elite[0].shape[1:] == (self._elites.width,):
+                self._global = elite  # type: ignore[assignment]
+                return
+
+    def _merge(self, heads: dict[int, Head]) -> None:
+        if not self._elite_loaded:
+            self._load_global()
+        read = self._elites.refresh(heads)
+        if read == 0 and self._global is not None:
+            return
+        parts = self._elites.parts() + ([self._global] if self._global is not None else [])
+        if not any(p[1].shape[0] for p in parts):
+            return
+        t0 = time.perf_counter()
+        result = merge_elites(parts, self.top)
+        seconds = time.perf_counter() - t0
+        self.merge_seconds.append(seconds)
+        if self.metrics is not None:
+            self.metrics.observe_merge(seconds, result.candidates, result.duplicates)
+        if self._global is not None and _same(result.elite, self._global):
+            return
+        self._write_elite(result.elite, result.candidates, result.duplicates)
+
+    def _write_elite(self, elite: Elite, candidates: int, duplicates: int) -> None:
+        head = self._elite_head
+        gen = head[1] if head else getattr(self, "_elite_fallback_generation", 0)
+        epoch = (head[0].epoch if head else 0) + 1
+        for _ in range(5):  # a stale leader may have left a blob under the next name
+            if not self.lease.is_leader:
+                return
+            try:
+                self.store.put(elite_key(epoch), encode_elite(elite, epoch=epoch,
+                                                              term=self._acting_term),
+                               if_generation=0)
+                break
+            except PreconditionFailed:
+                epoch += 1
+        else:
+            return
+        best = float(elite[1][0]) if elite[1].shape[0] else None
+        if best is not None and self.spec.problem.direction == "maximize":
+            best = -best
+        new = EliteHead(epoch=epoch, key=elite_key(epoch), term=self._acting_term,
+                        size=int(elite[1].shape[0]), best=best, duplicates=duplicates,
+                        candidates=candidates)
+        if not self.lease.is_leader:
+            return
+        try:
+            new_gen = write_elite_head(self.store, new, if_generation=gen)
+        except PreconditionFailed:
+            log.warning("coordinator: elite HEAD changed under us; re-reading next cycle")
+            self._elite_loaded = False
+            self._delete(elite_key(epoch))
+            return
+        self._elite_head, self._global = (new, new_gen), elite
+        self.merges += 1
+        if self.metrics is not None:
+            self.metrics.observe_global_best(best)
+        log.info("merge: elite epoch %d (term %d): %d genomes from %d candidates, %d "
+                 "duplicates dropped, best %s", epoch, self._acting_term, new.size, candidates,
+                 duplicates, "-" if best is None else f"{best:.6g}")
+        self._prune_elite(epoch)
+
+    def _prune_elite(self, newest: int) -> None:
+        for info in self.store.list("elite/"):
+            epoch = parse_elite_key(info.key)
+            if epoch is not None and epoch <= newest - KEEP_ELITE_EPOCHS:
+                self._delete(info.key)
+
+    # -- placing -------------------------------------------------------------------------
+
+    def _workers(self, heartbeats: dict[str, tuple[int, dict[str, Any]]],
+                 alive: set[str]) -> list[WorkerView]:
+        views = []
+        for worker in sorted(alive):
+            hb = heartbeats[worker][1]
+            rate = _number(hb.get("rate"), 0.0)
+            cap = int(_number(hb.get("max_islands"), self.spec.islands))
+            left = _number(hb.get("deadline_in_s"), None)
+            draining = False
+            if left is not None:
+                since = self.liveness.since(worker)
+                draining = left - (self.clock() - since) <= self.drain_s
+            views.append(WorkerView(worker, rate, max(0, cap), draining))
+        return views
+
+    def _assign(self, heartbeats: dict[str, tuple[int, dict[str, Any]]], alive: set[str]) -> None:
+        try:
+            read = read_assignment(self.store)
+        except CheckpointError as err:
+            log.warning("coordinator: %s; replacing it", err)
+            info = self.store.stat(ASSIGNMENT_KEY)
+            read = None
+            gen = info.generation if info else 0
+        else:
+            gen = read[1] if read else 0
+        previous = read[0] if read else None
+        if previous is not None and previous.term > self._acting_term:
+            return  # a newer leader exists; our lease step will notice soon
+        current = dict(previous.islands) if previous else {}
+        workers = self._workers(heartbeats, alive)
+        now = self.clock()
+        placement = place(self.spec.islands, current, workers, placed_at=self._placed_at,
+                          now=now, policy=self.policy)
+        draining = sorted(w.worker for w in workers if w.draining)
+        unchanged = (previous is not None and previous.term == self._acting_term
+                     and previous.islands == placement.islands
+                     and sorted(previous.workers) == sorted(alive)
+                     and previous.draining == draining)
+        if unchanged:
+            return
+        new = Assignment(term=self._acting_term, epoch=(previous.epoch if previous else 0) + 1,
+                         leader=self.candidate, islands=placement.islands,
+                         workers=sorted(alive), draining=draining)
+        if not self.lease.is_leader:
+            return
+        try:
+            write_assignment(self.store, new, if_generation=gen)
+        except PreconditionFailed:
+            log.warning("coordinator: assignment changed under us; re-reading next cycle")
+            return
+        self.assignments_written += 1
+        for island, worker in placement.islands.items():
+            if current.get(island) != worker:
+                self._placed_at[island] = now
+        moved = {r: n for r, n in placement.moves.items() if n}
+        if self.metrics is not None:
+            for reason, n in moved.items():
+                self.metrics.reassignment(reason, n)
+        per_worker: dict[str, int] = {}
+        for worker in placement.islands.values():
+            per_worker[worker] = per_worker.get(worker, 0) + 1
+        log.info("assignment epoch %d (term %d): %s%s%s", new.epoch, new.term,
+                 ", ".join(f"{w}: {n}" for w, n in sorted(per_worker.items())) or "no workers",
+                 f"; moved {moved}" if moved else "",
+                 f"; unplaced {placement.unplaced}" if placement.unplaced else "")
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def _housekeeping(self, heads: dict[int, Head], alive: set[str]) -> None:
+        """Each island keeps its last few checkpoints; blobs above HEAD (a writer that lost
+        the island) go once seen twice, a housekeeping period apart, so an upload whose HEAD
+        CAS is in flight is never swept; heartbeats of workers dead an hour go."""
+        orphans: set[str] = set()
+        for island, head in heads.items():
+            keys = [(p[1], i.key) for i in self.store.list(f"islands/{island}/")
+                    if (p := parse_checkpoint_key(i.key))]
+            below = sorted((k for k in keys if k[0] <= head.generation), reverse=True)
+            for _, key in below[KEEP_CHECKPOINTS:]:
+                if key != head.checkpoint:
+                    self._delete(key)
+            orphans |= {key for g, key in keys if g > head.generation}
+        for key in orphans & self._orphans:
+            self._delete(key)
+        self._orphans = orphans - self._orphans
+        now = time.time()
+        for info in self.store.list("workers/"):
+            worker = info.key[len("workers/"):-len(".json")]
+            if worker not in alive and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
+                self._delete(info.key)
+
+    def _delete(self, key: str) -> None:
+        if not self.lease.is_leader:
+            return
+        try:
+            self.store.delete(key)
+        except (NotFound, StoreError):
+            pass
+
+
+def _same(a: Elite, b: Elite) -> bool:
+    return a[2].shape == b[2].shape and bool(np.array_equal(a[2], b[2])) \
+        and bool(np.array_equal(a[1], b[1]))
+
+
+def _number(value: Any, default: Any) -> Any:
+    """A finite number from an untrusted heartbeat field, or ``default``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value) if np.isfinite(value) else default
+
+
+def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec,
+                    **kwargs: Any) -> tuple[Coordinator, threading.Event, threading.Thread]:
+    """A coordinator candidate in a background thread of a worker process (so a run of
+    notebooks alone has a leader). Set the event and join the thread to stop it."""
+    coordinator = Coordinator(store, candidate=candidate, spec=spec, **kwargs)
+    stop = threading.Event()
+    thread = threading.Thread(target=coordinator.run, args=(stop,), daemon=True,
+                              name="islandsync-coordinator")
+    thread.start()
+    return coordinator, stop, thread
+
+
+__all__ = ["Coordinator", "heartbeat_key", "start_candidate"]
