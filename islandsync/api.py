@@ -32,7 +32,7 @@ def run(
     bucket. The worker follows the run's leader; with ``coordinator=True`` it also stands as a
     candidate for leader, so notebooks alone make a complete run (one of them leads, and takes
     over when the leader's session dies). ``solo=True`` instead claims every island that has
-    no live owner, with no leader needed. Returns a :class:`~islandsync.worker.RunSummary`.
+    no live owner, with no leader needed (and no candidate). Returns a :class:`~islandsync.worker.RunSummary`.
     """
     from .config import init_run
     from .store import open_store
@@ -43,5 +43,5 @@ def run(
         init_run(store, spec)
     worker = Worker(store, fitness=fitness, device=device, max_islands=max_islands,
                     duration=duration, solo=solo, worker_id=worker_id, progress=progress,
-                    coordinator=coordinator)
+                    coordinator=coordinator and not solo)
     return worker.run()

@@ -116,7 +116,8 @@ def _worker(args: argparse.Namespace) -> int:
     store = open_store(args.run)
     worker = Worker(store, fitness=fitness, device=args.device, max_islands=args.max_islands,
                     duration=args.duration, solo=args.solo, worker_id=args.worker_id,
-                    progress=not args.quiet, coordinator=not args.no_coordinator)
+                    progress=not args.quiet,
+                    coordinator=not (args.no_coordinator or args.solo))
     if not args.solo:
         print("islandsync worker: islands come from the run's leader"
               + ("" if args.no_coordinator else " (this worker stands as a candidate too)"),
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-islands", dest="max_islands", type=int)
     worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m")
     worker.add_argument("--solo", action="store_true",
-                        help="claim every island without a live owner (no coordinator needed)")
+                        help="claim every island without a live owner: no leader needed, none stood")
     worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
                         help="do not stand as a coordinator candidate")
     worker.add_argument("--fitness", help="module:function of a custom fitness function")

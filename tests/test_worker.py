@@ -35,6 +35,11 @@ def fast_spec(**overrides):
     return spec.model_copy(update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
 
 
+def solo_run(*args, **kwargs):
+    """These tests are about one worker's own loop: solo, no leader involved."""
+    return islandsync.run(*args, solo=True, **kwargs)
+
+
 def heads(store: BlobStore, n: int) -> dict[int, object]:
     out = {}
     for i in range(n):
@@ -71,7 +76,7 @@ def checkpoint_tags(store: BlobStore, island: int) -> list[tuple[int, str]]:
 
 def test_solo_worker_checkpoints_and_resumes(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
-    first = islandsync.run(url, spec=fast_spec(), duration=1.5, worker_id="w1", progress=False)
+    first = solo_run(url, spec=fast_spec(), duration=1.5, worker_id="w1", progress=False)
     assert first.stopped == "duration elapsed"
     assert sorted(first.islands) == [0, 1, 2, 3]
     store = open_store(url)
@@ -79,7 +84,7 @@ def test_solo_worker_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert all(h.released and h.owner == "w1" and h.generation > 0 for h in before.values())
     assert all(h.generation == first.island_generations[i] for i, h in before.items())
 
-    second = islandsync.run(url, duration=1.0, worker_id="w2", progress=False)
+    second = solo_run(url, duration=1.0, worker_id="w2", progress=False)
     after = heads(store, 4)
     for i in range(4):
         assert after[i].owner == "w2"
@@ -99,7 +104,7 @@ def test_two_workers_share_islands_without_forks(tmp_path: Path) -> None:
     results = {}
 
     def work(wid: str) -> None:
-        results[wid] = islandsync.run(url, duration=3.0, worker_id=wid, max_islands=4,
+        results[wid] = solo_run(url, duration=3.0, worker_id=wid, max_islands=4,
                                       progress=False)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in ("wa", "wb")]
@@ -165,7 +170,7 @@ def _custom_spec(fn, **kw):
 
 def test_nan_fitness_never_crashes(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
-    summary = islandsync.run(url, spec=_custom_spec(_nan_half), fitness=_nan_half, duration=1.0,
+    summary = solo_run(url, spec=_custom_spec(_nan_half), fitness=_nan_half, duration=1.0,
                              worker_id="w1", progress=False)
     assert summary.best_fitness is not None and summary.best_fitness >= 0
     store = open_store(url)
@@ -179,7 +184,7 @@ def test_fitness_exception_stops_cleanly(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
     _sphere_then_fail.calls = 0
     with pytest.raises(FitnessError, match=r"islands \[0, 1, 2, 3\] at generation \d+.*boom"):
-        islandsync.run(url, spec=_custom_spec(_sphere_then_fail), fitness=_sphere_then_fail,
+        solo_run(url, spec=_custom_spec(_sphere_then_fail), fitness=_sphere_then_fail,
                        duration=10, worker_id="w1", progress=False)
     final = heads(open_store(url), 4)
     assert len(final) == 4 and all(h.released for h in final.values())
@@ -189,31 +194,31 @@ def test_different_fitness_or_spec_is_refused(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
     init_run(open_store(url), _custom_spec(_nan_half))
     with pytest.raises(ConfigError, match="differs"):
-        islandsync.run(url, fitness=_sphere_then_fail, duration=0.1, progress=False)
+        solo_run(url, fitness=_sphere_then_fail, duration=0.1, progress=False)
     with pytest.raises(ConfigError, match="algorithm.pop"):
-        islandsync.run(url, spec=_custom_spec(_nan_half, pop=32), fitness=_nan_half,
+        solo_run(url, spec=_custom_spec(_nan_half, pop=32), fitness=_nan_half,
                        duration=0.1, progress=False)
 
 
 def test_stop_at_max_evals_finishes_the_run(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
-    summary = islandsync.run(url, spec=fast_spec(max_evals=3000), duration=30,
+    summary = solo_run(url, spec=fast_spec(max_evals=3000), duration=30,
                              worker_id="w1", progress=False)
     assert summary.stopped == "run finished: max_evals"
     status = collect_status(open_store(url))
     assert status["finished"]["reason"] == "max_evals"
     assert status["evaluations"] >= 3000
     # A worker joining a finished run leaves at once.
-    late = islandsync.run(url, duration=30, worker_id="w2", progress=False)
+    late = solo_run(url, duration=30, worker_id="w2", progress=False)
     assert late.stopped.startswith("run finished") and late.evaluations == 0
 
 
 def test_stop_at_target_or_run_duration(tmp_path: Path) -> None:
-    hit = islandsync.run(str(tmp_path / "a"), spec=fast_spec(dim=3, target=1.0), duration=30,
+    hit = solo_run(str(tmp_path / "a"), spec=fast_spec(dim=3, target=1.0), duration=30,
                          worker_id="w1", progress=False)
     assert hit.stopped == "run finished: target" and hit.best_fitness <= 1.0
     t0 = time.monotonic()
-    timed = islandsync.run(str(tmp_path / "b"), spec=fast_spec(duration_s=1.5), duration=30,
+    timed = solo_run(str(tmp_path / "b"), spec=fast_spec(duration_s=1.5), duration=30,
                            worker_id="w1", progress=False)
     assert timed.stopped == "run finished: duration"
     assert time.monotonic() - t0 < 15
@@ -222,7 +227,7 @@ def test_stop_at_target_or_run_duration(tmp_path: Path) -> None:
 
 def test_status_json_shape(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
-    islandsync.run(url, spec=fast_spec(), duration=0.8, worker_id="w1", progress=False)
+    solo_run(url, spec=fast_spec(), duration=0.8, worker_id="w1", progress=False)
     out = subprocess.run([sys.executable, "-m", "islandsync", "status", url, "--json"],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
                          check=True)
@@ -273,7 +278,7 @@ def test_kill9_then_restart_continues_each_island(kind: str, tmp_path: Path,
 
     # A different worker must wait out the dead owner's heartbeat before taking over.
     t0 = time.monotonic()
-    summary = islandsync.run(url, duration=6.0, worker_id="w2", progress=False)
+    summary = solo_run(url, duration=6.0, worker_id="w2", progress=False)
     after = heads(store, 4)
     for i in range(4):
         assert after[i].owner == "w2"
@@ -323,7 +328,7 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
         taken = {}
 
         def take_over() -> None:
-            taken["summary"] = islandsync.run(url, duration=6.0, worker_id="new",
+            taken["summary"] = solo_run(url, duration=6.0, worker_id="new",
                                               progress=False)
 
         t = threading.Thread(target=take_over)
@@ -332,11 +337,16 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
                  "the takeover")
         claimed_at = {i: h.generation for i, h in heads(store, 4).items()}
         proc.send_signal(signal.SIGCONT)
+        # Let it wake and try its HEAD CAS (it fails), then stop it while "new" still runs:
+        # once "new" exits and releases the islands a solo worker may rightly take them back.
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0].decode()
         t.join()
     finally:
         proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0].decode()
+        out = proc.communicate(timeout=60)[0].decode() if proc.returncode is None else out
     assert proc.returncode == 0, out
     for i in range(4):
         head = read_head(store, i)[0]
@@ -388,7 +398,7 @@ def test_maximised_custom_fitness(tmp_path: Path) -> None:
     spec = _custom_spec(_neg_sphere, max_evals=20000)  # a budget, not a time: load-proof
     spec = spec.model_copy(update={"problem": spec.problem.model_copy(
         update={"direction": "maximize"})})
-    summary = islandsync.run(str(tmp_path / "run"), spec=spec, fitness=_neg_sphere,
+    summary = solo_run(str(tmp_path / "run"), spec=spec, fitness=_neg_sphere,
                              duration=60, worker_id="w1", progress=False)
     assert summary.stopped == "run finished: max_evals"
     assert -0.05 < summary.best_fitness <= 0.0  # climbed to the maximum, 0 at the origin

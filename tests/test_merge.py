@@ -1,0 +1,89 @@
+"""The merge: never a duplicate id, the best copy kept, the global best never regresses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from islandsync.merge import merge_elites
+from islandsync.population import genome_ids_numpy
+
+
+def _part(genomes: np.ndarray, scores: np.ndarray, island: int):
+    return (genomes.astype(np.float32), scores.astype(np.float32),
+            genome_ids_numpy(genomes.astype(np.float32)), np.full(len(scores), island, np.int64))
+
+
+@st.composite
+def island_parts(draw, dim: int | None = None):
+    """Many islands holding overlapping copies of a small pool of genomes (migration makes
+    that the normal case), with differing scores for the same genome (re-evaluation noise)."""
+    dim = dim or draw(st.integers(1, 6))
+    pool = draw(st.integers(1, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    genomes = rng.integers(-3, 3, size=(pool, dim)).astype(np.float32)
+    parts = []
+    for island in range(draw(st.integers(1, 10))):
+        n = draw(st.integers(0, 20))
+        rows = rng.integers(0, pool, size=n)
+        scores = rng.normal(size=n).astype(np.float32)
+        if n and draw(st.booleans()):
+            scores[rng.integers(0, n)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        parts.append(_part(genomes[rows], scores, island))
+    return parts
+
+
+@settings(max_examples=300)
+@given(parts=island_parts(), top=st.integers(1, 40))
+def test_merged_elite_never_holds_a_duplicate_and_keeps_the_best_copy(parts, top) -> None:
+    if not any(p[1].size for p in parts):
+        with pytest.raises(ValueError):
+            merge_elites(parts, top)
+        return
+    result = merge_elites(parts, top)
+    genomes, scores, ids, origin = result.elite
+    assert len(np.unique(ids)) == len(ids)  # no duplicate id
+    assert len(ids) <= top
+    assert np.all(np.isfinite(scores))
+    assert np.all(np.diff(scores) >= 0)  # best first
+    assert np.array_equal(genome_ids_numpy(genomes), ids)  # rows stay together
+    # Reference, the slow way: best finite score per id.
+    best: dict[int, float] = {}
+    for g, s, i, _ in parts:
+        for score, gid in zip(s.tolist(), i.tolist()):
+            if np.isfinite(score) and (gid not in best or score < best[gid]):
+                best[gid] = score
+    for score, gid in zip(scores.tolist(), ids.tolist()):
+        assert score == pytest.approx(best[gid])
+    expected = sorted(best.values())[:top]
+    assert np.allclose(np.sort(scores), expected)
+    total = sum(p[1].size for p in parts)
+    finite = sum(int(np.isfinite(p[1]).sum()) for p in parts)
+    assert result.candidates == total
+    assert result.duplicates == finite - len(best)
+
+
+@settings(max_examples=100)
+@given(rounds=st.lists(island_parts(dim=3), min_size=2, max_size=5), top=st.integers(1, 16))
+def test_global_best_never_gets_worse_across_epochs(rounds, top) -> None:
+    previous = None
+    for parts in rounds:
+        inputs = parts + ([previous] if previous is not None else [])
+        if not any(p[1][np.isfinite(p[1])].size for p in inputs):
+            continue
+        result = merge_elites(inputs, top)
+        if previous is not None and previous[1].size:
+            assert result.elite[1][0] <= previous[1][0]
+        previous = result.elite
+
+
+def test_merge_of_a_million_candidates_is_vectorised() -> None:
+    rng = np.random.default_rng(0)
+    n, dim = 1_000_000, 4
+    genomes = rng.integers(0, 50, size=(n, dim)).astype(np.float32)  # many duplicates
+    part = _part(genomes, rng.normal(size=n), 0)
+    result = merge_elites([part], 64)
+    assert len(np.unique(result.elite[2])) == 64
+    assert result.duplicates > 0
