@@ -1,0 +1,160 @@
+"""Real processes for multi-process tests: coordinators and workers started through the CLI,
+and a recorder that watches the leader's term-stamped records as they are written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from islandsync.checkpoint import read_head
+from islandsync.config import spec_from_flags
+from islandsync.errors import IslandSyncError
+from islandsync.records import read_assignment, read_elite, read_elite_head
+from islandsync.store import BlobStore
+
+REPO = Path(__file__).resolve().parents[1]
+LEASE_S, INTERVAL_S = 3.0, 0.5
+
+
+def cluster_spec(**overrides):
+    base = dict(problem="rastrigin", dim=10, islands=6, pop=16, algorithm="ga",
+                checkpoint_interval_s=0.3, heartbeat_interval_s=0.4, seed=3)
+    base.update(overrides)
+    return spec_from_flags(**base).model_copy(
+        update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def start_coordinator(url: str, candidate: str, *extra: str,
+                      log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "islandsync", "coordinate", url, "--candidate-id", candidate,
+         "--lease", f"{LEASE_S}s", "--interval", f"{INTERVAL_S}s", *extra],
+        env=_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_worker(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "islandsync", "worker", url, "--quiet", "--no-coordinator",
+         "--worker-id", worker_id, "--device", "cpu", *extra],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def heads(store: BlobStore, n: int) -> dict[int, object]:
+    out = {}
+    for i in range(n):
+        current = read_head(store, i)
+        if current is not None:
+            out[i] = current[0]
+    return out
+
+
+@dataclass
+class Seen:
+    at: float  # time.monotonic() of the first read that saw it
+    kind: str  # "assignment" or "elite"
+    epoch: int
+    term: int
+    leader: str | None
+    islands: dict[int, str] = field(default_factory=dict)
+    ids: tuple[int, ...] = ()
+    best_score: float | None = None
+
+
+class Recorder:
+    """Polls assignment.json and elite/HEAD.json and keeps every distinct version seen."""
+
+    def __init__(self, store: BlobStore, every: float = 0.05) -> None:
+        self.store, self.every = store, every
+        self.seen: list[Seen] = []
+        self._gens: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll()
+            except IslandSyncError:
+                pass  # a half-visible blob or an outage: look again
+            self._stop.wait(self.every)
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        a = read_assignment(self.store)
+        if a is not None and self._gens.get("a") != a[1]:
+            self._gens["a"] = a[1]
+            self.seen.append(Seen(now, "assignment", a[0].epoch, a[0].term, a[0].leader,
+                                  dict(a[0].islands)))
+        e = read_elite_head(self.store)
+        if e is not None and self._gens.get("e") != e[1]:
+            self._gens["e"] = e[1]
+            _, scores, ids, _ = read_elite(self.store, e[0].key)
+            self.seen.append(Seen(now, "elite", e[0].epoch, e[0].term, None, {},
+                                  tuple(int(i) for i in ids),
+                                  float(scores[0]) if len(scores) else None))
+
+    def assignments(self) -> list[Seen]:
+        return [s for s in self.seen if s.kind == "assignment"]
+
+    def elites(self) -> list[Seen]:
+        return [s for s in self.seen if s.kind == "elite"]
+
+    def check_single_leader_per_term(self) -> None:
+        """Exactly one leader per term, and terms never go back as epochs go forward."""
+        leaders: dict[int, set[str]] = {}
+        for s in self.assignments():
+            leaders.setdefault(s.term, set()).add(s.leader or "?")
+        assert all(len(v) == 1 for v in leaders.values()), leaders
+        for kind in (self.assignments(), self.elites()):
+            for a, b in zip(kind, kind[1:]):
+                assert b.epoch > a.epoch, (a, b)
+                assert b.term >= a.term, (a, b)
+
+    def check_elites(self) -> None:
+        """No elite holds a duplicate id, and the global best never gets worse."""
+        best = float("inf")
+        for s in self.elites():
+            assert len(set(s.ids)) == len(s.ids), f"duplicate ids in elite epoch {s.epoch}"
+            if s.best_score is not None:
+                assert s.best_score <= best + 1e-6, f"best regressed at epoch {s.epoch}"
+                best = min(best, s.best_score)
