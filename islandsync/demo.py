@@ -1,0 +1,169 @@
+"""``islandsync demo``: a whole run on this machine, no account needed.
+
+One coordinator and N workers as separate processes on a local directory (the embedded
+default store), a built-in problem, a live line every few seconds, optionally a kill -9 of the
+busiest worker mid-run to show its islands moving, and a closing summary.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .checkpoint import read_head
+from .config import init_run, spec_from_flags
+from .errors import IslandSyncError
+from .status import best_genomes, collect_status
+from .store import open_store
+
+# Faster than the defaults, so that a one-minute demo shows a failure and its recovery.
+DEMO_TIMINGS = {"checkpoint_interval_s": 3.0, "heartbeat_interval_s": 1.0,
+                "assignment_poll_s": 0.5, "worker_timeout_s": 4.0}
+LEASE, CYCLE = "6s", "1s"
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # N workers, few cores
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "islandsync", *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def _owners(store, islands: int) -> dict[int, tuple[str | None, int]]:
+    out = {}
+    for i in range(islands):
+        try:
+            current = read_head(store, i)
+        except IslandSyncError:
+            continue
+        if current is not None:
+            out[i] = (current[0].owner, current[0].generation)
+    return out
+
+
+def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None = None,
+             kill_one: bool = False, problem: str = "rastrigin", dim: int = 100,
+             out=sys.stdout) -> int:
+    """Run the demo; returns the process exit code. Prints progress and a summary to ``out``."""
+    if workers < 1:
+        raise IslandSyncError("islandsync demo: --workers must be at least 1")
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="islandsync-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    url = str(root / "run")
+    islands = max(4, 2 * workers)
+    spec = spec_from_flags(problem=problem, dim=dim, islands=islands, pop=64, algorithm="de",
+                           seed=1).model_copy(update=DEMO_TIMINGS)
+    store = open_store(url)
+    init_run(store, spec)
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say(f"islandsync demo: {problem}-{dim}, {islands} islands of 64, DE; 1 coordinator and "
+        f"{workers} workers as processes for {duration:g}s on {url}")
+    say(f"  (demo timings: checkpoint every {DEMO_TIMINGS['checkpoint_interval_s']:g}s, "
+        f"heartbeat {DEMO_TIMINGS['heartbeat_interval_s']:g}s, worker timeout "
+        f"{DEMO_TIMINGS['worker_timeout_s']:g}s, lease {LEASE}; logs in {root})")
+    procs = {"coordinator": _spawn(["coordinate", url, "--lease", LEASE, "--interval", CYCLE,
+                                    "--candidate-id", "demo-coordinator"],
+                                   root / "coordinator.log")}
+    for k in range(workers):
+        wid = f"demo-w{k}"
+        procs[wid] = _spawn(["worker", url, "--no-coordinator", "--quiet", "--device", "cpu",
+                             "--worker-id", wid], root / f"{wid}.log")
+    started = time.monotonic()
+    kill_at = started + duration / 3 if kill_one and workers > 1 else None
+    victim: str | None = None
+    lost: dict[int, int] = {}
+    killed_at = recovered_at = None
+    best_over_time: list[tuple[float, float | None]] = []
+    next_line = started + 5.0
+    try:
+        while (now := time.monotonic()) < started + duration:
+            if kill_at is not None and now >= kill_at and victim is None:
+                owners = _owners(store, islands)
+                counts: dict[str, int] = {}
+                for owner, _ in owners.values():
+                    if owner in procs:
+                        counts[owner] = counts.get(owner, 0) + 1
+                if counts:
+                    victim = max(counts, key=lambda w: (counts[w], w))
+                    lost = {i: g for i, (o, g) in owners.items() if o == victim}
+                    procs[victim].send_signal(signal.SIGKILL)
+                    killed_at = now
+                    say(f"[{now - started:5.1f}s] kill -9 {victim} (islands {sorted(lost)})")
+            if victim is not None and recovered_at is None:
+                owners = _owners(store, islands)
+                if all(i in owners and owners[i][0] not in (victim, None)
+                       and owners[i][1] > g for i, g in lost.items()):
+                    recovered_at = now
+                    moved = {i: owners[i][0] for i in sorted(lost)}
+                    say(f"[{now - started:5.1f}s] recovered in {recovered_at - killed_at:.1f}s: "
+                        f"islands {moved} evolving again")
+            if now >= next_line:
+                next_line = now + 5.0
+                line, best = _progress_line(store, now - started)
+                best_over_time.append((now - started, best))
+                say(line)
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        say("interrupted: stopping the processes")
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    _summary(store, say, best_over_time, victim, killed_at, recovered_at, url)
+    return 0
+
+
+def _progress_line(store, elapsed: float) -> tuple[str, float | None]:
+    try:
+        st = collect_status(store)
+    except IslandSyncError as err:
+        return f"[{elapsed:5.1f}s] status unavailable: {err}", None
+    per: dict[str, int] = {}
+    for w in st["workers"]:
+        if w["alive"]:
+            per[w["id"]] = len(w["islands"] or [])
+    rate = sum(w["rate"] or 0 for w in st["workers"] if w["alive"])
+    leader = st["leader"]["holder"] if st["leader"] else "none"
+    elite = st["elite"] or {}
+    best = elite.get("best", st["best"])
+    best_text = "-" if best is None else f"{best:.6g}"
+    return (f"[{elapsed:5.1f}s] best {best_text}  {rate:,.0f} evals/s  "
+            f"{st['evaluations']:,} evals  leader {leader}  elite epoch {elite.get('epoch', '-')}  "
+            f"islands per worker {per}"), best
+
+
+def _summary(store, say, best_over_time, victim, killed_at, recovered_at, url) -> None:
+    st = collect_status(store)
+    say("")
+    say("summary")
+    say(f"  evaluations {st['evaluations']:,}; best {st['best']}")
+    say("  global best over time:")
+    for t, b in best_over_time:
+        say(f"    {t:6.1f}s  {'-' if b is None else f'{b:.6g}'}")
+    per: dict[str, list[int]] = {}
+    for i in st["islands"]:
+        per.setdefault(i.get("owner") or "-", []).append(i["id"])
+    say(f"  islands per worker (last owners): {per}")
+    if victim is not None:
+        if recovered_at is not None:
+            say(f"  recovery: {victim} killed; its islands were evolving elsewhere "
+                f"{recovered_at - killed_at:.1f}s later")
+        else:
+            say(f"  recovery: {victim} killed; its islands had not moved by the end")
+    try:
+        best = best_genomes(store, top=3)
+        say(f"  top genomes (elite epoch {best['epoch']}): "
+            + ", ".join(f"{f:.6g} (island {i})" for f, i in zip(best["fitness"], best["island"])))
+    except IslandSyncError:
+        pass
+    say(f"  look again: islandsync status {url}; islandsync best {url}")
