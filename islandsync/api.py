@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .config import init_run
+from .credentials import find_credentials
+from .errors import ConfigError
+from .platforms import PlatformProfile, resolve_platform, session_deadline
+from .store import BlobStore, open_store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .config import RunSpec
@@ -23,6 +33,8 @@ def run(
     progress: bool = True,
     worker_id: str | None = None,
     credentials: Any = None,
+    platform: str | None = None,
+    session_limit: float | None = None,
 ) -> RunSummary:
     """Join the run at URL ``run`` as a worker and evolve until it finishes, ``duration``
     seconds pass, or the cell is interrupted; final checkpoints are written either way.
@@ -32,16 +44,40 @@ def run(
     bucket. The worker follows the run's leader; with ``coordinator=True`` it also stands as a
     candidate for leader, so notebooks alone make a complete run (one of them leads, and takes
     over when the leader's session dies). ``solo=True`` instead claims every island that has
-    no live owner, with no leader needed (and no candidate). Returns a :class:`~islandsync.worker.RunSummary`.
-    """
-    from .config import init_run
-    from .store import open_store
-    from .worker import Worker
+    no live owner, with no leader needed (and no candidate).
 
-    store = open_store(run, credentials=credentials) if credentials else open_store(run)
+    The platform (Kaggle, Colab, Paperspace or local) is detected unless ``platform`` names
+    it; its profile gives the session limit (``session_limit`` seconds overrides it), before
+    which the worker writes final checkpoints and stops, and the leader moves its islands
+    away in time. For a ``gs://`` run, credentials are found in order: ``credentials`` (a
+    path, JSON content or a google.auth object), GOOGLE_APPLICATION_CREDENTIALS, the
+    platform's secret ``GCS_SERVICE_ACCOUNT`` (Kaggle/Colab secrets), Colab's sign-in, then
+    Google default credentials. Returns a :class:`~islandsync.worker.RunSummary`.
+    """
+    from .worker import Worker  # torch is imported only by those who step islands
+
+    started = time.monotonic()
+    store, profile = open_run(run, credentials=credentials, platform=platform)
     if spec is not None:
         init_run(store, spec)
-    worker = Worker(store, fitness=fitness, device=device, max_islands=max_islands,
+    worker = Worker(store, fitness=fitness, device=device,
+                    max_islands=max_islands or profile.default_max_islands,
                     duration=duration, solo=solo, worker_id=worker_id, progress=progress,
-                    coordinator=coordinator and not solo)
+                    coordinator=coordinator and not solo, platform=profile.name,
+                    deadline=session_deadline(profile, started=started,
+                                              override_s=session_limit))
     return worker.run()
+
+
+def open_run(run: str, *, credentials: Any = None,
+             platform: str | None = None) -> tuple[BlobStore, PlatformProfile]:
+    """The run's store, with credentials found as :func:`run` describes, and this machine's
+    platform profile."""
+    profile = resolve_platform(platform)
+    if str(run).startswith("gs://"):
+        found, where = find_credentials(credentials, platform=profile.name)
+        log.info("credentials: %s", where)
+        return open_store(run, credentials=found), profile
+    if credentials is not None:
+        raise ConfigError(f"run {run}: a local directory takes no credentials")
+    return open_store(run), profile

@@ -106,20 +106,35 @@ def _init(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
+    from .api import open_run
     from .config import load_fitness
-    from .store import open_store
+    from .platforms import session_deadline
     from .worker import Worker
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
     fitness = load_fitness(args.fitness) if args.fitness else None
-    store = open_store(args.run)
-    worker = Worker(store, fitness=fitness, device=args.device, max_islands=args.max_islands,
+    store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform)
+    observe = None
+    if args.metrics_port is not None:
+        from .metrics import WorkerMetrics, serve
+
+        metrics = WorkerMetrics()
+        server, _ = serve(metrics.registry, args.metrics_port, args.metrics_host)
+        observe = metrics.observe
+        print(f"islandsync worker: metrics on http://{args.metrics_host}:"
+              f"{server.server_port}/metrics", file=sys.stderr)
+    worker = Worker(store, fitness=fitness, device=args.device,
+                    max_islands=args.max_islands or profile.default_max_islands,
                     duration=args.duration, solo=args.solo, worker_id=args.worker_id,
-                    progress=not args.quiet,
-                    coordinator=not (args.no_coordinator or args.solo))
+                    progress=not args.quiet, platform=profile.name,
+                    coordinator=not (args.no_coordinator or args.solo),
+                    deadline=session_deadline(profile, started=started,
+                                              override_s=args.session_limit),
+                    on_heartbeat=observe)
     if not args.solo:
-        print("islandsync worker: islands come from the run's leader"
+        print(f"islandsync worker ({profile.name}): islands come from the run's leader"
               + ("" if args.no_coordinator else " (this worker stands as a candidate too)"),
               file=sys.stderr)
     worker.run()
@@ -131,15 +146,29 @@ def _coordinate(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from .api import open_run
     from .coordinator import Coordinator
-    from .store import open_store
-    from .worker import default_worker_id, detect_platform
+    from .metrics import CoordinatorMetrics, serve
+    from .store.counting import CountingStore
+    from .worker import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    store = open_store(args.run)
-    candidate = args.candidate_id or "coord-" + default_worker_id(detect_platform())
+    store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform)
+    store = CountingStore(store)
+    candidate = args.candidate_id or "coord-" + default_worker_id(profile.name)
+    metrics = None
+    if args.metrics_port >= 0:
+        metrics = CoordinatorMetrics()
+        try:
+            server, _ = serve(metrics.registry, args.metrics_port, args.metrics_host)
+        except ConfigError as err:  # leading matters more than being scraped
+            print(f"islandsync coordinate: no metrics: {err}", file=sys.stderr)
+            metrics = None
+        else:
+            print(f"islandsync coordinate: metrics on http://{args.metrics_host}:"
+                  f"{server.server_port}/metrics", file=sys.stderr, flush=True)
     coordinator = Coordinator(store, candidate=candidate, lease_s=args.lease,
-                              interval=args.interval)
+                              interval=args.interval, metrics=metrics)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -240,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--fitness", help="module:function of a custom fitness function")
     worker.add_argument("--worker-id", dest="worker_id",
                         help="a stable id (a restarted worker reclaims its islands at once)")
+    worker.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
+    worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
+                        help="this session's limit, e.g. 11h (default: the platform's)")
+    worker.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    worker.add_argument("--metrics-port", dest="metrics_port", type=int,
+                        help="serve this worker's Prometheus /metrics (0: any free port)")
+    worker.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
     worker.add_argument("--quiet", action="store_true", help="no progress lines")
     worker.add_argument("-v", "--verbose", action="store_true")
     worker.set_defaults(func=_worker)
@@ -250,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
     coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
     coord.add_argument("--candidate-id", dest="candidate_id")
+    coord.add_argument("--metrics-port", dest="metrics_port", type=int, default=9464,
+                       help="serve Prometheus /metrics here (0: any free port, -1: off)")
+    coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
+    coord.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    coord.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
     coord.set_defaults(func=_coordinate)
 
     best = sub.add_parser("best", help="the best genomes of RUN's newest elite")

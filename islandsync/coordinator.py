@@ -25,7 +25,7 @@ from .checkpoint import Head, parse_checkpoint_key, read_head, read_record
 from .config import RunSpec, read_spec
 from .errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from .lease import Lease
-from .link import Liveness, heartbeat_key
+from .link import Liveness
 from .merge import Elite, IslandElites, merge_elites
 from .placement import Policy, WorkerView, place
 from .records import (
@@ -135,6 +135,9 @@ class Coordinator:
                 self._next_housekeeping = self.clock() + self.housekeeping_s
                 self._housekeeping(heads, alive)
             if self.metrics is not None:
+                counts = getattr(self.store, "counts", None)
+                if counts is not None:
+                    self.metrics.observe_store(counts())
                 self.metrics.observe_workers({w: hb for w, (_, hb) in heartbeats.items()}, alive)
                 self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
                                                   "owner": h.owner} for i, h in heads.items()})
@@ -394,4 +397,4 @@ def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec,
     return coordinator, stop, thread
 
 
-__all__ = ["Coordinator", "heartbeat_key", "start_candidate"]
+__all__ = ["Coordinator", "start_candidate"]

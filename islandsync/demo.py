@@ -60,7 +60,7 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
                            seed=1).model_copy(update=DEMO_TIMINGS)
     store = open_store(url)
     init_run(store, spec)
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say = lambda text: print(text, file=out, flush=True)
     say(f"islandsync demo: {problem}-{dim}, {islands} islands of 64, DE; 1 coordinator and "
         f"{workers} workers as processes for {duration:g}s on {url}")
     say(f"  (demo timings: checkpoint every {DEMO_TIMINGS['checkpoint_interval_s']:g}s, "

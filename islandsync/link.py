@@ -112,8 +112,10 @@ class BucketLink:
         stats: Callable[[], dict[str, Any]],
         hosted: Callable[[], set[int]],
         clock: Callable[[], float] = time.monotonic,
+        on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store, self.spec, self.worker_id = store, spec, worker_id
+        self.on_heartbeat = on_heartbeat
         self.solo, self.max_islands = solo, max_islands
         self.stats, self.hosted, self.clock = stats, hosted, clock
         self.liveness = Liveness(spec.worker_timeout_s, clock)
@@ -207,6 +209,8 @@ class BucketLink:
     def _heartbeat(self, state: str = "running") -> None:
         body = {**self.stats(), "worker": self.worker_id, "state": state,
                 "store_errors": self.store_errors, "sent_at": time.time()}
+        if self.on_heartbeat is not None:
+            self.on_heartbeat(body)  # before the put: a local /metrics works offline too
         self.store.put(heartbeat_key(self.worker_id), json.dumps(body).encode())
 
     def _poll(self) -> None:

@@ -38,11 +38,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .errors import ConfigError
+from .uploader import UPLOAD_BUCKETS  # the bounds workers report against
 
 DEFAULT_PORT = 9464
 DEFAULT_HOST = "127.0.0.1"
-#: Upper bounds (seconds) of the checkpoint upload-time histogram that workers report.
-UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 MERGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 PLATFORMS = ("kaggle", "colab", "paperspace", "local")
 REASONS = ("dead", "drain", "balance", "new", "unplaced")

@@ -23,6 +23,10 @@ from .store import BlobStore
 log = logging.getLogger(__name__)
 
 
+#: Upper bounds (seconds) of the cumulative upload-time histogram heartbeats carry.
+UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
 @dataclass
 class UploadStats:
     uploads: int = 0
@@ -32,6 +36,25 @@ class UploadStats:
     bytes_compressed: int = 0
     last_raw: int = 0
     last_compressed: int = 0
+    seconds_sum: float = 0.0
+    seconds_buckets: list = field(default_factory=lambda: [0] * (len(UPLOAD_BUCKETS) + 1))
+
+    def observe(self, seconds: float) -> None:
+        self.uploads += 1
+        self.upload_seconds.append(seconds)
+        self.seconds_sum += seconds
+        for k, bound in enumerate(UPLOAD_BUCKETS):
+            if seconds <= bound:
+                self.seconds_buckets[k] += 1
+        self.seconds_buckets[-1] += 1
+
+    def heartbeat(self) -> dict:
+        """The ``checkpoint`` field of a heartbeat: cumulative, Prometheus-style."""
+        buckets = {f"{b:g}": n for b, n in zip(UPLOAD_BUCKETS, self.seconds_buckets)}
+        buckets["+Inf"] = self.seconds_buckets[-1]
+        return {"uploads": self.uploads, "failures": self.failures,
+                "seconds_sum": round(self.seconds_sum, 6), "seconds_buckets": buckets,
+                "bytes_raw_total": self.bytes_raw, "bytes_compressed_total": self.bytes_compressed}
 
 
 @dataclass
@@ -183,8 +206,7 @@ class Uploader:
             self._delete_quietly(key)  # an orphan nobody's HEAD will ever name
             self.on_lost(snap.island)
             return
-        self.stats.uploads += 1
-        self.stats.upload_seconds.append(time.perf_counter() - t0)
+        self.stats.observe(time.perf_counter() - t0)
         state.best = best
         if key != state.current_key:
             state.uploaded_generation, state.current_key = snap.generation, key

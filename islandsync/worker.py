@@ -29,20 +29,10 @@ from .link import BucketLink
 from .problems import make_problem
 from .progress import Progress, make_progress
 from .store import BlobStore
+from .store.counting import CountingStore
 from .uploader import Uploader
 
 log = logging.getLogger(__name__)
-
-
-def detect_platform() -> str:
-    env = os.environ
-    if "KAGGLE_KERNEL_RUN_TYPE" in env or "KAGGLE_URL_BASE" in env:
-        return "kaggle"
-    if "COLAB_RELEASE_TAG" in env:
-        return "colab"
-    if "PAPERSPACE_NOTEBOOK_REPO_ID" in env or "PAPERSPACE_CLUSTER_ID" in env:
-        return "paperspace"
-    return "local"
 
 
 def default_worker_id(platform: str) -> str:
@@ -105,11 +95,14 @@ class Worker:
         coordinator: bool = False,
         deadline: float | None = None,
         lease_s: float = 15.0,
+        on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        # Counted, so that heartbeats say what this worker costs in bucket operations.
+        store = store if isinstance(store, CountingStore) else CountingStore(store)
         self.store = store
         self.spec = spec or read_spec(store)
         check_fitness(self.spec, fitness)
-        self.platform = platform or detect_platform()
+        self.platform = platform or "local"  # the edges (api, cli) detect it
         self.worker_id = worker_id or default_worker_id(self.platform)
         self.device = resolve_device(device)
         # The engine applies the run's direction; a built-in is always defined as minimised.
@@ -137,7 +130,7 @@ class Worker:
         )
         self.link = BucketLink(store, self.spec, worker_id=self.worker_id, solo=solo,
                                max_islands=self.max_islands, stats=self._heartbeat_stats,
-                               hosted=lambda: set(self._hosted))
+                               hosted=lambda: set(self._hosted), on_heartbeat=on_heartbeat)
         self._foreign_epoch = -1
         self._foreign: tuple[torch.Tensor, ...] | None = None
         self._last_checkpoint = time.monotonic()
@@ -174,6 +167,8 @@ class Worker:
             "generations": self.steps,
             "evaluations": self.evaluations,
             "checkpoint_blocked_s": round(self.blocked_s, 6),
+            "checkpoint": self.uploader.stats.heartbeat(),
+            "store": self.store.counts(),
             "max_islands": self.max_islands,
             "deadline_in_s": (None if self.deadline is None
                               else round(self.deadline - time.monotonic(), 1)),

@@ -133,13 +133,37 @@ def fed_server() -> Iterator[tuple[CoordinatorMetrics, str, int]]:
 
 
 @pytest.fixture
-def metrics_endpoint(fed_server: tuple[CoordinatorMetrics, str, int]) -> tuple[str, int]:
-    """(host, port) of a coordinator's /metrics on 127.0.0.1 with a leader term >= 1.
+def metrics_endpoint(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """(host, port) of a real ``islandsync coordinate RUN --metrics-port PORT`` process that
+    leads a run with one worker, once its /metrics shows a leader term and the worker."""
+    from islandsync.config import init_run
+    from islandsync.store import open_store
 
-    Today a CoordinatorMetrics fed with synthetic heartbeats; meant to become a real
-    ``islandsync coordinate RUN --metrics-port PORT`` process."""
-    _, host, port = fed_server
-    return host, port
+    from .cluster import cluster_spec, start_coordinator, start_worker, stop_all
+
+    url = str(tmp_path / "run")
+    init_run(open_store(url), cluster_spec(islands=2))
+    port = _free_port()
+    procs = [start_coordinator(url, "metrics-c0", "--metrics-port", str(port)),
+             start_worker(url, "metrics-w0")]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fams = _families(_scrape("127.0.0.1", port))
+                if _value(fams, "islandsync_leader_term") >= 1 and \
+                        _value(fams, "islandsync_worker_up", worker="metrics-w0",
+                               platform="local") == 1:
+                    break
+            except (OSError, KeyError, AssertionError, StopIteration, TypeError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the coordinator's /metrics never showed a leader "
+                                     "and its worker")
+            time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        stop_all(procs)
 
 
 # -- the exposition ------------------------------------------------------------------------
