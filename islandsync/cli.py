@@ -168,7 +168,7 @@ def _coordinate(args: argparse.Namespace) -> int:
             print(f"islandsync coordinate: metrics on http://{args.metrics_host}:"
                   f"{server.server_port}/metrics", file=sys.stderr, flush=True)
     coordinator = Coordinator(store, candidate=candidate, lease_s=args.lease,
-                              interval=args.interval, metrics=metrics)
+                              interval=args.interval, metrics=metrics, drain_s=args.drain)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
     coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
     coord.add_argument("--candidate-id", dest="candidate_id")
+    coord.add_argument("--drain", type=parse_duration, default=120.0,
+                       help="move islands off a worker this long before its session deadline")
     coord.add_argument("--metrics-port", dest="metrics_port", type=int, default=9464,
                        help="serve Prometheus /metrics here (0: any free port, -1: off)")
     coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")

@@ -3,6 +3,7 @@ a paused leader, islands of a killed worker resumed elsewhere."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -238,3 +239,31 @@ def test_housekeeping_keeps_three_epochs_and_three_checkpoints(tmp_path: Path) -
     c._housekeeping(c._read_heads(), set())
     assert orphan not in [k.key for k in store.list("islands/0/")]
     assert store.stat("workers/ancient.json") is not None  # written just now: not an hour old
+
+
+def test_islands_leave_a_worker_before_its_session_deadline(tmp_path: Path) -> None:
+    """w1's session ends 20 s after it starts (40 s limit minus the local profile's drain
+    margin, capped at half the limit); the leader drains it 12 s before that, so its islands
+    are evolving on w0 before w1 winds up with final checkpoints."""
+    url = str(tmp_path / "run")
+    store = open_store(url)
+    init_run(store, cluster_spec(islands=4))
+    procs = [start_coordinator(url, "c0", "--drain", "12s")]
+    w1 = start_worker(url, "w1", "--session-limit", "40s")
+    procs += [w1, start_worker(url, "w0")]
+    try:
+        wait_for(lambda: any(h.owner == "w1" for h in heads(store, 4).values()), 30,
+                 "w1 hosting islands")
+        wait_for(lambda: len(heads(store, 4)) == 4 and all(
+            h.owner == "w0" and not h.released for h in heads(store, 4).values()), 30,
+            "every island on w0")
+        # Moved while w1 was still running with time left on its session (startup under load
+        # takes seconds, so time is read from w1's own heartbeat, not from the spawn).
+        left = json.loads(store.get("workers/w1.json").data).get("deadline_in_s")
+        assert w1.poll() is None, "w1 stopped before its islands had moved"
+        assert left is not None and left > 0, left
+        assert w1.wait(timeout=60) == 0  # wound up at its deadline, cleanly
+        hb = json.loads(store.get("workers/w1.json").data)
+        assert hb["state"] == "exited"
+    finally:
+        stop_all(procs)

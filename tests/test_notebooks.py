@@ -1,0 +1,280 @@
+"""The platform notebooks (notebooks/*.ipynb): their shape, and a real run of each on a Jupyter
+kernel, papermill style: the install cell is skipped (the package is already installed here)
+and the ``parameters`` assignments at the top of the run cell are rewritten to a temporary
+directory and a few seconds; the rest of the run cell runs exactly as shipped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+import islandsync
+from islandsync.config import read_spec, spec_from_flags, spec_json
+from islandsync.store import open_store
+
+# The platforms' variables that detection reads, and the service account's e-mail and secret
+# marker, as tests/test_credentials.py uses them.
+from tests.test_credentials import EMAIL, MARKER, PLATFORM_VARS
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SECRETS = {
+    "kaggle": "GCS_SERVICE_ACCOUNT",
+    "colab": "GCS_SERVICE_ACCOUNT",
+    "paperspace": "GOOGLE_APPLICATION_CREDENTIALS",
+    "local": "GOOGLE_APPLICATION_CREDENTIALS",
+}
+PARAM_LINE = {"RUN": re.compile(r"^RUN = .+$"), "DURATION": re.compile(r"^DURATION = .+$")}
+SPEC = {"problem": "rastrigin", "dim": 100, "islands": 8, "pop": 64, "algorithm": "de"}
+TEST_DURATION = 8  # seconds: a leader is elected and islands assigned within ~2-5 s under load
+
+
+def load(name: str):
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def test_there_is_one_notebook_per_platform() -> None:
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(SECRETS)
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_notebook_shape(name: str) -> None:
+    nb = load(name)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    assert nb.metadata.kernelspec.name == "python3"
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code"]
+    about, install, run = nb.cells
+    for cell in (install, run):
+        assert cell.outputs == [] and cell.execution_count is None, "outputs are stored"
+
+    assert SECRETS[name] in about.source
+    assert "%pip install -q islandsync" in install.source.splitlines()
+    assert '# %pip install -q "git+https://github.com/islandsync/islandsync.git"' in install.source
+    assert "parameters" not in install.metadata.get("tags", [])
+
+    assert run.metadata.get("tags") == ["parameters"]
+    lines = run.source.splitlines()
+    assert PARAM_LINE["RUN"].match(lines[0]) and PARAM_LINE["DURATION"].match(lines[1])
+    assert "islandsync.run(" in run.source
+    assert "spec_from_flags(" in run.source
+    assert "print(summary)" in run.source
+    # No credential code: islandsync.run finds the platform's credentials itself.
+    assert "islandsync.run(RUN, spec=spec, duration=DURATION)" in run.source
+    for word in ("credentials", "secret", "kaggle_secrets", "google.colab", "os.environ"):
+        assert word not in run.source.lower(), word
+
+
+def parameterize(run_source: str, run: Path | str, duration: float) -> str:
+    """The run cell with its two parameter lines replaced, as papermill would inject them."""
+    lines = run_source.splitlines()
+    new = [f"RUN = {str(run)!r}", f"DURATION = {duration!r}"] + lines[2:]
+    # Everything but the parameter lines is exactly what the notebook ships.
+    assert new[2:] == lines[2:] and len(new) == len(lines)
+    return "\n".join(new)
+
+
+@pytest.fixture(scope="module")
+def kernel_specs(tmp_path_factory: pytest.TempPathFactory):
+    """A KernelSpecManager whose python3 kernel runs this interpreter (this venv), whatever
+    other kernelspecs the machine has."""
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    kernels = tmp_path_factory.mktemp("kernels")
+    write_kernel_spec(path=str(kernels / "python3"))
+    argv = json.loads((kernels / "python3" / "kernel.json").read_text())["argv"]
+    assert argv[0] == sys.executable
+    return KernelSpecManager(kernel_dirs=[str(kernels)])
+
+
+def outputs_text(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type in ("display_data", "execute_result"):
+            parts.append(str(out.data.get("text/plain", "")))
+        elif out.output_type == "error":
+            parts.append("\n".join(out.traceback))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_notebook_runs_on_a_kernel(name: str, tmp_path: Path, kernel_specs,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    # The kernel inherits this environment: no credentials or emulator from elsewhere.
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(var, raising=False)
+
+    nb = load(name)
+    shipped_run = nb.cells[2].source
+    nb.cells[1].source = "# install skipped in tests: islandsync is already installed"
+    run_dir = tmp_path / "run"
+    nb.cells[2].source = parameterize(shipped_run, run_dir, TEST_DURATION)
+    # Test-only last cell: which interpreter and which islandsync the kernel used.
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import sys, islandsync\nprint(sys.executable)\nprint(islandsync.__file__)",
+        id="which"))
+
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_specs)
+    client = NotebookClient(nb, km=km, kernel_name="python3", timeout=120,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+
+    which = outputs_text(nb.cells[3]).split()
+    assert which == [sys.executable, islandsync.__file__]
+
+    run_cell = nb.cells[2]
+    text = outputs_text(run_cell)
+    assert not [o for o in run_cell.outputs if o.output_type == "error"], text
+    assert "Traceback" not in text, text
+    # print(summary): the RunSummary repr, stopped by DURATION, with a best fitness.
+    assert "RunSummary(" in text, text
+    assert "stopped='duration elapsed'" in text, text
+    assert re.search(r"best_fitness=\d", text), text
+    # The progress display was updated in place to the final summary line.
+    displays = [o for o in run_cell.outputs if o.output_type == "display_data"]
+    assert displays and "stopped (duration elapsed)" in str(
+        displays[-1].data.get("text/plain")), text
+
+    # The run was created with the notebook's spec and every island checkpointed.
+    assert (run_dir / "run.json").is_file()
+    assert spec_json(read_spec(open_store(str(run_dir)))) == spec_json(spec_from_flags(**SPEC))
+    heads = sorted(p.parent.name for p in run_dir.glob("islands/*/HEAD.json"))
+    assert heads == [str(i) for i in range(SPEC["islands"])]
+
+
+# The run cells hold no credential code: islandsync.run finds the platform's secret itself.
+# That path runs here in this process, with stand-ins only for the platforms' own modules
+# (kaggle_secrets, google.colab) and for open_store, which records the credentials it is
+# given and then stops the run. Everything between the cell and open_store is the real code:
+# platform detection, islandsync.credentials and google-auth with a freshly generated key.
+
+
+class Reached(Exception):
+    """Raised by the stand-in open_store: the run got as far as opening its bucket."""
+
+
+def run_cell_credentials(name: str, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Run the notebook's run cell with RUN = gs://bucket/x; the credentials open_store got."""
+    import islandsync.api
+
+    got: list[tuple[str, object]] = []
+
+    def fake_open_store(url, credentials=None, **kwargs):
+        got.append((url, credentials))
+        raise Reached(url)
+
+    monkeypatch.setattr(islandsync.api, "open_store", fake_open_store)
+    source = parameterize(load(name).cells[2].source, "gs://bucket/x", 60)
+    with pytest.raises(Reached):
+        exec(compile(source, f"{name}.ipynb:run", "exec"),  # noqa: S102
+             {"__name__": "__notebook__"})
+    (url, credentials), = got
+    assert url == "gs://bucket/x"
+    return credentials
+
+
+@pytest.fixture
+def on_platform(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A process with no credentials from elsewhere and no platform yet: no credentials
+    variable, no emulator, no platform variables, no platform modules."""
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST",
+                "ISLANDSYNC_SESSION_LIMIT", *PLATFORM_VARS):
+        monkeypatch.delenv(var, raising=False)
+    for mod in ("kaggle_secrets", "google.colab"):
+        monkeypatch.setitem(sys.modules, mod, None)  # `import` raises ImportError
+    return monkeypatch
+
+
+def platform_module(monkeypatch: pytest.MonkeyPatch, name: str, **attrs) -> None:
+    import importlib.machinery
+    import types
+
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # found by find_spec
+    module.__dict__.update(attrs)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+@pytest.fixture(scope="module")
+def sa_json() -> str:
+    """A valid service-account JSON key, as tests/test_credentials.py builds it: a fresh RSA
+    key (never written to the repository) with the marker ahead of its PEM block."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return json.dumps({
+        "type": "service_account", "project_id": "islandsync-test",
+        "private_key_id": f"{MARKER}-id", "private_key": f"{MARKER}\n{pem}",
+        "client_email": EMAIL, "client_id": "1234567890",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    })
+
+
+def assert_planted(credentials: object, caplog: pytest.LogCaptureFixture, where: str) -> None:
+    from google.oauth2 import service_account
+
+    assert isinstance(credentials, service_account.Credentials)
+    assert credentials.service_account_email == EMAIL
+    assert where in caplog.text
+    assert MARKER not in caplog.text and "PRIVATE KEY" not in caplog.text
+
+
+def test_kaggle_run_cell_reads_the_secret(on_platform, sa_json: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="islandsync")
+    asked: list[str] = []
+
+    class UserSecretsClient:
+        def get_secret(self, label: str) -> str:
+            asked.append(label)
+            return sa_json
+
+    on_platform.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")  # as Kaggle sets it
+    platform_module(on_platform, "kaggle_secrets", UserSecretsClient=UserSecretsClient)
+    credentials = run_cell_credentials("kaggle", on_platform)
+    assert asked == ["GCS_SERVICE_ACCOUNT"]
+    assert_planted(credentials, caplog, "Kaggle secret GCS_SERVICE_ACCOUNT (service account)")
+
+
+def test_colab_run_cell_reads_the_secret(on_platform, sa_json: str,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    import types
+
+    caplog.set_level(logging.INFO, logger="islandsync")
+    asked: list[str] = []
+    signed_in: list[bool] = []
+
+    class SecretNotFoundError(Exception):
+        pass
+
+    class NotebookAccessError(Exception):
+        pass
+
+    def get(key: str) -> str:
+        asked.append(key)
+        return sa_json
+
+    userdata = types.SimpleNamespace(get=get, SecretNotFoundError=SecretNotFoundError,
+                                     NotebookAccessError=NotebookAccessError)
+    auth = types.SimpleNamespace(authenticate_user=lambda: signed_in.append(True))
+    platform_module(on_platform, "google.colab", userdata=userdata, auth=auth)
+    credentials = run_cell_credentials("colab", on_platform)
+    assert asked == ["GCS_SERVICE_ACCOUNT"] and signed_in == []
+    assert_planted(credentials, caplog, "Colab secret GCS_SERVICE_ACCOUNT (service account)")
