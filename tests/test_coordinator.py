@@ -3,8 +3,12 @@ a paused leader, islands of a killed worker resumed elsewhere."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from islandsync.store import open_store
 from .cluster import (
     INTERVAL_S,
     LEASE_S,
+    REPO,
     Recorder,
     cluster_spec,
     heads,
@@ -206,6 +211,32 @@ def test_run_with_its_own_candidate_is_a_complete_run(tmp_path: Path) -> None:
     assert len(set(best["id"])) == 5
     assert not store.stat("lease.json")  # given back on the way out
     assert np.isfinite(best["fitness"][0])
+    # The same through the command line.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "islandsync", "best", url, "--top", "3",
+                          "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    as_json = json.loads(out.stdout)
+    assert as_json["fitness"] == best["fitness"][:3] and len(as_json["genomes"]) == 3
+    npy = Path(url) / "best.npy"
+    out = subprocess.run([sys.executable, "-m", "islandsync", "best", url, "--npy", str(npy)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and np.load(npy).shape == (10, 10)  # --top defaults to 10
+    text = subprocess.run([sys.executable, "-m", "islandsync", "best", url], env=env,
+                          capture_output=True, text=True, timeout=60).stdout
+    assert f"fitness {best['fitness'][0]:.10g}" in text and "island" in text
+
+
+def test_demo_kill_one_shows_the_recovery(tmp_path: Path) -> None:
+    from islandsync.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(workers=2, duration=30, directory=str(tmp_path), kill_one=True, dim=10,
+                    out=out) == 0
+    text = out.getvalue()
+    assert "kill -9 demo-w" in text, text
+    assert "recovered in" in text and "its islands were evolving elsewhere" in text, text
+    assert "global best over time" in text and "islands per worker" in text
 
 
 def test_housekeeping_keeps_three_epochs_and_three_checkpoints(tmp_path: Path) -> None:
