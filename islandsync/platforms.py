@@ -21,15 +21,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from .config import _toml  # one TOML reader (tomllib, or tomli on 3.10) for the package
 from .errors import ConfigError
-
-try:  # Python 3.11+
-    import tomllib as _toml
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as _toml  # type: ignore[no-redef]
-    except ModuleNotFoundError:
-        _toml = None  # type: ignore[assignment]
 
 #: Environment variable that overrides a profile's session limit ("11h", "90m", "3600").
 SESSION_LIMIT_ENV = "ISLANDSYNC_SESSION_LIMIT"

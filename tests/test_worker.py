@@ -23,7 +23,7 @@ from islandsync.problems import make_problem
 from islandsync.status import collect_status
 from islandsync.store import BlobStore, open_store
 
-REPO = Path(__file__).resolve().parents[1]
+from .cluster import REPO, heads, wait_for
 
 
 def fast_spec(**overrides):
@@ -38,23 +38,6 @@ def fast_spec(**overrides):
 def solo_run(*args, **kwargs):
     """These tests are about one worker's own loop: solo, no leader involved."""
     return islandsync.run(*args, solo=True, **kwargs)
-
-
-def heads(store: BlobStore, n: int) -> dict[int, object]:
-    out = {}
-    for i in range(n):
-        current = read_head(store, i)
-        if current is not None:
-            out[i] = current[0]
-    return out
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def start_worker_process(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
