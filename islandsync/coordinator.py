@@ -76,6 +76,7 @@ class Coordinator:
         self.top = self.spec.elite_size
         self.liveness = Liveness(self.spec.worker_timeout_s, clock)
         self.cycles = self.merges = self.assignments_written = 0
+        self._hurry = False
         self.merge_seconds: list[float] = []
         self._acting_term = 0
         self._reset()
@@ -102,7 +103,10 @@ class Coordinator:
             while not stop.is_set() and (ends is None or self.clock() < ends):
                 started = self.clock()
                 self.step()
-                stop.wait(max(0.0, self.interval - (self.clock() - started)))
+                # Islands waiting for a worker to be seen beating: look again sooner.
+                interval = min(self.interval, self.spec.heartbeat_interval_s) if self._hurry \
+                    else self.interval
+                stop.wait(max(0.0, interval - (self.clock() - started)))
         finally:
             self.lease.release()
             if self._acting_term:
@@ -286,7 +290,8 @@ class Coordinator:
             if left is not None:
                 since = self.liveness.since(worker)
                 draining = left - (self.clock() - since) <= self.drain_s
-            views.append(WorkerView(worker, rate, max(0, cap), draining))
+            views.append(WorkerView(worker, rate, max(0, cap), draining,
+                                    self.liveness.confirmed(worker)))
         return views
 
     def _assign(self, heartbeats: dict[str, tuple[int, dict[str, Any]]], alive: set[str]) -> None:
@@ -307,6 +312,7 @@ class Coordinator:
         now = self.clock()
         placement = place(self.spec.islands, current, workers, placed_at=self._placed_at,
                           now=now, policy=self.policy)
+        self._hurry = bool(placement.unplaced) and bool(workers)
         draining = sorted(w.worker for w in workers if w.draining)
         unchanged = (previous is not None and previous.term == self._acting_term
                      and previous.islands == placement.islands

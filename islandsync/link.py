@@ -58,10 +58,13 @@ class Liveness:
     def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout, self.clock = timeout, clock
         self._seen: dict[str, tuple[int, float]] = {}
+        self._changes: dict[str, int] = {}
 
     def observe(self, worker: str, generation: int) -> None:
         last = self._seen.get(worker)
         if last is None or last[0] != generation:
+            if last is not None and last[0] != -1:
+                self._changes[worker] = self._changes.get(worker, 0) + 1
             self._seen[worker] = (generation, self.clock())
 
     def alive(self, worker: str) -> bool:
@@ -71,6 +74,11 @@ class Liveness:
             self._seen[worker] = (-1, self.clock())
             return True
         return self.clock() - last[1] < self.timeout
+
+    def confirmed(self, worker: str) -> bool:
+        """Whether we have seen its heartbeat change at least once: only then do we know it
+        is beating now, not a stale blob of a worker that died before we started watching."""
+        return self._changes.get(worker, 0) >= 1
 
     def since(self, worker: str) -> float:
         """When (our clock) the worker's heartbeat generation last changed."""
@@ -219,12 +227,14 @@ class BucketLink:
             with self._lock:
                 self._inbox.finished = finished
             return
-        for info in self.store.list("workers/"):
-            worker = info.key[len("workers/"):-len(".json")]
-            if worker != self.worker_id:
-                self.liveness.observe(worker, info.generation)
         hosted = self.hosted() | self._claiming
         if self.solo:
+            # Only a solo worker judges others' liveness itself; a follower trusts the
+            # leader's list, and saves a class A list call per poll.
+            for info in self.store.list("workers/"):
+                worker = info.key[len("workers/"):-len(".json")]
+                if worker != self.worker_id:
+                    self.liveness.observe(worker, info.generation)
             self._claim_free(hosted)
         else:
             self._follow_assignment(hosted)

@@ -24,6 +24,10 @@ class WorkerView:
     rate: float  # evaluations/s; <= 0 means not measured yet
     max_islands: int
     draining: bool = False  # near its session deadline: gets nothing new, loses what it has
+    # Seen beating by this leader: a leader that just took over cannot tell a live worker from
+    # the stale heartbeat of a dead one until the blob changes, so until then a worker keeps
+    # what it hosts but receives nothing.
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,15 @@ def place(
 ) -> Placement:
     """The next assignment of islands ``0..islands-1`` (see module doc). ``current`` maps
     islands to their workers as last assigned; ``placed_at`` says since when (same clock as
-    ``now``). Every island is placed whenever the live workers have room for it, none twice."""
+    ``now``). Every island is placed whenever the live workers have room for it, none twice;
+    a worker not yet confirmed keeps what it has and receives nothing."""
     placed_at = placed_at or {}
     live = {w.worker: w for w in workers}
     eligible = [w for w in workers if not w.draining and w.max_islands > 0]
     if not eligible:  # better a worker about to leave than none
         eligible = [w for w in workers if w.max_islands > 0]
     names = {w.worker for w in eligible}
+    confirmed = {w.worker for w in eligible if w.confirmed}
     caps = {w.worker: w.max_islands for w in eligible}
     weights = weights_of(eligible)
     result = Placement({})
@@ -127,7 +133,7 @@ def place(
     target = target_counts(islands, weights, caps)
 
     def receiver() -> str | None:
-        room = [w for w in names if counts[w] < caps[w]]
+        room = [w for w in confirmed if counts[w] < caps[w]]
         if not room:
             return None
         return max(room, key=lambda w: (target[w] - counts[w], weights[w], w))
@@ -143,7 +149,7 @@ def place(
 
     # A worker that hosted nothing before (it just joined) takes its share now, whatever the
     # minimum stay says: otherwise a notebook that joined would sit idle for min_stay_s.
-    fresh = sorted(names - set(current.values()), key=lambda w: (-weights[w], w))
+    fresh = sorted(confirmed - set(current.values()), key=lambda w: (-weights[w], w))
     for dst in fresh:
         while counts[dst] < target[dst]:
             src = max((w for w in names if counts[w] > target[w]),

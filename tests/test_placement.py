@@ -12,7 +12,8 @@ workers_st = st.lists(
               worker=st.sampled_from([f"w{i}" for i in range(8)]),
               rate=st.one_of(st.just(0.0), st.floats(1.0, 1e6)),
               max_islands=st.integers(0, 40),
-              draining=st.booleans()),
+              draining=st.booleans(),
+              confirmed=st.booleans()),
     min_size=1, max_size=6, unique_by=lambda w: w.worker)
 
 
@@ -55,8 +56,10 @@ def test_place_never_duplicates_and_places_everything_that_fits(islands, workers
     for w in result.islands.values():
         counts[w] += 1
     assert all(counts[w.worker] <= w.max_islands for w in workers)
-    if sum(w.max_islands for w in usable) >= islands:
+    if sum(w.max_islands for w in usable if w.confirmed) >= islands:
         assert not result.unplaced  # every island placed whenever there is room
+    for i, w in result.islands.items():  # an unconfirmed worker only keeps what it had
+        assert live[w].confirmed or current.get(i) == w
     if any(not w.draining for w in usable):  # a draining worker never receives islands
         for i, w in result.islands.items():
             assert not live[w].draining or current.get(i) == w
@@ -115,3 +118,14 @@ def test_unmeasured_workers_count_as_the_median() -> None:
     ws = [WorkerView("a", 100.0, 1), WorkerView("b", 300.0, 1), WorkerView("c", 0.0, 1)]
     assert weights_of(ws) == {"a": 100.0, "b": 300.0, "c": 300.0}
     assert weights_of([WorkerView("x", 0.0, 1)]) == {"x": 1.0}
+
+
+def test_a_worker_not_yet_seen_beating_keeps_its_islands_but_receives_none() -> None:
+    """A leader that just took over cannot tell a stale heartbeat from a live one."""
+    current = {0: "a", 1: "a", 2: "b", 3: "b"}
+    ws = [WorkerView("a", 10.0, 8, confirmed=False), WorkerView("c", 10.0, 8, confirmed=False)]
+    result = place(4, current, ws)
+    assert result.islands == {0: "a", 1: "a"} and result.unplaced == [2, 3]
+    ws.append(WorkerView("d", 10.0, 8))
+    result = place(4, current, ws)
+    assert result.islands == {0: "a", 1: "a", 2: "d", 3: "d"}
