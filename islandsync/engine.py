@@ -205,10 +205,15 @@ class Engine:
             return 0
         g, s, ids, origin = population.elite(self.state, m)
         cand = [g.reshape(-1, *g.shape[2:]), s.reshape(-1), ids.reshape(-1), origin.reshape(-1)]
+        # A local candidate is sent by the island it lives on now, whatever island it was born
+        # on: otherwise, under the ring, an immigrant at the top of island i-1 could never
+        # move on to island i, and good genomes would travel one hop only.
+        source = self.island_ids.to(origin.dtype)[:, None].expand(ids.shape).reshape(-1)
         if foreign is not None and foreign[0].numel():
             cand = [torch.cat([c, f.to(c.device, c.dtype)]) for c, f in zip(cand, foreign)]
+            source = torch.cat([source, foreign[3].to(source.device, source.dtype)])
         idx, valid = population.select_migrants(
-            cand[1], cand[2], cand[3], self.island_ids, self.state.ids, m,
+            cand[1], cand[2], source, self.island_ids, self.state.ids, m,
             self.spec.migration.topology, self.spec.islands,
         )
         if not bool(valid.any()):

@@ -188,7 +188,8 @@ def select_migrants(
     """Choose up to ``migrants`` candidates for each target island, best (lowest score) first.
 
     A candidate ``c`` is eligible for island ``k`` when its score is finite, its id is not
-    among ``resident_ids[k]``, and its origin fits the topology: ``"pool"`` takes from any
+    among ``resident_ids[k]``, and ``cand_origin`` (the island that sends it: where it lives
+    now, not where it was born) fits the topology: ``"pool"`` takes from any
     island but ``k`` itself, ``"ring"`` only from island ``(island_ids[k] - 1) % n_islands``.
     Among eligible candidates sharing an id only the best copy counts, so no id is chosen
     twice for one island.
