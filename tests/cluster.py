@@ -158,3 +158,38 @@ class Recorder:
             if s.best_score is not None:
                 assert s.best_score <= best + 1e-6, f"best regressed at epoch {s.epoch}"
                 best = min(best, s.best_score)
+
+
+def pause_outside_store_writes(proc: subprocess.Popen, root: Path, tries: int = 100) -> None:
+    """SIGSTOP ``proc``, but not inside a LocalStore write under ``root``: a process stopped
+    while it holds a key's flock blocks every writer of that key until it resumes (documented
+    in LocalStore). Retries (SIGCONT, a short sleep, SIGSTOP again) while it holds a lock:
+    judged by /proc/locks where there is one, else by probing every lock file of the store."""
+    for _ in range(tries):
+        proc.send_signal(signal.SIGSTOP)
+        if not _holds_store_lock(proc.pid, root):
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError(f"could not pause pid {proc.pid} outside a store write")
+
+
+def _holds_store_lock(pid: int, root: Path) -> bool:
+    import fcntl
+
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        table = None
+    if table is not None:
+        return any(f[1] == "FLOCK" and f[4] == str(pid)
+                   for f in (line.split() for line in table.splitlines()) if len(f) > 4)
+    for lock in (root / ".islandsync" / "locks").rglob("*"):
+        if lock.is_file():
+            with open(lock, "rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    return True
+    return False

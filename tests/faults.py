@@ -1,9 +1,15 @@
-"""A TCP proxy on 127.0.0.1 that can cut the line: a real bucket outage for a real client."""
+"""A TCP proxy on 127.0.0.1 that can cut the line: a real bucket outage for a real client
+(ReliableCutProxy: one whose cut never leaves a request hanging). And FaultyStore, a store
+wrapper with an outage switch and slow reads, for in-process tests."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
+
+from islandsync.errors import StoreError
+from islandsync.store.base import Blob, BlobInfo, BlobStore
 
 
 class TcpProxy:
@@ -78,3 +84,72 @@ class TcpProxy:
         self._closed = True
         self.cut()
         self.listener.close()
+
+
+
+class ReliableCutProxy(TcpProxy):
+    """A TcpProxy whose pipes shut both sockets down (not only close them) on the way out.
+
+    With close() alone, a pipe thread still blocked in recv() on the other socket keeps that
+    socket alive in the kernel: no FIN reaches the client, whose request in flight then hangs
+    until its read timeout (60 s for GCSStore) instead of failing at the cut. shutdown() wakes
+    that thread and drops the connection, so every request in flight fails at once, as the
+    TcpProxy docstring promises."""
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or not self._up.is_set():
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+class FaultyStore(BlobStore):
+    """A BlobStore wrapper for in-process fault tests: while ``down`` is set every operation
+    raises StoreError (the bucket unreachable from this process only); ``slow_reads`` maps keys
+    to the seconds a ``get`` of them takes (as a GCSStore read retrying through a blip does,
+    for up to its retry deadline)."""
+
+    def __init__(self, inner: BlobStore, *, slow_reads: dict[str, float] | None = None) -> None:
+        self.inner, self.url = inner, inner.url
+        self.down = False
+        self.slow_reads = dict(slow_reads or {})
+
+    def _check(self, op: str, key: str) -> None:
+        if self.down:
+            raise StoreError(f"{self.url}: {op} {key!r} failed: the bucket is unreachable")
+
+    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
+        self._check("read", key)
+        if self.slow_reads.get(key):
+            time.sleep(self.slow_reads[key])
+        return self.inner.get(key, start=start, end=end)
+
+    def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
+        self._check("write", key)
+        return self.inner.put(key, data, if_generation=if_generation)
+
+    def stat(self, key: str) -> BlobInfo | None:
+        self._check("stat", key)
+        return self.inner.stat(key)
+
+    def list(self, prefix: str = "") -> list[BlobInfo]:
+        self._check("list", prefix)
+        return self.inner.list(prefix)
+
+    def delete(self, key: str, *, if_generation: int | None = None) -> None:
+        self._check("delete", key)
+        self.inner.delete(key, if_generation=if_generation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -20,7 +21,41 @@ def open_store(url: str | os.PathLike[str], *, credentials: Any = None, **option
 
     Raises ConfigError naming the URL for an unknown scheme, a missing bucket or an
     unwritable directory.
+
+    Benchmarking aid: when the environment variable ``ISLANDSYNC_STORE_LATENCY`` is set (e.g.
+    ``50ms``, ``0.05`` or ``0.05s``; also ``us``), the store is wrapped in
+    :class:`~islandsync.store.counting.CountingStore` with that ``latency_s``, so that every
+    bucket call of this process sleeps that long first: a local directory then behaves like a
+    remote bucket, without changing any result. Unset, empty or zero: no wrapper. A value that
+    is not a non-negative duration raises ConfigError naming the variable.
     """
+    latency = _latency_from_env()  # a bad value fails before anything is created
+    store = _open(url, credentials=credentials, **options)
+    if latency > 0:
+        from .counting import CountingStore
+
+        return CountingStore(store, latency_s=latency)
+    return store
+
+
+LATENCY_ENV = "ISLANDSYNC_STORE_LATENCY"
+_LATENCY_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s)?\s*$", re.IGNORECASE)
+
+
+def _latency_from_env() -> float:
+    """Seconds of simulated latency from ``ISLANDSYNC_STORE_LATENCY`` (0 when unset)."""
+    text = os.environ.get(LATENCY_ENV, "")
+    if not text.strip():
+        return 0.0
+    m = _LATENCY_RE.match(text)
+    if m is None:
+        raise ConfigError(f"{LATENCY_ENV}={text!r}: not a latency; expected e.g. 50ms, 0.05 "
+                          f"or 0.05s (a benchmarking aid: unset it for real runs)")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, None: 1.0}[(m[2] or "").lower() or None]
+    return float(m[1]) * scale
+
+
+def _open(url: str | os.PathLike[str], *, credentials: Any = None, **options: Any) -> BlobStore:
     text = os.fspath(url)
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"run URL must be a non-empty string, got {url!r}")
