@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import codec
 from .errors import CheckpointError, NotFound
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ELITE_FRAMES = ("elite.genomes", "elite.scores", "elite.ids", "elite.origin")
 _KEY_RE = re.compile(r"^islands/(\d+)/(\d{12})-([A-Za-z0-9_.-]+)\.isz$")
 MAX_HEAD_BYTES = 64 * 1024
+MAX_PREVIOUS = 3
 
 
 @dataclass
@@ -65,6 +66,13 @@ class Head(BaseModel):
     released: bool = False
     saved_at: float = 0.0  # writer's wall clock, for display only
     nonce: str = ""
+    # The checkpoints before ``checkpoint`` on this island's lineage, newest first: where a
+    # reader falls back to when ``checkpoint`` is corrupt. Only these: a blob that no HEAD
+    # named (a killed owner's last upload) is a branch off the lineage, never a fallback.
+    previous: list[str] = Field(default_factory=list, max_length=MAX_PREVIOUS)
+
+    def lineage(self) -> list[str]:
+        return ([self.checkpoint] if self.checkpoint else []) + list(self.previous)
 
 
 MAX_RECORD_BYTES = 1 << 20
@@ -164,14 +172,16 @@ def load_island(store: BlobStore, island: int, head: Head) -> IslandSnapshot | N
     """The newest readable checkpoint of an island, starting from the one HEAD names and
     falling back to older ones when a blob is corrupt or missing. None when there is none."""
     tried: set[str] = set()
-    candidates = [head.checkpoint] if head.checkpoint else []
-    # Only blobs at or below HEAD's generation: a newer blob HEAD never named is an orphan of
-    # a writer that lost the island, and resuming from it would fork the lineage.
-    older = sorted(
-        (i.key for i in store.list(f"islands/{island}/")
-         if (p := parse_checkpoint_key(i.key)) and p[1] <= head.generation),
-        reverse=True,
-    )
+    candidates = head.lineage()
+    older: list[str] = []
+    if not head.previous:
+        # A HEAD written before lineages were recorded: any blob at or below its generation
+        # (a newer blob HEAD never named is an orphan of a writer that lost the island).
+        older = sorted(
+            (i.key for i in store.list(f"islands/{island}/")
+             if (p := parse_checkpoint_key(i.key)) and p[1] <= head.generation),
+            reverse=True,
+        )
     for key in candidates + older:
         if key in tried:
             continue

@@ -150,7 +150,7 @@ def _coordinate(args: argparse.Namespace) -> int:
     from .coordinator import Coordinator
     from .metrics import CoordinatorMetrics, serve
     from .store.counting import CountingStore
-    from .worker import default_worker_id
+    from .link import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform)

@@ -74,7 +74,6 @@ class Coordinator:
         self.metrics, self.clock = metrics, clock
         self.lease = Lease(store, candidate, lease_s=lease_s, clock=clock)
         self.top = self.spec.elite_size
-        self.liveness = Liveness(self.spec.worker_timeout_s, clock)
         self.cycles = self.merges = self.assignments_written = 0
         self._hurry = False
         self.merge_seconds: list[float] = []
@@ -84,6 +83,8 @@ class Coordinator:
     def _reset(self) -> None:
         """Forget everything cached: a new term starts from what the bucket says."""
         self._heartbeats: dict[str, tuple[int, dict[str, Any]]] = {}
+        # What we saw while leading an earlier term is stale: liveness starts over too.
+        self.liveness = Liveness(self.spec.worker_timeout_s, self.clock)
         self._elites = IslandElites(self.store, self.spec)
         self._global: Elite | None = None
         self._elite_head: tuple[EliteHead, int] | None = None
@@ -152,7 +153,11 @@ class Coordinator:
 
     def _read_heartbeats(self) -> tuple[dict[str, tuple[int, dict[str, Any]]], set[str]]:
         seen: dict[str, tuple[int, dict[str, Any]]] = {}
-        for info in self.store.list("workers/"):
+        listing = self.store.list("workers/")
+        # A leader that could not read the bucket for a while must not count that time
+        # against the workers (they were most likely cut off by the same outage).
+        self.liveness.watched(max(2 * self.interval, self.spec.heartbeat_interval_s))
+        for info in listing:
             worker = info.key[len("workers/"):-len(".json")]
             if not worker or not info.key.endswith(".json"):
                 continue
@@ -310,6 +315,8 @@ class Coordinator:
         current = dict(previous.islands) if previous else {}
         workers = self._workers(heartbeats, alive)
         now = self.clock()
+        for island in current:  # a new term counts the minimum stay from its own start
+            self._placed_at.setdefault(island, now)
         placement = place(self.spec.islands, current, workers, placed_at=self._placed_at,
                           now=now, policy=self.policy)
         self._hurry = bool(placement.unplaced) and bool(workers)

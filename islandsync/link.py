@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +49,11 @@ log = logging.getLogger(__name__)
 FINISHED_KEY = "finished.json"
 
 
+def default_worker_id(platform: str) -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:24] or "host"
+    return f"{platform}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
 def heartbeat_key(worker_id: str) -> str:
     return f"workers/{worker_id}.json"
 
@@ -59,6 +68,7 @@ class Liveness:
         self.timeout, self.clock = timeout, clock
         self._seen: dict[str, tuple[int, float]] = {}
         self._changes: dict[str, int] = {}
+        self._last_look: float | None = None
 
     def observe(self, worker: str, generation: int) -> None:
         last = self._seen.get(worker)
@@ -74,6 +84,21 @@ class Liveness:
             self._seen[worker] = (-1, self.clock())
             return True
         return self.clock() - last[1] < self.timeout
+
+    def restart(self) -> None:
+        """Start every worker's timeout again from now: call it after a time in which we could
+        not look (our own outage), so that our blindness is not counted against them."""
+        now = self.clock()
+        self._seen = {w: (gen, now) for w, (gen, _) in self._seen.items()}
+
+    def watched(self, gap_limit: float) -> None:
+        """Note that a listing of heartbeats just succeeded; when the previous one is more
+        than ``gap_limit`` ago, we were blind in between: restart the clocks."""
+        now = self.clock()
+        last = self._last_look
+        if last is not None and now - last > gap_limit:
+            self.restart()
+        self._last_look = now
 
     def confirmed(self, worker: str) -> bool:
         """Whether we have seen its heartbeat change at least once: only then do we know it
@@ -93,6 +118,7 @@ class Claim:
     snapshot: IslandSnapshot | None  # None: start fresh from the seed
     keys: list[str]
     snapshot_key: str | None = None  # the checkpoint the snapshot was read from
+    lineage: list[str] = field(default_factory=list)  # HEAD's checkpoint and its previous
 
 
 @dataclass
@@ -138,11 +164,17 @@ class BucketLink:
         self._assigned_since: dict[int, float] = {}
         self._last_warning = 0.0
         self._thread = threading.Thread(target=self._run, name="islandsync-bucket", daemon=True)
+        # Heartbeats have a thread of their own: a poll read that a slow bucket keeps
+        # retrying (GCS retries reads for up to a minute) must not silence them, or the
+        # leader would declare a live, evolving worker dead.
+        self._beat_thread = threading.Thread(target=self._beat, name="islandsync-heartbeat",
+                                             daemon=True)
 
     # -- loop side -----------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+        self._beat_thread.start()
 
     def take(self) -> Inbox:
         """Everything that arrived since the last call (claims are handed over once)."""
@@ -159,6 +191,7 @@ class BucketLink:
         (a claim that landed while the worker was shutting down): otherwise they would
         stay owned by a worker that has left until its heartbeat timed out."""
         self._stop.set()
+        self._beat_thread.join(timeout=30)
         self._thread.join(timeout=30)
         for claim in self.take().claims:
             self._guard("release", lambda c=claim: self._release_untaken(c))
@@ -188,16 +221,16 @@ class BucketLink:
     # -- thread side ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_beat = next_poll = 0.0
         while not self._stop.is_set():
-            now = self.clock()
-            if now >= next_beat:
-                self._guard("heartbeat", self._heartbeat)
-                next_beat = now + self.spec.heartbeat_interval_s
-            if now >= next_poll:
-                self._guard("poll", self._poll)
-                next_poll = now + self.spec.assignment_poll_s
-            self._stop.wait(max(0.05, min(next_beat, next_poll) - self.clock()))
+            started = self.clock()
+            self._guard("poll", self._poll)
+            self._stop.wait(max(0.05, self.spec.assignment_poll_s - (self.clock() - started)))
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            started = self.clock()
+            self._guard("heartbeat", self._heartbeat)
+            self._stop.wait(max(0.05, self.spec.heartbeat_interval_s - (self.clock() - started)))
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -231,7 +264,10 @@ class BucketLink:
         if self.solo:
             # Only a solo worker judges others' liveness itself; a follower trusts the
             # leader's list, and saves a class A list call per poll.
-            for info in self.store.list("workers/"):
+            listing = self.store.list("workers/")
+            self.liveness.watched(max(2 * self.spec.assignment_poll_s,
+                                      self.spec.heartbeat_interval_s))
+            for info in listing:
                 worker = info.key[len("workers/"):-len(".json")]
                 if worker != self.worker_id:
                     self.liveness.observe(worker, info.generation)
@@ -284,7 +320,8 @@ class BucketLink:
             if snapshot is None:
                 log.error("island %d: no readable checkpoint; restarting it from the seed", island)
         claim = Claim(island, new_gen, snapshot, keys,
-                      snapshot.meta.get("key") if snapshot is not None else None)
+                      snapshot.meta.get("key") if snapshot is not None else None,
+                      head.lineage())
         with self._lock:
             self._inbox.claims.append(claim)
             self._claiming.add(island)

@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoint import Head, IslandSnapshot, checkpoint_key, encode_island, write_head
+from .checkpoint import (
+    MAX_PREVIOUS,
+    Head,
+    IslandSnapshot,
+    checkpoint_key,
+    encode_island,
+    write_head,
+)
 from .errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
 from .store import BlobStore
 
@@ -63,6 +70,7 @@ class _Island:
     keys: collections.deque  # this island's checkpoint keys we know of, oldest first
     uploaded_generation: int = -1
     current_key: str | None = None  # the checkpoint HEAD names
+    previous: list = field(default_factory=list)  # the lineage before current_key
     best: float | None = None
 
 
@@ -99,13 +107,21 @@ class Uploader:
     # -- called by the worker loop -------------------------------------------------------
 
     def adopt(self, island: int, head_generation: int, keys: list[str],
-              resumed: tuple[int, str] | None = None) -> None:
+              resumed: tuple[int, str] | None = None, lineage: list[str] | None = None) -> None:
         """Start writing for an island just claimed at HEAD generation ``head_generation``;
         ``resumed`` is (generation, key) of the checkpoint it was loaded from, so that a
         checkpoint at that same generation is not written a second time."""
         state = _Island(head_generation, collections.deque(sorted(keys)))
+        lineage = list(lineage or [])
         if resumed is not None:
             state.uploaded_generation, state.current_key = resumed
+            # The lineage continues from the checkpoint we resumed from (it may be an older
+            # one than HEAD named, when that was corrupt).
+            if resumed[1] in lineage:
+                lineage = lineage[lineage.index(resumed[1]) + 1:]
+            else:
+                lineage = []
+        state.previous = lineage[:MAX_PREVIOUS]
         with self._cond:
             self._islands[island] = state
 
@@ -193,8 +209,12 @@ class Uploader:
         elif not release:
             return
         best = self.to_user(snap.best_score)
+        previous = state.previous
+        if key != state.current_key and state.current_key is not None:
+            previous = [state.current_key, *state.previous][:MAX_PREVIOUS]
         head = Head(island=snap.island, checkpoint=key, generation=snap.generation,
-                    evals=snap.evals, best=best, owner=self.owner, released=release)
+                    evals=snap.evals, best=best, owner=self.owner, released=release,
+                    previous=previous)
         try:
             state.head_generation = write_head(self.store, head,
                                                if_generation=state.head_generation)
@@ -210,6 +230,7 @@ class Uploader:
         state.best = best
         if key != state.current_key:
             state.uploaded_generation, state.current_key = snap.generation, key
+            state.previous = previous
             state.keys.append(key)
         while len(state.keys) > self.keep:
             self._delete_quietly(state.keys.popleft())

@@ -8,11 +8,8 @@ Uploads run in :mod:`islandsync.uploader`, every other bucket call in :mod:`isla
 from __future__ import annotations
 
 import logging
-import os
 import re
-import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +22,7 @@ import torch
 from .checkpoint import Head
 from .config import RunSpec, check_fitness, read_spec, spec_hash
 from .engine import Engine, FitnessError, resolve_device
-from .link import BucketLink
+from .link import BucketLink, default_worker_id
 from .problems import make_problem
 from .progress import Progress, make_progress
 from .store import BlobStore
@@ -33,11 +30,6 @@ from .store.counting import CountingStore
 from .uploader import Uploader
 
 log = logging.getLogger(__name__)
-
-
-def default_worker_id(platform: str) -> str:
-    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:24] or "host"
-    return f"{platform}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 @dataclass
@@ -254,7 +246,8 @@ class Worker:
             resumed = None
             if claim.snapshot is not None and claim.snapshot_key is not None:
                 resumed = (claim.snapshot.generation, claim.snapshot_key)
-            self.uploader.adopt(claim.island, claim.head_generation, claim.keys, resumed)
+            self.uploader.adopt(claim.island, claim.head_generation, claim.keys, resumed,
+                                claim.lineage)
             self._hosted.add(claim.island)
             self.link.claimed(claim.island)
             log.info("island %d claimed at generation %d", claim.island,

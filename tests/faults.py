@@ -61,6 +61,10 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
+                try:  # shutdown first: a bare close can leave the peer's read hanging
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:

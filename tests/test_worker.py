@@ -65,6 +65,9 @@ def test_solo_worker_checkpoints_and_resumes(tmp_path: Path) -> None:
     store = open_store(url)
     before = heads(store, 4)
     assert all(h.released and h.owner == "w1" and h.generation > 0 for h in before.values())
+    # Each HEAD records its lineage: the checkpoints before it, which are its only fallbacks.
+    for h in before.values():
+        assert h.previous and all(parse_checkpoint_key(k)[1] < h.generation for k in h.previous)
     assert all(h.generation == first.island_generations[i] for i, h in before.items())
 
     second = solo_run(url, duration=1.0, worker_id="w2", progress=False)

@@ -123,10 +123,6 @@ def test_corrupt_elites_and_checkpoints(kind: str, tmp_path: Path,
 # -- a lineage fork through an orphan below HEAD (in-process, deterministic) -----------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "load_island (islandsync/checkpoint.py) falls back to any blob at or below HEAD's "
-    "generation, including the orphan a killed previous owner left above the generation "
-    "the current owner claimed at: the island resumes from a branch off its lineage"))
 def test_fallback_never_resumes_from_an_orphan_below_head(tmp_path: Path) -> None:
     """A owns the island, checkpoints at 10, writes its blob at 13 and is killed before its
     HEAD CAS (an orphan). B claims at 10 (correctly), checkpoints at 20, dies, and its blob at
@@ -169,8 +165,9 @@ def test_fallback_never_resumes_from_an_orphan_below_head(tmp_path: Path) -> Non
     for _ in range(10):
         b.step()
     key_b, gen_b = save(b, "B")
-    write_head(store, Head(island=0, checkpoint=key_b, generation=gen_b, owner="B"),
-               if_generation=claim_b.head_generation)
+    # As B's uploader writes it: the lineage goes on from the checkpoint B resumed from.
+    write_head(store, Head(island=0, checkpoint=key_b, generation=gen_b, owner="B",
+                           previous=claim_b.lineage), if_generation=claim_b.head_generation)
     blob = store.get(key_b).data
     store.put(key_b, blob[: len(blob) // 2])  # B dies; its last checkpoint is truncated
 
