@@ -133,9 +133,11 @@ class Coordinator:
             self._reset()
         try:
             heartbeats, alive = self._read_heartbeats()
+            # Assignment before the merge: a new term's first write fences the old leader,
+            # and failover waits for nothing else.
+            self._assign(heartbeats, alive)
             heads = self._read_heads()
             self._merge(heads)
-            self._assign(heartbeats, alive)
             if self.clock() >= self._next_housekeeping:
                 self._next_housekeeping = self.clock() + self.housekeeping_s
                 self._housekeeping(heads, alive)
