@@ -23,7 +23,7 @@ from islandsync.problems import make_problem
 from islandsync.status import collect_status
 from islandsync.store import BlobStore, open_store
 
-from .cluster import REPO, heads, wait_for
+from .cluster import REPO, heads, pause_outside_store_writes, wait_for
 
 
 def fast_spec(**overrides):
@@ -274,30 +274,6 @@ def test_kill9_then_restart_continues_each_island(kind: str, tmp_path: Path,
         assert gens and min(gens) > before[i].generation  # continued from HEAD: no fork
     assert time.monotonic() - t0 >= 2.0  # waited a worker_timeout (2 s) before claiming
     assert set(summary.islands) == {0, 1, 2, 3}
-
-
-def pause_outside_store_writes(proc: subprocess.Popen, root: Path) -> None:
-    """SIGSTOP the process, but not inside a LocalStore write: a process stopped while it
-    holds a key's flock blocks every writer of that key until it resumes (documented in
-    LocalStore); that is not the case under test here."""
-    import fcntl
-
-    for _ in range(100):
-        proc.send_signal(signal.SIGSTOP)
-        held = False
-        for lock in (root / ".islandsync" / "locks").rglob("*"):
-            if lock.is_file():
-                with open(lock, "rb") as f:
-                    try:
-                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        fcntl.flock(f, fcntl.LOCK_UN)
-                    except BlockingIOError:
-                        held = True
-        if not held:
-            return
-        proc.send_signal(signal.SIGCONT)
-        time.sleep(0.01)
-    raise AssertionError("could not pause the worker outside a store write")
 
 
 def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
