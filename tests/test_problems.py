@@ -156,3 +156,20 @@ def test_custom_fitness() -> None:
         bad.evaluate(torch.ones(4, 3))
     with pytest.raises(ConfigError, match="'nope'"):
         make_problem("custom", {"nope": 1}, fitness=lambda x: x.sum(-1))
+
+
+def test_rastrigin_keeps_its_precision_near_the_optimum() -> None:
+    """The textbook form scores anything within ~1e-4 of the optimum as exactly 0 in float32
+    (10 d cancels against the cosines); the search must still see the difference."""
+    import torch
+
+    from islandsync.problems import rastrigin
+
+    x = torch.full((1, 100), 1e-4, dtype=torch.float32)
+    expected = 100 * (1e-8 + 20 * math.sin(math.pi * 1e-4) ** 2)  # ~1.98e-5
+    got = float(rastrigin(x)[0])
+    assert got > 0 and abs(got - expected) / expected < 1e-3
+    assert float(rastrigin(torch.zeros(1, 100))[0]) == 0.0
+    y = torch.tensor([[1.0, -2.0, 0.5]])
+    textbook = 30 + float((y * y - 10 * torch.cos(2 * math.pi * y)).sum())
+    assert abs(float(rastrigin(y)[0]) - textbook) < 1e-4
