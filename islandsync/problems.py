@@ -79,8 +79,10 @@ def rosenbrock(x: Tensor) -> Tensor:
 def ackley(x: Tensor) -> Tensor:
     x = _float(x)
     m2 = (x * x).mean(dim=-1)
-    mc = torch.cos(2.0 * math.pi * x).mean(dim=-1)
-    return -20.0 * torch.exp(-0.2 * torch.sqrt(m2)) - torch.exp(mc) + 20.0 + math.e
+    # The textbook -20 exp(-0.2 sqrt(m2)) - exp(mean cos 2 pi x) + 20 + e, written with expm1
+    # and cos 2t = 1 - 2 sin^2 t so that nothing cancels near the optimum in float32.
+    ms = (2.0 * torch.sin(math.pi * x) ** 2).mean(dim=-1)
+    return -20.0 * torch.expm1(-0.2 * torch.sqrt(m2)) - math.e * torch.expm1(-ms)
 
 
 def griewank(x: Tensor) -> Tensor:

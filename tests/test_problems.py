@@ -173,3 +173,18 @@ def test_rastrigin_keeps_its_precision_near_the_optimum() -> None:
     y = torch.tensor([[1.0, -2.0, 0.5]])
     textbook = 30 + float((y * y - 10 * torch.cos(2 * math.pi * y)).sum())
     assert abs(float(rastrigin(y)[0]) - textbook) < 1e-4
+
+
+def test_ackley_keeps_its_precision_near_the_optimum() -> None:
+    import torch
+
+    from islandsync.problems import ackley
+
+    x = torch.full((1, 50), 1e-6, dtype=torch.float32)
+    got = float(ackley(x)[0])
+    assert got > 0 and abs(got - 4e-6) / 4e-6 < 0.05  # ~ 20 * 0.2 * 1e-6 near the optimum
+    assert float(ackley(torch.zeros(1, 50))[0]) == 0.0
+    y = torch.tensor([[1.0, -2.5, 0.3, 4.0]], dtype=torch.float64)
+    textbook = (-20 * torch.exp(-0.2 * torch.sqrt((y * y).mean())) -
+                torch.exp(torch.cos(2 * math.pi * y).mean()) + 20 + math.e)
+    assert abs(float(ackley(y)[0]) - float(textbook)) < 1e-9
