@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .config import RunSpec
-    from .worker import RunSummary
+    from .worker import RunSummary, Worker
 
 
 def run(
@@ -54,19 +54,30 @@ def run(
     platform's secret ``GCS_SERVICE_ACCOUNT`` (Kaggle/Colab secrets), Colab's sign-in, then
     Google default credentials. Returns a :class:`~islandsync.worker.RunSummary`.
     """
+    return make_worker(run, fitness=fitness, spec=spec, device=device,
+                       max_islands=max_islands, duration=duration, solo=solo,
+                       coordinator=coordinator, progress=progress, worker_id=worker_id,
+                       credentials=credentials, platform=platform,
+                       session_limit=session_limit).run()
+
+
+def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = None,
+                platform: str | None = None, session_limit: float | None = None,
+                max_islands: int | None = None, solo: bool = False, coordinator: bool = True,
+                **worker_options: Any) -> Worker:
+    """The worker :func:`run` runs, not started yet: the store opened with credentials found,
+    the run created from ``spec`` if given, and the platform's defaults and session deadline
+    applied. ``worker_options`` go to :class:`~islandsync.worker.Worker`."""
     from .worker import Worker  # torch is imported only by those who step islands
 
     started = time.monotonic()
     store, profile = open_run(run, credentials=credentials, platform=platform)
     if spec is not None:
         init_run(store, spec)
-    worker = Worker(store, fitness=fitness, device=device,
-                    max_islands=max_islands or profile.default_max_islands,
-                    duration=duration, solo=solo, worker_id=worker_id, progress=progress,
-                    coordinator=coordinator and not solo, platform=profile.name,
-                    deadline=session_deadline(profile, started=started,
-                                              override_s=session_limit))
-    return worker.run()
+    return Worker(store, max_islands=max_islands or profile.default_max_islands, solo=solo,
+                  coordinator=coordinator and not solo, platform=profile.name,
+                  deadline=session_deadline(profile, started=started, override_s=session_limit),
+                  **worker_options)
 
 
 def open_run(run: str, *, credentials: Any = None,

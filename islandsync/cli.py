@@ -106,16 +106,12 @@ def _init(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
-    from .api import open_run
+    from .api import make_worker
     from .config import load_fitness
-    from .platforms import session_deadline
-    from .worker import Worker
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.monotonic()
     fitness = load_fitness(args.fitness) if args.fitness else None
-    store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform)
     observe = None
     if args.metrics_port is not None:
         from .metrics import WorkerMetrics, serve
@@ -125,16 +121,14 @@ def _worker(args: argparse.Namespace) -> int:
         observe = metrics.observe
         print(f"islandsync worker: metrics on http://{args.metrics_host}:"
               f"{server.server_port}/metrics", file=sys.stderr)
-    worker = Worker(store, fitness=fitness, device=args.device,
-                    max_islands=args.max_islands or profile.default_max_islands,
-                    duration=args.duration, solo=args.solo, worker_id=args.worker_id,
-                    progress=not args.quiet, platform=profile.name,
-                    coordinator=not (args.no_coordinator or args.solo),
-                    deadline=session_deadline(profile, started=started,
-                                              override_s=args.session_limit),
-                    on_heartbeat=observe)
+    worker = make_worker(args.run, credentials=args.credentials, platform=args.platform,
+                         session_limit=args.session_limit, max_islands=args.max_islands,
+                         solo=args.solo, coordinator=not args.no_coordinator,
+                         fitness=fitness, device=args.device, duration=args.duration,
+                         worker_id=args.worker_id, progress=not args.quiet,
+                         on_heartbeat=observe)
     if not args.solo:
-        print(f"islandsync worker ({profile.name}): islands come from the run's leader"
+        print(f"islandsync worker ({worker.platform}): islands come from the run's leader"
               + ("" if args.no_coordinator else " (this worker stands as a candidate too)"),
               file=sys.stderr)
     worker.run()
@@ -263,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-islands", dest="max_islands", type=int)
     worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m")
     worker.add_argument("--solo", action="store_true",
-                        help="claim every island without a live owner: no leader needed, none stood")
+                        help="claim every island without a live owner: no leader, no candidate")
     worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
                         help="do not stand as a coordinator candidate")
     worker.add_argument("--fitness", help="module:function of a custom fitness function")

@@ -75,6 +75,11 @@ class RealGenome(BaseModel):
     lower: float
     upper: float
 
+    @property
+    def width(self) -> int:
+        """Genes per genome."""
+        return self.dim
+
     @model_validator(mode="after")
     def _bounds(self) -> RealGenome:
         if not self.lower < self.upper:
@@ -87,6 +92,11 @@ class TokenGenome(BaseModel):
     kind: Literal["tokens"]
     length: int = Field(ge=1)
     vocab: int = Field(ge=2)
+
+    @property
+    def width(self) -> int:
+        """Genes (tokens) per genome."""
+        return self.length
 
 
 class FitnessRef(BaseModel):

@@ -30,6 +30,7 @@ from .merge import Elite, IslandElites, merge_elites
 from .placement import Policy, WorkerView, place
 from .records import (
     ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
     Assignment,
     EliteHead,
     elite_key,
@@ -74,9 +75,7 @@ class Coordinator:
         self.metrics, self.clock = metrics, clock
         self.lease = Lease(store, candidate, lease_s=lease_s, clock=clock)
         self.top = self.spec.elite_size
-        self.cycles = self.merges = self.assignments_written = 0
         self._hurry = False
-        self.merge_seconds: list[float] = []
         self._acting_term = 0
         self._reset()
 
@@ -88,6 +87,7 @@ class Coordinator:
         self._elites = IslandElites(self.store, self.spec)
         self._global: Elite | None = None
         self._elite_head: tuple[EliteHead, int] | None = None
+        self._elite_head_generation = 0  # of an unreadable elite HEAD we will replace
         self._elite_loaded = False
         self._placed_at: dict[int, float] = {}
         self._next_housekeeping = self.clock() + min(60.0, self.housekeeping_s)
@@ -116,7 +116,6 @@ class Coordinator:
 
     def step(self) -> None:
         """One cycle. Bucket trouble is absorbed and retried next cycle: never raises for it."""
-        self.cycles += 1
         leader = self.lease.step()
         if self.metrics is not None:
             self.metrics.set_leader(self.lease.term, leader)
@@ -201,9 +200,9 @@ class Coordinator:
             self._elite_head = read_elite_head(self.store)
         except CheckpointError as err:
             log.warning("coordinator: %s; starting a new elite chain", err)
-            info = self.store.stat("elite/HEAD.json")
+            info = self.store.stat(ELITE_HEAD_KEY)
             self._elite_head = None
-            self._elite_fallback_generation = info.generation if info else 0
+            self._elite_head_generation = info.generation if info else 0
         keys = sorted((i.key for i in self.store.list("elite/") if parse_elite_key(i.key)),
                       reverse=True)
         if self._elite_head is not None:
@@ -230,7 +229,6 @@ class Coordinator:
         t0 = time.perf_counter()
         result = merge_elites(parts, self.top)
         seconds = time.perf_counter() - t0
-        self.merge_seconds.append(seconds)
         if self.metrics is not None:
             self.metrics.observe_merge(seconds, result.candidates, result.duplicates)
         if self._global is not None and _same(result.elite, self._global):
@@ -239,7 +237,7 @@ class Coordinator:
 
     def _write_elite(self, elite: Elite, candidates: int, duplicates: int) -> None:
         head = self._elite_head
-        gen = head[1] if head else getattr(self, "_elite_fallback_generation", 0)
+        gen = head[1] if head else self._elite_head_generation
         epoch = (head[0].epoch if head else 0) + 1
         for _ in range(5):  # a stale leader may have left a blob under the next name
             if not self.lease.is_leader:
@@ -269,7 +267,6 @@ class Coordinator:
             self._delete(elite_key(epoch))
             return
         self._elite_head, self._global = (new, new_gen), elite
-        self.merges += 1
         if self.metrics is not None:
             self.metrics.observe_global_best(best)
         log.info("merge: elite epoch %d (term %d): %d genomes from %d candidates, %d "
@@ -339,7 +336,6 @@ class Coordinator:
         except PreconditionFailed:
             log.warning("coordinator: assignment changed under us; re-reading next cycle")
             return
-        self.assignments_written += 1
         for island, worker in placement.islands.items():
             if current.get(island) != worker:
                 self._placed_at[island] = now

@@ -367,8 +367,7 @@ class BucketLink:
         except (CheckpointError, NotFound) as err:
             self._warn(f"elite epoch {head.epoch} unreadable, keeping the previous one: {err}")
             return
-        width = self.spec.problem.genome
-        if foreign[0].shape[1] != (width.dim if width.kind == "real" else width.length):
+        if foreign[0].shape[1] != self.spec.problem.genome.width:
             self._warn(f"elite epoch {head.epoch} does not fit this run's genomes; ignored")
             return
         self._elite_generation = generation

@@ -69,8 +69,7 @@ class IslandElites:
 
     def __init__(self, store: BlobStore, spec: RunSpec) -> None:
         self.store, self.spec = store, spec
-        genome = spec.problem.genome
-        self.width = genome.dim if genome.kind == "real" else genome.length
+        self.width = spec.problem.genome.width
         self._elites: dict[int, Elite] = {}
         self._keys: dict[int, str] = {}
         self.reads = 0

@@ -254,11 +254,7 @@ class Worker:
                      self.engine.generations[claim.island])
         release = sorted(inbox.release & self._hosted)
         if release:
-            t0 = time.perf_counter()
-            snaps = self.engine.snapshot(release)
-            self.blocked_s += time.perf_counter() - t0
-            for snap in snaps:
-                self.uploader.submit(snap, release=True)
+            self._checkpoint(release, release=True)
             self.engine.remove(release)
             self._hosted -= set(release)
             log.info("islands %s released: assigned to another worker", release)
@@ -273,13 +269,16 @@ class Worker:
             self._foreign = tuple(
                 torch.as_tensor(a[~mine], device=self.device) for a in (g, s, ids, origin))
 
-    def _checkpoint(self, *, release: bool = False) -> None:
+    def _checkpoint(self, islands: list[int] | None = None, *, release: bool = False) -> None:
+        """Hand host copies of ``islands`` (all hosted ones by default) to the uploader;
+        ``release`` gives them up in their HEADs once written."""
         t0 = time.perf_counter()
-        snaps = self.engine.snapshot()
+        snaps = self.engine.snapshot(islands)
         self.blocked_s += time.perf_counter() - t0
         for snap in snaps:
             self.uploader.submit(snap, release=release)
-        self._last_checkpoint = time.monotonic()
+        if islands is None:
+            self._last_checkpoint = time.monotonic()
 
     def _run_deadline(self) -> float | None:
         """Wall-clock time at which the run's ``stop.duration_s`` is up, counted from the

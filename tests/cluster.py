@@ -30,6 +30,19 @@ def cluster_spec(**overrides):
         update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ (not a package) imported by path, registered in sys.modules
+    (dataclasses need their module there) under ``<name>_bench``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_bench",
+                                                  REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 

@@ -3,9 +3,7 @@ leader, workers, a second candidate, kill -9 of each kind), and its small pure p
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -15,21 +13,13 @@ from islandsync.errors import ConfigError
 from islandsync.store import LATENCY_ENV, LocalStore, open_store
 from islandsync.store.counting import CountingStore
 
-ROOT = Path(__file__).resolve().parents[1]
+from .cluster import load_benchmark
+
 KEYS = {"throughput_multiplier", "checkpoint_overhead", "merge_overhead", "recovery_s",
         "failover_s", "duplicates", "ops_per_worker_hour"}
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("distributed_bench",
-                                                  ROOT / "benchmarks" / "distributed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("distributed")
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "merge.py"
+from .cluster import load_benchmark
+
 
 
 def test_merge_benchmark_runs_and_ranged_reads_fetch_less(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("merge_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.main(["--candidates", "1000,5000", "--dim", "8", "--repeat", "2",
+    out = load_benchmark("merge").main(["--candidates", "1000,5000", "--dim", "8", "--repeat", "2",
                        "--islands", "2", "--pop", "4096", "--ckpt-dim", "64",
                        "--json", str(tmp_path / "m.json")])
     assert [r["candidates"] for r in out["merge"]] == [1000, 5000]

@@ -303,7 +303,6 @@ def test_profiles_are_declared_package_data() -> None:
     # Without this, a wheel ships no profiles and load_profile fails once installed.
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     data = pyproject.get("tool", {}).get("setuptools", {}).get("package-data", {})
-    if not data:
-        pytest.skip('pyproject.toml needs [tool.setuptools.package-data] '
-                    'islandsync = ["platform_profiles/*.toml"]')
-    assert "platform_profiles/*.toml" in data.get("islandsync", [])
+    assert "platform_profiles/*.toml" in data.get("islandsync", []), (
+        'pyproject.toml needs [tool.setuptools.package-data] '
+        'islandsync = ["platform_profiles/*.toml"]')

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import sys
@@ -11,20 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from .cluster import load_benchmark
+
 K, POP, EVALS, INTERVAL, MIGRANTS, SEEDS = 3, 6, 600, 3, 2, 2
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" /
-                                                  "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = _load()
+quality = load_benchmark("quality")
 
 
 @pytest.fixture(scope="module")
