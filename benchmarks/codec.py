@@ -2,7 +2,7 @@
 
     python benchmarks/codec.py [--json PATH] [--pop 4096] [--dim 1000] [--repeat 3] [--seed 0]
 
-Every method goes through ``islandsync.codec.encode``/``decode`` (crc32c and header included),
+Every method goes through ``islandsync.bucket.codec.encode``/``decode`` (crc32c and header included),
 so the rows differ only in filter and level. Ratio = raw array bytes / blob bytes. MB/s is
 10^6 raw bytes per second, median of ``--repeat`` runs, single-threaded. The adaptive row is
 ``filter="auto"`` at level 3, sampling time included. It passes when its ratio is within 2% of
@@ -24,10 +24,10 @@ import numpy as np
 import zstandard
 
 try:
-    from islandsync import codec
+    from islandsync.bucket import codec
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from islandsync import codec
+    from islandsync.bucket import codec
 
 TOLERANCE = 0.02
 FIXED = [("zstd-1", "none", 1), ("zstd-3", "none", 3), ("zstd-6", "none", 6),

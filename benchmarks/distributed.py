@@ -69,11 +69,12 @@ sys.path.insert(0, str(REPO))
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from islandsync.checkpoint import read_head, read_record
-from islandsync.config import RunSpec, fitness_ref, init_run, parse_spec, spec_from_flags
+from islandsync.bucket.checkpoints import read_head, read_record
+from islandsync.bucket.records import parse_elite_key, read_assignment, read_elite
+from islandsync.bucket.run import init_run
+from islandsync.config import RunSpec, fitness_ref, parse_spec, spec_from_flags
 from islandsync.errors import IslandSyncError, NotFound
-from islandsync.lease import LEASE_KEY
-from islandsync.records import parse_elite_key, read_assignment, read_elite
+from islandsync.leader.lease import LEASE_KEY
 from islandsync.store import (
     LATENCY_ENV,
     BlobStore,
@@ -797,7 +798,7 @@ def wait(pred, timeout: float, what: str, check=None, every: float = 0.1) -> Non
 def sample_checkpoint(store: BlobStore, islands: int) -> dict[str, Any] | None:
     """Sizes of one island's latest checkpoint blob, frame by frame (the workers count only
     the snapshot's arrays as raw bytes; the blob also carries the elite frame)."""
-    from islandsync import codec
+    from islandsync.bucket import codec
 
     for i in range(islands):
         cur = read_head(store, i)

@@ -4,10 +4,10 @@ the elite frames versus downloading whole checkpoints.
     python benchmarks/merge.py [--candidates 10000,100000,1000000] [--dim 100] [--repeat 5]
                                [--islands 8] [--pop 4096] [--ckpt-dim 1000] [--json PATH]
 
-Merge times are medians of ``--repeat`` runs of :func:`islandsync.merge.merge_elites` on
+Merge times are medians of ``--repeat`` runs of :func:`islandsync.leader.merge.merge_elites` on
 candidates of which a third are copies of others (migration makes copies the normal case).
 Bytes read: ``--islands`` real checkpoints of ``--pop x --ckpt-dim`` populations are written to
-a temporary LocalStore, then the leader's reader (:class:`islandsync.merge.IslandElites`, two
+a temporary LocalStore, then the leader's reader (:class:`islandsync.leader.merge.IslandElites`, two
 ranged reads at most per island) and a whole-blob reader fetch them through a byte counter.
 """
 
@@ -29,10 +29,10 @@ except ImportError:  # run from a checkout without installing
 
 import numpy as np
 
-from islandsync.checkpoint import Head, IslandSnapshot, checkpoint_key, encode_island
+from islandsync.bucket.checkpoints import Head, IslandSnapshot, checkpoint_key, encode_island
 from islandsync.config import spec_from_flags
-from islandsync.merge import IslandElites, merge_elites
-from islandsync.population import genome_ids_numpy
+from islandsync.leader.merge import IslandElites, merge_elites
+from islandsync.search.population import genome_ids_numpy
 from islandsync.store import Blob, BlobStore, open_store
 
 

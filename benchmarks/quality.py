@@ -14,8 +14,8 @@ Best fitness against evaluations for four configurations with the same total pop
   the worker calls it, and moves nothing;
 - ``panmictic``: one island of K x pop.
 
-Every run goes in-process through :class:`islandsync.engine.Engine` on the CPU, driven the
-way ``islandsync.worker.Worker._loop`` drives it: ``step()``, and after every
+Every run goes in-process through :class:`islandsync.worker.engine.Engine` on the CPU, driven the
+way ``islandsync.worker.loop.Worker._loop`` drives it: ``step()``, and after every
 ``migration.interval`` steps ``migrate(foreign)`` (None here: there is no coordinator, so the
 only migrants are the other local islands' elites). The initial populations count towards
 the budget. A run stops before the step that would take it past the budget, so no run uses
@@ -51,9 +51,9 @@ except ImportError:  # run from a checkout without installing
 import torch
 
 from islandsync.config import BUILTIN_PROBLEMS, RunSpec, spec_from_flags
-from islandsync.engine import Engine
-from islandsync.problems import BUILTIN_PROBLEMS as PROBLEM_DEFAULTS
-from islandsync.problems import Problem, make_problem
+from islandsync.search.problems import BUILTIN_PROBLEMS as PROBLEM_DEFAULTS
+from islandsync.search.problems import Problem, make_problem
+from islandsync.worker.engine import Engine
 
 CONFIGS = ("pool", "ring", "isolated", "panmictic")
 PROBLEMS = ("rastrigin", "schwefel", "rosenbrock", "symbolic_regression")
@@ -119,7 +119,7 @@ def run_one(spec: RunSpec, problem: Problem, budget: int,
         made = engine.step()
         steps += 1
         total += made
-        # As islandsync.worker.Worker._loop: count steps, migrate every interval.
+        # As islandsync.worker.loop.Worker._loop: count steps, migrate every interval.
         since_migration += 1
         if since_migration >= spec.migration.interval:
             since_migration = 0

@@ -26,11 +26,12 @@ except ImportError:  # run from a checkout without installing
 
 import torch
 
-from islandsync.config import init_run, spec_from_flags
-from islandsync.engine import Engine, resolve_device
-from islandsync.problems import make_problem
+from islandsync.bucket.run import init_run
+from islandsync.config import spec_from_flags
+from islandsync.search.problems import make_problem
 from islandsync.store import open_store
-from islandsync.worker import Worker
+from islandsync.worker.engine import Engine, resolve_device
+from islandsync.worker.loop import Worker
 
 
 def _sync(device: torch.device) -> None:

@@ -3,7 +3,8 @@ coordinated through a storage bucket."""
 
 from __future__ import annotations
 
-from .errors import (
+from islandsync.api import run
+from islandsync.errors import (
     CheckpointError,
     ConfigError,
     IslandSyncError,
@@ -11,8 +12,7 @@ from .errors import (
     PreconditionFailed,
     StoreError,
 )
-from .api import run
-from .store import Blob, BlobInfo, BlobStore, LocalStore, open_store
+from islandsync.store import Blob, BlobInfo, BlobStore, LocalStore, open_store
 
 __version__ = "0.1.0"
 

@@ -7,17 +7,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .config import init_run
-from .credentials import find_credentials
-from .errors import ConfigError
-from .platforms import PlatformProfile, resolve_platform, session_deadline
-from .store import BlobStore, open_store
+from islandsync.bucket.run import init_run
+from islandsync.credentials import find_credentials
+from islandsync.errors import ConfigError
+from islandsync.platforms import PlatformProfile, resolve_platform, session_deadline
+from islandsync.store import BlobStore, open_store
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from .config import RunSpec
-    from .worker import RunSummary, Worker
+    from islandsync.config import RunSpec
+    from islandsync.worker.loop import RunSummary, Worker
 
 
 def run(
@@ -52,7 +52,7 @@ def run(
     away in time. For a ``gs://`` run, credentials are found in order: ``credentials`` (a
     path, JSON content or a google.auth object), GOOGLE_APPLICATION_CREDENTIALS, the
     platform's secret ``GCS_SERVICE_ACCOUNT`` (Kaggle/Colab secrets), Colab's sign-in, then
-    Google default credentials. Returns a :class:`~islandsync.worker.RunSummary`.
+    Google default credentials. Returns a :class:`~islandsync.worker.loop.RunSummary`.
     """
     return make_worker(run, fitness=fitness, spec=spec, device=device,
                        max_islands=max_islands, duration=duration, solo=solo,
@@ -67,17 +67,36 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
                 **worker_options: Any) -> Worker:
     """The worker :func:`run` runs, not started yet: the store opened with credentials found,
     the run created from ``spec`` if given, and the platform's defaults and session deadline
-    applied. ``worker_options`` go to :class:`~islandsync.worker.Worker`."""
-    from .worker import Worker  # torch is imported only by those who step islands
+    applied. ``worker_options`` go to :class:`~islandsync.worker.loop.Worker`."""
+    from islandsync.worker.loop import Worker  # torch is imported only by those who step islands
 
     started = time.monotonic()
     store, profile = open_run(run, credentials=credentials, platform=platform)
     if spec is not None:
         init_run(store, spec)
+    companion = None
+    if coordinator and not solo:
+        companion = leader_candidate(lease_s=worker_options.pop("lease_s", 15.0))
     return Worker(store, max_islands=max_islands or profile.default_max_islands, solo=solo,
-                  coordinator=coordinator and not solo, platform=profile.name,
+                  companion=companion, platform=profile.name,
                   deadline=session_deadline(profile, started=started, override_s=session_limit),
                   **worker_options)
+
+
+def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],
+                                                              Callable[[], None]]:
+    """A worker's companion that stands as a leader candidate in a background thread of the
+    worker process (so a run of notebooks alone has a leader); stopping it gives the lease up.
+    Composed here, at the edges, so that neither role imports the other."""
+    def start(store: BlobStore, worker_id: str) -> Callable[[], None]:
+        from islandsync.leader.coordinator import start_candidate
+
+        _, stop, thread = start_candidate(store, candidate=worker_id, **coordinator_options)
+        def stop_candidate() -> None:
+            stop.set()
+            thread.join(timeout=30)
+        return stop_candidate
+    return start
 
 
 def open_run(run: str, *, credentials: Any = None,

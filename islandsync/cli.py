@@ -8,8 +8,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import ConfigError, IslandSyncError, PreconditionFailed
+from islandsync import __version__
+from islandsync.errors import ConfigError, IslandSyncError, PreconditionFailed
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -17,8 +17,8 @@ def _smoke(args: argparse.Namespace) -> int:
     newcomer runs, and a quick check that a bucket URL and its credentials work."""
     import numpy as np
 
-    from . import codec
-    from .store import open_store
+    from islandsync.bucket import codec
+    from islandsync.store import open_store
 
     rng = np.random.default_rng(args.seed)
     store = open_store(args.run)
@@ -75,9 +75,9 @@ def parse_duration(text: str) -> float:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from .config import load_toml, spec_from_flags
-    from .config import init_run
-    from .store import open_store
+    from islandsync.bucket.run import init_run
+    from islandsync.config import load_toml, spec_from_flags
+    from islandsync.store import open_store
 
     if args.config:
         spec = load_toml(args.config)
@@ -106,15 +106,15 @@ def _init(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
-    from .api import make_worker
-    from .config import load_fitness
+    from islandsync.api import make_worker
+    from islandsync.config import load_fitness
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fitness = load_fitness(args.fitness) if args.fitness else None
     observe = None
     if args.metrics_port is not None:
-        from .metrics import WorkerMetrics, serve
+        from islandsync.metrics import WorkerMetrics, serve
 
         metrics = WorkerMetrics()
         server, _ = serve(metrics.registry, args.metrics_port, args.metrics_host)
@@ -140,11 +140,11 @@ def _coordinate(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .api import open_run
-    from .coordinator import Coordinator
-    from .metrics import CoordinatorMetrics, serve
-    from .store.counting import CountingStore
-    from .link import default_worker_id
+    from islandsync.api import open_run
+    from islandsync.leader.coordinator import Coordinator
+    from islandsync.metrics import CoordinatorMetrics, serve
+    from islandsync.store.counting import CountingStore
+    from islandsync.worker.link import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform)
@@ -173,8 +173,8 @@ def _coordinate(args: argparse.Namespace) -> int:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from .status import best_genomes
-    from .store import open_store
+    from islandsync.status import best_genomes
+    from islandsync.store import open_store
 
     best = best_genomes(open_store(args.run), top=args.top)
     if args.npy:
@@ -194,15 +194,15 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from islandsync.demo import run_demo
 
     return run_demo(workers=args.workers, duration=args.duration, directory=args.dir,
                     kill_one=args.kill_one)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .status import collect_status, format_status
-    from .store import open_store
+    from islandsync.status import collect_status, format_status
+    from islandsync.store import open_store
 
     status = collect_status(open_store(args.run))
     print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))

@@ -25,12 +25,20 @@ import types
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag,
-                      ValidationError, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError, NotFound, PreconditionFailed
-from .store.base import BlobStore
+from islandsync.errors import ConfigError
 
 try:  # Python 3.11+
     import tomllib as _toml
@@ -40,8 +48,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     except ModuleNotFoundError:
         _toml = None  # type: ignore[assignment]
 
-RUN_KEY = "run.json"
-MAX_SPEC_BYTES = 1 << 20  # run.json is untrusted input: never parse more than this
 
 # Torch-free metadata of the built-in problems; problems.py implements them with these numbers.
 BUILTIN_PROBLEMS: dict[str, dict[str, Any]] = {
@@ -522,42 +528,6 @@ def check_fitness(spec: RunSpec, fn: Callable[..., Any] | None) -> None:
                           f"{given.fingerprint[:12]}…)")
 
 
-def _spec_source(store: BlobStore) -> str:
-    return f"{store.url.rstrip('/')}/{RUN_KEY}"
-
-
-def read_spec(store: BlobStore) -> RunSpec:
-    """The run's spec from ``run.json``; ConfigError when it is missing, too large or invalid."""
-    try:
-        # A ranged read, so a hostile multi-gigabyte run.json is never downloaded whole.
-        blob = store.get(RUN_KEY, start=0, end=MAX_SPEC_BYTES + 1)
-    except NotFound as err:
-        raise ConfigError(f"run {store.url} has no {RUN_KEY}; create it with `islandsync init`"
-                          ) from err
-    if len(blob.data) > MAX_SPEC_BYTES:
-        raise ConfigError(f"{_spec_source(store)}: larger than {MAX_SPEC_BYTES} bytes; "
-                          f"not a run spec")
-    return parse_spec(blob.data, source=_spec_source(store))
-
-
-def init_run(store: BlobStore, spec: RunSpec) -> str:
-    """Create ``run.json`` (create-only). Returns ``"created"``, or ``"exists"`` when the run
-    already has an identical spec (also when we lost a create race to an identical spec, or
-    when a retried create of ours had landed); a different spec is a ConfigError with the diff."""
-    data = spec_json(spec)
-    try:
-        store.put(RUN_KEY, data, if_generation=0)
-        return "created"
-    except PreconditionFailed:
-        pass
-    existing = read_spec(store)
-    # Compared canonically, so a run.json written by an older, less tidy writer still matches.
-    if spec_json(existing) == data:
-        return "exists"
-    diff = "\n".join(f"  {line}" for line in spec_diff(existing, spec))
-    raise ConfigError(f"run {store.url} already exists with a different spec:\n{diff}")
-
-
 def load_fitness(ref: str) -> Callable[..., Any]:
     """Import ``module:qualname`` for a worker's OWN ``--fitness`` argument.
 
@@ -591,8 +561,8 @@ def load_fitness(ref: str) -> Callable[..., Any]:
 
 
 __all__ = [
-    "BUILTIN_PROBLEMS", "MAX_SPEC_BYTES", "RUN_KEY", "DEConfig", "FitnessRef", "GAConfig",
+    "BUILTIN_PROBLEMS", "DEConfig", "FitnessRef", "GAConfig",
     "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "StopSpec", "TokenGenome",
-    "check_fitness", "fitness_ref", "init_run", "load_fitness", "load_toml", "parse_spec",
-    "read_spec", "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
+    "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
+    "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ConfigError
-from .platforms import load_profile, resolve_platform
+from islandsync.errors import ConfigError
+from islandsync.platforms import load_profile, resolve_platform
 
 log = logging.getLogger(__name__)
 

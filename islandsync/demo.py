@@ -15,11 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .checkpoint import read_head
-from .config import init_run, spec_from_flags
-from .errors import IslandSyncError
-from .status import best_genomes, collect_status
-from .store import open_store
+from islandsync.bucket.checkpoints import read_head
+from islandsync.bucket.run import init_run
+from islandsync.config import spec_from_flags
+from islandsync.errors import IslandSyncError
+from islandsync.status import best_genomes, collect_status
+from islandsync.store import open_store
 
 # Faster than the defaults, so that a one-minute demo shows a failure and its recovery.
 DEMO_TIMINGS = {"checkpoint_interval_s": 3.0, "heartbeat_interval_s": 1.0,

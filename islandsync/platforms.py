@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from .config import _toml  # one TOML reader (tomllib, or tomli on 3.10) for the package
-from .errors import ConfigError
+from islandsync.config import _toml  # one TOML reader (tomllib, or tomli on 3.10) for the package
+from islandsync.errors import ConfigError
 
 #: Environment variable that overrides a profile's session limit ("11h", "90m", "3600").
 SESSION_LIMIT_ENV = "ISLANDSYNC_SESSION_LIMIT"

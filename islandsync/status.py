@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from .checkpoint import head_key, read_head, read_record
-from .config import RunSpec, read_spec, spec_hash
-from .errors import CheckpointError, NotFound
-from .link import FINISHED_KEY
-from .records import ASSIGNMENT_KEY, ELITE_HEAD_KEY, read_elite, read_elite_head
-from .store import BlobStore
+from islandsync.bucket.checkpoints import head_key, read_head, read_record
+from islandsync.bucket.layout import FINISHED_KEY, LEASE_KEY, WORKERS_PREFIX, parse_heartbeat_key
+from islandsync.bucket.records import ASSIGNMENT_KEY, ELITE_HEAD_KEY, read_elite, read_elite_head
+from islandsync.bucket.run import read_spec
+from islandsync.config import RunSpec, spec_hash
+from islandsync.errors import CheckpointError, NotFound
+from islandsync.store import BlobStore
 
 
 def _age(updated: _dt.datetime) -> float:
@@ -50,7 +51,7 @@ def spec_summary(spec: RunSpec) -> dict[str, Any]:
 def collect_status(store: BlobStore) -> dict[str, Any]:
     spec = read_spec(store)
     finished, _ = _json(store, FINISHED_KEY)
-    lease, lease_age = _json(store, "lease.json")
+    lease, lease_age = _json(store, LEASE_KEY)
     leader = None
     if lease is not None:
         leader = {"holder": lease.get("holder"), "term": lease.get("term"), "age_s": lease_age}
@@ -71,10 +72,12 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
                         "owner": head.owner, "head_age_s": _age(info.updated) if info else None,
                         "evals": head.evals, "released": head.released})
     workers = []
-    for info in store.list("workers/"):
+    for info in store.list(WORKERS_PREFIX):
         hb, age = _json(store, info.key)
         hb = hb or {}
-        wid = info.key[len("workers/"):-len(".json")]
+        wid = parse_heartbeat_key(info.key)
+        if wid is None:
+            continue
         alive = hb.get("state") == "running" and age is not None and age < spec.worker_timeout_s
         workers.append({"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
                         "rate": hb.get("rate"), "islands": hb.get("islands", []),

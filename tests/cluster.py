@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islandsync.checkpoint import read_head
+from islandsync.bucket.checkpoints import read_head
+from islandsync.bucket.records import read_assignment, read_elite, read_elite_head
 from islandsync.config import spec_from_flags
 from islandsync.errors import IslandSyncError
-from islandsync.records import read_assignment, read_elite, read_elite_head
 from islandsync.store import BlobStore
 
 REPO = Path(__file__).resolve().parents[1]

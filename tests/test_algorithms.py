@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from islandsync.algorithms import (
+from islandsync.errors import ConfigError
+from islandsync.search.algorithms import (
     Algorithm,
     DifferentialEvolution,
     GeneticAlgorithm,
@@ -16,10 +17,9 @@ from islandsync.algorithms import (
     initial_state,
     make_algorithm,
 )
-from islandsync.algorithms.de import distinct_indices
-from islandsync.errors import ConfigError
-from islandsync.population import genome_ids
-from islandsync.problems import SYMREG_VOCAB, make_problem
+from islandsync.search.algorithms.de import distinct_indices
+from islandsync.search.population import genome_ids
+from islandsync.search.problems import SYMREG_VOCAB, make_problem
 
 ISLANDS = torch.tensor([3, 7, 8, 11])  # global island numbers, not 0..K-1
 

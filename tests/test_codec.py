@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from islandsync import codec
+from islandsync.bucket import codec
 from islandsync.errors import CheckpointError, ConfigError, IslandSyncError, NotFound
 from islandsync.store.base import Blob, BlobInfo, BlobStore
 

@@ -13,10 +13,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from islandsync import config
-from islandsync.config import (BUILTIN_PROBLEMS, DEConfig, FitnessRef, GAConfig, RealGenome,
-                               RunSpec, TokenGenome, check_fitness, fitness_ref, init_run,
-                               load_fitness, load_toml, parse_spec, read_spec, spec_diff,
-                               spec_from_flags, spec_hash, spec_json)
+from islandsync.bucket.run import MAX_SPEC_BYTES, init_run, read_spec
+from islandsync.config import (
+    BUILTIN_PROBLEMS,
+    DEConfig,
+    FitnessRef,
+    GAConfig,
+    RealGenome,
+    RunSpec,
+    TokenGenome,
+    check_fitness,
+    fitness_ref,
+    load_fitness,
+    load_toml,
+    parse_spec,
+    spec_diff,
+    spec_from_flags,
+    spec_hash,
+    spec_json,
+)
 from islandsync.errors import ConfigError
 from islandsync.store import open_store
 
@@ -448,7 +463,7 @@ def test_read_spec_errors(tmp_path) -> None:
     store.put("run.json", b'{"islands": 1}')
     with pytest.raises(ConfigError, match=f"{store.url}/run.json: problem: Field required"):
         read_spec(store)
-    store.put("run.json", b" " * (config.MAX_SPEC_BYTES + 1))
+    store.put("run.json", b" " * (MAX_SPEC_BYTES + 1))
     with pytest.raises(ConfigError, match="larger than"):
         read_spec(store)
     with pytest.raises(ConfigError, match="larger than"):

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import islandsync
-from islandsync.config import init_run
-from islandsync.coordinator import Coordinator
-from islandsync.lease import LEASE_KEY, LeaseRecord
-from islandsync.link import BucketLink
-from islandsync.records import Assignment, read_assignment, write_assignment
+from islandsync.bucket.records import Assignment, read_assignment, write_assignment
+from islandsync.bucket.run import init_run
+from islandsync.leader.coordinator import Coordinator
+from islandsync.leader.lease import LEASE_KEY, LeaseRecord
 from islandsync.status import best_genomes, collect_status
 from islandsync.store import open_store
+from islandsync.worker.link import BucketLink
 
 from .cluster import (
     INTERVAL_S,
@@ -245,8 +245,8 @@ def test_housekeeping_keeps_three_epochs_and_three_checkpoints(tmp_path: Path) -
     spec = cluster_spec(islands=2)
     init_run(store, spec)
     islandsync.run(url, duration=2.0, worker_id="w", progress=False, solo=True)
-    from islandsync.checkpoint import parse_checkpoint_key
-    from islandsync.records import elite_key, parse_elite_key
+    from islandsync.bucket.checkpoints import parse_checkpoint_key
+    from islandsync.bucket.records import elite_key, parse_elite_key
 
     # Junk epochs under the next names, as a deposed leader's half-finished writes might be.
     for epoch in (1, 2, 3, 4):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from islandsync.config import spec_from_flags
-from islandsync.engine import Engine
-from islandsync.population import genome_ids
-from islandsync.problems import make_problem
+from islandsync.search.population import genome_ids
+from islandsync.search.problems import make_problem
+from islandsync.worker.engine import Engine
 
 
 def _engine(topology: str) -> Engine:

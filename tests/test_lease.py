@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.lease import LEASE_KEY, Lease
+from islandsync.leader.lease import LEASE_KEY, Lease
 from islandsync.store import open_store
 
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from islandsync.merge import merge_elites
-from islandsync.population import genome_ids_numpy
+from islandsync.leader.merge import merge_elites
+from islandsync.search.population import genome_ids_numpy
 
 
 def _part(genomes: np.ndarray, scores: np.ndarray, island: int):

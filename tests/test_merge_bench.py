@@ -7,7 +7,6 @@ from pathlib import Path
 from .cluster import load_benchmark
 
 
-
 def test_merge_benchmark_runs_and_ranged_reads_fetch_less(tmp_path: Path) -> None:
     out = load_benchmark("merge").main(["--candidates", "1000,5000", "--dim", "8", "--repeat", "2",
                        "--islands", "2", "--pop", "4096", "--ckpt-dim", "64",

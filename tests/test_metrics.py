@@ -136,7 +136,7 @@ def fed_server() -> Iterator[tuple[CoordinatorMetrics, str, int]]:
 def metrics_endpoint(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """(host, port) of a real ``islandsync coordinate RUN --metrics-port PORT`` process that
     leads a run with one worker, once its /metrics shows a leader term and the worker."""
-    from islandsync.config import init_run
+    from islandsync.bucket.run import init_run
     from islandsync.store import open_store
 
     from .cluster import cluster_spec, start_coordinator, start_worker, stop_all

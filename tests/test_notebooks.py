@@ -18,7 +18,8 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 import islandsync
-from islandsync.config import read_spec, spec_from_flags, spec_json
+from islandsync.bucket.run import read_spec
+from islandsync.config import spec_from_flags, spec_json
 from islandsync.store import open_store
 
 # The platforms' variables that detection reads, and the service account's e-mail and secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from islandsync.placement import Policy, WorkerView, place, target_counts, weights_of
+from islandsync.leader.placement import Policy, WorkerView, place, target_counts, weights_of
 
 workers_st = st.lists(
     st.builds(WorkerView,

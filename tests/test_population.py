@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from islandsync.algorithms.base import IslandState
 from islandsync.errors import ConfigError
-from islandsync.population import (
+from islandsync.search.algorithms.base import IslandState
+from islandsync.search.population import (
     elite,
     genome_ids,
     genome_ids_numpy,

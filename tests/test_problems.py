@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from islandsync.errors import ConfigError
-from islandsync.problems import (
+from islandsync.search.problems import (
     BUILTIN_PROBLEMS,
     SCHWEFEL_ARGMIN,
     SYMREG_TOKENS,
@@ -163,7 +163,7 @@ def test_rastrigin_keeps_its_precision_near_the_optimum() -> None:
     (10 d cancels against the cosines); the search must still see the difference."""
     import torch
 
-    from islandsync.problems import rastrigin
+    from islandsync.search.problems import rastrigin
 
     x = torch.full((1, 100), 1e-4, dtype=torch.float32)
     expected = 100 * (1e-8 + 20 * math.sin(math.pi * 1e-4) ** 2)  # ~1.98e-5
@@ -178,7 +178,7 @@ def test_rastrigin_keeps_its_precision_near_the_optimum() -> None:
 def test_ackley_keeps_its_precision_near_the_optimum() -> None:
     import torch
 
-    from islandsync.problems import ackley
+    from islandsync.search.problems import ackley
 
     x = torch.full((1, 50), 1e-6, dtype=torch.float32)
     got = float(ackley(x)[0])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.config import init_run
+from islandsync.bucket.run import init_run
 from islandsync.store import open_store
 
 from .cluster import REPO, cluster_spec

@@ -15,13 +15,14 @@ import pytest
 import torch
 
 import islandsync
-from islandsync.checkpoint import parse_checkpoint_key, read_head
-from islandsync.config import fitness_ref, init_run, spec_from_flags
-from islandsync.engine import Engine, FitnessError
+from islandsync.bucket.checkpoints import parse_checkpoint_key, read_head
+from islandsync.bucket.run import init_run
+from islandsync.config import fitness_ref, spec_from_flags
 from islandsync.errors import ConfigError
-from islandsync.problems import make_problem
+from islandsync.search.problems import make_problem
 from islandsync.status import collect_status
 from islandsync.store import BlobStore, open_store
+from islandsync.worker.engine import Engine, FitnessError
 
 from .cluster import REPO, heads, pause_outside_store_writes, wait_for
 
@@ -160,7 +161,7 @@ def test_nan_fitness_never_crashes(tmp_path: Path) -> None:
                              worker_id="w1", progress=False)
     assert summary.best_fitness is not None and summary.best_fitness >= 0
     store = open_store(url)
-    from islandsync.checkpoint import load_island
+    from islandsync.bucket.checkpoints import load_island
 
     snap = load_island(store, 0, heads(store, 4)[0])
     assert snap is not None and snap.nan_count > 0
@@ -320,7 +321,7 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
 @pytest.mark.gcs
 def test_bucket_outage_never_stops_evolution(fake_gcs: str, gcs_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from islandsync.worker import Worker
+    from islandsync.worker.loop import Worker
 
     from .faults import TcpProxy
 

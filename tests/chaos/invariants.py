@@ -25,10 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from islandsync.checkpoint import Head, head_key, load_island, parse_checkpoint_key, read_head
-from islandsync.errors import CheckpointError, IslandSyncError, NotFound
-from islandsync.lease import LEASE_KEY
-from islandsync.records import (
+from islandsync.bucket.checkpoints import (
+    Head,
+    head_key,
+    load_island,
+    parse_checkpoint_key,
+    read_head,
+)
+from islandsync.bucket.records import (
     ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
     Assignment,
@@ -36,13 +40,15 @@ from islandsync.records import (
     read_elite,
     read_elite_head,
 )
+from islandsync.errors import CheckpointError, IslandSyncError, NotFound
+from islandsync.leader.lease import LEASE_KEY
 from islandsync.store import BlobStore
 
 from ..cluster import Recorder, Seen, wait_for
 
 
 def writer_tag(worker_id: str | None) -> str | None:
-    """The tag a worker puts in its checkpoint names (islandsync.worker.Worker.__init__)."""
+    """The tag a worker puts in its checkpoint names (islandsync.worker.loop.Worker.__init__)."""
     return None if worker_id is None else re.sub(r"[^A-Za-z0-9_.-]", "-", worker_id)[:48]
 
 

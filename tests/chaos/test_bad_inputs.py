@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.checkpoint import load_island, read_record
-from islandsync.config import fitness_ref, init_run, spec_json
+from islandsync.bucket.checkpoints import load_island, read_record
+from islandsync.bucket.run import init_run
+from islandsync.config import fitness_ref, spec_json
 from islandsync.store import open_store
 
 from ..cluster import REPO, cluster_spec, wait_for

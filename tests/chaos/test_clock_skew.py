@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from islandsync.checkpoint import read_record
-from islandsync.config import init_run
+from islandsync.bucket.checkpoints import read_record
+from islandsync.bucket.run import init_run
 
 from ..cluster import cluster_spec, wait_for
 from .harness import Cluster

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from islandsync.checkpoint import (
+from islandsync.bucket.checkpoints import (
     Head,
     checkpoint_key,
     encode_island,
@@ -20,12 +20,12 @@ from islandsync.checkpoint import (
     read_head,
     write_head,
 )
-from islandsync.config import init_run
-from islandsync.engine import Engine
-from islandsync.link import BucketLink
-from islandsync.problems import make_problem
-from islandsync.records import elite_key, read_elite_head
+from islandsync.bucket.records import elite_key, read_elite_head
+from islandsync.bucket.run import init_run
+from islandsync.search.problems import make_problem
 from islandsync.store import open_store
+from islandsync.worker.engine import Engine
+from islandsync.worker.link import BucketLink
 
 from ..cluster import cluster_spec, wait_for
 from .harness import KINDS, Cluster, run_url

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.checkpoint import Head, read_head
-from islandsync.config import init_run
+from islandsync.bucket.checkpoints import Head, read_head
+from islandsync.bucket.run import init_run
 
 from ..cluster import INTERVAL_S, LEASE_S, cluster_spec, wait_for
 from .harness import KINDS, Cluster, run_url

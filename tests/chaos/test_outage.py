@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.checkpoint import read_record
-from islandsync.config import init_run
-from islandsync.coordinator import Coordinator
-from islandsync.link import BucketLink
-from islandsync.records import read_assignment
+from islandsync.bucket.checkpoints import read_record
+from islandsync.bucket.records import read_assignment
+from islandsync.bucket.run import init_run
+from islandsync.leader.coordinator import Coordinator
 from islandsync.store import open_store
+from islandsync.worker.link import BucketLink
 
 from ..cluster import cluster_spec, wait_for
 from ..faults import FaultyStore, ReliableCutProxy

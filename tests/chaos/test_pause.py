@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from islandsync.config import init_run
+from islandsync.bucket.run import init_run
 
 from ..cluster import LEASE_S, cluster_spec, pause_outside_store_writes, wait_for
 from .harness import Cluster

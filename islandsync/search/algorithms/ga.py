@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from islandsync.algorithms.base import Evaluate, IslandState
 from islandsync.errors import ConfigError
-from islandsync.population import genome_ids
+from islandsync.search.algorithms.base import Evaluate, IslandState
+from islandsync.search.population import genome_ids
 
 REAL_CROSSOVERS: tuple[str, ...] = ("sbx", "uniform", "one_point")
 TOKEN_CROSSOVERS: tuple[str, ...] = ("uniform", "one_point")
@@ -32,7 +32,7 @@ def _rand(g: torch.Generator, *shape: int) -> Tensor:
 
 class GeneticAlgorithm:
     """Generational GA with elitism. See the module docstring; the Algorithm protocol is in
-    :mod:`islandsync.algorithms.base`.
+    :mod:`islandsync.search.algorithms.base`.
 
     Defaults are the NSGA-II real-coded settings (SBX eta 15 at rate 0.9, polynomial mutation
     eta 20 at rate 1/D), a widely used and robust baseline; tournaments of 3 add a little more

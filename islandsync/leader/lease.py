@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import NotFound, PreconditionFailed, StoreError
-from .store import BlobStore
+from islandsync.bucket.layout import LEASE_KEY
+from islandsync.errors import NotFound, PreconditionFailed, StoreError
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = "lease.json"
 
 
 @dataclass(frozen=True)

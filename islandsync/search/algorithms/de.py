@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from islandsync.algorithms.base import Evaluate, IslandState
 from islandsync.errors import ConfigError
-from islandsync.population import genome_ids
+from islandsync.search.algorithms.base import Evaluate, IslandState
+from islandsync.search.population import genome_ids
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:

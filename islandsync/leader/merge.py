@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import codec
-from .checkpoint import ELITE_FRAMES, Head
-from .config import RunSpec
-from .errors import CheckpointError, NotFound
-from .store import BlobStore
+from islandsync.bucket import codec
+from islandsync.bucket.checkpoints import ELITE_FRAMES, Head
+from islandsync.config import RunSpec
+from islandsync.errors import CheckpointError, NotFound
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 

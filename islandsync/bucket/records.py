@@ -11,22 +11,19 @@ Elite epochs are immutable blobs ``elite/<epoch, 12 digits>.isz`` (frames ``geno
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import codec
-from .checkpoint import MAX_RECORD_BYTES
-from .errors import CheckpointError, NotFound
-from .store import BlobStore
+from islandsync.bucket import codec
+from islandsync.bucket.checkpoints import MAX_RECORD_BYTES
+from islandsync.bucket.layout import ASSIGNMENT_KEY, ELITE_HEAD_KEY, elite_key, parse_elite_key
+from islandsync.errors import CheckpointError, NotFound
+from islandsync.store import BlobStore
 
-ASSIGNMENT_KEY = "assignment.json"
-ELITE_HEAD_KEY = "elite/HEAD.json"
 ELITE_FRAMES = ("genomes", "scores", "ids", "origin")
-_ELITE_RE = re.compile(r"^elite/(\d{12})\.isz$")
 
 
 class Assignment(BaseModel):
@@ -65,15 +62,6 @@ class EliteHead(BaseModel):
     candidates: int = 0
     written_at: float = 0.0
     nonce: str = ""
-
-
-def elite_key(epoch: int) -> str:
-    return f"elite/{epoch:012d}.isz"
-
-
-def parse_elite_key(key: str) -> int | None:
-    m = _ELITE_RE.match(key)
-    return int(m[1]) if m else None
 
 
 def _read_model(store: BlobStore, key: str, model: type[BaseModel]) -> tuple[BaseModel, int] | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import (
+from islandsync.bucket.checkpoints import (
     Head,
     IslandSnapshot,
     load_island,
@@ -31,10 +31,16 @@ from .checkpoint import (
     read_record,
     write_head,
 )
-from .config import RunSpec
-from .errors import CheckpointError, IslandSyncError, NotFound, PreconditionFailed, StoreError
-from .lease import LEASE_KEY
-from .records import (
+from islandsync.bucket.layout import (
+    FINISHED_KEY,
+    LEASE_KEY,
+    WORKERS_PREFIX,
+    heartbeat_key,
+    island_prefix,
+    parse_heartbeat_key,
+)
+from islandsync.bucket.liveness import Liveness
+from islandsync.bucket.records import (
     ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
     Assignment,
@@ -42,73 +48,23 @@ from .records import (
     read_elite,
     read_elite_head,
 )
-from .store import BlobStore
+from islandsync.config import RunSpec
+from islandsync.errors import (
+    CheckpointError,
+    IslandSyncError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+)
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 
-FINISHED_KEY = "finished.json"
 
 
 def default_worker_id(platform: str) -> str:
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:24] or "host"
     return f"{platform}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-def heartbeat_key(worker_id: str) -> str:
-    return f"workers/{worker_id}.json"
-
-
-class Liveness:
-    """Who is alive, judged the Kubernetes way: a heartbeat blob whose generation has not
-    changed for ``timeout`` seconds on *our* monotonic clock is dead. No clocks of other
-    machines are compared. (A worker that exits cleanly releases its islands in their HEADs,
-    so nobody has to wait for it.)"""
-
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout, self.clock = timeout, clock
-        self._seen: dict[str, tuple[int, float]] = {}
-        self._changes: dict[str, int] = {}
-        self._last_look: float | None = None
-
-    def observe(self, worker: str, generation: int) -> None:
-        last = self._seen.get(worker)
-        if last is None or last[0] != generation:
-            if last is not None and last[0] != -1:
-                self._changes[worker] = self._changes.get(worker, 0) + 1
-            self._seen[worker] = (generation, self.clock())
-
-    def alive(self, worker: str) -> bool:
-        last = self._seen.get(worker)
-        # Never seen: we cannot tell yet, so wait a whole timeout before calling it dead.
-        if last is None:
-            self._seen[worker] = (-1, self.clock())
-            return True
-        return self.clock() - last[1] < self.timeout
-
-    def restart(self) -> None:
-        """Start every worker's timeout again from now: call it after a time in which we could
-        not look (our own outage), so that our blindness is not counted against them."""
-        now = self.clock()
-        self._seen = {w: (gen, now) for w, (gen, _) in self._seen.items()}
-
-    def watched(self, gap_limit: float) -> None:
-        """Note that a listing of heartbeats just succeeded; when the previous one is more
-        than ``gap_limit`` ago, we were blind in between: restart the clocks."""
-        now = self.clock()
-        last = self._last_look
-        if last is not None and now - last > gap_limit:
-            self.restart()
-        self._last_look = now
-
-    def confirmed(self, worker: str) -> bool:
-        """Whether we have seen its heartbeat change at least once: only then do we know it
-        is beating now, not a stale blob of a worker that died before we started watching."""
-        return self._changes.get(worker, 0) >= 1
-
-    def since(self, worker: str) -> float:
-        """When (our clock) the worker's heartbeat generation last changed."""
-        last = self._seen.get(worker)
-        return last[1] if last is not None else self.clock()
 
 
 @dataclass
@@ -264,12 +220,12 @@ class BucketLink:
         if self.solo:
             # Only a solo worker judges others' liveness itself; a follower trusts the
             # leader's list, and saves a class A list call per poll.
-            listing = self.store.list("workers/")
+            listing = self.store.list(WORKERS_PREFIX)
             self.liveness.watched(max(2 * self.spec.assignment_poll_s,
                                       self.spec.heartbeat_interval_s))
             for info in listing:
-                worker = info.key[len("workers/"):-len(".json")]
-                if worker != self.worker_id:
+                worker = parse_heartbeat_key(info.key)
+                if worker is not None and worker != self.worker_id:
                     self.liveness.observe(worker, info.generation)
             self._claim_free(hosted)
         else:
@@ -315,7 +271,7 @@ class BucketLink:
         snapshot, keys = None, []
         if head.checkpoint or head.generation:
             snapshot = load_island(self.store, island, head)
-            keys = [i.key for i in self.store.list(f"islands/{island}/")
+            keys = [i.key for i in self.store.list(island_prefix(island))
                     if parse_checkpoint_key(i.key)]
             if snapshot is None:
                 log.error("island %d: no readable checkpoint; restarting it from the seed", island)
@@ -437,4 +393,4 @@ class BucketLink:
                 hosted.add(island)
 
 
-__all__ = ["FINISHED_KEY", "BucketLink", "Claim", "Inbox", "Liveness", "heartbeat_key"]
+__all__ = ["FINISHED_KEY", "BucketLink", "Claim", "Inbox", "heartbeat_key"]

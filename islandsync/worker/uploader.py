@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoint import (
+from islandsync.bucket.checkpoints import (
     MAX_PREVIOUS,
     Head,
     IslandSnapshot,
@@ -24,8 +24,8 @@ from .checkpoint import (
     encode_island,
     write_head,
 )
-from .errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
-from .store import BlobStore
+from islandsync.errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 

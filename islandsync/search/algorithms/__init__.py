@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from islandsync.algorithms.base import (
+from islandsync.errors import ConfigError
+from islandsync.search.algorithms.base import (
     Algorithm,
     Evaluate,
     IslandState,
     check_algorithm,
     initial_state,
 )
-from islandsync.algorithms.de import DifferentialEvolution
-from islandsync.algorithms.ga import GeneticAlgorithm
-from islandsync.errors import ConfigError
+from islandsync.search.algorithms.de import DifferentialEvolution
+from islandsync.search.algorithms.ga import GeneticAlgorithm
 
 ALGORITHMS = ("ga", "de")
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from islandsync.errors import ConfigError
-from islandsync.population import genome_ids
+from islandsync.search.population import genome_ids
 
 
 class IslandState(NamedTuple):

@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import Head, parse_checkpoint_key, read_head, read_record
-from .config import RunSpec, read_spec
-from .errors import CheckpointError, NotFound, PreconditionFailed, StoreError
-from .lease import Lease
-from .link import Liveness
-from .merge import Elite, IslandElites, merge_elites
-from .placement import Policy, WorkerView, place
-from .records import (
+from islandsync.bucket.checkpoints import Head, parse_checkpoint_key, read_head, read_record
+from islandsync.bucket.layout import (
+    ELITE_PREFIX,
+    WORKERS_PREFIX,
+    island_prefix,
+    parse_heartbeat_key,
+)
+from islandsync.bucket.liveness import Liveness
+from islandsync.bucket.records import (
     ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
     Assignment,
@@ -42,7 +43,13 @@ from .records import (
     write_assignment,
     write_elite_head,
 )
-from .store import BlobStore
+from islandsync.bucket.run import read_spec
+from islandsync.config import RunSpec
+from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from islandsync.leader.lease import Lease
+from islandsync.leader.merge import Elite, IslandElites, merge_elites
+from islandsync.leader.placement import Policy, WorkerView, place
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +161,13 @@ class Coordinator:
 
     def _read_heartbeats(self) -> tuple[dict[str, tuple[int, dict[str, Any]]], set[str]]:
         seen: dict[str, tuple[int, dict[str, Any]]] = {}
-        listing = self.store.list("workers/")
+        listing = self.store.list(WORKERS_PREFIX)
         # A leader that could not read the bucket for a while must not count that time
         # against the workers (they were most likely cut off by the same outage).
         self.liveness.watched(max(2 * self.interval, self.spec.heartbeat_interval_s))
         for info in listing:
-            worker = info.key[len("workers/"):-len(".json")]
-            if not worker or not info.key.endswith(".json"):
+            worker = parse_heartbeat_key(info.key)
+            if worker is None:
                 continue
             self.liveness.observe(worker, info.generation)
             cached = self._heartbeats.get(worker)
@@ -203,7 +210,7 @@ class Coordinator:
             info = self.store.stat(ELITE_HEAD_KEY)
             self._elite_head = None
             self._elite_head_generation = info.generation if info else 0
-        keys = sorted((i.key for i in self.store.list("elite/") if parse_elite_key(i.key)),
+        keys = sorted((i.key for i in self.store.list(ELITE_PREFIX) if parse_elite_key(i.key)),
                       reverse=True)
         if self._elite_head is not None:
             keys = [self._elite_head[0].key] + [k for k in keys if k != self._elite_head[0].key]
@@ -275,7 +282,7 @@ class Coordinator:
         self._prune_elite(epoch)
 
     def _prune_elite(self, newest: int) -> None:
-        for info in self.store.list("elite/"):
+        for info in self.store.list(ELITE_PREFIX):
             epoch = parse_elite_key(info.key)
             if epoch is not None and epoch <= newest - KEEP_ELITE_EPOCHS:
                 self._delete(info.key)
@@ -359,7 +366,7 @@ class Coordinator:
         CAS is in flight is never swept; heartbeats of workers dead an hour go."""
         orphans: set[str] = set()
         for island, head in heads.items():
-            keys = [(p[1], i.key) for i in self.store.list(f"islands/{island}/")
+            keys = [(p[1], i.key) for i in self.store.list(island_prefix(island))
                     if (p := parse_checkpoint_key(i.key))]
             below = sorted((k for k in keys if k[0] <= head.generation), reverse=True)
             for _, key in below[KEEP_CHECKPOINTS:]:
@@ -370,9 +377,9 @@ class Coordinator:
             self._delete(key)
         self._orphans = orphans - self._orphans
         now = time.time()
-        for info in self.store.list("workers/"):
-            worker = info.key[len("workers/"):-len(".json")]
-            if worker not in alive and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
+        for info in self.store.list(WORKERS_PREFIX):
+            worker = parse_heartbeat_key(info.key)
+            if worker is not None and worker not in alive and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
                 self._delete(info.key)
 
     def _delete(self, key: str) -> None:
@@ -396,7 +403,7 @@ def _number(value: Any, default: Any) -> Any:
     return float(value) if np.isfinite(value) else default
 
 
-def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec,
+def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec | None = None,
                     **kwargs: Any) -> tuple[Coordinator, threading.Event, threading.Thread]:
     """A coordinator candidate in a background thread of a worker process (so a run of
     notebooks alone has a leader). Set the event and join the thread to stop it."""

@@ -10,12 +10,12 @@ import hashlib
 
 import torch
 
-from . import population
-from .algorithms import IslandState, initial_state, make_algorithm
-from .checkpoint import IslandSnapshot
-from .config import RunSpec
-from .errors import IslandSyncError
-from .problems import Problem
+from islandsync.bucket.checkpoints import IslandSnapshot
+from islandsync.config import RunSpec
+from islandsync.errors import IslandSyncError
+from islandsync.search import population
+from islandsync.search.algorithms import IslandState, initial_state, make_algorithm
+from islandsync.search.problems import Problem
 
 
 class FitnessError(IslandSyncError):

@@ -2,7 +2,7 @@
 
 The loop of DESIGN.md. Only two things ever block it: the device-to-host copy of a
 checkpoint snapshot (measured as ``checkpoint_blocked_s``) and the final flush on exit.
-Uploads run in :mod:`islandsync.uploader`, every other bucket call in :mod:`islandsync.link`.
+Uploads run in :mod:`islandsync.worker.uploader`, every other bucket call in :mod:`islandsync.worker.link`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import Head
-from .config import RunSpec, check_fitness, read_spec, spec_hash
-from .engine import Engine, FitnessError, resolve_device
-from .link import BucketLink, default_worker_id
-from .problems import make_problem
-from .progress import Progress, make_progress
-from .store import BlobStore
-from .store.counting import CountingStore
-from .uploader import Uploader
+from islandsync.bucket.checkpoints import Head
+from islandsync.bucket.layout import RUN_KEY
+from islandsync.bucket.run import read_spec
+from islandsync.config import RunSpec, check_fitness, spec_hash
+from islandsync.progress import Progress, make_progress
+from islandsync.search.problems import make_problem
+from islandsync.store import BlobStore
+from islandsync.store.counting import CountingStore
+from islandsync.worker.engine import Engine, FitnessError, resolve_device
+from islandsync.worker.link import BucketLink, default_worker_id
+from islandsync.worker.uploader import Uploader
 
 log = logging.getLogger(__name__)
+
+#: Started with (store, worker id) when the loop starts; returns the function that stops it.
+Companion = Callable[[BlobStore, str], Callable[[], None]]
 
 
 @dataclass
@@ -84,9 +89,8 @@ class Worker:
         worker_id: str | None = None,
         platform: str | None = None,
         progress: bool | Progress = True,
-        coordinator: bool = False,
+        companion: Companion | None = None,
         deadline: float | None = None,
-        lease_s: float = 15.0,
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         # Counted, so that heartbeats say what this worker costs in bucket operations.
@@ -131,9 +135,11 @@ class Worker:
         self._next_look = 0.0
         self.deadline = deadline  # time.monotonic() at which the session must be wound up
         self.assignment_epoch = 0
-        self.coordinator = coordinator
-        self.lease_s = lease_s
-        self._candidate: tuple[Any, threading.Event, threading.Thread] | None = None
+        # Something that runs beside the loop while it runs (a leader candidate, composed at
+        # the edges: this role never imports the other): started with (store, worker id),
+        # it returns the function that stops it.
+        self.companion = companion
+        self._stop_companion: Callable[[], None] | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -174,11 +180,8 @@ class Worker:
         started = time.monotonic()
         restore = _install_signal_handlers(self.request_stop)
         self.link.start()
-        if self.coordinator:
-            from .coordinator import start_candidate
-
-            self._candidate = start_candidate(self.store, candidate=self.worker_id,
-                                              spec=self.spec, lease_s=self.lease_s)
+        if self.companion is not None:
+            self._stop_companion = self.companion(self.store, self.worker_id)
         error: BaseException | None = None
         try:
             self._loop(started)
@@ -286,7 +289,7 @@ class Worker:
         few seconds of clock skew between machines only move it by as much."""
         if self.spec.stop.duration_s is None:
             return None
-        info = self.store.stat("run.json")
+        info = self.store.stat(RUN_KEY)
         created = info.updated.timestamp() if info is not None else time.time()
         return created + self.spec.stop.duration_s
 
@@ -324,10 +327,8 @@ class Worker:
         return self.to_user(min(scores.values())) if scores else None
 
     def _shutdown(self) -> None:
-        if self._candidate is not None:
-            _, stop, thread = self._candidate
-            stop.set()
-            thread.join(timeout=30)  # it gives the lease up on its way out
+        if self._stop_companion is not None:
+            self._stop_companion()  # a candidate gives the lease up on its way out
         try:
             self.link.stop()  # no new claims from here on
             if self._hosted:

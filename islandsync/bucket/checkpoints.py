@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,15 +20,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import codec
-from .errors import CheckpointError, NotFound
-from .store import BlobStore
+from islandsync.bucket import codec
+from islandsync.bucket.layout import head_key, island_prefix, parse_checkpoint_key
+from islandsync.errors import CheckpointError, NotFound
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 
 #: Frames read by migrant readers and the merge come first, so one ranged read gets them.
 ELITE_FRAMES = ("elite.genomes", "elite.scores", "elite.ids", "elite.origin")
-_KEY_RE = re.compile(r"^islands/(\d+)/(\d{12})-([A-Za-z0-9_.-]+)\.isz$")
 MAX_HEAD_BYTES = 64 * 1024
 MAX_PREVIOUS = 3
 
@@ -95,19 +94,6 @@ def read_record(store: BlobStore, key: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise CheckpointError(f"{store.url}/{key}: not a JSON object")
     return value
-
-
-def head_key(island: int) -> str:
-    return f"islands/{island}/HEAD.json"
-
-
-def checkpoint_key(island: int, generation: int, tag: str) -> str:
-    return f"islands/{island}/{generation:012d}-{tag}.isz"
-
-
-def parse_checkpoint_key(key: str) -> tuple[int, int, str] | None:
-    m = _KEY_RE.match(key)
-    return (int(m[1]), int(m[2]), m[3]) if m else None
 
 
 def read_head(store: BlobStore, island: int) -> tuple[Head, int] | None:
@@ -178,7 +164,7 @@ def load_island(store: BlobStore, island: int, head: Head) -> IslandSnapshot | N
         # A HEAD written before lineages were recorded: any blob at or below its generation
         # (a newer blob HEAD never named is an orphan of a writer that lost the island).
         older = sorted(
-            (i.key for i in store.list(f"islands/{island}/")
+            (i.key for i in store.list(island_prefix(island))
              if (p := parse_checkpoint_key(i.key)) and p[1] <= head.generation),
             reverse=True,
         )
