@@ -20,10 +20,10 @@ from islandsync.bucket.checkpoints import (
     MAX_PREVIOUS,
     Head,
     IslandSnapshot,
-    checkpoint_key,
     encode_island,
     write_head,
 )
+from islandsync.bucket.layout import checkpoint_key
 from islandsync.errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
 from islandsync.store import BlobStore
 

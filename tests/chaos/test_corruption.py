@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from islandsync.bucket.checkpoints import (
-    Head,
-    checkpoint_key,
-    encode_island,
-    load_island,
-    read_head,
-    write_head,
-)
+from islandsync.bucket.checkpoints import Head, encode_island, load_island, read_head, write_head
+from islandsync.bucket.layout import checkpoint_key
 from islandsync.bucket.records import elite_key, read_elite_head
 from islandsync.bucket.run import init_run
 from islandsync.search.problems import make_problem
