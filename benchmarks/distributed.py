@@ -13,7 +13,7 @@ Phases, each printing a line every few seconds:
 1. throughput, once per N (always at the default cadence): a fresh run, a leader and N
    workers; warm up until every island is hosted, then a measured window of ``--duration``.
    From the workers' heartbeats (deltas over the window, each worker on its own
-   ``sent_at`` clock): evaluations/s, seconds blocked on checkpoints, upload histogram and
+   ``written_at`` clock): evaluations/s, seconds blocked on checkpoints, upload histogram and
    bytes, bucket operations by class; from the leader's ``/metrics``
    (``--metrics-port``): ``islandsync_merge_seconds`` and its own bucket operations.
 2. faults, in the largest cluster after its window (or a 2-worker one when the largest N is
@@ -69,12 +69,12 @@ sys.path.insert(0, str(REPO))
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from islandsync.bucket.checkpoints import read_head, read_record
-from islandsync.bucket.records import parse_elite_key, read_assignment, read_elite
+from islandsync.bucket.elites import read_elite
+from islandsync.bucket.layout import LEASE_KEY, parse_elite_key
+from islandsync.bucket.records import Heartbeat, read_assignment, read_head, read_record
 from islandsync.bucket.run import init_run
 from islandsync.config import RunSpec, fitness_ref, parse_spec, spec_from_flags
 from islandsync.errors import IslandSyncError, NotFound
-from islandsync.leader.lease import LEASE_KEY
 from islandsync.store import (
     LATENCY_ENV,
     BlobStore,
@@ -542,7 +542,8 @@ def read_heartbeats(store: BlobStore) -> dict[str, dict[str, Any]]:
         if not info.key.endswith(".json"):
             continue
         try:
-            rec = read_record(store, info.key)
+            found = read_record(store, info.key, Heartbeat)
+            rec = found[0].model_dump() if found else None
         except IslandSyncError:
             continue
         if rec is not None:
@@ -828,7 +829,7 @@ def window_stats(cl: Cluster, h0: dict[str, dict], h1: dict[str, dict],
         a, z = h0.get(w), h1.get(w)
         if a is None or z is None:
             continue
-        dt = (z.get("sent_at") or 0) - (a.get("sent_at") or 0)
+        dt = (z.get("written_at") or 0) - (a.get("written_at") or 0)
         if dt <= 0:
             continue
         d_evals = (z.get("evaluations") or 0) - (a.get("evaluations") or 0)
@@ -892,7 +893,7 @@ def throughput_phase(b: Bench, n: int, keep_running: bool) -> tuple[dict[str, An
                 b.say(cl.line(f"window {b.duration - (end - now):4.0f}/{b.duration:g}s"))
             time.sleep(min(0.5, max(0.05, end - now)))
         # Each worker's window runs from its last heartbeat before the start to its last
-        # heartbeat now, on its own sent_at clock.
+        # heartbeat now, on its own written_at clock.
         t_end, m1, h1 = time.time(), scrape(coord), cl.heartbeats()
         cpu1 = {k: proc_cpu_s(p) for k, p in pids.items()}
         machine1 = cpu_times()
@@ -1025,7 +1026,7 @@ def failover(b: Bench, cl: Cluster, standby: str, tag: str) -> dict[str, Any]:
         back = None
         while time.monotonic() < t_end:
             beats = cl.heartbeats()
-            if cl.steady(beats) and all(b_.get("sent_at", 0) > first["written_at"]
+            if cl.steady(beats) and all(b_.get("written_at", 0) > first["written_at"]
                                         for b_ in beats.values()):
                 back = time.time()
                 break
@@ -1071,7 +1072,7 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
         cur = read_head(cl.store, i)
         if cur is not None and cur[0].owner == victim:
             lost[i] = cur[0].generation
-    last_beat = beats.get(victim, {}).get("sent_at")
+    last_beat = beats.get(victim, {}).get("written_at")
     t_kill = b.procs.kill9(victim)
     cl.dead.add(victim)
     b.say(f"{tag}: kill -9 worker {victim} (islands {sorted(lost)}; its last heartbeat "
@@ -1082,7 +1083,7 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
         limit += c.checkpoint_s
     deadline = time.monotonic() + limit
     claimed: dict[int, tuple[str, float]] = {}  # island -> (new owner, HEAD saved_at)
-    hosted: dict[int, float] = {}  # island -> sent_at of a heartbeat listing it
+    hosted: dict[int, float] = {}  # island -> written_at of a heartbeat listing it
     advanced: dict[int, float] = {}  # island -> saved_at of a HEAD past the old generation
     next_line = time.monotonic() + b.progress_every
     claim_deadline = None
@@ -1100,8 +1101,8 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
         for i in claimed:
             hb = beats.get(claimed[i][0])
             if i not in hosted and hb and i in (hb.get("islands") or []) \
-                    and hb.get("sent_at", 0) > t_kill:
-                hosted[i] = hb["sent_at"]
+                    and hb.get("written_at", 0) > t_kill:
+                hosted[i] = hb["written_at"]
         if len(hosted) == len(lost) and claim_deadline is None:
             # Stepping again; wait a little longer to see HEAD generations advance too.
             claim_deadline = time.monotonic() + (
@@ -1238,7 +1239,7 @@ def summarise(b: Bench, phases: dict[int, dict], faults: dict | None,
         "share": max(shares) if shares else None,
         "share_by_workers": by_n,
         "definition": "sum over workers of heartbeat checkpoint_blocked_s deltas / sum of "
-                      "their window wall times (each worker on its own sent_at clock)",
+                      "their window wall times (each worker on its own written_at clock)",
         "uploads": ck["uploads"], "failures": ck["failures"],
         "upload_seconds": {
             "mean": ck["seconds_sum"] / ck["uploads"] if ck["uploads"] else None,

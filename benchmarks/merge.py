@@ -29,8 +29,9 @@ except ImportError:  # run from a checkout without installing
 
 import numpy as np
 
-from islandsync.bucket.checkpoints import Head, IslandSnapshot, encode_island
+from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
 from islandsync.bucket.layout import checkpoint_key
+from islandsync.bucket.records import Head
 from islandsync.config import spec_from_flags
 from islandsync.leader.merge import IslandElites, merge_elites
 from islandsync.search.population import genome_ids_numpy

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
 from collections.abc import Sequence
 
 from islandsync import __version__
 from islandsync.errors import ConfigError, IslandSyncError, PreconditionFailed
+
+#: smoke works under <run>/<this><random>/, never among the run's own records.
+SMOKE_PREFIX = "smoke-"
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -21,7 +25,10 @@ def _smoke(args: argparse.Namespace) -> int:
     from islandsync.store import open_store
 
     rng = np.random.default_rng(args.seed)
-    store = open_store(args.run)
+    # A prefix of its own: smoke may run against a live run's URL, and must never touch a
+    # record of that run (it once overwrote islands/0/HEAD.json and stopped a solo worker).
+    url = f"{str(args.run).rstrip('/')}/{SMOKE_PREFIX}{secrets.token_hex(4)}"
+    store = open_store(url)
     print(f"store      {store!r}")
     t0 = time.perf_counter()
     pop = (rng.standard_normal((args.pop, args.dim)) * 5).astype(np.float32)
@@ -35,7 +42,7 @@ def _smoke(args: argparse.Namespace) -> int:
     }
     blob = codec.encode({"island": 0, "generation": 1}, frames)
     raw = sum(a.nbytes for a in frames.values())
-    key = f"islands/0/{time.time_ns()}.isz"
+    key = "checkpoint.isz"
     store.put(key, blob, if_generation=0)
     print(f"checkpoint {key}: {raw / 1e6:.2f} MB raw -> {len(blob) / 1e6:.2f} MB "
           f"({raw / len(blob):.2f}x)")
@@ -48,16 +55,23 @@ def _smoke(args: argparse.Namespace) -> int:
         raise IslandSyncError(f"smoke: checkpoint {key} did not round-trip")
     print(f"read back  elite {elite.shape} by ranged read, full checkpoint verified")
 
-    head = json.dumps({"checkpoint": key, "owner": "smoke"}).encode()
-    info = store.stat("islands/0/HEAD.json")
-    gen = store.put("islands/0/HEAD.json", head, if_generation=0 if info is None else info.generation)
+    pointer = "pointer.json"
+    gen = store.put(pointer, json.dumps({"checkpoint": key}).encode(), if_generation=0)
     try:
-        store.put("islands/0/HEAD.json", head, if_generation=0 if info is None else info.generation)
+        store.put(pointer, b"{}", if_generation=0)
+        raise IslandSyncError("smoke: a create-only write over an existing blob was accepted")
+    except PreconditionFailed:
+        pass
+    store.put(pointer, b"{}", if_generation=gen)
+    try:
+        store.put(pointer, b"{}", if_generation=gen)
         raise IslandSyncError("smoke: a stale compare-and-swap was accepted")
     except PreconditionFailed:
         pass
-    print(f"HEAD       islands/0/HEAD.json at generation {gen}; stale CAS refused as it should be")
-    print(f"ok in {time.perf_counter() - t0:.2f} s")
+    print("CAS        create-only over an existing blob and a stale compare-and-swap refused")
+    for name in (key, pointer):
+        store.delete(name)
+    print(f"ok in {time.perf_counter() - t0:.2f} s ({url}, cleaned up)")
     return 0
 
 

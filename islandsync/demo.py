@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from islandsync.bucket.checkpoints import read_head
+from islandsync.bucket.records import read_head
 from islandsync.bucket.run import init_run
 from islandsync.config import spec_from_flags
 from islandsync.errors import IslandSyncError

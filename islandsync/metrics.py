@@ -37,8 +37,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from islandsync.bucket.records import UPLOAD_BUCKETS
 from islandsync.errors import ConfigError
-from islandsync.worker.uploader import UPLOAD_BUCKETS  # the bounds workers report against
 
 DEFAULT_PORT = 9464
 DEFAULT_HOST = "127.0.0.1"

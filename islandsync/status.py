@@ -7,30 +7,60 @@ used for a decision (liveness decisions watch generations on a monotonic clock i
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from typing import Any
 
-from islandsync.bucket.checkpoints import head_key, read_head, read_record
-from islandsync.bucket.layout import FINISHED_KEY, LEASE_KEY, WORKERS_PREFIX, parse_heartbeat_key
-from islandsync.bucket.records import ASSIGNMENT_KEY, ELITE_HEAD_KEY, read_elite, read_elite_head
+from islandsync.bucket.elites import read_elite
+from islandsync.bucket.layout import (
+    ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
+    FINISHED_KEY,
+    LEASE_KEY,
+    WORKERS_PREFIX,
+    head_key,
+    parse_heartbeat_key,
+)
+from islandsync.bucket.records import (
+    Assignment,
+    EliteHead,
+    Finished,
+    Heartbeat,
+    LeaseRecord,
+    Record,
+    read_elite_head,
+    read_head,
+    read_record,
+)
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, spec_hash
 from islandsync.errors import CheckpointError, NotFound
 from islandsync.store import BlobStore
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _age(updated: _dt.datetime) -> float:
     return round((_dt.datetime.now(_dt.timezone.utc) - updated).total_seconds(), 1)
 
 
-def _json(store: BlobStore, key: str) -> tuple[dict[str, Any] | None, float | None]:
+def _record(store: BlobStore, key: str, model: type[Record]
+            ) -> tuple[dict[str, Any] | None, float | None]:
+    """A record as a dict of validated values (``{"error": ...}`` when it is not valid), and
+    its age by the bucket's clock; (None, None) when it does not exist."""
     try:
-        value = read_record(store, key)
+        found = read_record(store, key, model)
     except CheckpointError as err:
-        value = {"error": str(err)}
-    if value is None:
+        return {"error": str(err)}, None
+    if found is None:
         return None, None
     info = store.stat(key)
-    return value, _age(info.updated) if info else None
+    return found[0].model_dump(), _age(info.updated) if info else None
+
+
+def printable(value: Any) -> str:
+    """A bucket string made safe for a terminal: control characters (escape sequences that
+    could rewrite the screen) shown as ``?``."""
+    return _CONTROL.sub("?", str(value))
 
 
 def spec_summary(spec: RunSpec) -> dict[str, Any]:
@@ -50,8 +80,8 @@ def spec_summary(spec: RunSpec) -> dict[str, Any]:
 
 def collect_status(store: BlobStore) -> dict[str, Any]:
     spec = read_spec(store)
-    finished, _ = _json(store, FINISHED_KEY)
-    lease, lease_age = _json(store, LEASE_KEY)
+    finished, _ = _record(store, FINISHED_KEY, Finished)
+    lease, lease_age = _record(store, LEASE_KEY, LeaseRecord)
     leader = None
     if lease is not None:
         leader = {"holder": lease.get("holder"), "term": lease.get("term"), "age_s": lease_age}
@@ -73,20 +103,20 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
                         "evals": head.evals, "released": head.released})
     workers = []
     for info in store.list(WORKERS_PREFIX):
-        hb, age = _json(store, info.key)
-        hb = hb or {}
         wid = parse_heartbeat_key(info.key)
         if wid is None:
             continue
+        hb, age = _record(store, info.key, Heartbeat)
+        hb = hb or {}
         alive = hb.get("state") == "running" and age is not None and age < spec.worker_timeout_s
         workers.append({"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
                         "rate": hb.get("rate"), "islands": hb.get("islands", []),
                         "age_s": age, "alive": alive, "state": hb.get("state")})
-    elite_head, _ = _json(store, ELITE_HEAD_KEY)
+    elite_head, _ = _record(store, ELITE_HEAD_KEY, EliteHead)
     elite = None
     if elite_head is not None:
         elite = {k: elite_head.get(k) for k in ("epoch", "size", "best", "term", "duplicates")}
-    assignment_record, assignment_age = _json(store, ASSIGNMENT_KEY)
+    assignment_record, assignment_age = _record(store, ASSIGNMENT_KEY, Assignment)
     assignment = None
     if assignment_record is not None:
         assignment = {k: assignment_record.get(k)
@@ -96,7 +126,7 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         islands_map = assignment_record.get("islands")
         if isinstance(islands_map, dict):
             for row in islands:
-                row["assigned"] = islands_map.get(str(row["id"]))
+                row["assigned"] = islands_map.get(row["id"])
     bests = [i["best"] for i in islands if i.get("best") is not None]
     best = (min(bests) if spec.problem.direction == "minimize" else max(bests)) if bests else None
     return {
@@ -122,7 +152,7 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
         raise NotFound(f"run {store.url} has no elite yet: a coordinator writes the first "
                        f"one after the first checkpoints")
     head = current[0]
-    genomes, scores, ids, origin = read_elite(store, head.key)
+    genomes, scores, ids, origin = read_elite(store, head.key, width=spec.problem.genome.width)
     n = min(top, scores.shape[0])
     sign = 1.0 if spec.problem.direction == "minimize" else -1.0
     return {"epoch": head.epoch, "term": head.term,
@@ -167,4 +197,4 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"  {w['id']:<32} {'alive' if w['alive'] else 'gone':<6} "
                      f"{w['platform'] or '-':<10} {w['device'] or '-':<12} {rate:>10} "
                      f"islands {w['islands']}  {w['age_s']}s ago")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)

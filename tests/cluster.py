@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islandsync.bucket.checkpoints import read_head
-from islandsync.bucket.records import read_assignment, read_elite, read_elite_head
+from islandsync.bucket.elites import read_elite
+from islandsync.bucket.records import read_assignment, read_elite_head, read_head
 from islandsync.config import spec_from_flags
 from islandsync.errors import IslandSyncError
 from islandsync.store import BlobStore

@@ -1,124 +1,357 @@
-"""The leader's records in the bucket: ``assignment.json`` and the elite epochs.
+"""Every JSON record of a run, and the one hardened boundary that reads them.
 
-Both carry the lease term that wrote them: the fencing token. A reader that has seen a higher
-term (in ``lease.json`` or in any record) ignores a record of a lower one, so a leader that was
-paused past its lease and wakes up cannot move islands or replace migrants. Both are replaced
-only by compare-and-swap on the generation the leader last read.
+A bucket is shared and untrusted: a crafted or corrupted blob must never crash a reader, nor
+slip a value past it that a later computation chokes on. So every JSON record is read here,
+by :func:`read_record`, and nowhere else:
 
-Elite epochs are immutable blobs ``elite/<epoch, 12 digits>.isz`` (frames ``genomes``,
-``scores``, ``ids``, ``origin``; scores are minimisation scores) named by ``elite/HEAD.json``.
+* at most :data:`MAX_RECORD_BYTES` are fetched (a ranged read: a hostile gigabyte is never
+  downloaded) and a larger blob is refused;
+* :func:`parse_record` turns *any* failure — bad UTF-8, bad JSON, deep nesting
+  (``RecursionError``), ``Infinity``/``1e999``/``2**64`` where a number belongs, a key that
+  fails the layout's parser, a wrong type — into one :class:`CheckpointError` naming the blob;
+* each record is validated into its pydantic model: numbers finite and bounded, strings and
+  lists bounded, keys of the right shape for the record that names them.
+
+Callers skip a bad record with one warning (never the whole poll, never the thread).
+
+Records are written by :func:`write_record` only, which stamps a fresh ``nonce`` (so that a
+conditional write whose reply was lost can be recognised by reading it back: an S3 ETag or a
+content hash of equal bodies would be equal) and ``written_at`` (the writer's wall clock, for
+display only: correctness never compares clocks across machines).
+
+| record | key | writer | CAS rule |
+| --- | --- | --- | --- |
+| :class:`LeaseRecord` | ``lease.json`` | candidates | create-only claim, CAS renew/takeover |
+| :class:`Heartbeat` | ``workers/<id>.json`` | that worker | plain overwrite |
+| :class:`Assignment` | ``assignment.json`` | the leader | CAS on the generation it read |
+| :class:`Head` | ``islands/<i>/HEAD.json`` | the island's owner | CAS on its last write |
+| :class:`EliteHead` | ``elite/HEAD.json`` | the leader | CAS on the generation it read |
+| :class:`Finished` | ``finished.json`` | first worker/leader | create-only |
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from typing import Annotated, Any, TypeVar
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from islandsync.bucket import codec
-from islandsync.bucket.checkpoints import MAX_RECORD_BYTES
-from islandsync.bucket.layout import ASSIGNMENT_KEY, ELITE_HEAD_KEY, elite_key, parse_elite_key
+from islandsync.bucket.layout import (
+    ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
+    FINISHED_KEY,
+    LEASE_KEY,
+    WORKER_ID_RE,
+    head_key,
+    heartbeat_key,
+    parse_checkpoint_key,
+    parse_elite_key,
+)
 from islandsync.errors import CheckpointError, NotFound
-from islandsync.store import BlobStore
+from islandsync.store.base import BlobStore
 
-ELITE_FRAMES = ("genomes", "scores", "ids", "origin")
+#: No record is larger than this; a bigger blob is refused unread.
+MAX_RECORD_BYTES = 256 * 1024
+#: Deepest nesting any record has (a heartbeat's histogram is 3 deep); deeper is refused
+#: before json.loads recurses, so 200 KB of brackets costs a scan, not a RecursionError.
+MAX_DEPTH = 8
+#: Integers in records stay below 2**62: a count, generation or epoch never gets near it,
+#: and anything larger (2**64, say) would overflow numpy or a metric.
+MAX_INT = 1 << 62
+MAX_PREVIOUS = 3
+#: Upper bounds (seconds) of the cumulative upload-time histogram heartbeats carry.
+UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+_RECORD = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Positive = Annotated[int, Field(ge=1, le=MAX_INT)]
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
+NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e300)]
+Text = Annotated[str, Field(max_length=256)]
+Nonce = Annotated[str, Field(max_length=64)]
 
 
-class Assignment(BaseModel):
-    """Which worker hosts which island, as decided by the leader of ``term``.
+def _worker_id(value: str) -> str:
+    if not WORKER_ID_RE.match(value):
+        raise ValueError("not a worker id (letters, digits, '_', '.', '-'; 1 to 128)")
+    return value
 
-    ``workers`` are the workers the leader believed alive: an island's new owner takes it at
-    once from an owner not on that list, and waits for a listed owner to release it first.
-    """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+def _checkpoint(value: str) -> str:
+    if parse_checkpoint_key(value) is None:
+        raise ValueError("not a checkpoint key (islands/<i>/<generation>-<tag>.isz)")
+    return value
 
-    term: int = Field(ge=1)
-    epoch: int = Field(ge=1)
-    leader: str
-    islands: dict[int, str] = Field(default_factory=dict)
-    workers: list[str] = Field(default_factory=list)
-    draining: list[str] = Field(default_factory=list)
-    written_at: float = 0.0  # the leader's wall clock, for display only
-    nonce: str = ""
+
+WorkerId = Annotated[str, Field(max_length=128), AfterValidator(_worker_id)]
+CheckpointKey = Annotated[str, Field(max_length=512), AfterValidator(_checkpoint)]
+
+
+class Record(BaseModel):
+    """Base of every JSON record: unknown fields ignored (newer writers may add some)."""
+
+    model_config = _RECORD
+
+    nonce: Nonce = ""
+    written_at: NonNegative = 0.0  # the writer's wall clock, for display only
+
+
+class LeaseRecord(Record):
+    """``lease.json``: who leads, in which term (the fencing token)."""
+
+    holder: WorkerId
+    term: Positive
+    # Bounded: a candidate waits max(its own, this) before taking over, so a crafted lease
+    # of a day must not freeze the run's leadership for a day.
+    lease_s: Annotated[float, Field(allow_inf_nan=False, gt=0.0, le=600.0)]
+
+
+class Heartbeat(Record):
+    """``workers/<id>.json``: a worker's liveness (by blob version, never by its clock) and
+    what it reports. Every field is optional and bounded: the leader, metrics and ``status``
+    read only these validated values."""
+
+    worker: WorkerId | None = None
+    state: Annotated[str, Field(max_length=32)] = "running"
+    platform: Text | None = None
+    device: Text | None = None
+    islands: Annotated[list[Count], Field(max_length=100_000)] = Field(default_factory=list)
+    rate: NonNegative = 0.0
+    generations: Count = 0
+    evaluations: Count = 0
+    checkpoint_blocked_s: NonNegative = 0.0
+    checkpoint: dict[Text, Any] = Field(default_factory=dict, max_length=16)
+    store: dict[Text, Any] = Field(default_factory=dict, max_length=8)
+    store_errors: Count = 0
+    max_islands: Count | None = None
+    deadline_in_s: Finite | None = None
+    assignment_epoch: Count = 0
+    solo: bool = False
+    version: Text | None = None
+    protocol: Count | None = None
+
+
+class Assignment(Record):
+    """``assignment.json``: which worker hosts which island, as decided by the leader of
+    ``term``. ``workers`` are the workers the leader believed alive: an island's new owner
+    takes it at once from an owner not on that list, and waits for a listed owner to release
+    it first."""
+
+    term: Positive
+    epoch: Positive
+    leader: WorkerId
+    islands: Annotated[dict[Count, WorkerId], Field(max_length=100_000)] = Field(
+        default_factory=dict)
+    workers: Annotated[list[WorkerId], Field(max_length=10_000)] = Field(default_factory=list)
+    draining: Annotated[list[WorkerId], Field(max_length=10_000)] = Field(default_factory=list)
+    # The run's totals as the leader last saw them, so followers never read every HEAD.
+    evaluations: Count | None = None
+    best: Finite | None = None
 
     def of(self, worker: str) -> set[int]:
         return {i for i, w in self.islands.items() if w == worker}
 
 
-class EliteHead(BaseModel):
-    """The content of ``elite/HEAD.json``: the newest merged global top-N."""
+class Head(Record):
+    """``islands/<i>/HEAD.json``: the island's latest checkpoint, its owner, and its lineage.
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    ``previous`` are the checkpoints before ``checkpoint`` on this island's lineage, newest
+    first: where a reader falls back to when ``checkpoint`` is corrupt. A blob that no HEAD
+    named (a killed owner's last upload) is a branch off the lineage, never a fallback.
+    """
 
-    epoch: int = Field(ge=1)
-    key: str
-    term: int = Field(ge=0)
-    size: int = Field(ge=0)
-    best: float | None = None  # in the problem's own direction
-    duplicates: int = 0  # duplicate ids removed while merging this epoch
-    candidates: int = 0
-    written_at: float = 0.0
-    nonce: str = ""
+    island: Count
+    checkpoint: CheckpointKey | None = None
+    generation: Count = 0
+    evals: Count = 0
+    best: Finite | None = None  # in the problem's own direction
+    owner: WorkerId | None = None
+    released: bool = False
+    previous: Annotated[list[CheckpointKey], Field(max_length=MAX_PREVIOUS)] = Field(
+        default_factory=list)
+
+    def lineage(self) -> list[str]:
+        return ([self.checkpoint] if self.checkpoint else []) + list(self.previous)
 
 
-def _read_model(store: BlobStore, key: str, model: type[BaseModel]) -> tuple[BaseModel, int] | None:
+class EliteHead(Record):
+    """``elite/HEAD.json``: names the newest merged global top-N."""
+
+    epoch: Positive
+    key: Annotated[str, Field(max_length=64)]
+    term: Count
+    size: Count
+    best: Finite | None = None  # in the problem's own direction
+    duplicates: Count = 0  # duplicate ids removed while merging this epoch
+    candidates: Count = 0
+
+
+class Finished(Record):
+    """``finished.json``: the run's stop decision; the first writer wins, others agree."""
+
+    reason: Annotated[str, Field(max_length=64)]
+    by: WorkerId | None = None
+    evals: Count | None = None
+    best: Finite | None = None
+
+
+M = TypeVar("M", bound=Record)
+
+
+def _depth(data: bytes) -> int:
+    """The deepest nesting of brackets outside strings: a linear scan, no recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_record(data: bytes, model: type[M], *, name: str) -> M:
+    """``data`` validated into ``model``; any failure is one CheckpointError naming ``name``."""
+    def fail(why: str) -> CheckpointError:
+        return CheckpointError(f"{name}: not a valid {model.__name__} record ({why})")
+
+    if len(data) > MAX_RECORD_BYTES:
+        raise fail(f"larger than {MAX_RECORD_BYTES} bytes")
+    if _depth(data) > MAX_DEPTH:
+        raise fail(f"nested deeper than {MAX_DEPTH}")
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise fail(f"bad JSON: {str(err)[:80]}") from None
+    if not isinstance(value, dict):
+        raise fail("not a JSON object")
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "record"
+        raise fail(f"{err.error_count()} problem(s), first at {where}: {first['msg']}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        raise fail(f"{type(err).__name__}") from None
+
+
+def read_record(store: BlobStore, key: str, model: type[M]) -> tuple[M, int] | None:
+    """``(record, its blob generation)``, or None when the blob does not exist.
+
+    At most :data:`MAX_RECORD_BYTES` + 1 bytes are fetched; anything that is not a valid
+    ``model`` raises CheckpointError naming the blob. StoreError passes through (the bucket
+    is unreachable: retry later)."""
     try:
         blob = store.get(key, start=0, end=MAX_RECORD_BYTES + 1)
     except NotFound:
         return None
-    if len(blob.data) > MAX_RECORD_BYTES:
-        raise CheckpointError(f"{store.url}/{key}: larger than {MAX_RECORD_BYTES} bytes")
+    return parse_record(blob.data, model, name=f"{store.url.rstrip('/')}/{key}"), blob.generation
+
+
+R = TypeVar("R", bound=Record)
+
+
+def stamp(record: R) -> R:
+    """``record`` with a fresh nonce and this machine's wall clock (for display only). Keep
+    the stamped copy when a write's reply may be lost: reading the blob back and finding its
+    nonce tells whether that write landed."""
+    return record.model_copy(update={"nonce": secrets.token_hex(8), "written_at": time.time()})
+
+
+def write_record(store: BlobStore, key: str, record: Record, *,
+                 if_generation: int | None = None) -> int:
+    """Write ``record`` (stamped with a fresh nonce unless it already carries one); returns
+    the new generation. PreconditionFailed when ``if_generation`` does not hold."""
+    body = record if record.nonce else stamp(record)
+    return store.put(key, body.model_dump_json().encode(), if_generation=if_generation)
+
+
+def landed(store: BlobStore, key: str, record: Record, model: type[M]) -> int | None:
+    """After a conditional write of ``record`` failed (a lost reply, then 412 on a retry):
+    the blob's generation if it holds our write (same nonce), else None. Unreadable or
+    missing blobs count as not ours; StoreError passes through."""
     try:
-        return model.model_validate_json(blob.data), blob.generation
-    except ValidationError as err:
-        raise CheckpointError(f"{store.url}/{key}: not a valid {model.__name__} "
-                              f"({err.error_count()} problems, first: "
-                              f"{err.errors()[0]['msg']})") from None
+        found = read_record(store, key, model)
+    except CheckpointError:
+        return None
+    if found is not None and record.nonce and found[0].nonce == record.nonce:
+        return found[1]
+    return None
 
 
-def read_assignment(store: BlobStore) -> tuple[Assignment, int] | None:
-    """(assignment, generation), None when none was written; garbage raises CheckpointError."""
-    return _read_model(store, ASSIGNMENT_KEY, Assignment)  # type: ignore[return-value]
+def read_head(store: BlobStore, island: int) -> tuple[Head, int] | None:
+    """(HEAD, its generation), None when the island was never claimed. A HEAD that is not
+    valid, or that names another island's checkpoints, raises CheckpointError naming it."""
+    found = read_record(store, head_key(island), Head)
+    if found is None:
+        return None
+    head = found[0]
+    bad = [k for k in head.lineage() if (parsed := parse_checkpoint_key(k)) and parsed[0] != island]
+    if head.island != island or bad:
+        raise CheckpointError(f"{store.url.rstrip('/')}/{head_key(island)}: not a valid Head "
+                              f"record (names island {head.island} or another island's "
+                              f"checkpoints)")
+    return found
 
 
-def write_assignment(store: BlobStore, assignment: Assignment, *, if_generation: int) -> int:
-    body = assignment.model_copy(update={"nonce": secrets.token_hex(8), "written_at": time.time()})
-    return store.put(ASSIGNMENT_KEY, body.model_dump_json().encode(), if_generation=if_generation)
+def write_head(store: BlobStore, head: Head, *, if_generation: int) -> int:
+    """CAS the island's HEAD; PreconditionFailed means the island is someone else's now."""
+    return write_record(store, head_key(head.island), head, if_generation=if_generation)
 
 
 def read_elite_head(store: BlobStore) -> tuple[EliteHead, int] | None:
-    return _read_model(store, ELITE_HEAD_KEY, EliteHead)  # type: ignore[return-value]
+    found = read_record(store, ELITE_HEAD_KEY, EliteHead)
+    if found is not None and parse_elite_key(found[0].key) != found[0].epoch:
+        raise CheckpointError(f"{store.url.rstrip('/')}/{ELITE_HEAD_KEY}: not a valid EliteHead "
+                              f"record (key does not name epoch {found[0].epoch})")
+    return found
 
 
 def write_elite_head(store: BlobStore, head: EliteHead, *, if_generation: int) -> int:
-    body = head.model_copy(update={"nonce": secrets.token_hex(8), "written_at": time.time()})
-    return store.put(ELITE_HEAD_KEY, body.model_dump_json().encode(), if_generation=if_generation)
+    return write_record(store, ELITE_HEAD_KEY, head, if_generation=if_generation)
 
 
-def encode_elite(elite: tuple[np.ndarray, ...], *, epoch: int, term: int) -> bytes:
-    return codec.encode({"epoch": epoch, "term": term}, dict(zip(ELITE_FRAMES, elite)))
+def read_assignment(store: BlobStore) -> tuple[Assignment, int] | None:
+    return read_record(store, ASSIGNMENT_KEY, Assignment)
 
 
-def read_elite(store: BlobStore, key: str) -> tuple[np.ndarray, ...]:
-    """(genomes, scores, ids, origin) of an elite epoch. A corrupt blob, missing frames or
-    frames of inconsistent lengths raise CheckpointError naming it; a missing one NotFound."""
-    _, frames = codec.decode(store.get(key).data, name=key)
-    try:
-        arrays = tuple(frames[n] for n in ELITE_FRAMES)
-    except KeyError as err:
-        raise CheckpointError(f"elite {key}: missing frame {err}") from None
-    n = arrays[1].shape[0] if arrays[1].ndim == 1 else -1
-    if n < 0 or any(a.shape[:1] != (n,) for a in arrays) or arrays[0].ndim != 2:
-        raise CheckpointError(f"elite {key}: frames of inconsistent shapes "
-                              f"{[a.shape for a in arrays]}")
-    return arrays
+def write_assignment(store: BlobStore, assignment: Assignment, *, if_generation: int) -> int:
+    return write_record(store, ASSIGNMENT_KEY, assignment, if_generation=if_generation)
+
+
+def read_lease(store: BlobStore) -> tuple[LeaseRecord, int] | None:
+    return read_record(store, LEASE_KEY, LeaseRecord)
+
+
+def read_heartbeat(store: BlobStore, worker: str) -> tuple[Heartbeat, int] | None:
+    return read_record(store, heartbeat_key(worker), Heartbeat)
+
+
+def read_finished(store: BlobStore) -> tuple[Finished, int] | None:
+    return read_record(store, FINISHED_KEY, Finished)
 
 
 __all__ = [
-    "ASSIGNMENT_KEY", "ELITE_FRAMES", "ELITE_HEAD_KEY", "Assignment", "EliteHead", "elite_key",
-    "encode_elite", "parse_elite_key", "read_assignment", "read_elite", "read_elite_head",
-    "write_assignment", "write_elite_head",
+    "MAX_PREVIOUS", "MAX_RECORD_BYTES", "UPLOAD_BUCKETS", "Assignment", "EliteHead", "Finished",
+    "Head", "Heartbeat", "LeaseRecord", "Record", "parse_record", "read_assignment",
+    "read_elite_head", "read_finished", "read_head", "read_heartbeat", "read_lease",
+    "read_record", "landed", "stamp", "write_assignment", "write_elite_head", "write_head",
+    "write_record",
 ]

@@ -21,25 +21,28 @@ from typing import Any
 
 import numpy as np
 
-from islandsync.bucket.checkpoints import Head, parse_checkpoint_key, read_head, read_record
+from islandsync.bucket.elites import encode_elite, read_elite
 from islandsync.bucket.layout import (
+    ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
     ELITE_PREFIX,
     WORKERS_PREFIX,
+    elite_key,
     island_prefix,
+    parse_checkpoint_key,
+    parse_elite_key,
     parse_heartbeat_key,
 )
 from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
-    ASSIGNMENT_KEY,
-    ELITE_HEAD_KEY,
     Assignment,
     EliteHead,
-    elite_key,
-    encode_elite,
-    parse_elite_key,
+    Head,
+    Heartbeat,
     read_assignment,
-    read_elite,
     read_elite_head,
+    read_head,
+    read_record,
     write_assignment,
     write_elite_head,
 )
@@ -88,7 +91,7 @@ class Coordinator:
 
     def _reset(self) -> None:
         """Forget everything cached: a new term starts from what the bucket says."""
-        self._heartbeats: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._heartbeats: dict[str, tuple[int, Heartbeat]] = {}
         # What we saw while leading an earlier term is stale: liveness starts over too.
         self.liveness = Liveness(self.spec.worker_timeout_s, self.clock)
         self._elites = IslandElites(self.store, self.spec)
@@ -151,7 +154,8 @@ class Coordinator:
                 counts = getattr(self.store, "counts", None)
                 if counts is not None:
                     self.metrics.observe_store(counts())
-                self.metrics.observe_workers({w: hb for w, (_, hb) in heartbeats.items()}, alive)
+                self.metrics.observe_workers({w: hb.model_dump() for w, (_, hb) in heartbeats.items()},
+                                             alive)
                 self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
                                                   "owner": h.owner} for i, h in heads.items()})
         except StoreError as err:
@@ -159,8 +163,8 @@ class Coordinator:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read_heartbeats(self) -> tuple[dict[str, tuple[int, dict[str, Any]]], set[str]]:
-        seen: dict[str, tuple[int, dict[str, Any]]] = {}
+    def _read_heartbeats(self) -> tuple[dict[str, tuple[int, Heartbeat]], set[str]]:
+        seen: dict[str, tuple[int, Heartbeat]] = {}
         listing = self.store.list(WORKERS_PREFIX)
         # A leader that could not read the bucket for a while must not count that time
         # against the workers (they were most likely cut off by the same outage).
@@ -175,15 +179,15 @@ class Coordinator:
                 seen[worker] = cached
                 continue
             try:
-                body = read_record(self.store, info.key)
+                found = read_record(self.store, info.key, Heartbeat)
             except CheckpointError as err:
                 log.warning("coordinator: ignoring heartbeat %s: %s", info.key, err)
                 continue
-            if body is not None:
-                seen[worker] = (info.generation, body)
+            if found is not None:
+                seen[worker] = (info.generation, found[0])
         self._heartbeats = seen
         alive = {w for w, (_, hb) in seen.items()
-                 if hb.get("state") != "exited" and self.liveness.alive(w)}
+                 if hb.state != "exited" and self.liveness.alive(w)}
         return seen, alive
 
     def _read_heads(self) -> dict[int, Head]:
@@ -289,14 +293,14 @@ class Coordinator:
 
     # -- placing -------------------------------------------------------------------------
 
-    def _workers(self, heartbeats: dict[str, tuple[int, dict[str, Any]]],
+    def _workers(self, heartbeats: dict[str, tuple[int, Heartbeat]],
                  alive: set[str]) -> list[WorkerView]:
         views = []
         for worker in sorted(alive):
             hb = heartbeats[worker][1]
-            rate = _number(hb.get("rate"), 0.0)
-            cap = int(_number(hb.get("max_islands"), self.spec.islands))
-            left = _number(hb.get("deadline_in_s"), None)
+            rate = hb.rate
+            cap = self.spec.islands if hb.max_islands is None else hb.max_islands
+            left = hb.deadline_in_s
             draining = False
             if left is not None:
                 since = self.liveness.since(worker)
@@ -305,7 +309,7 @@ class Coordinator:
                                     self.liveness.confirmed(worker)))
         return views
 
-    def _assign(self, heartbeats: dict[str, tuple[int, dict[str, Any]]], alive: set[str]) -> None:
+    def _assign(self, heartbeats: dict[str, tuple[int, Heartbeat]], alive: set[str]) -> None:
         try:
             read = read_assignment(self.store)
         except CheckpointError as err:
@@ -394,13 +398,6 @@ class Coordinator:
 def _same(a: Elite, b: Elite) -> bool:
     return a[2].shape == b[2].shape and bool(np.array_equal(a[2], b[2])) \
         and bool(np.array_equal(a[1], b[1]))
-
-
-def _number(value: Any, default: Any) -> Any:
-    """A finite number from an untrusted heartbeat field, or ``default``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    return float(value) if np.isfinite(value) else default
 
 
 def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec | None = None,

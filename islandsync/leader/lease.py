@@ -1,6 +1,7 @@
 """The coordinator lease: who may act as leader, judged without comparing clocks.
 
-``lease.json`` holds ``{"holder", "term", "nonce", "lease_s"}``. The rules (DESIGN.md):
+``lease.json`` holds a :class:`~islandsync.bucket.records.LeaseRecord`. The rules
+(docs/design.md):
 
 * An empty run is claimed with a create-only write (term 1).
 * The holder renews every ``lease_s / 3`` with a CAS on the generation it wrote last.
@@ -17,42 +18,24 @@ The term is the fencing token that assignments and elite epochs carry.
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from islandsync.bucket.layout import LEASE_KEY
-from islandsync.errors import NotFound, PreconditionFailed, StoreError
+from islandsync.bucket.records import (
+    MAX_RECORD_BYTES,
+    LeaseRecord,
+    landed,
+    parse_record,
+    stamp,
+    write_record,
+)
+from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class LeaseRecord:
-    holder: str
-    term: int
-    nonce: str
-    lease_s: float
-
-    def dumps(self) -> bytes:
-        return json.dumps({"holder": self.holder, "term": self.term, "nonce": self.nonce,
-                           "lease_s": self.lease_s}).encode()
-
-    @staticmethod
-    def loads(data: bytes) -> LeaseRecord | None:
-        """None for anything that is not a lease: a candidate then treats it like an expired
-        one once its generation has stood still for a lease duration."""
-        try:
-            obj = json.loads(data[:65536])
-            return LeaseRecord(str(obj["holder"]), int(obj["term"]), str(obj["nonce"]),
-                               float(obj["lease_s"]))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            return None
 
 
 class Lease:
@@ -117,11 +100,15 @@ class Lease:
 
     def _write(self, term: int, if_generation: int) -> bool:
         started = self.clock()
-        record = LeaseRecord(self.candidate, term, secrets.token_hex(8), self.lease_s)
+        record = stamp(LeaseRecord(holder=self.candidate, term=term, lease_s=self.lease_s))
         try:
-            gen = self.store.put(LEASE_KEY, record.dumps(), if_generation=if_generation)
+            gen = write_record(self.store, LEASE_KEY, record, if_generation=if_generation)
         except PreconditionFailed:
-            return False
+            # A retried write whose first attempt landed fails its own precondition: the
+            # blob then carries our nonce, and the lease is ours.
+            gen = landed(self.store, LEASE_KEY, record, LeaseRecord)
+            if gen is None:
+                return False
         self._generation, self.term = gen, term
         # Validity counts from when the write *started*: it may have landed at once.
         self._valid_until = started + self.lease_s - self.margin_s
@@ -141,12 +128,19 @@ class Lease:
     def _watch(self) -> None:
         now = self.clock()
         try:
-            blob = self.store.get(LEASE_KEY)
+            blob = self.store.get(LEASE_KEY, start=0, end=MAX_RECORD_BYTES + 1)
         except NotFound:
             if self._write(1, 0):
                 log.info("lease: %s claimed the empty run, term 1", self.candidate)
             return
-        record = LeaseRecord.loads(blob.data)
+        try:
+            record: LeaseRecord | None = parse_record(blob.data, LeaseRecord, name=LEASE_KEY)
+        except CheckpointError as err:
+            # Not a lease: treated like an expired one once its generation has stood still
+            # for a lease duration (our own), so garbage cannot block the run for ever.
+            if blob.generation != self._generation:
+                log.warning("lease: %s", err)
+            record = None
         if blob.generation != self._generation:
             self._generation, self._seen_since, self._seen = blob.generation, now, record
             return

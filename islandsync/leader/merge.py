@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from islandsync.bucket import codec
-from islandsync.bucket.checkpoints import ELITE_FRAMES, Head
+from islandsync.bucket.checkpoints import ELITE_FRAMES
+from islandsync.bucket.records import Head
 from islandsync.config import RunSpec
 from islandsync.errors import CheckpointError, NotFound
 from islandsync.store import BlobStore

@@ -8,7 +8,6 @@ over through a lock-protected inbox that the loop drains between generations.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -22,31 +21,31 @@ from typing import Any
 
 import numpy as np
 
-from islandsync.bucket.checkpoints import (
-    Head,
-    IslandSnapshot,
-    load_island,
-    parse_checkpoint_key,
-    read_head,
-    read_record,
-    write_head,
-)
+from islandsync.bucket.checkpoints import IslandSnapshot, load_island
+from islandsync.bucket.elites import read_elite
 from islandsync.bucket.layout import (
+    ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
     FINISHED_KEY,
-    LEASE_KEY,
     WORKERS_PREFIX,
     heartbeat_key,
     island_prefix,
+    parse_checkpoint_key,
     parse_heartbeat_key,
 )
 from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
-    ASSIGNMENT_KEY,
-    ELITE_HEAD_KEY,
     Assignment,
+    Finished,
+    Head,
+    Heartbeat,
     read_assignment,
-    read_elite,
     read_elite_head,
+    read_finished,
+    read_head,
+    read_lease,
+    write_head,
+    write_record,
 )
 from islandsync.config import RunSpec
 from islandsync.errors import (
@@ -80,7 +79,7 @@ class Claim:
 @dataclass
 class Inbox:
     claims: list[Claim] = field(default_factory=list)
-    finished: dict[str, Any] | None = None
+    finished: Finished | None = None
     foreign: tuple[np.ndarray, ...] | None = None  # genomes, scores, ids, origin of the elite
     foreign_epoch: int = -1
     remote: dict[int, Head] = field(default_factory=dict)  # HEADs of islands hosted elsewhere
@@ -166,9 +165,9 @@ class BucketLink:
 
     def declare_finished(self, reason: str, detail: dict[str, Any]) -> None:
         """Record that a stop criterion is met; the first writer wins, others agree."""
-        body = {"reason": reason, "by": self.worker_id, "at": time.time(), **detail}
         try:
-            self.store.put(FINISHED_KEY, json.dumps(body).encode(), if_generation=0)
+            record = Finished.model_validate({**detail, "reason": reason, "by": self.worker_id})
+            write_record(self.store, FINISHED_KEY, record, if_generation=0)
         except PreconditionFailed:
             pass
         except StoreError as err:
@@ -205,13 +204,13 @@ class BucketLink:
 
     def _heartbeat(self, state: str = "running") -> None:
         body = {**self.stats(), "worker": self.worker_id, "state": state,
-                "store_errors": self.store_errors, "sent_at": time.time()}
+                "store_errors": self.store_errors}
         if self.on_heartbeat is not None:
             self.on_heartbeat(body)  # before the put: a local /metrics works offline too
-        self.store.put(heartbeat_key(self.worker_id), json.dumps(body).encode())
+        write_record(self.store, heartbeat_key(self.worker_id), Heartbeat.model_validate(body))
 
     def _poll(self) -> None:
-        finished = self._read_json(FINISHED_KEY)
+        finished = self._read_finished()
         if finished is not None:
             with self._lock:
                 self._inbox.finished = finished
@@ -233,11 +232,15 @@ class BucketLink:
         self._read_remote(hosted)
         self._read_elite()
 
-    def _read_json(self, key: str) -> dict[str, Any] | None:
+    def _read_finished(self) -> Finished | None:
         try:
-            return read_record(self.store, key)
-        except CheckpointError:
-            return {"reason": f"unreadable {key}"}
+            found = read_finished(self.store)
+        except CheckpointError as err:
+            # Something sits under finished.json, but not a stop decision: only a valid
+            # record stops the run, or one crafted blob would stop every worker.
+            self._warn(f"ignoring {err}")
+            return None
+        return found[0] if found else None
 
     def _claim_free(self, hosted: set[int]) -> None:
         """Solo mode: claim every island without a live owner, up to max_islands."""
@@ -270,7 +273,7 @@ class BucketLink:
             return None
         snapshot, keys = None, []
         if head.checkpoint or head.generation:
-            snapshot = load_island(self.store, island, head)
+            snapshot = load_island(self.store, island, head, spec=self.spec)
             keys = [i.key for i in self.store.list(island_prefix(island))
                     if parse_checkpoint_key(i.key)]
             if snapshot is None:
@@ -335,11 +338,10 @@ class BucketLink:
 
     def _lease_term(self) -> int:
         try:
-            lease = read_record(self.store, LEASE_KEY)
+            found = read_lease(self.store)
         except CheckpointError:
-            return 0
-        term = (lease or {}).get("term")
-        return term if isinstance(term, int) and not isinstance(term, bool) else 0
+            return 0  # garbage fences nothing; the assignment's own term still counts
+        return found[0].term if found else 0
 
     def _read_assignment(self) -> Assignment | None:
         """The newest assignment that is not fenced off, or None."""
@@ -393,4 +395,4 @@ class BucketLink:
                 hosted.add(island)
 
 
-__all__ = ["FINISHED_KEY", "BucketLink", "Claim", "Inbox", "heartbeat_key"]
+__all__ = ["BucketLink", "Claim", "Inbox"]

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from islandsync.bucket.checkpoints import Head
 from islandsync.bucket.layout import RUN_KEY
+from islandsync.bucket.records import Head
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, check_fitness, spec_hash
 from islandsync.progress import Progress, make_progress
@@ -264,7 +264,7 @@ class Worker:
         self.assignment_epoch = inbox.assignment_epoch
         self._remote = inbox.remote
         if inbox.finished is not None:
-            self.request_stop(f"run finished: {inbox.finished.get('reason', 'unknown')}")
+            self.request_stop(f"run finished: {inbox.finished.reason}")
         if inbox.foreign is not None and inbox.foreign_epoch != self._foreign_epoch:
             self._foreign_epoch = inbox.foreign_epoch
             g, s, ids, origin = inbox.foreign

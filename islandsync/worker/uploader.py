@@ -16,14 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from islandsync.bucket.checkpoints import (
-    MAX_PREVIOUS,
-    Head,
-    IslandSnapshot,
-    encode_island,
-    write_head,
-)
+from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
 from islandsync.bucket.layout import checkpoint_key
+from islandsync.bucket.records import MAX_PREVIOUS, Head, write_head
 from islandsync.errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
 from islandsync.store import BlobStore
 

@@ -25,23 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from islandsync.bucket.checkpoints import (
-    Head,
-    head_key,
-    load_island,
-    parse_checkpoint_key,
-    read_head,
-)
-from islandsync.bucket.records import (
+from islandsync.bucket.checkpoints import load_island
+from islandsync.bucket.elites import read_elite
+from islandsync.bucket.layout import (
     ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
-    Assignment,
-    read_assignment,
-    read_elite,
-    read_elite_head,
+    LEASE_KEY,
+    head_key,
+    parse_checkpoint_key,
 )
+from islandsync.bucket.records import Assignment, Head, read_assignment, read_elite_head, read_head
 from islandsync.errors import CheckpointError, IslandSyncError, NotFound
-from islandsync.leader.lease import LEASE_KEY
 from islandsync.store import BlobStore
 
 from ..cluster import Recorder, Seen, wait_for

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.bucket.checkpoints import load_island, read_record
+from islandsync.bucket.checkpoints import load_island
+from islandsync.bucket.records import read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.config import fitness_ref, spec_json
 from islandsync.store import open_store
@@ -125,5 +126,5 @@ def test_nan_and_inf_fitness_never_reach_the_elite_and_a_raising_one_stops_clean
         for i, head in check_heads_readable(raise_store, ISLANDS).items():
             assert head.released and head.owner == "w-raise", (i, head)
             assert head.generation > 0 and head.generation in stopped_at, (i, head, stopped_at)
-        beat = read_record(raise_store, "workers/w-raise.json")
-        assert beat is not None and beat["state"] == "exited", beat
+        beat = read_heartbeat(raise_store, "w-raise")
+        assert beat is not None and beat[0].state == "exited", beat

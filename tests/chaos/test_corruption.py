@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from islandsync.bucket.checkpoints import Head, encode_island, load_island, read_head, write_head
-from islandsync.bucket.layout import checkpoint_key
-from islandsync.bucket.records import elite_key, read_elite_head
+from islandsync.bucket.checkpoints import encode_island, load_island
+from islandsync.bucket.layout import checkpoint_key, elite_key
+from islandsync.bucket.records import Head, read_elite_head, read_head, write_head
 from islandsync.bucket.run import init_run
 from islandsync.search.problems import make_problem
 from islandsync.store import open_store

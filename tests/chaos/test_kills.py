@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.bucket.checkpoints import Head, read_head
+from islandsync.bucket.records import Head, read_head
 from islandsync.bucket.run import init_run
 
 from ..cluster import INTERVAL_S, LEASE_S, cluster_spec, wait_for

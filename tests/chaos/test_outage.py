@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.bucket.checkpoints import read_record
-from islandsync.bucket.records import read_assignment
+from islandsync.bucket.records import read_assignment, read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
 from islandsync.store import open_store
@@ -45,8 +44,8 @@ WORKERS = ["w0", "w1"]
 
 
 def _steps(cl: Cluster, worker: str) -> int:
-    body = read_record(cl.store, f"workers/{worker}.json") or {}
-    return int(body.get("generations", 0))
+    found = read_heartbeat(cl.store, worker)
+    return found[0].generations if found else 0
 
 
 def _note_recovery(cl: Cluster, rec: ChaosRecorder, restored_at: float) -> None:

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import islandsync
-from islandsync.bucket.checkpoints import parse_checkpoint_key, read_head
+from islandsync.bucket.layout import parse_checkpoint_key
+from islandsync.bucket.records import read_head
 from islandsync.bucket.run import init_run
 from islandsync.config import fitness_ref, spec_from_flags
 from islandsync.errors import ConfigError
@@ -24,7 +25,7 @@ from islandsync.status import collect_status
 from islandsync.store import BlobStore, open_store
 from islandsync.worker.engine import Engine, FitnessError
 
-from .cluster import REPO, heads, pause_outside_store_writes, wait_for
+from ..cluster import REPO, heads, pause_outside_store_writes, wait_for
 
 
 def fast_spec(**overrides):

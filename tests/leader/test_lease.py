@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.leader.lease import LEASE_KEY, Lease
+from islandsync.bucket.layout import LEASE_KEY
+from islandsync.leader.lease import Lease
 from islandsync.store import open_store
 
 

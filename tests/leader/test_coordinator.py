@@ -16,15 +16,21 @@ import numpy as np
 import pytest
 
 import islandsync
-from islandsync.bucket.records import Assignment, read_assignment, write_assignment
+from islandsync.bucket.layout import LEASE_KEY
+from islandsync.bucket.records import (
+    Assignment,
+    LeaseRecord,
+    read_assignment,
+    write_assignment,
+    write_record,
+)
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
-from islandsync.leader.lease import LEASE_KEY, LeaseRecord
 from islandsync.status import best_genomes, collect_status
 from islandsync.store import open_store
 from islandsync.worker.link import BucketLink
 
-from .cluster import (
+from ..cluster import (
     INTERVAL_S,
     LEASE_S,
     REPO,
@@ -118,7 +124,7 @@ def test_a_stale_assignment_is_ignored_by_workers(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "run"))
     spec = cluster_spec(islands=2)
     init_run(store, spec)
-    store.put(LEASE_KEY, LeaseRecord("new", 2, "n", 3.0).dumps())
+    write_record(store, LEASE_KEY, LeaseRecord(holder="new", term=2, lease_s=3.0))
     write_assignment(store, Assignment(term=1, epoch=5, leader="old", islands={0: "w", 1: "w"},
                                        workers=["w"]), if_generation=0)
     link = BucketLink(store, spec, worker_id="w", solo=False, max_islands=2,
@@ -245,8 +251,7 @@ def test_housekeeping_keeps_three_epochs_and_three_checkpoints(tmp_path: Path) -
     spec = cluster_spec(islands=2)
     init_run(store, spec)
     islandsync.run(url, duration=2.0, worker_id="w", progress=False, solo=True)
-    from islandsync.bucket.checkpoints import parse_checkpoint_key
-    from islandsync.bucket.records import elite_key, parse_elite_key
+    from islandsync.bucket.layout import elite_key, parse_checkpoint_key, parse_elite_key
 
     # Junk epochs under the next names, as a deposed leader's half-finished writes might be.
     for epoch in (1, 2, 3, 4):
