@@ -23,7 +23,7 @@ from islandsync.bucket.layout import RUN_KEY
 from islandsync.bucket.records import Head
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, check_fitness, spec_hash
-from islandsync.progress import Progress, make_progress
+from islandsync.worker.progress import Progress, make_progress
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
