@@ -1,0 +1,141 @@
+"""The package's layers, held: which layer may import which, and what never imports torch.
+
+The allowed graph (docs/design.md, "Layers"); each layer may import itself and those listed:
+
+    errors, durations                   nothing of islandsync (durations: errors)
+    config                              errors, durations
+    store                               errors, durations
+    bucket   (torch-free protocol)      errors, durations, config, store
+    search   (torch maths, no I/O)      errors, durations, config, bucket.ids (the genome-id constants)
+    worker   (role)                     errors, durations, config, store, bucket, search
+    leader   (role, never torch)        errors, durations, config, store, bucket
+    testing, edges (api, cli, ...)      anything
+
+So neither role imports the other, the maths does no I/O, and the protocol is one folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import islandsync
+
+PACKAGE = Path(islandsync.__file__).resolve().parent
+BASE = {"errors", "durations"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "durations": {"errors"},
+    "config": BASE,
+    "store": BASE,
+    "bucket": BASE | {"config", "store"},
+    "search": BASE | {"config", "bucket.ids"},
+    "worker": BASE | {"config", "store", "bucket", "search"},
+    "leader": BASE | {"config", "store", "bucket"},
+}
+
+
+def _layer(module: str) -> str:
+    """``islandsync.bucket.records`` -> ``bucket``; top-level modules are their own name."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "islandsync"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every islandsync module ``path`` imports, lazily or not, resolved to absolute names."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("islandsync")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            if name.startswith("islandsync"):
+                # `from islandsync.bucket import codec` imports islandsync.bucket.codec
+                found |= {f"{name}.{a.name}" for a in node.names} | {name}
+    return found
+
+
+def _allowed(source: str, target: str) -> bool:
+    src, dst = _layer(source), _layer(target)
+    if dst == "islandsync" or src == dst:
+        return True  # the package root itself (its __init__ re-exports), or within a layer
+    if src not in ALLOWED:
+        return True  # the edges and islandsync.testing compose everything
+    dotted = target.split(".", 1)[1]
+    return any(dotted == a or dotted.startswith(a + ".") for a in ALLOWED[src])
+
+
+def _package_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_import_follows_the_layers() -> None:
+    wrong = []
+    for path in _package_files():
+        source = _module_name(path)
+        for target in sorted(_imports(path)):
+            if target.count(".") >= 1 and not _allowed(source, target):
+                wrong.append(f"{source} imports {target}")
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+def test_the_layer_checker_can_fail() -> None:
+    assert not _allowed("islandsync.worker.loop", "islandsync.leader.coordinator")
+    assert not _allowed("islandsync.leader.coordinator", "islandsync.worker.link")
+    assert not _allowed("islandsync.search.population", "islandsync.bucket.records")
+    assert not _allowed("islandsync.bucket.records", "islandsync.leader.lease")
+    assert _allowed("islandsync.search.population", "islandsync.bucket.ids")
+    assert _allowed("islandsync.cli", "islandsync.worker.loop")
+
+
+def test_each_layer_is_a_folder() -> None:
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert {"store", "bucket", "search", "worker", "leader"} <= folders
+
+
+def _torch_free_modules() -> list[str]:
+    names = []
+    for path in _package_files():
+        name = _module_name(path)
+        if _layer(name) in ("bucket", "leader", "store") or name in (
+                "islandsync.status", "islandsync.config", "islandsync.errors"):
+            names.append(name)
+    return names
+
+
+def test_protocol_and_leader_never_import_torch() -> None:
+    """Checked in a fresh interpreter, importing one module at a time: a coordinator on a
+    laptop without torch must work."""
+    modules = _torch_free_modules()
+    assert "islandsync.leader.coordinator" in modules and "islandsync.bucket.records" in modules
+    code = ("import sys, importlib\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "    if 'torch' in sys.modules:\n"
+            "        print(name); sys.exit(1)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"{done.stdout.strip()} imports torch {done.stderr[-2000:]}"
+
+
+def test_modules_stay_small() -> None:
+    big = {str(p.relative_to(PACKAGE)): n for p in _package_files()
+           if (n := len(p.read_text().splitlines())) > 550}
+    assert not big, f"modules over ~500 lines (split them by concept): {big}"
