@@ -69,7 +69,10 @@ _RECORD = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 Positive = Annotated[int, Field(ge=1, le=MAX_INT)]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
-NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e300)]
+Seconds = Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e10)]
+#: Evaluations per second: a GPU on a tiny problem makes ~1e9; beyond 1e12 is a lie that
+#: would only skew placement (2**64 once killed every leader).
+Rate = Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e12)]
 Text = Annotated[str, Field(max_length=256)]
 Nonce = Annotated[str, Field(max_length=64)]
 
@@ -96,7 +99,7 @@ class Record(BaseModel):
     model_config = _RECORD
 
     nonce: Nonce = ""
-    written_at: NonNegative = 0.0  # the writer's wall clock, for display only
+    written_at: Seconds = 0.0  # the writer's wall clock, for display only
 
 
 class LeaseRecord(Record):
@@ -119,15 +122,15 @@ class Heartbeat(Record):
     platform: Text | None = None
     device: Text | None = None
     islands: Annotated[list[Count], Field(max_length=100_000)] = Field(default_factory=list)
-    rate: NonNegative = 0.0
+    rate: Rate = 0.0
     generations: Count = 0
     evaluations: Count = 0
-    checkpoint_blocked_s: NonNegative = 0.0
+    checkpoint_blocked_s: Seconds = 0.0
     checkpoint: dict[Text, Any] = Field(default_factory=dict, max_length=16)
     store: dict[Text, Any] = Field(default_factory=dict, max_length=8)
     store_errors: Count = 0
     max_islands: Count | None = None
-    deadline_in_s: Finite | None = None
+    deadline_in_s: Annotated[float, Field(allow_inf_nan=False, ge=-1e10, le=1e10)] | None = None
     assignment_epoch: Count = 0
     solo: bool = False
     version: Text | None = None
@@ -237,13 +240,15 @@ def parse_record(data: bytes, model: type[M], *, name: str) -> M:
     if _depth(data) > MAX_DEPTH:
         raise fail(f"nested deeper than {MAX_DEPTH}")
     try:
+        # json.loads first: it refuses NaN/Infinity constants, which some JSON parsers take.
         value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise fail(f"bad JSON: {str(err)[:80]}") from None
     if not isinstance(value, dict):
         raise fail("not a JSON object")
     try:
-        return model.model_validate(value)
+        # Strict: "12" is not a number and true is not a count, whatever lax coercion says.
+        return model.model_validate_json(data, strict=True)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "record"
