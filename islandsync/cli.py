@@ -27,9 +27,9 @@ def _smoke(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     # A prefix of its own: smoke may run against a live run's URL, and must never touch a
     # record of that run (it once overwrote islands/0/HEAD.json and stopped a solo worker).
-    url = f"{str(args.run).rstrip('/')}/{SMOKE_PREFIX}{secrets.token_hex(4)}"
-    store = open_store(url)
-    print(f"store      {store!r}")
+    store = open_store(args.run)
+    prefix = f"{SMOKE_PREFIX}{secrets.token_hex(4)}/"
+    print(f"store      {store!r}, under {prefix}")
     t0 = time.perf_counter()
     pop = (rng.standard_normal((args.pop, args.dim)) * 5).astype(np.float32)
     fitness = (pop**2).sum(axis=1)
@@ -42,7 +42,7 @@ def _smoke(args: argparse.Namespace) -> int:
     }
     blob = codec.encode({"island": 0, "generation": 1}, frames)
     raw = sum(a.nbytes for a in frames.values())
-    key = "checkpoint.isz"
+    key = f"{prefix}checkpoint.isz"
     store.put(key, blob, if_generation=0)
     print(f"checkpoint {key}: {raw / 1e6:.2f} MB raw -> {len(blob) / 1e6:.2f} MB "
           f"({raw / len(blob):.2f}x)")
@@ -55,7 +55,7 @@ def _smoke(args: argparse.Namespace) -> int:
         raise IslandSyncError(f"smoke: checkpoint {key} did not round-trip")
     print(f"read back  elite {elite.shape} by ranged read, full checkpoint verified")
 
-    pointer = "pointer.json"
+    pointer = f"{prefix}pointer.json"
     gen = store.put(pointer, json.dumps({"checkpoint": key}).encode(), if_generation=0)
     try:
         store.put(pointer, b"{}", if_generation=0)
@@ -71,7 +71,7 @@ def _smoke(args: argparse.Namespace) -> int:
     print("CAS        create-only over an existing blob and a stale compare-and-swap refused")
     for name in (key, pointer):
         store.delete(name)
-    print(f"ok in {time.perf_counter() - t0:.2f} s ({url}, cleaned up)")
+    print(f"ok in {time.perf_counter() - t0:.2f} s ({prefix} cleaned up)")
     return 0
 
 

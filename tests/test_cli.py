@@ -1,0 +1,28 @@
+"""The command line's own behaviour (the commands' work is tested where it lives)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from islandsync.bucket.records import Head, read_head, write_head
+from islandsync.bucket.run import init_run
+from islandsync.cli import main
+from islandsync.store import open_store
+
+from .cluster import cluster_spec
+
+
+def test_smoke_on_a_live_run_touches_none_of_its_records(tmp_path: Path, capsys) -> None:
+    url = str(tmp_path / "run")
+    store = open_store(url)
+    init_run(store, cluster_spec(islands=2))
+    write_head(store, Head(island=0, owner="w-live", generation=7), if_generation=0)
+    before = {i.key: (i.generation, store.get(i.key).data) for i in store.list("")}
+
+    assert main(["smoke", url]) == 0
+    assert "ok in" in capsys.readouterr().out
+
+    after = {i.key: (i.generation, store.get(i.key).data) for i in store.list("")}
+    assert after == before  # nothing of the run written, and smoke cleaned up its own prefix
+    head, _ = read_head(store, 0)
+    assert head.owner == "w-live" and head.generation == 7
