@@ -1,15 +1,11 @@
 """A TCP proxy on 127.0.0.1 that can cut the line: a real bucket outage for a real client
-(ReliableCutProxy: one whose cut never leaves a request hanging). And FaultyStore, a store
-wrapper with an outage switch and slow reads, for in-process tests."""
+(ReliableCutProxy: one whose cut never leaves a request hanging). In-process faults (outages,
+slow reads, lost replies, garbage) come from islandsync.store.faulty.FaultyStore."""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
-
-from islandsync.errors import StoreError
-from islandsync.store.base import Blob, BlobInfo, BlobStore
 
 
 class TcpProxy:
@@ -94,41 +90,3 @@ class TcpProxy:
 # The base TcpProxy now shuts both sockets down on the way out (a bare close() could leave a
 # request in flight hanging until its read timeout); the name stays for the chaos tests.
 ReliableCutProxy = TcpProxy
-
-
-class FaultyStore(BlobStore):
-    """A BlobStore wrapper for in-process fault tests: while ``down`` is set every operation
-    raises StoreError (the bucket unreachable from this process only); ``slow_reads`` maps keys
-    to the seconds a ``get`` of them takes (as a GCSStore read retrying through a blip does,
-    for up to its retry deadline)."""
-
-    def __init__(self, inner: BlobStore, *, slow_reads: dict[str, float] | None = None) -> None:
-        self.inner, self.url = inner, inner.url
-        self.down = False
-        self.slow_reads = dict(slow_reads or {})
-
-    def _check(self, op: str, key: str) -> None:
-        if self.down:
-            raise StoreError(f"{self.url}: {op} {key!r} failed: the bucket is unreachable")
-
-    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
-        self._check("read", key)
-        if self.slow_reads.get(key):
-            time.sleep(self.slow_reads[key])
-        return self.inner.get(key, start=start, end=end)
-
-    def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
-        self._check("write", key)
-        return self.inner.put(key, data, if_generation=if_generation)
-
-    def stat(self, key: str) -> BlobInfo | None:
-        self._check("stat", key)
-        return self.inner.stat(key)
-
-    def list(self, prefix: str = "") -> list[BlobInfo]:
-        self._check("list", prefix)
-        return self.inner.list(prefix)
-
-    def delete(self, key: str, *, if_generation: int | None = None) -> None:
-        self._check("delete", key)
-        self.inner.delete(key, if_generation=if_generation)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..durations import parse_duration
 from ..errors import ConfigError
 from .base import Blob, BlobInfo, BlobStore
+from .faulty import FaultyStore
 from .local import LocalStore
 
 
@@ -39,7 +40,6 @@ def open_store(url: str | os.PathLike[str], *, credentials: Any = None, **option
 
 
 LATENCY_ENV = "ISLANDSYNC_STORE_LATENCY"
-_LATENCY_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s)?\s*$", re.IGNORECASE)
 
 
 def _latency_from_env() -> float:
@@ -47,12 +47,10 @@ def _latency_from_env() -> float:
     text = os.environ.get(LATENCY_ENV, "")
     if not text.strip():
         return 0.0
-    m = _LATENCY_RE.match(text)
-    if m is None:
-        raise ConfigError(f"{LATENCY_ENV}={text!r}: not a latency; expected e.g. 50ms, 0.05 "
-                          f"or 0.05s (a benchmarking aid: unset it for real runs)")
-    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, None: 1.0}[(m[2] or "").lower() or None]
-    return float(m[1]) * scale
+    try:
+        return parse_duration(text, what=LATENCY_ENV, allow_zero=True)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (a benchmarking aid: unset it for real runs)") from None
 
 
 def _open(url: str | os.PathLike[str], *, credentials: Any = None, **options: Any) -> BlobStore:
@@ -89,4 +87,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["Blob", "BlobInfo", "BlobStore", "GCSStore", "LocalStore", "open_store"]
+__all__ = ["Blob", "BlobInfo", "BlobStore", "FaultyStore", "GCSStore", "LocalStore", "open_store"]

@@ -22,11 +22,12 @@ import pytest
 from islandsync.bucket.records import read_assignment, read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
-from islandsync.store import open_store
+from islandsync.store import FaultyStore, open_store
+from islandsync.store.faulty import Latency
 from islandsync.worker.link import BucketLink
 
 from ..cluster import cluster_spec, wait_for
-from ..faults import FaultyStore, ReliableCutProxy
+from ..faults import ReliableCutProxy
 from .harness import Cluster
 from .invariants import (
     ChaosRecorder,
@@ -155,10 +156,10 @@ def test_a_leader_blind_through_an_outage_declares_no_worker_dead(tmp_path: Path
         cycle("w0", "w1")
     placed = read_assignment(inner)[0]
     assert set(placed.islands.values()) == {"w0", "w1"}, placed
-    store.down = True  # 20 s in which nobody reaches the bucket (workers cannot beat either)
+    store.start_outage()  # 20 s in which nobody reaches the bucket (workers cannot beat either)
     for _ in range(40):
         cycle()
-    store.down = False
+    store.end_outage()
     after = []
     for beating in [("w0",), ()] + [("w0", "w1")] * 4:
         cycle(*beating)  # w0's heartbeat is back first, w1's a cycle later: within its timeout
@@ -172,8 +173,9 @@ def test_a_slow_bucket_read_does_not_silence_heartbeats(tmp_path: Path) -> None:
     spec = cluster_spec(islands=2)
     inner = open_store(str(tmp_path / "run"))
     init_run(inner, spec)
-    # One read that takes 2.5 s: a GCS read retrying through a short blip.
-    store = FaultyStore(inner, slow_reads={"finished.json": 2.5})
+    # Reads that take 2.5 s: a GCS read retrying through a short blip.
+    store = FaultyStore(inner, rules=[Latency(ops=("get",), keys="finished.json", seconds=2.5,
+                                              rate=1.0)])
     beats: list[float] = []
     link = BucketLink(store, spec, worker_id="w", solo=False, max_islands=2,
                       stats=dict, hosted=set,

@@ -1,0 +1,456 @@
+"""FaultyStore: a BlobStore wrapper that injects the faults a real bucket and its other users
+inflict, for anyone testing a deployment (the soak in ``tests/chaos`` and ``benchmarks/soak.py``
+use it).
+
+Faults are rules, small named dataclasses passed as ``rules=[...]``; each one applies to the
+calls whose operation is in ``ops`` and whose key (a listing's prefix) matches ``keys`` (an
+``fnmatch`` pattern, or ``"re:<regex>"`` searched in the key), and fires on the matching calls
+``calls`` names (1-based, counted per rule) or else with probability ``rate``:
+
+* :class:`ErrorBefore` — StoreError before the call: nothing happened;
+* :class:`LostReply` — the call happens, then StoreError: the caller cannot tell it landed;
+* :class:`Latency` — the call is ``seconds`` slower;
+* :class:`Outage` — windows in which every call fails (by call count or by seconds since the
+  store was made, once or every ``every``); :meth:`FaultyStore.start_outage` /
+  :meth:`FaultyStore.end_outage` switch one on and off by hand;
+* :class:`Byzantine` — after a matching call succeeds, another party replaces the blob in the
+  *inner* store (an unconditional write, as a careless or hostile writer would) with garbage of
+  one of the :data:`JSON_GARBAGE` or :data:`ISZ_GARBAGE` kinds, chosen per key type.
+
+Every decision is drawn from a per-rule ``random.Random`` seeded from ``seed``, one draw per
+matching call, so a given seed and sequence of calls injects the same faults. ``counts()``
+tells how many of each kind were injected; ``corrupted()`` which keys the byzantine writer
+wrote. Thread-safe: the lock guards only draws and counters, never a store call or a sleep.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from ..errors import CheckpointError, ConfigError, NotFound, StoreError
+from .base import Blob, BlobInfo, BlobStore
+
+T = TypeVar("T")
+
+OPERATIONS = ("get", "put", "stat", "list", "delete")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call through the store: its operation, key (a listing's prefix), 1-based number
+    among all calls of this store, and seconds since the store was made."""
+
+    op: str
+    key: str
+    number: int
+    elapsed: float
+
+
+@dataclass
+class _RuleState:
+    rng: random.Random
+    matched: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which calls a fault applies to, and how often (see module doc)."""
+
+    ops: tuple[str, ...] = OPERATIONS
+    keys: str = "*"
+    rate: float = 0.0
+    calls: tuple[int, ...] = ()
+
+    kind: ClassVar[str] = "rule"
+    after: ClassVar[bool] = False  # injected after the call succeeded, not before it
+
+    def __post_init__(self) -> None:
+        unknown = set(self.ops) - set(OPERATIONS)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown operations {sorted(unknown)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ConfigError(f"{type(self).__name__}: rate must be in [0, 1], got {self.rate!r}")
+        if self.keys.startswith("re:"):
+            re.compile(self.keys[3:])  # a bad pattern fails here, not deep in a soak
+
+    def applies(self, call: Call) -> bool:
+        if call.op not in self.ops:
+            return False
+        if self.keys.startswith("re:"):
+            return re.search(self.keys[3:], call.key) is not None
+        return fnmatch.fnmatchcase(call.key, self.keys)
+
+    def decide(self, state: _RuleState, call: Call) -> bool:
+        """Whether to fire on this matching call; exactly one draw each time."""
+        state.matched += 1
+        draw = state.rng.random()
+        return state.matched in self.calls or draw < self.rate
+
+    def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ErrorBefore(Rule):
+    kind: ClassVar[str] = "error_before"
+
+    def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
+        raise StoreError(f"{store.url}: {call.op} {call.key!r} failed (injected, not done)")
+
+
+@dataclass(frozen=True)
+class LostReply(Rule):
+    kind: ClassVar[str] = "lost_reply"
+    after: ClassVar[bool] = True
+
+    def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
+        raise StoreError(f"{store.url}: {call.op} {call.key!r}: reply lost (injected; the call "
+                         f"may have happened)")
+
+
+@dataclass(frozen=True)
+class Latency(Rule):
+    seconds: float = 0.5
+    kind: ClassVar[str] = "latency"
+
+    def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
+        time.sleep(self.seconds)
+
+
+@dataclass(frozen=True)
+class Outage(Rule):
+    """Every call fails from ``start`` for ``length`` (``unit``: "calls" of this store or
+    "seconds" since it was made), again every ``every`` units when given."""
+
+    start: float = 0.0
+    length: float = float("inf")
+    every: float | None = None
+    unit: str = "seconds"
+    kind: ClassVar[str] = "outage"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unit not in ("calls", "seconds"):
+            raise ConfigError(f"Outage: unit must be 'calls' or 'seconds', got {self.unit!r}")
+        if self.every is not None and self.every <= 0:
+            raise ConfigError(f"Outage: every must be > 0, got {self.every!r}")
+
+    def decide(self, state: _RuleState, call: Call) -> bool:
+        t = (call.number if self.unit == "calls" else call.elapsed) - self.start
+        if t < 0:
+            return False
+        return (t % self.every if self.every else t) < self.length
+
+    def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
+        _unreachable(store, call)
+
+
+def _unreachable(store: FaultyStore, call: Call) -> None:
+    raise StoreError(f"{store.url}: {call.op} {call.key!r} failed: the bucket is unreachable "
+                     f"(injected outage)")
+
+
+# -- the byzantine writer's garbage ----------------------------------------------------------
+
+#: (honest bytes, key, rng, codec module or None) -> garbage, or None when the kind does not
+#: fit this blob.
+Garbage = Callable[[bytes, str, random.Random, Any], "bytes | None"]
+_NUMBERS = ("Infinity", "-Infinity", "NaN", "1e999", str(2**64))
+_KEY_FIELDS = ("checkpoint", "key", "previous", "holder", "leader", "owner", "worker")
+
+
+def _record(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
+def _truncated(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    return data[:rng.randrange(len(data))] if data else None
+
+
+def _random(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    return rng.randbytes(max(16, len(data)))
+
+
+def _bad_utf8(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    rec = _record(data)
+    if rec is None:
+        return None
+    text = json.dumps(rec).encode()
+    cut = text.index(b'"') + 1  # inside the first field name
+    return text[:cut] + b"\xff\xfe\xc3" + text[cut:]
+
+
+def _nested(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    return b"[" * 200_000
+
+
+def _set_field(data: bytes, rng: random.Random, fields: list[str] | None,
+               value_text: Callable[[Any], str]) -> bytes | None:
+    """The record with one field (among ``fields``, or any) replaced by raw JSON text."""
+    rec = _record(data)
+    if rec is None:
+        return None
+    names = [k for k in rec if fields is None or k in fields]
+    if not names:
+        return None
+    name = rng.choice(sorted(names))
+    marker = "\u0000garbage\u0000"
+    text = json.dumps({**rec, name: marker})
+    return text.replace(json.dumps(marker), value_text(rec[name]), 1).encode()
+
+
+def _non_finite(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    rec = _record(data) or {}
+    numeric = [k for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return _set_field(data, rng, numeric, lambda _: rng.choice(_NUMBERS))
+
+
+def _bad_key(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    return _set_field(data, rng, list(_KEY_FIELDS),
+                      lambda v: '["../x"]' if isinstance(v, list) else '"../x"')
+
+
+def _wrong_type(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    def other(v: Any) -> str:
+        if isinstance(v, bool) or v is None:
+            return '"true"'
+        if isinstance(v, (int, float)):
+            return json.dumps(str(v))
+        if isinstance(v, str):
+            return "[1, 2]"
+        return "7"  # a list or an object
+    return _set_field(data, rng, None, other)
+
+
+def _other_island(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+    rec = _record(data)
+    if rec is None or not isinstance(rec.get("island"), int):
+        return None
+    old, new = rec["island"], rec["island"] + 1 + rng.randrange(3)
+    # A valid-looking record of another island: its checkpoint keys name that island too.
+    text = json.dumps({**rec, "island": new}).replace(f"islands/{old}/", f"islands/{new}/")
+    return text.encode()
+
+
+def _reencoded(edit: Callable[[dict[str, Any], dict[str, Any], random.Random], bool]
+               ) -> Garbage:
+    """A garbage kind for ``.isz``: decode the honest blob, edit it, encode it again (a blob
+    with a valid format and crc, wrong content). The store layer never imports the bucket
+    layer, so the codec (``islandsync.bucket.codec``) comes from the :class:`Byzantine` rule."""
+    def make(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
+        if codec is None:
+            return None
+        try:
+            meta, frames = codec.decode(data, name=key)
+        except CheckpointError:
+            return None
+        if not edit(meta, frames, rng):
+            return None
+        return codec.encode(meta, frames)
+    return make
+
+
+def _frames_wrong_length(meta: dict, frames: dict, rng: random.Random) -> bool:
+    name = next((n for n in ("scores", "elite.scores") if n in frames), None)
+    if name is None or frames[name].ndim != 1:
+        return False
+    a = frames[name]
+    frames[name] = a[:-1] if a.size > 1 and rng.random() < 0.5 else a.take([*range(a.size), 0])
+    return True
+
+
+def _meta_field(names: tuple[str, ...], value: Callable[[random.Random], Any]
+                ) -> Callable[[dict, dict, random.Random], bool]:
+    def edit(meta: dict, frames: dict, rng: random.Random) -> bool:
+        present = [n for n in names if n in meta]
+        if not present:
+            return False
+        meta[rng.choice(present)] = value(rng)
+        return True
+    return edit
+
+
+def _meta_island(meta: dict, frames: dict, rng: random.Random) -> bool:
+    if not isinstance(meta.get("island"), int):
+        return False
+    meta["island"] += 1 + rng.randrange(3)
+    return True
+
+
+_COUNTS = ("island", "generation", "evals", "epoch", "term")
+
+#: Garbage for JSON records, by kind.
+JSON_GARBAGE: dict[str, Garbage] = {
+    "truncated": _truncated, "random": _random, "bad_utf8": _bad_utf8, "nested": _nested,
+    "non_finite": _non_finite, "bad_key": _bad_key, "wrong_type": _wrong_type,
+    "other_island": _other_island,
+}
+#: Garbage for ``.isz`` checkpoints and elite epochs, by kind (the re-encoded kinds carry a
+#: valid format and checksum: only their content is wrong).
+ISZ_GARBAGE: dict[str, Garbage] = {
+    "truncated": _truncated, "random": _random,
+    "wrong_shape": _reencoded(_frames_wrong_length),
+    "non_finite": _reencoded(_meta_field(_COUNTS, lambda rng: 2**64)),
+    "wrong_type": _reencoded(_meta_field(_COUNTS, lambda rng: "12")),
+    "other_island": _reencoded(_meta_island),
+}
+
+
+@dataclass(frozen=True)
+class Byzantine(Rule):
+    """After a matching call succeeds, replace that blob in the inner store with garbage of one
+    of ``kinds`` (all that fit the key's type by default). The ``.isz`` kinds that re-encode a
+    blob (wrong_shape, non_finite, wrong_type, other_island) need ``codec``: pass
+    ``islandsync.bucket.codec`` (the store layer does not import it); without it only
+    truncated and random bytes reach a checkpoint."""
+
+    ops: tuple[str, ...] = ("put",)
+    kinds: tuple[str, ...] = field(default_factory=lambda: tuple(
+        sorted(set(JSON_GARBAGE) | set(ISZ_GARBAGE))))
+    codec: Any = None
+    kind: ClassVar[str] = "byzantine"
+    after: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if set(self.ops) - {"get", "put"}:
+            raise ConfigError("Byzantine: only get and put name a blob to replace")
+        unknown = set(self.kinds) - set(JSON_GARBAGE) - set(ISZ_GARBAGE)
+        if unknown:
+            raise ConfigError(f"Byzantine: unknown garbage kinds {sorted(unknown)}")
+
+    def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
+        rng = random.Random(seed)
+        table = ISZ_GARBAGE if call.key.endswith(".isz") else JSON_GARBAGE \
+            if call.key.endswith(".json") else {k: ISZ_GARBAGE[k] for k in ("truncated", "random")}
+        try:
+            data = store.inner.get(call.key).data
+        except NotFound:
+            return
+        kinds = [k for k in self.kinds if k in table]
+        rng.shuffle(kinds)
+        for name in kinds:  # the first kind that fits this blob
+            garbage = table[name](data, call.key, rng, self.codec)
+            if garbage is not None:
+                store.inner.put(call.key, garbage)
+                store._note(f"byzantine.{name}", call.key)
+                return
+
+
+class FaultyStore(BlobStore):
+    """Forwards to ``inner``, injecting the faults of ``rules`` (see module doc)."""
+
+    def __init__(self, inner: BlobStore, *, seed: int = 0, rules: list[Rule] | tuple = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner, self.seed, self.rules = inner, seed, tuple(rules)
+        self.clock = clock
+        self._started = clock()
+        self._lock = threading.Lock()
+        self._states = [_RuleState(random.Random(f"{seed}/{i}/{r.kind}"))
+                        for i, r in enumerate(self.rules)]
+        self._calls = 0
+        self._down = False
+        self._counts: dict[str, int] = {}
+        self._corrupted: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        return self.inner.url
+
+    # -- control and reports -------------------------------------------------------------
+
+    def start_outage(self) -> None:
+        """Every call fails from now until :meth:`end_outage`."""
+        self._down = True
+
+    def end_outage(self) -> None:
+        self._down = False
+
+    def counts(self) -> dict[str, int]:
+        """Faults injected so far by kind (``byzantine.<garbage kind>`` for garbage)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def corrupted(self) -> dict[str, str]:
+        """Keys the byzantine writer replaced: the garbage kind each one got last."""
+        with self._lock:
+            return dict(self._corrupted)
+
+    def _note(self, kind: str, key: str | None = None) -> None:
+        with self._lock:
+            self._counts[kind] = self._counts.get(kind, 0) + 1
+            if key is not None:
+                self._corrupted[key] = kind.split(".", 1)[1]
+
+    # -- the calls -----------------------------------------------------------------------
+
+    def _plan(self, op: str, key: str) -> tuple[Call, list[tuple[Rule, int]]]:
+        """This call's number and the rules that fire on it (with a seed for each), drawn
+        under the lock so that one sequence of calls gives one plan."""
+        with self._lock:
+            self._calls += 1
+            call = Call(op, key, self._calls, self.clock() - self._started)
+            fired = []
+            for rule, state in zip(self.rules, self._states):
+                if rule.applies(call) and rule.decide(state, call):
+                    fired.append((rule, state.rng.getrandbits(32)))
+        return call, fired
+
+    def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        call, fired = self._plan(op, key)
+        if self._down:
+            self._note("outage")
+            _unreachable(self, call)
+        for rule, seed in fired:
+            if not rule.after:
+                self._note(rule.kind)
+                rule.inject(self, call, seed)  # may raise: the call never happens
+        result = fn()
+        # A lost reply raises: the byzantine writer, which does not, goes first.
+        for rule, seed in sorted(fired, key=lambda f: isinstance(f[0], LostReply)):
+            if rule.after:
+                if rule.kind != "byzantine":
+                    self._note(rule.kind)
+                rule.inject(self, call, seed)
+        return result
+
+    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
+        return self._call("get", key, lambda: self.inner.get(key, start=start, end=end))
+
+    def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
+        return self._call("put", key,
+                          lambda: self.inner.put(key, data, if_generation=if_generation))
+
+    def stat(self, key: str) -> BlobInfo | None:
+        return self._call("stat", key, lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> list[BlobInfo]:
+        return self._call("list", prefix, lambda: self.inner.list(prefix))
+
+    def delete(self, key: str, *, if_generation: int | None = None) -> None:
+        return self._call("delete", key,
+                          lambda: self.inner.delete(key, if_generation=if_generation))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"FaultyStore({self.inner!r}, seed={self.seed})"
+
+
+__all__ = [
+    "ISZ_GARBAGE", "JSON_GARBAGE", "OPERATIONS", "Byzantine", "Call", "ErrorBefore",
+    "FaultyStore", "Latency", "LostReply", "Outage", "Rule",
+]
