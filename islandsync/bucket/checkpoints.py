@@ -5,13 +5,15 @@ latest checkpoint and its owner; it is advanced only by compare-and-swap on the 
 its writer saw last, which is what fences island ownership. Checkpoint blobs are immutable
 and named
 ``islands/<i>/<generation, 12 digits>-<writer tag>.isz``: the writer tag (an improvement on
-DESIGN.md's ``<generation>.isz``) keeps a partitioned former owner, whose HEAD CAS is about to
-fail, from overwriting the blob the new owner's HEAD points to at the same generation.
+the shared DESIGN.md's ``<generation>.isz``; see docs/design.md) keeps a partitioned former
+owner, whose HEAD CAS is about to fail, from overwriting the blob the new owner's HEAD points
+to at the same generation.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 
 #: Frames read by migrant readers and the merge come first, so one ranged read gets them.
 ELITE_FRAMES = ("elite.genomes", "elite.scores", "elite.ids", "elite.origin")
+#: Header counts (island, generation, evals, nan_count) stay below this, as records' do.
+MAX_COUNT = 1 << 62
+#: Per-individual algorithm state frames (``extra.<name>``) a checkpoint may carry.
+MAX_EXTRA_FRAMES = 16
+_WIDEST = 8  # bytes per item of the codec's widest dtype
 
 
 @dataclass
@@ -65,14 +72,95 @@ def encode_island(snap: IslandSnapshot, *, elite: int, meta: dict[str, Any]) -> 
     return codec.encode(header, frames)
 
 
+def _count(meta: dict[str, Any], name: str, key: str, default: int | None = None) -> int:
+    # type(), not isinstance: True is no generation. A float is refused too: a crafted
+    # "generation": Infinity made int() raise OverflowError, which no reader expects.
+    value = meta.get(name, default)
+    if type(value) is not int or not 0 <= value < MAX_COUNT:
+        raise CheckpointError(f"checkpoint {key}: header field {name!r} must be an int in "
+                              f"[0, 2**62), got {_short(value)}")
+    return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)  # a hostile header may hold 64 KiB where a number belongs
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def max_checkpoint_bytes(spec: RunSpec) -> int:
+    """The most raw (decompressed) bytes a checkpoint of this run can hold: every frame it
+    may have at the codec's widest dtype. A blob claiming more is refused unread."""
+    pop, width = spec.algorithm.pop, spec.problem.genome.width
+    elite = min(spec.elite_size, pop)
+    return _WIDEST * ((pop + elite) * (width + 3) + MAX_EXTRA_FRAMES * pop)
+
+
+def _kinds(*kinds: str) -> Callable[[np.dtype], bool]:
+    return lambda dtype: dtype.kind in kinds
+
+
+def _int64(dtype: np.dtype) -> bool:
+    return dtype == np.int64
+
+
+def _any(dtype: np.dtype) -> bool:
+    return True
+
+
+def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> None:
+    """Refuse, before anything is decompressed, a frame list that does not fit the run:
+    ``genomes`` ``(pop, width)`` of the genome's dtype family (float for real genomes, int for
+    tokens), ``scores`` ``(pop,)`` float, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
+    at most :data:`MAX_EXTRA_FRAMES` ``extra.*`` of ``(pop,)``, the ``elite.*`` four alike
+    with one row count of at most ``min(elite_size, pop)``, no other frame, and in all at
+    most :func:`max_checkpoint_bytes`. Any misfit raises CheckpointError naming ``key``."""
+    def fail(why: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {key}: {why}")
+
+    pop, width = spec.algorithm.pop, spec.problem.genome.width
+    genes = _kinds("f") if spec.problem.genome.kind == "real" else _kinds("i", "u")
+    by_name = {f.name: f for f in frames}
+    scores = by_name.get("elite.scores")
+    rows = scores.shape[0] if scores is not None and len(scores.shape) == 1 else None
+    most = min(spec.elite_size, pop)
+    if rows is None or rows > most:
+        raise fail(f"elite of {'no' if rows is None else rows} rows; the run keeps 0 to {most}")
+    expected: dict[str, tuple[tuple[int, ...], Callable[[np.dtype], bool]]] = {}
+    for prefix, n in (("", pop), ("elite.", rows)):
+        expected.update({f"{prefix}genomes": ((n, width), genes),
+                         f"{prefix}scores": ((n,), _kinds("f")),
+                         f"{prefix}ids": ((n,), _int64),
+                         f"{prefix}origin": ((n,), _kinds("i", "u"))})
+    if missing := sorted(set(expected) - set(by_name)):
+        raise fail(f"missing frames {missing}")
+    extras = [f.name for f in frames if f.name.startswith("extra.")]
+    if len(extras) > MAX_EXTRA_FRAMES:
+        raise fail(f"{len(extras)} extra.* frames, at most {MAX_EXTRA_FRAMES}")
+    for f in frames:
+        if f.name in expected:
+            shape, fits = expected[f.name]
+        elif f.name.startswith("extra."):
+            shape, fits = (pop,), _any
+        else:
+            raise fail(f"unexpected frame {_short(f.name)}")
+        if f.shape != shape or not fits(np.dtype(f.dtype)):
+            raise fail(f"frame {_short(f.name)} is {list(f.shape)} {f.dtype}, which does not "
+                       f"fit the run ({list(shape)}, a {spec.problem.genome.kind} genome)")
+    total = sum(f.raw_length for f in frames)
+    if total > (cap := max_checkpoint_bytes(spec)):
+        raise fail(f"{total} bytes decompressed, over the run's {cap}")
+
+
 def decode_island(data: bytes, *, key: str, spec: RunSpec | None = None) -> IslandSnapshot:
-    """A checkpoint's snapshot; with ``spec``, its frames must fit the run's shapes."""
-    meta, frames = codec.decode(data, name=key)
-    try:
-        island, generation = int(meta["island"]), int(meta["generation"])
-        evals, nan_count = int(meta["evals"]), int(meta.get("nan_count", 0))
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {key}: header lacks island fields ({err})") from None
+    """A checkpoint's snapshot. Its header's counts are checked always; with ``spec``, the
+    frame list is checked against the run's shapes (:func:`check_frames`) before any frame
+    is decompressed. Any failure raises CheckpointError naming ``key``."""
+    meta, infos = codec.read_header(data, name=key, blob_size=len(data))
+    island, generation = _count(meta, "island", key), _count(meta, "generation", key)
+    evals, nan_count = _count(meta, "evals", key), _count(meta, "nan_count", key, 0)
+    if spec is not None:
+        check_frames(infos, key=key, spec=spec)
+    _, frames = codec.decode(data, name=key)
     arrays = {k: v for k, v in frames.items() if not k.startswith("elite.")}
     missing = {"genomes", "scores", "ids", "origin"} - set(arrays)
     if missing:
@@ -80,33 +168,43 @@ def decode_island(data: bytes, *, key: str, spec: RunSpec | None = None) -> Isla
     return IslandSnapshot(island, generation, evals, nan_count, arrays, meta)
 
 
+def _try(store: BlobStore, island: int, key: str, spec: RunSpec | None) -> IslandSnapshot | None:
+    try:
+        snap = decode_island(store.get(key).data, key=key, spec=spec)
+    except (CheckpointError, NotFound) as err:
+        log.warning("island %d: skipping checkpoint %s: %s", island, key, err)
+        return None
+    if snap.island != island:
+        log.warning("island %d: checkpoint %s belongs to island %d", island, key, snap.island)
+        return None
+    snap.meta["key"] = key
+    return snap
+
+
 def load_island(store: BlobStore, island: int, head: Head, *,
                 spec: RunSpec | None = None) -> IslandSnapshot | None:
-    """The newest readable checkpoint of an island, starting from the one HEAD names and
-    falling back to older ones when a blob is corrupt or missing. None when there is none."""
+    """The newest readable checkpoint of an island: the one HEAD names, then the rest of
+    HEAD's lineage, then (only when all of those are unreadable or gone) any other checkpoint
+    of the island at or below HEAD's generation, newest first: resuming a stray blob of a
+    writer that lost the island beats restarting from the seed. A blob above HEAD's
+    generation is never resumed: its writer lost the island, and resuming it would fork the
+    lineage. None when nothing is readable. StoreError passes through (retry later)."""
     tried: set[str] = set()
-    candidates = head.lineage()
-    older: list[str] = []
-    if not head.previous:
-        # A HEAD written before lineages were recorded: any blob at or below its generation
-        # (a newer blob HEAD never named is an orphan of a writer that lost the island).
-        older = sorted(
-            (i.key for i in store.list(island_prefix(island))
-             if (p := parse_checkpoint_key(i.key)) and p[1] <= head.generation),
-            reverse=True,
-        )
-    for key in candidates + older:
-        if key in tried:
-            continue
-        tried.add(key)
-        try:
-            snap = decode_island(store.get(key).data, key=key, spec=spec)
-        except (CheckpointError, NotFound) as err:
-            log.warning("island %d: skipping checkpoint %s: %s", island, key, err)
-            continue
-        if snap.island != island:
-            log.warning("island %d: checkpoint %s belongs to island %d", island, key, snap.island)
-            continue
-        snap.meta["key"] = key
-        return snap
+    for key in head.lineage():
+        if key not in tried:
+            tried.add(key)
+            if (snap := _try(store, island, key, spec)) is not None:
+                return snap
+    rest = sorted(
+        ((p[1], i.key) for i in store.list(island_prefix(island))
+         if (p := parse_checkpoint_key(i.key)) and p[0] == island and p[1] <= head.generation
+         and i.key not in tried),
+        reverse=True,
+    )
+    for _, key in rest:
+        if (snap := _try(store, island, key, spec)) is not None:
+            if head.lineage():
+                log.warning("island %d: every checkpoint HEAD names is unreadable; resuming "
+                            "from %s, which it does not name", island, key)
+            return snap
     return None

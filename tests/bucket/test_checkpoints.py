@@ -1,0 +1,274 @@
+"""Island checkpoints read against the run: the header's counts and the frame list are checked
+before anything is decompressed, and a reader falls back along HEAD's lineage, then to any
+readable checkpoint at or below HEAD, never above it."""
+
+from __future__ import annotations
+
+import json
+import struct
+import tracemalloc
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+import pytest
+import zstandard
+
+from islandsync.bucket import codec
+from islandsync.bucket.checkpoints import (
+    IslandSnapshot,
+    decode_island,
+    encode_island,
+    load_island,
+    max_checkpoint_bytes,
+)
+from islandsync.bucket.ids import genome_ids_numpy
+from islandsync.bucket.layout import checkpoint_key
+from islandsync.bucket.records import Head
+from islandsync.config import RunSpec, spec_from_flags
+from islandsync.errors import CheckpointError
+from islandsync.store import LocalStore
+
+POP, DIM, ELITE = 16, 10, 8
+REAL = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE)
+DE = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE,
+                     algorithm="de")
+TOKENS = spec_from_flags(problem="symbolic_regression", pop=POP, islands=4, elite_size=ELITE)
+KEY = "islands/0/000000000005-w.isz"
+
+
+def arrays(spec: RunSpec, *, island: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    pop, width = spec.algorithm.pop, spec.problem.genome.width
+    if spec.problem.genome.kind == "real":
+        genomes = rng.uniform(-5, 5, (pop, width)).astype(np.float32)
+    else:
+        genomes = rng.integers(0, spec.problem.genome.vocab, (pop, width), dtype=np.int64)
+    out = {"genomes": genomes, "scores": rng.random(pop).astype(np.float32),
+           "ids": genome_ids_numpy(genomes), "origin": np.full(pop, island, np.int64)}
+    if spec.algorithm.name == "de":
+        out |= {"extra.F": np.full(pop, 0.5, np.float32), "extra.CR": np.full(pop, 0.9, np.float32)}
+    return out
+
+
+def snapshot(spec: RunSpec = REAL, *, island: int = 0, generation: int = 5, seed: int = 0,
+             **changes: np.ndarray) -> IslandSnapshot:
+    a = arrays(spec, island=island, seed=seed) | changes
+    return IslandSnapshot(island, generation, generation * POP, 0, a)
+
+
+def blob(snap: IslandSnapshot, *, elite: int = ELITE, **meta: object) -> bytes:
+    return encode_island(snap, elite=elite, meta={"owner": "w", **meta})
+
+
+def assemble(meta: dict, frames: list[tuple[str, str, list[int], bytes]]) -> bytes:
+    """An ``.isz`` blob from ready payloads, laid out as codec.encode lays it out: frames whose
+    header claims anything their (valid, crc-checked) zstd payloads hold."""
+    entries = [{"name": n, "offset": 0, "length": len(p), "raw_length": int(np.prod(shape))
+                * int(dt[2:]), "dtype": dt, "shape": shape, "codec": "zstd", "filter": "none",
+                "crc32c": google_crc32c.value(p)} for n, dt, shape, p in frames]
+    header_len = 0
+    while True:
+        offset = 14 + header_len
+        for e in entries:
+            e["offset"], offset = offset, offset + e["length"]
+        body = json.dumps({"meta": meta, "frames": entries}, separators=(",", ":")).encode()
+        if len(body) <= header_len:
+            break
+        header_len = len(body)
+    body = body.ljust(header_len, b" ")
+    start = struct.pack("<4sHI", codec.MAGIC, codec.VERSION, header_len)
+    crc = google_crc32c.extend(google_crc32c.value(start), body)
+    return b"".join([start, struct.pack("<I", crc), body, *(p for *_, p in frames)])
+
+
+def frames_of(snap: IslandSnapshot, elite: int = ELITE) -> list[tuple[str, str, list[int], bytes]]:
+    """The frames encode_island writes for ``snap``, as (name, dtype, shape, payload)."""
+    _, decoded = codec.decode(blob(snap, elite=elite))
+    z = zstandard.ZstdCompressor(write_content_size=True)
+    return [(n, a.dtype.str, list(a.shape), z.compress(a.tobytes())) for n, a in decoded.items()]
+
+
+def zeros_payload(n: int) -> bytes:
+    """zstd of ``n`` zero bytes, compressed in pieces so the test never holds them."""
+    cobj = zstandard.ZstdCompressor(level=1, write_content_size=True).compressobj(size=n)
+    chunk, out = bytes(1 << 20), []
+    for _ in range(n >> 20):
+        out.append(cobj.compress(chunk))
+    out.append(cobj.flush())
+    return b"".join(out)
+
+
+# -- the frame list against the run -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [REAL, DE, TOKENS], ids=["real", "de", "tokens"])
+def test_valid_checkpoints_decode_against_their_run(spec: RunSpec) -> None:
+    snap = snapshot(spec)
+    got = decode_island(blob(snap), key=KEY, spec=spec)
+    assert (got.island, got.generation, got.evals) == (0, 5, 5 * POP)
+    for name, array in snap.arrays.items():
+        np.testing.assert_array_equal(got.arrays[name], array)
+
+
+def test_a_decompression_bomb_is_refused_before_it_inflates() -> None:
+    """A genomes frame of ~33 KiB that inflates to 256 MiB (a real zstd stream, crc-valid):
+    the run's shapes allow 16 x 10 genes, so it is refused from the header alone."""
+    big = 256 << 20
+    payload = zeros_payload(big)
+    assert len(payload) < 64 << 10
+    frames = [f for f in frames_of(snapshot()) if f[0] != "genomes"]
+    frames.insert(4, ("genomes", "<f4", [POP, big // 4 // POP], payload))
+    data = assemble({"island": 0, "generation": 5, "evals": 80, "nan_count": 0}, frames)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=rf"^checkpoint {KEY}: .*genomes"):
+            decode_island(data, key=KEY, spec=REAL)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+
+
+def _with(snap_frames: list, name: str, dtype: str | None = None, shape: list[int] | None = None
+          ) -> list:
+    out = []
+    for n, dt, sh, p in snap_frames:
+        if n == name:
+            dt, sh = dtype or dt, shape if shape is not None else sh
+            itemsize, count = int(dt[2:]), int(np.prod(sh))
+            p = zstandard.ZstdCompressor(write_content_size=True).compress(bytes(itemsize * count))
+        out.append((n, dt, sh, p))
+    return out
+
+
+HEADER = {"island": 0, "generation": 5, "evals": 80, "nan_count": 0}
+MISFITS = {
+    "genomes of ints in a real run": ("genomes", "<i4", None),
+    "genomes too narrow": ("genomes", None, [POP, DIM - 1]),
+    "genomes too many rows": ("genomes", None, [POP + 1, DIM]),
+    "genomes flat": ("genomes", None, [POP * DIM]),
+    "scores short": ("scores", None, [POP - 1]),
+    "scores of ints": ("scores", "<i4", None),
+    "ids of int32": ("ids", "<i4", None),
+    "ids of uint64": ("ids", "<u8", None),
+    "origin of floats": ("origin", "<f8", None),
+    "origin 2-d": ("origin", None, [POP, 1]),
+    "elite genomes of another length": ("elite.genomes", None, [ELITE - 1, DIM]),
+    "elite genomes too wide": ("elite.genomes", None, [ELITE, DIM + 1]),
+    "elite ids short": ("elite.ids", None, [ELITE - 1]),
+    "elite scores of bools": ("elite.scores", "|b1", None),
+}
+
+
+@pytest.mark.parametrize("case", MISFITS)
+def test_frames_that_do_not_fit_the_run_are_refused(case: str) -> None:
+    name, dtype, shape = MISFITS[case]
+    data = assemble(HEADER, _with(frames_of(snapshot()), name, dtype, shape))
+    decode_island(data, key=KEY)  # well-formed: only the run's shapes tell it is wrong
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {KEY}: "):
+        decode_island(data, key=KEY, spec=REAL)
+
+
+def test_frame_list_misfits_beyond_one_frame() -> None:
+    snap = snapshot()
+    # more elite rows than the run keeps (a writer of another run, or a crafted blob)
+    too_many = blob(snap, elite=ELITE + 1)
+    decode_island(too_many, key=KEY)
+    with pytest.raises(CheckpointError, match="elite of 9 rows"):
+        decode_island(too_many, key=KEY, spec=REAL)
+    # token genomes must be ints, real genomes floats
+    with pytest.raises(CheckpointError, match="genomes"):
+        decode_island(blob(snap), key=KEY, spec=TOKENS)
+    with pytest.raises(CheckpointError, match="genomes"):
+        decode_island(blob(snapshot(TOKENS)), key=KEY, spec=REAL)
+    frames = frames_of(snap)
+    for what, bad in {
+        "missing frames": [f for f in frames if f[0] != "elite.origin"],
+        "unexpected frame": frames + [("rng", "<u8", [4],
+                                       zstandard.ZstdCompressor().compress(bytes(32)))],
+        "extra.* frames": frames + [(f"extra.x{i}", "<f4", [POP], zstandard.ZstdCompressor()
+                                     .compress(bytes(4 * POP))) for i in range(17)],
+    }.items():
+        data = assemble(HEADER, bad)
+        with pytest.raises(CheckpointError, match=what):
+            decode_island(data, key=KEY, spec=REAL)
+
+
+def test_the_total_cap_is_what_the_run_allows() -> None:
+    # every frame at 8 bytes an item: the genomes, four per-row frames, the elite, the extras
+    assert max_checkpoint_bytes(REAL) == 8 * ((POP + ELITE) * (DIM + 3) + 16 * POP)
+    assert len(blob(snapshot(DE))) < max_checkpoint_bytes(DE)
+
+
+# -- the header's counts ------------------------------------------------------------------------
+
+BAD_COUNTS = [float("inf"), float("nan"), -1, 2**62, 2**64, 1.5, 5.0, "5", True, None, [5]]
+
+
+@pytest.mark.parametrize("field", ["island", "generation", "evals", "nan_count"])
+@pytest.mark.parametrize("value", BAD_COUNTS, ids=repr)
+def test_header_counts_must_be_bounded_ints(field: str, value: object) -> None:
+    """``"generation": Infinity`` made int() raise OverflowError, which killed the worker's
+    bucket thread: every bad count is one CheckpointError, with or without the spec."""
+    data = assemble({**HEADER, field: value}, frames_of(snapshot()))
+    for spec in (None, REAL):
+        with pytest.raises(CheckpointError, match=rf"^checkpoint {KEY}: .*{field}"):
+            decode_island(data, key=KEY, spec=spec)
+
+
+def test_missing_nan_count_means_zero() -> None:
+    data = assemble({k: v for k, v in HEADER.items() if k != "nan_count"}, frames_of(snapshot()))
+    assert decode_island(data, key=KEY, spec=REAL).nan_count == 0
+
+
+# -- load_island: lineage first, then any checkpoint at or below HEAD ---------------------------
+
+
+def _put(store: LocalStore, island: int, generation: int, tag: str, data: bytes | None = None,
+         spec: RunSpec = REAL) -> str:
+    key = checkpoint_key(island, generation, tag)
+    store.put(key, data if data is not None else
+              blob(snapshot(spec, island=island, generation=generation, seed=generation)))
+    return key
+
+
+def test_a_scores_frame_of_the_wrong_length_is_skipped_for_the_previous(tmp_path: Path) -> None:
+    """A checkpoint whose scores frame is one short crashed every worker that claimed the
+    island: with the run's spec it is skipped, and the lineage's previous one resumed."""
+    store = LocalStore(tmp_path)
+    good = _put(store, 2, 10, "a")
+    bad_snap = snapshot(island=2, generation=12, scores=np.zeros(POP - 1, np.float32))
+    bad = _put(store, 2, 12, "b", blob(bad_snap))
+    head = Head(island=2, checkpoint=bad, generation=12, owner="b", previous=[good])
+    snap = load_island(store, 2, head, spec=REAL)
+    assert snap is not None and snap.meta["key"] == good and snap.arrays["scores"].shape == (POP,)
+
+
+def test_an_exhausted_lineage_falls_back_to_any_readable_checkpoint_below_head(
+        tmp_path: Path) -> None:
+    """Every checkpoint HEAD names is corrupt; an older one HEAD no longer names (its lineage
+    is only MAX_PREVIOUS long) is readable, and so is an orphan above HEAD. The island resumes
+    from the older one, not from the seed, and never from the orphan."""
+    store = LocalStore(tmp_path)
+    oldest = _put(store, 1, 4, "a")
+    older = _put(store, 1, 6, "x", b"garbage")  # below HEAD, unreadable: skipped
+    lineage = [_put(store, 1, g, "a", b"\x00" * 40) for g in (16, 14, 12, 10)]
+    orphan = _put(store, 1, 20, "z")  # a writer that lost the island: never resumed
+    _put(store, 0, 15, "a")  # another island's
+    head = Head(island=1, checkpoint=lineage[0], generation=16, owner="a",
+                previous=lineage[1:])
+    snap = load_island(store, 1, head, spec=REAL)
+    assert snap is not None and snap.meta["key"] == oldest, snap and snap.meta["key"]
+    assert snap.generation == 4 and older and orphan
+    store.delete(oldest)
+    assert load_island(store, 1, head, spec=REAL) is None
+
+
+def test_lineage_comes_before_newer_blobs_it_does_not_name(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    named = _put(store, 0, 10, "a")
+    _put(store, 0, 13, "a")  # an orphan below HEAD: a branch HEAD never took
+    head_blob = _put(store, 0, 20, "b", b"truncated")
+    head = Head(island=0, checkpoint=head_blob, generation=20, owner="b", previous=[named])
+    assert load_island(store, 0, head, spec=REAL).meta["key"] == named
