@@ -428,7 +428,8 @@ def decode(
 
 
 def read_frames(
-    store: BlobStore, key: str, frames: Iterable[str]
+    store: BlobStore, key: str, frames: Iterable[str], *,
+    check: Callable[[dict[str, Any], list[FrameInfo]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(meta, {name: array})`` for the named frames of the checkpoint at ``key``, in at most
     two ranged reads.
@@ -436,12 +437,17 @@ def read_frames(
     The first read takes :data:`PREFIX_SIZE` bytes: the header and every named frame that fits
     (a small frame 0, the elite, does). One more read fetches the span from the first to the
     last of the rest, so name adjacent frames (``elite.*``) to avoid fetching what lies between.
+    ``check(meta, frames)``, when given, sees the validated header before anything more is
+    fetched or decompressed, and raises CheckpointError to refuse the blob (a reader that knows
+    the shapes to expect stops a small blob from inflating to gigabytes).
     NotFound from the store propagates unchanged; corruption raises CheckpointError.
     """
     first = store.get(key, start=0, end=PREFIX_SIZE)
     data = _to_bytes(first.data)
     blob_size = len(data) if len(data) < PREFIX_SIZE else None  # a short read is the whole blob
     meta, infos = _parse_header(data, key, blob_size)
+    if check is not None:
+        check(meta, infos)
     by_name = {i.name: i for i in infos}
     wanted = list(dict.fromkeys(frames))
     if missing := [n for n in wanted if n not in by_name]:

@@ -21,28 +21,36 @@ def encode_elite(elite: tuple[np.ndarray, ...], *, epoch: int, term: int) -> byt
 
 
 def read_elite(store: BlobStore, key: str, *, width: int | None = None,
-               max_size: int | None = None) -> tuple[np.ndarray, ...]:
+               max_size: int | None = None, kind: str | None = None) -> tuple[np.ndarray, ...]:
     """(genomes, scores, ids, origin) of an elite epoch. A corrupt blob, missing frames,
-    frames of inconsistent lengths, or (when given) genomes not ``width`` wide or more than
-    ``max_size`` rows raise CheckpointError naming it; a missing one NotFound."""
-    _, frames = codec.decode(store.get(key).data, name=key)
-    try:
-        arrays = tuple(frames[n] for n in ELITE_FRAMES)
-    except KeyError as err:
-        raise CheckpointError(f"elite {key}: missing frame {err}") from None
-    n = arrays[1].shape[0] if arrays[1].ndim == 1 else -1
-    if n < 0 or any(a.shape[:1] != (n,) for a in arrays) or arrays[0].ndim != 2 \
-            or arrays[2].ndim != 1 or arrays[3].ndim != 1:
-        raise CheckpointError(f"elite {key}: frames of inconsistent shapes "
-                              f"{[a.shape for a in arrays]}")
-    if width is not None and arrays[0].shape[1] != width:
-        raise CheckpointError(f"elite {key}: genomes {arrays[0].shape[1]} wide, the run's are "
-                              f"{width}")
+    frames of inconsistent lengths or unexpected dtypes, or (when given) genomes not ``width``
+    wide, more than ``max_size`` rows, or not of the genome ``kind``'s dtype family ("real":
+    float, "tokens": int) raise CheckpointError naming it; a missing one NotFound. Shapes and
+    dtypes are checked from the header, before any frame is decompressed."""
+    def fail(why: str) -> CheckpointError:
+        return CheckpointError(f"elite {key}: {why}")
+
+    data = store.get(key).data
+    _, infos = codec.read_header(data, name=key, blob_size=len(data))
+    by_name = {i.name: i for i in infos}
+    if missing := [n for n in ELITE_FRAMES if n not in by_name]:
+        raise fail(f"missing frames {missing}")
+    shapes = [by_name[n].shape for n in ELITE_FRAMES]
+    dtypes = [np.dtype(by_name[n].dtype) for n in ELITE_FRAMES]
+    n = shapes[1][0] if len(shapes[1]) == 1 else -1
+    if n < 0 or len(shapes[0]) != 2 or any(s[:1] != (n,) for s in shapes) \
+            or len(shapes[2]) != 1 or len(shapes[3]) != 1:
+        raise fail(f"frames of inconsistent shapes {[list(s) for s in shapes]}")
+    if width is not None and shapes[0][1] != width:
+        raise fail(f"genomes {shapes[0][1]} wide, the run's are {width}")
     if max_size is not None and n > max_size:
-        raise CheckpointError(f"elite {key}: {n} genomes, more than the run's {max_size}")
-    if arrays[1].dtype.kind != "f" or arrays[2].dtype != np.int64 or arrays[3].dtype.kind not in "iu":
-        raise CheckpointError(f"elite {key}: frames of unexpected dtypes")
-    return arrays
+        raise fail(f"{n} genomes, more than the run's {max_size}")
+    genes = {"real": "f", "tokens": "iu", None: "fiub"}.get(kind, "")
+    if dtypes[0].kind not in genes or dtypes[1].kind != "f" or dtypes[2] != np.int64 \
+            or dtypes[3].kind not in "iu":
+        raise fail(f"frames of unexpected dtypes {[d.str for d in dtypes]}")
+    _, frames = codec.decode(data, name=key)
+    return tuple(frames[n] for n in ELITE_FRAMES)
 
 
 __all__ = ["ELITE_FRAMES", "encode_elite", "read_elite"]

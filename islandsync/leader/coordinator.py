@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -55,10 +55,15 @@ from islandsync.leader.placement import Policy, WorkerView, place
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEEP_ELITE_EPOCHS = 3
-KEEP_CHECKPOINTS = 3
+#: Checkpoints at or below an island's HEAD that HEAD's lineage does not name, kept as a last
+#: resort for a reader whose whole lineage is unreadable (newest first).
+KEEP_FALLBACKS = 2
 DEAD_HEARTBEAT_S = 3600.0
+#: Distinct unexpected errors logged with a traceback; past this, one line each.
+MAX_LOGGED_ERRORS = 64
 
 
 class Coordinator:
@@ -87,6 +92,7 @@ class Coordinator:
         self.top = self.spec.elite_size
         self._hurry = False
         self._acting_term = 0
+        self._logged: set[tuple[str, str, str]] = set()
         self._reset()
 
     def _reset(self) -> None:
@@ -125,11 +131,16 @@ class Coordinator:
                          self._acting_term)
 
     def step(self) -> None:
-        """One cycle. Bucket trouble is absorbed and retried next cycle: never raises for it."""
-        leader = self.lease.step()
+        """One cycle. Never raises: bucket trouble is retried next cycle, and an unexpected
+        error (a bug, or input nothing foresaw) skips only the phase it happened in, logged
+        with its traceback the first time, so the leader loop stays alive either way."""
+        try:
+            leader = self.lease.step()
+        except Exception as err:  # noqa: BLE001 - a dead leader thread is worse than any error
+            self._unexpected("lease", err)
+            return
         if self.metrics is not None:
-            self.metrics.set_leader(self.lease.term, leader)
-            self.metrics.lease_renewal_failures(self.lease.renewal_failures)
+            self._guard("metrics", self._observe_lease)
         if not leader:
             if self._acting_term:
                 log.info("coordinator %s: no longer leader (term %d)", self.candidate,
@@ -141,25 +152,57 @@ class Coordinator:
             self._acting_term = self.lease.term
             self._reset()
         try:
-            heartbeats, alive = self._read_heartbeats()
-            # Assignment before the merge: a new term's first write fences the old leader,
-            # and failover waits for nothing else.
-            self._assign(heartbeats, alive)
-            heads = self._read_heads()
-            self._merge(heads)
-            if self.clock() >= self._next_housekeeping:
-                self._next_housekeeping = self.clock() + self.housekeeping_s
-                self._housekeeping(heads, alive)
-            if self.metrics is not None:
-                counts = getattr(self.store, "counts", None)
-                if counts is not None:
-                    self.metrics.observe_store(counts())
-                self.metrics.observe_workers({w: hb.model_dump() for w, (_, hb) in heartbeats.items()},
-                                             alive)
-                self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
-                                                  "owner": h.owner} for i, h in heads.items()})
+            read = self._guard("heartbeats", self._read_heartbeats)
+            if read is not None:
+                # Assignment before the merge: a new term's first write fences the old
+                # leader, and failover waits for nothing else.
+                self._guard("assignment", self._assign, *read)
+            heads = self._guard("heads", self._read_heads)
+            if heads is not None:
+                self._guard("merge", self._merge, heads)
+                if read is not None and self.clock() >= self._next_housekeeping:
+                    self._next_housekeeping = self.clock() + self.housekeeping_s
+                    self._guard("housekeeping", self._housekeeping, heads, read[1])
+                if read is not None and self.metrics is not None:
+                    self._guard("metrics", self._observe, read[0], read[1], heads)
         except StoreError as err:
             log.warning("coordinator: bucket trouble (will retry): %s", err)
+
+    def _guard(self, phase: str, fn: Callable[..., T], *args: Any) -> T | None:
+        """``fn(*args)``, or None when it raised anything but StoreError (which the cycle
+        handles as a whole: the bucket is unreachable, so every phase would fail alike)."""
+        try:
+            return fn(*args)
+        except StoreError:
+            raise
+        except Exception as err:  # noqa: BLE001 - see step()
+            self._unexpected(phase, err)
+            return None
+
+    def _unexpected(self, phase: str, err: Exception) -> None:
+        sig = (phase, type(err).__name__, str(err)[:200])
+        if sig in self._logged:
+            log.warning("coordinator: %s failed again (%s); skipped this cycle", phase,
+                        type(err).__name__)
+            return
+        if len(self._logged) < MAX_LOGGED_ERRORS:
+            self._logged.add(sig)
+        log.exception("coordinator: unexpected error in %s (skipped this cycle; the leader "
+                      "carries on)", phase)
+
+    def _observe_lease(self) -> None:
+        self.metrics.set_leader(self.lease.term, self.lease.is_leader)
+        self.metrics.lease_renewal_failures(self.lease.renewal_failures)
+
+    def _observe(self, heartbeats: dict[str, tuple[int, Heartbeat]], alive: set[str],
+                 heads: dict[int, Head]) -> None:
+        counts = getattr(self.store, "counts", None)
+        if counts is not None:
+            self.metrics.observe_store(counts())
+        self.metrics.observe_workers({w: hb.model_dump() for w, (_, hb) in heartbeats.items()},
+                                     alive)
+        self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
+                                          "owner": h.owner} for i, h in heads.items()})
 
     # -- reading -------------------------------------------------------------------------
 
@@ -180,8 +223,10 @@ class Coordinator:
                 continue
             try:
                 found = read_record(self.store, info.key, Heartbeat)
-            except CheckpointError as err:
-                log.warning("coordinator: ignoring heartbeat %s: %s", info.key, err)
+            except StoreError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one bad record skips that worker only
+                log.warning("coordinator: ignoring heartbeat %s: %s", info.key, _brief(err))
                 continue
             if found is not None:
                 seen[worker] = (info.generation, found[0])
@@ -195,8 +240,10 @@ class Coordinator:
         for island in range(self.spec.islands):
             try:
                 current = read_head(self.store, island)
-            except CheckpointError as err:
-                log.warning("coordinator: %s", err)
+            except StoreError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one bad record skips that island only
+                log.warning("coordinator: island %d skipped: %s", island, _brief(err))
                 continue
             if current is not None:
                 heads[island] = current[0]
@@ -205,8 +252,9 @@ class Coordinator:
     # -- merging -------------------------------------------------------------------------
 
     def _load_global(self) -> None:
-        """The newest readable elite epoch, falling back to older ones when it is corrupt."""
-        self._elite_loaded = True
+        """The newest readable elite epoch, falling back to older ones when it is corrupt.
+        Marked loaded only once done: a StoreError on the way leaves it unloaded, and the
+        merge waits, because merging without the previous global elite loses its best."""
         try:
             self._elite_head = read_elite_head(self.store)
         except CheckpointError as err:
@@ -220,17 +268,23 @@ class Coordinator:
             keys = [self._elite_head[0].key] + [k for k in keys if k != self._elite_head[0].key]
         for key in keys:
             try:
-                elite = read_elite(self.store, key)
+                elite = read_elite(self.store, key, width=self._elites.width,
+                                   max_size=self.top, kind=self.spec.problem.genome.kind)
             except (CheckpointError, NotFound) as err:
                 log.warning("coordinator: elite %s unreadable: %s", key, err)
                 continue
-            if elite[0].shape[1:] == (self._elites.width,):
-                self._global = elite  # type: ignore[assignment]
-                return
+            self._global = elite  # type: ignore[assignment]
+            break
+        self._elite_loaded = True
 
     def _merge(self, heads: dict[int, Head]) -> None:
         if not self._elite_loaded:
-            self._load_global()
+            try:
+                self._load_global()
+            except StoreError as err:
+                log.warning("coordinator: cannot read the global elite (%s); no merge this "
+                            "cycle", err)
+                return
         read = self._elites.refresh(heads)
         if read == 0 and self._global is not None:
             return
@@ -365,25 +419,30 @@ class Coordinator:
     # -- housekeeping --------------------------------------------------------------------
 
     def _housekeeping(self, heads: dict[int, Head], alive: set[str]) -> None:
-        """Each island keeps its last few checkpoints; blobs above HEAD (a writer that lost
-        the island) go once seen twice, a housekeeping period apart, so an upload whose HEAD
-        CAS is in flight is never swept; heartbeats of workers dead an hour go."""
+        """Sweep old blobs, never one that a HEAD names. Each island keeps every checkpoint
+        on HEAD's lineage, and of the others at or below HEAD the :data:`KEEP_FALLBACKS`
+        newest (a reader's last resort); an orphan of a killed owner must not push the real
+        lineage out. Blobs above HEAD (a writer that lost the island) go once seen twice, a
+        housekeeping period apart, so an upload whose HEAD CAS is in flight is never swept.
+        Heartbeats of workers dead an hour go."""
+        named = {key for head in heads.values() for key in head.lineage()}
         orphans: set[str] = set()
         for island, head in heads.items():
-            keys = [(p[1], i.key) for i in self.store.list(island_prefix(island))
-                    if (p := parse_checkpoint_key(i.key))]
-            below = sorted((k for k in keys if k[0] <= head.generation), reverse=True)
-            for _, key in below[KEEP_CHECKPOINTS:]:
-                if key != head.checkpoint:
-                    self._delete(key)
-            orphans |= {key for g, key in keys if g > head.generation}
+            keys = sorted(((p[1], i.key) for i in self.store.list(island_prefix(island))
+                           if (p := parse_checkpoint_key(i.key)) and p[0] == island),
+                          reverse=True)
+            fallbacks = [k for g, k in keys if g <= head.generation and k not in named]
+            for key in fallbacks[KEEP_FALLBACKS:]:
+                self._delete(key)
+            orphans |= {k for g, k in keys if g > head.generation and k not in named}
         for key in orphans & self._orphans:
             self._delete(key)
         self._orphans = orphans - self._orphans
         now = time.time()
         for info in self.store.list(WORKERS_PREFIX):
             worker = parse_heartbeat_key(info.key)
-            if worker is not None and worker not in alive and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
+            if worker is not None and worker not in alive \
+                    and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
                 self._delete(info.key)
 
     def _delete(self, key: str) -> None:
@@ -393,6 +452,10 @@ class Coordinator:
             self.store.delete(key)
         except (NotFound, StoreError):
             pass
+
+
+def _brief(err: Exception) -> str:
+    return str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
 
 
 def _same(a: Elite, b: Elite) -> bool:

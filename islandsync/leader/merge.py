@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from islandsync.bucket import codec
-from islandsync.bucket.checkpoints import ELITE_FRAMES
+from islandsync.bucket.checkpoints import ELITE_FRAMES, check_frames
 from islandsync.bucket.records import Head
 from islandsync.config import RunSpec
-from islandsync.errors import CheckpointError, NotFound
+from islandsync.errors import CheckpointError, NotFound, StoreError
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,19 @@ class IslandElites:
             if key is None or self._keys.get(island) == key:
                 continue
             try:
-                _, frames = codec.read_frames(self.store, key, ELITE_FRAMES)
+                # The whole frame list must fit the run before a byte is decompressed.
+                _, frames = codec.read_frames(
+                    self.store, key, ELITE_FRAMES,
+                    check=lambda _, infos, key=key: check_frames(infos, key=key, spec=self.spec))
                 elite = tuple(frames[n] for n in ELITE_FRAMES)
                 self._check(elite, key)
-            except (CheckpointError, NotFound) as err:
+            except StoreError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one bad island never stops the merge
                 log.warning("merge: island %d: elite of %s unreadable, keeping the previous "
-                            "one: %s", island, key, err)
+                            "one: %s", island, key,
+                            err if isinstance(err, (CheckpointError, NotFound))
+                            else f"{type(err).__name__}: {err}")
                 self._keys[island] = key  # do not re-read a bad blob every cycle
                 continue
             self._elites[island], self._keys[island] = elite, key  # type: ignore[assignment]
@@ -98,12 +105,20 @@ class IslandElites:
         return read
 
     def _check(self, elite: tuple[np.ndarray, ...], key: str) -> None:
+        """What merge_elites relies on, checked again on the decoded arrays."""
         g, s, i, o = elite
-        n = s.shape[0]
-        if g.ndim != 2 or g.shape != (n, self.width) or i.shape != (n,) or o.shape != (n,) \
-                or s.ndim != 1:
+        n = s.shape[0] if s.ndim == 1 else -1
+        if g.ndim != 2 or g.shape != (n, self.width) or i.shape != (n,) or o.shape != (n,):
             raise CheckpointError(f"checkpoint {key}: elite frames of shapes "
                                   f"{[a.shape for a in elite]} do not fit a {self.width}-gene run")
+        genes = "f" if self.spec.problem.genome.kind == "real" else "iu"
+        if g.dtype.kind not in genes or s.dtype.kind != "f" or i.dtype != np.int64 \
+                or o.dtype.kind not in "iu":
+            raise CheckpointError(f"checkpoint {key}: elite frames of dtypes "
+                                  f"{[a.dtype.str for a in elite]} do not fit the run")
+        if n > min(self.spec.elite_size, self.spec.algorithm.pop):
+            raise CheckpointError(f"checkpoint {key}: elite of {n} rows, more than the run's "
+                                  f"{min(self.spec.elite_size, self.spec.algorithm.pop)}")
 
     def parts(self) -> list[Elite]:
         return list(self._elites.values())

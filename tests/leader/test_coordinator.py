@@ -25,7 +25,7 @@ from islandsync.bucket.records import (
     write_record,
 )
 from islandsync.bucket.run import init_run
-from islandsync.leader.coordinator import Coordinator
+from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
 from islandsync.status import best_genomes, collect_status
 from islandsync.store import open_store
 from islandsync.worker.link import BucketLink
@@ -245,7 +245,7 @@ def test_demo_kill_one_shows_the_recovery(tmp_path: Path) -> None:
     assert "global best over time" in text and "islands per worker" in text
 
 
-def test_housekeeping_keeps_three_epochs_and_three_checkpoints(tmp_path: Path) -> None:
+def test_housekeeping_keeps_three_epochs_and_the_lineage(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
     store = open_store(url)
     spec = cluster_spec(islands=2)
@@ -268,9 +268,12 @@ def test_housekeeping_keeps_three_epochs_and_three_checkpoints(tmp_path: Path) -
     orphan = f"islands/0/{head.generation + 1000:012d}-ghost.isz"
     store.put(orphan, b"x")
     store.put("workers/ancient.json", b'{"state": "exited"}')
+    lineage = {k.key for k in store.list("islands/0/")} & set(head.lineage())
     c._housekeeping(c._read_heads(), set())
     kept = [k.key for k in store.list("islands/0/") if parse_checkpoint_key(k.key)]
-    assert len([k for k in kept if k != orphan]) == 3 and head.checkpoint in kept
+    assert head.checkpoint in kept and lineage <= set(kept)  # HEAD's lineage, all of it
+    others = [k for k in kept if k != orphan and k not in lineage]
+    assert len(others) == KEEP_FALLBACKS, others  # and the newest others as a last resort
     assert orphan in kept  # seen once: might be an upload whose HEAD CAS is in flight
     c._housekeeping(c._read_heads(), set())
     assert orphan not in [k.key for k in store.list("islands/0/")]
