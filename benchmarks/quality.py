@@ -50,14 +50,13 @@ except ImportError:  # run from a checkout without installing
 
 import torch
 
-from islandsync.config import BUILTIN_PROBLEMS, RunSpec, spec_from_flags
-from islandsync.search.problems import BUILTIN_PROBLEMS as PROBLEM_DEFAULTS
+from islandsync.config import ALGORITHM_CONFIGS, BUILTIN_PROBLEMS, RunSpec, spec_from_flags
 from islandsync.search.problems import Problem, make_problem
 from islandsync.worker.engine import Engine
 
 CONFIGS = ("pool", "ring", "isolated", "panmictic")
 PROBLEMS = ("rastrigin", "schwefel", "rosenbrock", "symbolic_regression")
-ALGORITHMS = ("ga", "de")
+ALGORITHMS = tuple(ALGORITHM_CONFIGS)
 CHECKPOINTS = 20
 HIT_TOL = 1e-10  # "optimum hit": best within this of the known optimum (float32 rounding)
 
@@ -81,7 +80,7 @@ def make_spec(problem: str, algorithm: str, config: str, *, islands: int, pop: i
     """The run spec of one configuration: same total population ``islands * pop`` for all."""
     if config not in CONFIGS:
         raise ValueError(f"unknown configuration {config!r}; expected one of {CONFIGS}")
-    shape = {"dim": dim} if BUILTIN_PROBLEMS[problem]["kind"] == "real" else {}
+    shape = {"dim": dim} if BUILTIN_PROBLEMS[problem].kind == "real" else {}
     if config == "panmictic":
         # One island: nothing to exchange with, so migrants 0 says so in the record.
         layout = {"islands": 1, "pop": islands * pop, "migrants": 0, "topology": "pool"}
@@ -232,7 +231,7 @@ def run_benchmark(args: argparse.Namespace, log: Any = None) -> dict[str, Any]:
     started = time.perf_counter()
     pairs = [(p, a) for p in args.problems for a in args.algorithms]
     todo = [(p, a) for p, a in pairs
-            if not (a == "de" and BUILTIN_PROBLEMS[p]["kind"] != "real")]
+            if not (a == "de" and BUILTIN_PROBLEMS[p].kind != "real")]
     skipped = [{"problem": p, "algorithm": a, "reason": "de works on real genomes only"}
                for p, a in pairs if (p, a) not in todo]
     initial = args.islands * args.pop
@@ -246,7 +245,7 @@ def run_benchmark(args: argparse.Namespace, log: Any = None) -> dict[str, Any]:
     for problem_name, algorithm in todo:
         # As the worker builds it: the spec's params (none here), so the problem's defaults.
         problem = make_problem(problem_name, {})
-        params = dict(PROBLEM_DEFAULTS[problem_name]["params"])  # recorded for the reader
+        params = dict(BUILTIN_PROBLEMS[problem_name].params)  # recorded for the reader
         configs: dict[str, Any] = {}
         for config in CONFIGS:
             t0 = time.perf_counter()

@@ -4,9 +4,11 @@ coordinated through a storage bucket."""
 from __future__ import annotations
 
 from islandsync.api import run
+from islandsync.config import fitness_ref, spec_from_flags
 from islandsync.errors import (
     CheckpointError,
     ConfigError,
+    FitnessError,
     IslandSyncError,
     NotFound,
     PreconditionFailed,
@@ -22,12 +24,15 @@ __all__ = [
     "BlobStore",
     "CheckpointError",
     "ConfigError",
+    "FitnessError",
     "IslandSyncError",
     "LocalStore",
     "NotFound",
     "PreconditionFailed",
     "StoreError",
     "__version__",
+    "fitness_ref",
     "open_store",
     "run",
+    "spec_from_flags",
 ]

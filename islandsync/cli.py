@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from islandsync import __version__
+from islandsync import __version__, durations
 from islandsync.errors import ConfigError, IslandSyncError, PreconditionFailed
 
 #: smoke works under <run>/<this><random>/, never among the run's own records.
@@ -75,17 +75,17 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+_DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number with us, ms, "
+                   "s, m, h or d, e.g. 90, 90s, 10m, 2h")
+
+
 def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``10m``, ``2h`` or ``1.5h`` as seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
+    """A duration flag's seconds (:func:`islandsync.durations.parse_duration`), refused as
+    argparse refuses any bad value: ``argument --duration: ...`` and exit status 2."""
     try:
-        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 10m, 2h)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
-    return value
+        return durations.parse_duration(text, what="duration")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--seed", type=int, default=0)
     smoke.set_defaults(func=_smoke)
 
-    init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)")
+    init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)",
+                          epilog=_DURATIONS_HELP)
     init.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     init.add_argument("--config", help="a TOML run spec (instead of the flags below)")
     init.add_argument("--problem", help="built-in problem name, e.g. rastrigin")
@@ -265,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--seed", type=int)
     init.set_defaults(func=_init)
 
-    worker = sub.add_parser("worker", help="host islands of RUN on this machine's device")
+    worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
+                          epilog=_DURATIONS_HELP)
     worker.add_argument("run")
     worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
     worker.add_argument("--max-islands", dest="max_islands", type=int)
@@ -288,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-v", "--verbose", action="store_true")
     worker.set_defaults(func=_worker)
 
-    coord = sub.add_parser("coordinate", help="stand as the run's coordinator (leader election)")
+    coord = sub.add_parser("coordinate",
+                           help="stand as the run's coordinator (leader election)",
+                           epilog=_DURATIONS_HELP)
     coord.add_argument("run")
     coord.add_argument("--lease", type=parse_duration, default=15.0, help="lease, e.g. 15s")
     coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
@@ -311,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     best_out.add_argument("--npy", metavar="FILE", help="write the genomes as a .npy array")
     best.set_defaults(func=_best)
 
-    demo = sub.add_parser("demo", help="a coordinator and workers on a local directory")
+    demo = sub.add_parser("demo", help="a coordinator and workers on a local directory",
+                          epilog=_DURATIONS_HELP)
     demo.add_argument("--workers", type=int, default=3)
     demo.add_argument("--duration", type=parse_duration, default=60.0)
     demo.add_argument("--dir", help="run directory (default: a new temporary one)")

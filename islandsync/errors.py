@@ -42,6 +42,10 @@ class CheckpointError(IslandSyncError, ValueError):
     """
 
 
+class FitnessError(IslandSyncError):
+    """The fitness function raised; the message names the islands and generation."""
+
+
 __all__ = [
     "IslandSyncError",
     "ConfigError",
@@ -49,4 +53,5 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "CheckpointError",
+    "FitnessError",
 ]

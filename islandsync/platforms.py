@@ -6,7 +6,7 @@ stop taking islands, and where credentials come from. Every number in a profile 
 public source in the profile's ``[sources]`` table.
 
 Deadlines are ``time.monotonic()`` values: they are compared only with this process's own
-clock, never with another machine's (DESIGN.md: no comparison of clocks across machines).
+clock, never with another machine's (docs/design.md: no comparison of clocks across machines).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import functools
 import importlib.util
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from islandsync.config import _toml  # one TOML reader (tomllib, or tomli on 3.10) for the package
+from islandsync.config.loading import _toml  # one TOML reader (tomllib, or tomli on 3.10)
+from islandsync.durations import parse_duration
 from islandsync.errors import ConfigError
 
 #: Environment variable that overrides a profile's session limit ("11h", "90m", "3600").
@@ -40,8 +40,6 @@ _FIELDS = {
 }
 _REQUIRED = {"name", "typical_device", "default_max_islands", "checkpoint_interval_s",
              "drain_margin_s", "credentials"}
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNLIMITED = {"0", "none", "unlimited"}
 
 
@@ -196,18 +194,6 @@ def resolve_platform(override: str | None = None,
     return load_profile(detect_platform(environ))
 
 
-def parse_duration(text: str, *, what: str = "duration") -> float:
-    """Seconds in ``"30s"``, ``"10m"``, ``"11h"``, ``"1d"`` or plain ``"3600"``; > 0."""
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ConfigError(f"{what}: expected seconds or a number with s, m, h or d "
-                          f"(e.g. 3600, 90m, 11h), got {text!r}")
-    seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    if not seconds > 0 or not math.isfinite(seconds):
-        raise ConfigError(f"{what}: must be more than 0 seconds, got {text!r}")
-    return seconds
-
-
 def session_limit(profile: PlatformProfile, *, override_s: float | None = None,
                   environ: Mapping[str, str] | None = None) -> float | None:
     """The session length in seconds: ``override_s``, else $ISLANDSYNC_SESSION_LIMIT, else
@@ -250,7 +236,6 @@ __all__ = [
     "detect_platform",
     "known_platforms",
     "load_profile",
-    "parse_duration",
     "resolve_platform",
     "session_deadline",
     "session_limit",

@@ -66,7 +66,9 @@ def test_notebook_shape(name: str) -> None:
     lines = run.source.splitlines()
     assert PARAM_LINE["RUN"].match(lines[0]) and PARAM_LINE["DURATION"].match(lines[1])
     assert "islandsync.run(" in run.source
-    assert "spec_from_flags(" in run.source
+    # The package root is the notebooks' one import: islandsync.spec_from_flags, no submodule.
+    assert "spec = islandsync.spec_from_flags(" in run.source
+    assert "from islandsync" not in run.source and "import islandsync\n" in run.source
     assert "print(summary)" in run.source
     # No credential code: islandsync.run finds the platform's credentials itself.
     assert "islandsync.run(RUN, spec=spec, duration=DURATION)" in run.source
@@ -279,3 +281,12 @@ def test_colab_run_cell_reads_the_secret(on_platform, sa_json: str,
     credentials = run_cell_credentials("colab", on_platform)
     assert asked == ["GCS_SERVICE_ACCOUNT"] and signed_in == []
     assert_planted(credentials, caplog, "Colab secret GCS_SERVICE_ACCOUNT (service account)")
+
+
+def test_package_root_exports_what_notebooks_use() -> None:
+    import islandsync
+    import islandsync.config
+
+    assert {"spec_from_flags", "fitness_ref", "run"} <= set(islandsync.__all__)
+    assert islandsync.spec_from_flags is islandsync.config.spec_from_flags
+    assert islandsync.fitness_ref is islandsync.config.fitness_ref

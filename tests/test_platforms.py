@@ -20,9 +20,9 @@ from islandsync.platforms import (
     detect_platform,
     known_platforms,
     load_profile,
-    parse_duration,
     resolve_platform,
     session_deadline,
+    session_limit,
 )
 
 try:
@@ -293,10 +293,12 @@ def test_bad_override(override: object) -> None:
                          environ={})
 
 
-def test_parse_duration() -> None:
-    assert parse_duration("10m") == 600
-    with pytest.raises(ConfigError, match="--duration"):
-        parse_duration("soon", what="--duration")
+def test_session_limit_reads_durations_like_every_flag() -> None:
+    # The one duration reader (islandsync.durations): the same units as --duration.
+    env = {SESSION_LIMIT_ENV: "90m"}
+    assert session_deadline(load_profile("local"), started=0.0, environ=env) is not None
+    assert session_limit(load_profile("kaggle"), environ=env) == 5400.0
+    assert session_limit(load_profile("kaggle"), environ={SESSION_LIMIT_ENV: "1d"}) == 86400.0
 
 
 def test_profiles_are_declared_package_data() -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from islandsync.config.problems import BUILTIN_PROBLEMS, SYMREG_TOKENS
 from islandsync.errors import ConfigError
 
 # ---------------------------------------------------------------------------- the record
@@ -100,23 +101,20 @@ def schwefel(x: Tensor) -> Tensor:
     return 418.9828872724338 * x.shape[-1] - (x * torch.sin(torch.sqrt(x.abs()))).sum(dim=-1)
 
 
-_REAL: dict[str, tuple[Callable[[Tensor], Tensor], float, float]] = {
-    "sphere": (sphere, -5.12, 5.12),
-    "rastrigin": (rastrigin, -5.12, 5.12),
-    "rosenbrock": (rosenbrock, -5.0, 10.0),
-    "ackley": (ackley, -32.768, 32.768),
-    "griewank": (griewank, -600.0, 600.0),
-    "schwefel": (schwefel, -500.0, 500.0),
+# The implementations of the real built-ins; their bounds and optima are in BUILTIN_PROBLEMS.
+_REAL: dict[str, Callable[[Tensor], Tensor]] = {
+    "sphere": sphere, "rastrigin": rastrigin, "rosenbrock": rosenbrock, "ackley": ackley,
+    "griewank": griewank, "schwefel": schwefel,
 }
 
 # ---------------------------------------------------------------------------- symbolic regression
 
-SYMREG_TOKENS: list[str] = ["x", "1", "2", "3", "0.5", "-1", "+", "-", "*", "/", "sin", "cos",
-                            "nop"]
 SYMREG_VOCAB = len(SYMREG_TOKENS)
-SYMREG_LENGTH = 24
-_X, _ADD, _SUB, _MUL, _DIV, _SIN, _COS, _NOP = 0, 6, 7, 8, 9, 10, 11, 12
-_CONSTS = (0.0, 1.0, 2.0, 3.0, 0.5, -1.0)  # index = token; slot 0 (x) is overwritten
+SYMREG_LENGTH: int = BUILTIN_PROBLEMS["symbolic_regression"].length  # type: ignore[assignment]
+# Token numbers by their names in the table's token list (constants sit between x and +).
+_X, _ADD, _SUB, _MUL, _DIV, _SIN, _COS, _NOP = (
+    SYMREG_TOKENS.index(t) for t in ("x", "+", "-", "*", "/", "sin", "cos", "nop"))
+_CONSTS = (0.0, *(float(t) for t in SYMREG_TOKENS[1:_ADD]))  # index = token; 0 (x) unused
 _DIV_EPS = 1e-6
 
 SYMREG_TARGETS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -215,15 +213,6 @@ def decode_program(tokens: Sequence[int] | Tensor) -> str:
 
 # ---------------------------------------------------------------------------- the factory
 
-BUILTIN_PROBLEMS: dict[str, dict[str, Any]] = {
-    **{n: {"kind": "real", "lower": lo, "upper": hi, "vocab": None, "length": None,
-           "optimum": 0.0, "params": {}} for n, (_, lo, hi) in _REAL.items()},
-    "symbolic_regression": {"kind": "tokens", "lower": None, "upper": None,
-                            "vocab": SYMREG_VOCAB, "length": SYMREG_LENGTH, "optimum": 0.0,
-                            "params": {"target": "koza1", "points": 20}},
-}
-
-
 def _custom(name: str, fitness: Callable[[Tensor], Tensor], direction: str,
             params: Mapping[str, Any]) -> Problem:
     allowed = {"kind", "lower", "upper", "vocab", "optimum"}
@@ -278,26 +267,26 @@ def make_problem(name: str, params: Mapping[str, Any] | None = None, *,
     if name not in BUILTIN_PROBLEMS:
         raise ConfigError(f"unknown problem {name!r}; built-ins: {sorted(BUILTIN_PROBLEMS)}, "
                           "or pass fitness= for a custom one")
-    if direction != "minimize":
+    meta = BUILTIN_PROBLEMS[name]
+    if direction != meta.direction:
         raise ConfigError(f"problem {name!r}: built-in problems minimise; direction "
                           f"{direction!r} is not allowed")
-    meta = BUILTIN_PROBLEMS[name]
     for key in params:
-        if key not in meta["params"]:
+        if key not in meta.params:
             raise ConfigError(f"problem {name!r}: unknown param {key!r} (allowed: "
-                              f"{sorted(meta['params']) or 'none'})")
+                              f"{sorted(meta.params) or 'none'})")
     if name in _REAL:
-        fn, lo, hi = _REAL[name]
-        return Problem(name, "real", fn, "minimize", lo, hi, None, 0.0)
-    target = params.get("target", "koza1")
+        return Problem(name, meta.kind, _REAL[name], meta.direction, meta.lower, meta.upper,
+                       None, meta.optimum)
+    target = params.get("target", meta.params["target"])
     if target not in SYMREG_TARGETS:
         raise ConfigError(f"problem {name!r}: param 'target'={target!r} is not one of "
                           f"{sorted(SYMREG_TARGETS)}")
-    points = params.get("points", 20)
+    points = params.get("points", meta.params["points"])
     if isinstance(points, bool) or not isinstance(points, int) or points < 1:
         raise ConfigError(f"problem {name!r}: param 'points'={points!r} must be an int >= 1")
-    return Problem(name, "tokens", _symbolic_regression(target, points), "minimize",
-                   None, None, SYMREG_VOCAB, 0.0)
+    return Problem(name, meta.kind, _symbolic_regression(target, points), meta.direction,
+                   None, None, meta.vocab, meta.optimum)
 
 
 __all__ = [

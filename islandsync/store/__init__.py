@@ -17,6 +17,8 @@ def open_store(url: str | os.PathLike[str], *, credentials: Any = None, **option
     """Open the store a run URL names.
 
     * ``gs://bucket/prefix`` — :class:`GCSStore` (``credentials`` and ``options`` go to it);
+    * ``s3://bucket/prefix`` — :class:`~islandsync.store.s3.S3Store` (AWS S3, R2, MinIO; needs
+      the ``islandsync[s3]`` extra; ``credentials`` and ``options`` go to it);
     * ``file:///abs/path`` — :class:`LocalStore`;
     * a plain path, absolute or relative — :class:`LocalStore` (the folder is created).
 
@@ -73,8 +75,14 @@ def _open(url: str | os.PathLike[str], *, credentials: Any = None, **options: An
         from .gcs import GCSStore
 
         return GCSStore(parts.netloc, unquote(parts.path), credentials=credentials, **options)
+    if scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"store {text}: no bucket name (expected s3://bucket/prefix)")
+        from .s3 import S3Store  # boto3 is an extra: imported only for s3:// URLs
+
+        return S3Store(parts.netloc, unquote(parts.path), credentials=credentials, **options)
     raise ConfigError(
-        f"store {text}: unknown scheme {parts.scheme!r} (expected gs://, file:// or a path)"
+        f"store {text}: unknown scheme {parts.scheme!r} (expected gs://, s3://, file:// or a path)"
     )
 
 

@@ -12,14 +12,10 @@ import torch
 
 from islandsync.bucket.checkpoints import IslandSnapshot
 from islandsync.config import RunSpec
-from islandsync.errors import IslandSyncError
+from islandsync.errors import FitnessError, IslandSyncError  # FitnessError: also from here
 from islandsync.search import population
 from islandsync.search.algorithms import IslandState, initial_state, make_algorithm
 from islandsync.search.problems import Problem
-
-
-class FitnessError(IslandSyncError):
-    """The fitness function raised; the message names the islands and generation."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:

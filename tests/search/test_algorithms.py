@@ -6,9 +6,19 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from pydantic import ValidationError
 
+from islandsync.config import (
+    ALGORITHM_CONFIGS,
+    DEConfig,
+    GAConfig,
+    RealGenome,
+    TokenGenome,
+    spec_from_flags,
+)
 from islandsync.errors import ConfigError
 from islandsync.search.algorithms import (
+    ALGORITHMS,
     Algorithm,
     DifferentialEvolution,
     GeneticAlgorithm,
@@ -36,16 +46,24 @@ class Counting:
         return self.problem.evaluate(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1]).float()
 
 
+REAL_GENOME = RealGenome(dim=20, lower=-1.0, upper=2.0)
+TOKEN_GENOME = TokenGenome(kind="tokens", length=24, vocab=SYMREG_VOCAB)
+
+
+def box(dim: int = 10, lower: float = -5.12, upper: float = 5.12) -> RealGenome:
+    return RealGenome(dim=dim, lower=lower, upper=upper)
+
+
 def ga(dim: int = 10, pop: int = 32, **kw: object) -> GeneticAlgorithm:
-    return GeneticAlgorithm(kind="real", dim=dim, lower=-5.12, upper=5.12, pop=pop, **kw)
+    return GeneticAlgorithm(GAConfig(pop=pop, **kw), box(dim))
 
 
 def de(dim: int = 10, pop: int = 32, **kw: object) -> DifferentialEvolution:
-    return DifferentialEvolution(dim=dim, lower=-5.12, upper=5.12, pop=pop, **kw)
+    return DifferentialEvolution(DEConfig(pop=pop, **kw), box(dim))
 
 
 def tok_ga(**kw: object) -> GeneticAlgorithm:
-    return GeneticAlgorithm(kind="tokens", dim=24, vocab=SYMREG_VOCAB, pop=32, **kw)
+    return GeneticAlgorithm(GAConfig(pop=32, **kw), TOKEN_GENOME)
 
 
 ALGS = {
@@ -69,7 +87,27 @@ def evolve(alg: Algorithm, ev: Counting, gens: int, seed: int = 0) -> IslandStat
 @pytest.mark.parametrize("key", list(ALGS))
 def test_step_contract(key: str) -> None:
     make, problem = ALGS[key]
-    alg = make()
+    check_contract(make(), problem)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_every_registered_algorithm_keeps_the_contract(name: str) -> None:
+    """One body for every algorithm in the registry, built as a run builds it: from a spec
+    whose ``algorithm`` is that algorithm's settings model with its defaults."""
+    spec = spec_from_flags(problem="rastrigin", dim=10, algorithm=name, pop=16)
+    alg = make_algorithm(spec.algorithm, spec.problem.genome)
+    assert isinstance(alg, ALGORITHMS[name]) and alg.config is spec.algorithm
+    check_contract(alg, "rastrigin")
+
+
+def test_registry_names_match_the_settings_models() -> None:
+    # config (torch-free) and search each list the algorithms; they must list the same ones,
+    # each algorithm taking exactly the model the spec validates.
+    assert {n: cls.Config for n, cls in ALGORITHMS.items()} == ALGORITHM_CONFIGS
+    assert all(cls.name == n for n, cls in ALGORITHMS.items())
+
+
+def check_contract(alg: Algorithm, problem: str) -> None:
     check_algorithm(alg)
     assert isinstance(alg, Algorithm)
     ev = Counting(problem)
@@ -179,57 +217,63 @@ def test_check_algorithm_rejects_incomplete_objects() -> None:
     assert make_algorithm(obj, None) is obj
 
 
-def spec(**kw: object) -> SimpleNamespace:
-    base = {f: None for f in ("pop", "elite", "tournament", "crossover", "crossover_rate",
-                              "sbx_eta", "mutation", "mutation_rate", "mutation_sigma",
-                              "poly_eta", "f_init", "cr_init", "tau_f", "tau_cr", "f_lower",
-                              "f_upper")}
-    base.update(kw)
-    return SimpleNamespace(**base)
-
-
-REAL_GENOME = SimpleNamespace(kind="real", dim=20, lower=-1.0, upper=2.0)
-TOKEN_GENOME = SimpleNamespace(kind="tokens", length=24, vocab=13)
-
-
 def test_make_algorithm_defaults() -> None:
-    a = make_algorithm(spec(name="ga"), REAL_GENOME)
+    a = make_algorithm(GAConfig(), REAL_GENOME)
     assert isinstance(a, GeneticAlgorithm)
     assert (a.pop_size, a.elite, a.tournament, a.crossover, a.mutation) == (64, 2, 3, "sbx",
                                                                          "polynomial")
     assert a.mutation_rate == pytest.approx(1 / 20) and (a.lower, a.upper) == (-1.0, 2.0)
-    t = make_algorithm(spec(name="ga", pop=10), TOKEN_GENOME)
+    t = make_algorithm(GAConfig(pop=10), TOKEN_GENOME)
     assert (t.crossover, t.mutation, t.dim, t.vocab, t.pop_size) == ("uniform", "resample",
                                                                     24, 13, 10)
-    d = make_algorithm(spec(name="de", pop=16, f_upper=0.9), REAL_GENOME)
+    d = make_algorithm(DEConfig(pop=16, f_upper=0.9), REAL_GENOME)
     assert isinstance(d, DifferentialEvolution)
     assert d.extra_defaults == {"F": 0.5, "CR": 0.9} and d.f_upper == 0.9
 
 
-@pytest.mark.parametrize("kw,genome,field", [
-    ({"name": "pso"}, REAL_GENOME, "name"),
-    ({"name": "de"}, TOKEN_GENOME, "kind"),
-    ({"name": "ga", "crossover": "sbx"}, TOKEN_GENOME, "crossover"),
-    ({"name": "ga", "mutation": "polynomial"}, TOKEN_GENOME, "mutation"),
-    ({"name": "ga", "crossover": "blend"}, REAL_GENOME, "crossover"),
-    ({"name": "ga", "pop": 8, "tournament": 9}, REAL_GENOME, "tournament"),
-    ({"name": "ga", "pop": 8, "elite": 8}, REAL_GENOME, "elite"),
-    ({"name": "ga", "crossover_rate": 1.5}, REAL_GENOME, "crossover_rate"),
-    ({"name": "ga", "mutation_rate": -0.1}, REAL_GENOME, "mutation_rate"),
-    ({"name": "de", "pop": 3}, REAL_GENOME, "pop"),
-    ({"name": "de", "f_lower": 0.8, "f_upper": 0.5}, REAL_GENOME, "f_lower"),
-    ({"name": "de", "tau_cr": 2}, REAL_GENOME, "tau_cr"),
-    ({"name": "ga"}, SimpleNamespace(kind="real", dim=3, lower=1.0, upper=1.0), "lower"),
+@pytest.mark.parametrize("settings,genome,field", [
+    (SimpleNamespace(name="pso"), REAL_GENOME, "name"),
+    (DEConfig(), TOKEN_GENOME, "algorithm.name: de works on real genomes only"),
+    (GAConfig(crossover="sbx"), TOKEN_GENOME, "algorithm.crossover"),
+    (GAConfig(mutation="polynomial"), TOKEN_GENOME, "algorithm.mutation"),
+    (SimpleNamespace(name="ga", pop=8), REAL_GENOME, "must be a GAConfig"),
+    (GAConfig(), SimpleNamespace(kind="real", dim=3, lower=1.0, upper=2.0), "genome"),
 ])
-def test_make_algorithm_rejects(kw: dict, genome: SimpleNamespace, field: str) -> None:
+def test_make_algorithm_rejects(settings: object, genome: object, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        make_algorithm(spec(**kw), genome)
+        make_algorithm(settings, genome)
+
+
+@pytest.mark.parametrize("model,kw,field", [
+    (GAConfig, {"name": "ga", "crossover": "blend"}, "crossover"),
+    (GAConfig, {"pop": 8, "tournament": 9}, "tournament"),
+    (GAConfig, {"tournament": 1}, "tournament"),  # random selection: refused, see GAConfig
+    (GAConfig, {"pop": 8, "elite": 8}, "elite"),
+    (GAConfig, {"pop": 3}, "pop"),
+    (GAConfig, {"crossover_rate": 1.5}, "crossover_rate"),
+    (GAConfig, {"mutation_rate": -0.1}, "mutation_rate"),
+    (DEConfig, {"pop": 3}, "pop"),
+    (DEConfig, {"f_lower": 0.8, "f_upper": 0.5}, "f_upper"),
+    (DEConfig, {"tau_cr": 2}, "tau_cr"),
+])
+def test_limits_are_the_settings_models(model: type, kw: dict, field: str) -> None:
+    # The algorithms validate nothing of their own: every limit is the model's, so the spec
+    # and a Python caller meet the same ones.
+    with pytest.raises(ValidationError, match=field):
+        model(**kw)
+
+
+def test_real_genomes_take_every_real_operator() -> None:
+    for crossover in ("sbx", "uniform", "one_point"):
+        for mutation in ("polynomial", "gaussian", "resample"):
+            alg = make_algorithm(GAConfig(crossover=crossover, mutation=mutation), REAL_GENOME)
+            assert (alg.crossover, alg.mutation) == (crossover, mutation)
 
 
 def test_sbx_and_polynomial_operators_are_unbiased_far_from_bounds() -> None:
     # Far from the box, bounded SBX is the plain one: children are symmetric around the
     # parents' mean; polynomial mutation perturbs with zero mean and spread ~ range/eta.
-    alg = GeneticAlgorithm(kind="real", dim=1, lower=-1e4, upper=1e4, sbx_eta=15.0)
+    alg = GeneticAlgorithm(GAConfig(sbx_eta=15.0), box(1, -1e4, 1e4))
     g = torch.Generator().manual_seed(0)
     a, b = torch.full((1, 20000, 1), -1.0), torch.full((1, 20000, 1), 1.0)
     c1, c2 = alg._sbx(a, b, g)
@@ -239,7 +283,7 @@ def test_sbx_and_polynomial_operators_are_unbiased_far_from_bounds() -> None:
     near = torch.minimum((c1 - a).abs(), (c1 - b).abs())[c1 != a]
     assert near.median() < 0.1 and near.max() < 1.0  # eta 15: children near a parent
 
-    alg = GeneticAlgorithm(kind="real", dim=1, lower=-1.0, upper=1.0, mutation_rate=1.0)
+    alg = GeneticAlgorithm(GAConfig(mutation_rate=1.0), box(1, -1.0, 1.0))
     x = torch.zeros(1, 20000, 1)
     dx = alg._mutate(x, g)
     assert abs(dx.mean().item()) < 0.01 and 0.01 < dx.abs().mean().item() < 0.2

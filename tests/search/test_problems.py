@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
+from islandsync import config
 from islandsync.errors import ConfigError
 from islandsync.search.problems import (
     BUILTIN_PROBLEMS,
     SCHWEFEL_ARGMIN,
+    SYMREG_LENGTH,
     SYMREG_TOKENS,
     SYMREG_VOCAB,
     decode_program,
@@ -36,7 +38,7 @@ def test_real_optimum_is_zero(name: str) -> None:
     p = make_problem(name)
     assert (p.kind, p.direction, p.optimum) == ("real", "minimize", 0.0)
     assert (p.lower, p.upper) == BOUNDS[name]
-    assert (BUILTIN_PROBLEMS[name]["lower"], BUILTIN_PROBLEMS[name]["upper"]) == BOUNDS[name]
+    assert (BUILTIN_PROBLEMS[name].lower, BUILTIN_PROBLEMS[name].upper) == BOUNDS[name]
     at = {"rosenbrock": 1.0, "schwefel": SCHWEFEL_ARGMIN}.get(name, 0.0)
     x = torch.full((3, 17), at, dtype=torch.float64)
     y = p.evaluate(x)
@@ -55,6 +57,19 @@ def test_real_batch_matches_single_and_is_positive_elsewhere(name: str) -> None:
     assert batch.dtype == torch.float32
     assert torch.allclose(batch, single, rtol=1e-5, atol=1e-4)
     assert bool((batch > 0).all())
+
+
+def test_one_problem_table() -> None:
+    # search.problems implements exactly the table config (torch-free) declares, with its
+    # numbers: a problem added to one and not the other, or a bound changed in one, fails here.
+    assert BUILTIN_PROBLEMS is config.BUILTIN_PROBLEMS and SYMREG_TOKENS is config.SYMREG_TOKENS
+    for name, meta in config.BUILTIN_PROBLEMS.items():
+        p = make_problem(name)
+        assert (p.kind, p.direction, p.lower, p.upper, p.optimum) == \
+            (meta.kind, meta.direction, meta.lower, meta.upper, meta.optimum)
+        assert p.vocab == meta.vocab
+    assert SYMREG_LENGTH == config.BUILTIN_PROBLEMS["symbolic_regression"].length
+    assert SYMREG_VOCAB == len(SYMREG_TOKENS) == config.BUILTIN_PROBLEMS["symbolic_regression"].vocab
 
 
 def test_real_values_at_known_points() -> None:

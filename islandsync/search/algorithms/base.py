@@ -9,11 +9,12 @@ time, I/O, checkpoints and migration.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from islandsync.config import RealGenome, TokenGenome
 from islandsync.errors import ConfigError
 from islandsync.search.population import genome_ids
 
@@ -94,6 +95,26 @@ def check_algorithm(obj: object) -> None:
             raise ConfigError(f"{label}: must implement method {method!r}")
 
 
+def check_settings(algorithm: Any, config: Any, genome: Any) -> None:
+    """What a built-in algorithm checks of its arguments, and all it checks: that ``config``
+    is its own settings model (:mod:`islandsync.config.algorithms`, which declares every
+    limit and has validated them) and ``genome`` a genome model of a kind the settings fit.
+
+    Raises:
+        ConfigError: naming the setting (``algorithm.crossover: sbx does not apply to a
+            tokens genome``) or the wrong type.
+    """
+    name, model = algorithm.name, type(algorithm).Config
+    if not isinstance(config, model):
+        raise ConfigError(f"algorithm {name}: settings must be a {model.__name__}, "
+                          f"got {type(config).__name__}")
+    if not isinstance(genome, (RealGenome, TokenGenome)):
+        raise ConfigError(f"algorithm {name}: genome must be a RealGenome or TokenGenome, "
+                          f"got {type(genome).__name__}")
+    if bad := config.genome_conflicts(genome.kind):
+        raise ConfigError("; ".join(f"algorithm.{field}: {msg}" for field, msg in bad))
+
+
 def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
                   generator: torch.Generator, genomes: Tensor | None = None) -> IslandState:
     """Fresh islands: ``algorithm.init`` (unless ``genomes`` are given), one ``evaluate`` of
@@ -108,4 +129,5 @@ def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
     return IslandState(genomes, scores, genome_ids(genomes), origin.contiguous(), extra)
 
 
-__all__ = ["Algorithm", "Evaluate", "IslandState", "check_algorithm", "initial_state"]
+__all__ = ["Algorithm", "Evaluate", "IslandState", "check_algorithm", "check_settings",
+           "initial_state"]

@@ -21,8 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from islandsync.config import DEConfig, RealGenome
 from islandsync.errors import ConfigError
-from islandsync.search.algorithms.base import Evaluate, IslandState
+from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
 from islandsync.search.population import genome_ids
 
 
@@ -57,31 +58,18 @@ class DifferentialEvolution:
     """
 
     name = "de"
+    Config = DEConfig
 
-    def __init__(self, *, dim: int, lower: float, upper: float, pop: int = 64,
-                 f_init: float = 0.5, cr_init: float = 0.9, tau_f: float = 0.1,
-                 tau_cr: float = 0.1, f_lower: float = 0.1, f_upper: float = 1.0) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ConfigError(f"de: genome dim={dim!r} must be an int >= 1")
-        if lower is None or upper is None or not float(lower) < float(upper):
-            raise ConfigError(f"de: genome lower={lower!r} must be below upper={upper!r}")
-        if isinstance(pop, bool) or not isinstance(pop, int) or pop < 4:
-            raise ConfigError(f"de: pop={pop!r} must be an int >= 4 (DE/rand/1 needs three "
-                              "partners besides the target)")
-        inf = float("inf")
-        for field, value, lo, hi in (("f_init", f_init, 0.0, inf), ("cr_init", cr_init, 0.0, 1.0),
-                                     ("tau_f", tau_f, 0.0, 1.0), ("tau_cr", tau_cr, 0.0, 1.0),
-                                     ("f_lower", f_lower, 0.0, inf),
-                                     ("f_upper", f_upper, 0.0, inf)):
-            if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
-                raise ConfigError(f"de: {field}={value!r} must be a number in [{lo}, {hi}]")
-        if f_lower > f_upper:
-            raise ConfigError(f"de: f_lower={f_lower} must not exceed f_upper={f_upper}")
-        self.dim, self.lower, self.upper = dim, float(lower), float(upper)
-        self.pop_size = pop
-        self.f_init, self.cr_init = float(f_init), float(cr_init)
-        self.tau_f, self.tau_cr = float(tau_f), float(tau_cr)
-        self.f_lower, self.f_upper = float(f_lower), float(f_upper)
+    def __init__(self, config: DEConfig, genome: RealGenome) -> None:
+        """``config`` is the run spec's ``algorithm`` (it holds every limit); ``genome`` its
+        ``problem.genome``, which must be real."""
+        check_settings(self, config, genome)
+        self.config = config
+        self.dim, self.lower, self.upper = genome.dim, genome.lower, genome.upper
+        self.pop_size = config.pop
+        self.f_init, self.cr_init = config.f_init, config.cr_init
+        self.tau_f, self.tau_cr = config.tau_f, config.tau_cr
+        self.f_lower, self.f_upper = config.f_lower, config.f_upper
         self.extra_defaults: dict[str, float] = {"F": self.f_init, "CR": self.cr_init}
 
     def __repr__(self) -> str:

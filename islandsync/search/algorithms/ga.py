@@ -15,14 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from islandsync.errors import ConfigError
-from islandsync.search.algorithms.base import Evaluate, IslandState
+from islandsync.config import CROSSOVERS, MUTATIONS, GAConfig, RealGenome, TokenGenome
+from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
 from islandsync.search.population import genome_ids
-
-REAL_CROSSOVERS: tuple[str, ...] = ("sbx", "uniform", "one_point")
-TOKEN_CROSSOVERS: tuple[str, ...] = ("uniform", "one_point")
-REAL_MUTATIONS: tuple[str, ...] = ("polynomial", "gaussian", "resample")
-TOKEN_MUTATIONS: tuple[str, ...] = ("resample",)
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:
@@ -40,63 +35,29 @@ class GeneticAlgorithm:
     """
 
     name = "ga"
+    Config = GAConfig
 
-    def __init__(self, *, kind: str, dim: int, lower: float | None = None,
-                 upper: float | None = None, vocab: int | None = None, pop: int = 64,
-                 elite: int = 2, tournament: int = 3, crossover: str | None = None,
-                 crossover_rate: float = 0.9, sbx_eta: float = 15.0,
-                 mutation: str | None = None, mutation_rate: float | None = None,
-                 mutation_sigma: float = 0.1, poly_eta: float = 20.0) -> None:
-        if kind not in ("real", "tokens"):
-            raise ConfigError(f"ga: genome kind {kind!r} must be 'real' or 'tokens'")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ConfigError(f"ga: genome dim/length={dim!r} must be an int >= 1")
-        if kind == "real":
-            if lower is None or upper is None or not float(lower) < float(upper):
-                raise ConfigError(f"ga: genome lower={lower!r} must be below upper={upper!r}")
-            crossover = crossover or "sbx"
-            mutation = mutation or "polynomial"
-            allowed_x, allowed_m = REAL_CROSSOVERS, REAL_MUTATIONS
-        else:
-            if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
-                raise ConfigError(f"ga: genome vocab={vocab!r} must be an int >= 1")
-            crossover = crossover or "uniform"
-            mutation = mutation or "resample"
-            allowed_x, allowed_m = TOKEN_CROSSOVERS, TOKEN_MUTATIONS
-        if crossover not in allowed_x:
-            raise ConfigError(f"ga: crossover={crossover!r} is not valid for {kind} genomes "
-                              f"(choose from {allowed_x})")
-        if mutation not in allowed_m:
-            raise ConfigError(f"ga: mutation={mutation!r} is not valid for {kind} genomes "
-                              f"(choose from {allowed_m})")
-        if isinstance(pop, bool) or not isinstance(pop, int) or pop < 2:
-            raise ConfigError(f"ga: pop={pop!r} must be an int >= 2")
-        if isinstance(elite, bool) or not isinstance(elite, int) or not 0 <= elite < pop:
-            raise ConfigError(f"ga: elite={elite!r} must be an int in [0, pop={pop})")
-        if isinstance(tournament, bool) or not isinstance(tournament, int) \
-                or not 1 <= tournament <= pop:
-            raise ConfigError(f"ga: tournament={tournament!r} must be an int in [1, pop={pop}]")
-        if mutation_rate is None:
-            mutation_rate = 1.0 / dim
-        for field, value, lo, hi in (("crossover_rate", crossover_rate, 0.0, 1.0),
-                                     ("mutation_rate", mutation_rate, 0.0, 1.0),
-                                     ("sbx_eta", sbx_eta, 0.0, float("inf")),
-                                     ("poly_eta", poly_eta, 0.0, float("inf")),
-                                     ("mutation_sigma", mutation_sigma, 0.0, float("inf"))):
-            if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
-                raise ConfigError(f"ga: {field}={value!r} must be a number in [{lo}, {hi}]")
-        self.kind, self.dim, self.vocab = kind, dim, vocab
-        self.lower = None if lower is None else float(lower)
-        self.upper = None if upper is None else float(upper)
-        self.pop_size, self.elite, self.tournament = pop, elite, tournament
-        self.crossover, self.mutation = crossover, mutation
-        self.crossover_rate, self.sbx_eta = float(crossover_rate), float(sbx_eta)
-        self.mutation_rate, self.mutation_sigma = float(mutation_rate), float(mutation_sigma)
-        self.poly_eta = float(poly_eta)
+    def __init__(self, config: GAConfig, genome: RealGenome | TokenGenome) -> None:
+        """``config`` is the run spec's ``algorithm`` (it holds every limit); ``genome`` its
+        ``problem.genome``. Raises ConfigError for settings that do not fit the genome."""
+        check_settings(self, config, genome)
+        kind = self.kind = genome.kind
+        self.config, self.dim = config, genome.width
+        self.lower = genome.lower if isinstance(genome, RealGenome) else None
+        self.upper = genome.upper if isinstance(genome, RealGenome) else None
+        self.vocab = genome.vocab if isinstance(genome, TokenGenome) else None
+        self.pop_size, self.elite, self.tournament = config.pop, config.elite, config.tournament
+        # None in the settings: the genome kind's first (default) operator.
+        self.crossover = config.crossover or CROSSOVERS[kind][0]
+        self.mutation = config.mutation or MUTATIONS[kind][0]
+        self.crossover_rate, self.sbx_eta = config.crossover_rate, config.sbx_eta
+        self.mutation_rate = 1.0 / self.dim if config.mutation_rate is None \
+            else config.mutation_rate
+        self.mutation_sigma, self.poly_eta = config.mutation_sigma, config.poly_eta
         self.extra_defaults: dict[str, float] = {}
-        # Plain floats/ints for the operators (validated above for the genome kind in use).
+        # Plain floats/ints for the operators (only those of the genome kind in use are read).
         self._lo, self._hi = self.lower or 0.0, self.upper or 0.0
-        self._vocab = vocab or 0
+        self._vocab = self.vocab or 0
 
     def __repr__(self) -> str:
         return (f"GeneticAlgorithm(kind={self.kind!r}, dim={self.dim}, pop={self.pop_size}, "

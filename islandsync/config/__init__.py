@@ -1,0 +1,34 @@
+"""The run spec (``<run>/run.json``) and everything that reads or checks it, torch-free.
+
+By concept: :mod:`.spec` (the models, canonical JSON, hash and diff), :mod:`.algorithms`
+(each algorithm's settings), :mod:`.problems` (the built-in problems' table), :mod:`.fitness`
+(a custom problem's fitness reference) and :mod:`.loading` (JSON, TOML and command-line
+flags). Everything public is importable from ``islandsync.config`` itself.
+"""
+
+from __future__ import annotations
+
+from .algorithms import ALGORITHM_CONFIGS, CROSSOVERS, MUTATIONS, AlgorithmSpec, DEConfig, GAConfig
+from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
+from .loading import load_toml, parse_spec, spec_from_flags
+from .problems import BUILTIN_PROBLEMS, SYMREG_TOKENS, BuiltinProblem
+from .spec import (
+    GenomeSpec,
+    MigrationSpec,
+    ProblemSpec,
+    RealGenome,
+    RunSpec,
+    StopSpec,
+    TokenGenome,
+    spec_diff,
+    spec_hash,
+    spec_json,
+)
+
+__all__ = [
+    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SYMREG_TOKENS",
+    "AlgorithmSpec", "BuiltinProblem", "DEConfig", "FitnessRef", "GAConfig", "GenomeSpec",
+    "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "StopSpec", "TokenGenome",
+    "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
+    "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
+]

@@ -1,0 +1,93 @@
+"""The island algorithms' settings, torch-free: the one declaration of every field, default and
+limit. :mod:`islandsync.search.algorithms` takes these models as they are and validates
+nothing again; the spec (``algorithm`` in run.json) is one of them, chosen by ``name``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from ._base import STRICT, conflicts, tagged_union
+
+#: Operators per genome kind; the first is the default (``None`` in the settings).
+CROSSOVERS: dict[str, tuple[str, ...]] = {"real": ("sbx", "uniform", "one_point"),
+                                          "tokens": ("uniform", "one_point")}
+MUTATIONS: dict[str, tuple[str, ...]] = {"real": ("polynomial", "gaussian", "resample"),
+                                         "tokens": ("resample",)}
+
+
+class GAConfig(BaseModel):
+    """Generational GA with elitism (:class:`~islandsync.search.algorithms.ga.GeneticAlgorithm`).
+
+    ``tournament`` is at least 2: a tournament of one picks parents uniformly at random, so the
+    only selection left would be the elite (none at all with ``elite=0``); such a "GA" is a
+    random walk, far likelier a mistake than a wish, and run specs have always refused it.
+    """
+
+    model_config = STRICT
+    name: Literal["ga"] = "ga"
+    pop: int = Field(64, ge=4)
+    elite: int = Field(2, ge=0)
+    tournament: int = Field(3, ge=2)
+    crossover: Literal["sbx", "uniform", "one_point"] | None = None  # None: per genome kind
+    crossover_rate: float = Field(0.9, ge=0.0, le=1.0)
+    sbx_eta: float = Field(15.0, ge=0.0)
+    mutation: Literal["gaussian", "polynomial", "resample"] | None = None  # None: per genome kind
+    mutation_rate: float | None = Field(None, gt=0.0, le=1.0)  # None: 1/D, one gene a child
+    mutation_sigma: float = Field(0.1, gt=0.0)
+    poly_eta: float = Field(20.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GAConfig:
+        bad = []
+        if self.elite >= self.pop:
+            bad.append(("elite", f"must be less than pop ({self.pop}), got {self.elite}"))
+        if self.tournament > self.pop:
+            bad.append(("tournament", f"must be at most pop ({self.pop}), got {self.tournament}"))
+        conflicts(bad)
+        return self
+
+    def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
+        """``(field, message)`` for each setting that does not apply to a ``kind`` genome."""
+        allowed = {"crossover": CROSSOVERS[kind], "mutation": MUTATIONS[kind]}
+        return [(f, f"{op} does not apply to a {kind} genome")
+                for f, ops in allowed.items() if (op := getattr(self, f)) not in (None, *ops)]
+
+
+class DEConfig(BaseModel):
+    """Self-adaptive DE (jDE): each individual carries F and CR, resampled with prob tau
+    (:class:`~islandsync.search.algorithms.de.DifferentialEvolution`)."""
+
+    model_config = STRICT
+    name: Literal["de"] = "de"
+    pop: int = Field(64, ge=4)  # rand/1 needs three others besides the target
+    f_init: float = Field(0.5, gt=0.0)
+    cr_init: float = Field(0.9, ge=0.0, le=1.0)
+    tau_f: float = Field(0.1, ge=0.0, le=1.0)
+    tau_cr: float = Field(0.1, ge=0.0, le=1.0)
+    f_lower: float = Field(0.1, gt=0.0)
+    f_upper: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _range(self) -> DEConfig:
+        if not self.f_lower < self.f_upper:
+            conflicts([("f_upper", f"must be greater than f_lower ({self.f_lower!r})")])
+        return self
+
+    def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
+        """``(field, message)`` for each setting that does not apply to a ``kind`` genome."""
+        if kind != "real":
+            return [("name", "de works on real genomes only; use ga for tokens")]
+        return []
+
+
+#: Every algorithm's settings by name; search.algorithms.ALGORITHMS has the same names.
+ALGORITHM_CONFIGS: dict[str, type[GAConfig] | type[DEConfig]] = {"ga": GAConfig, "de": DEConfig}
+
+AlgorithmSpec = tagged_union(ALGORITHM_CONFIGS, field="name", default="ga",
+                             error_type="algorithm_name")
+
+
+__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "AlgorithmSpec", "DEConfig",
+           "GAConfig"]

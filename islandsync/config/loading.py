@@ -1,0 +1,163 @@
+"""Reading a run spec: from JSON or a dict (:func:`parse_spec`), a TOML file
+(:func:`load_toml`) or ``islandsync init``'s flags (:func:`spec_from_flags`).
+
+Errors are one ConfigError whose lines read ``<source>: <dotted.field.path>: <message>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import ValidationError
+
+from islandsync.errors import ConfigError
+
+from .algorithms import ALGORITHM_CONFIGS
+from .fitness import FitnessRef
+from .problems import BUILTIN_PROBLEMS
+from .spec import RunSpec
+
+try:  # Python 3.11+
+    import tomllib as _toml
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as _toml  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        _toml = None  # type: ignore[assignment]
+
+
+# Discriminated unions put the tag into an error's loc (algorithm.ga.pop); users never write
+# it, so it is dropped where one of these unions sits.
+_UNION_TAGS = {("algorithm",): set(ALGORITHM_CONFIGS), ("problem", "genome"): {"real", "tokens"}}
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors(include_url=False):
+        path: list[str] = []
+        for part in e["loc"]:
+            if str(part) in _UNION_TAGS.get(tuple(path), ()):
+                continue
+            path.append(str(part))
+        ctx = e.get("ctx") or {}
+        if "subpath" in ctx:
+            path.append(ctx["subpath"])
+        if e["type"] == "spec_conflict":
+            found = [(".".join([*path, p]), m) for p, m in ctx["problems"]]
+        elif e["type"] == "extra_forbidden":
+            found = [(".".join(path), "unknown field")]
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] != "missing" and isinstance(e["input"], (int, float, str)):
+                shown = repr(e["input"])
+                msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+            found = [(".".join(path), msg)]
+        lines += [f"{source}: {p}: {m}" if p else f"{source}: {m}" for p, m in found]
+    return "\n".join(lines)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of duplicate keys silently; an immutable spec must not be
+    # ambiguous about which value a reader sees.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_spec(data: dict[str, Any] | str | bytes, *, source: str) -> RunSpec:
+    """Validate a spec given as a dict or as JSON text; any problem is one ConfigError listing
+    each as ``<source>: <dotted.path>: <message>``."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not UTF-8 ({err.reason} at byte {err.start})") from err
+    if isinstance(data, str):
+        try:
+            data = json.loads(data, object_pairs_hook=_no_duplicates,
+                              parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+            raise ConfigError(f"{source}: invalid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object / TOML table, "
+                          f"got {type(data).__name__}")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from err
+
+
+def load_toml(path: str | os.PathLike[str]) -> RunSpec:
+    """Read a run spec from a TOML file; errors name the file."""
+    source = os.fspath(path)
+    if _toml is None:  # pragma: no cover - Python 3.10 without tomli
+        raise ConfigError(f"{source}: reading TOML on Python 3.10 needs `pip install tomli`")
+    try:
+        with open(source, "rb") as f:
+            data = _toml.load(f)
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from err
+    except _toml.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: invalid TOML: {err}") from err
+    return parse_spec(data, source=source)
+
+
+def spec_from_flags(
+        *, problem: str, dim: int | None = None, length: int | None = None,
+        vocab: int | None = None, lower: float | None = None, upper: float | None = None,
+        direction: str = "minimize", islands: int = 8, pop: int | None = None,
+        algorithm: str = "ga", max_evals: int | None = None, target: float | None = None,
+        duration_s: float | None = None, migration_interval: int | None = None,
+        migrants: int | None = None, topology: str | None = None, elite_size: int | None = None,
+        checkpoint_interval_s: float | None = None, heartbeat_interval_s: float | None = None,
+        seed: int | None = None, params: dict[str, Any] | None = None,
+        fitness: FitnessRef | None = None) -> RunSpec:
+    """The spec ``islandsync init RUN --problem ... --dim ...`` builds. ``None`` means the
+    model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`. A custom
+    problem's genome kind follows from the flags given (``--dim`` real, ``--length`` tokens)."""
+    source = "command line"
+    if problem != "custom" and problem not in BUILTIN_PROBLEMS:
+        raise ConfigError(f"{source}: --problem: unknown problem {problem!r}; expected one of "
+                          f"{', '.join(BUILTIN_PROBLEMS)} or custom")
+    fields = {"real": {"dim": dim, "lower": lower, "upper": upper},
+              "tokens": {"length": length, "vocab": vocab}}
+    given = {k: [n for n, v in f.items() if v is not None] for k, f in fields.items()}
+    meta = BUILTIN_PROBLEMS.get(problem)
+    kind = meta.kind if meta else ("tokens" if given["tokens"] and not given["real"] else "real")
+    # A flag that the genome does not use is refused rather than silently ignored.
+    if stray := given["tokens" if kind == "real" else "real"]:
+        raise ConfigError(f"{source}: {', '.join('--' + n for n in stray)} does not apply to "
+                          f"problem {problem} ({kind} genome)")
+    genome: dict[str, Any] = {"kind": kind}
+    for name, value in fields[kind].items():
+        value = getattr(meta, name, None) if value is None else value
+        if value is None:
+            hint = " (or --length and --vocab for a token genome)" if not meta else ""
+            raise ConfigError(f"{source}: --{name} is required for problem {problem}{hint}")
+        genome[name] = value
+    spec: dict[str, Any] = {
+        "problem": {"name": problem, "params": dict(params or {}), "direction": direction,
+                    "genome": genome, **_given(fitness=fitness.model_dump() if fitness else None)},
+        "algorithm": {"name": algorithm, **_given(pop=pop)}, "islands": islands,
+        "migration": _given(interval=migration_interval, migrants=migrants, topology=topology),
+        "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
+        **_given(elite_size=elite_size, checkpoint_interval_s=checkpoint_interval_s,
+                 heartbeat_interval_s=heartbeat_interval_s, seed=seed),
+    }
+    return parse_spec(spec, source=source)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+__all__ = ["load_toml", "parse_spec", "spec_from_flags"]
