@@ -7,7 +7,7 @@ used for a decision (liveness decisions watch generations on a monotonic clock i
 from __future__ import annotations
 
 import datetime as _dt
-import re
+import unicodedata
 from typing import Any
 
 from islandsync.bucket.elites import read_elite
@@ -36,7 +36,12 @@ from islandsync.config import RunSpec, spec_hash
 from islandsync.errors import CheckpointError, NotFound
 from islandsync.store import BlobStore
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Unicode categories never printed as they are: controls (escape sequences), format
+#: characters (bidi overrides that reorder a line, zero-width ones), surrogates, line and
+#: paragraph separators.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: At most this many of a worker's islands are listed on its line.
+SHOWN_ISLANDS = 32
 
 
 def _age(updated: _dt.datetime) -> float:
@@ -59,8 +64,12 @@ def _record(store: BlobStore, key: str, model: type[Record]
 
 def printable(value: Any) -> str:
     """A bucket string made safe for a terminal: control characters (escape sequences that
-    could rewrite the screen) shown as ``?``."""
-    return _CONTROL.sub("?", str(value))
+    could rewrite the screen), bidi overrides and other invisible format characters shown as
+    ``?``."""
+    text = str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join("?" if unicodedata.category(c) in _HIDDEN else c for c in text)
 
 
 def spec_summary(spec: RunSpec) -> dict[str, Any]:
@@ -85,6 +94,8 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
     leader = None
     if lease is not None:
         leader = {"holder": lease.get("holder"), "term": lease.get("term"), "age_s": lease_age}
+        if "error" in lease:
+            leader["error"] = lease["error"]
     islands = []
     for i in range(spec.islands):
         try:
@@ -109,13 +120,17 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         hb, age = _record(store, info.key, Heartbeat)
         hb = hb or {}
         alive = hb.get("state") == "running" and age is not None and age < spec.worker_timeout_s
-        workers.append({"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
-                        "rate": hb.get("rate"), "islands": hb.get("islands", []),
-                        "age_s": age, "alive": alive, "state": hb.get("state")})
+        row = {"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
+               "rate": hb.get("rate"), "islands": hb.get("islands", []),
+               "age_s": age, "alive": alive, "state": hb.get("state")}
+        if "error" in hb:
+            row["error"] = hb["error"]
+        workers.append(row)
     elite_head, _ = _record(store, ELITE_HEAD_KEY, EliteHead)
     elite = None
     if elite_head is not None:
-        elite = {k: elite_head.get(k) for k in ("epoch", "size", "best", "term", "duplicates")}
+        elite = {k: elite_head.get(k) for k in ("epoch", "size", "best", "term", "duplicates",
+                                                 "error") if k in elite_head}
     assignment_record, assignment_age = _record(store, ASSIGNMENT_KEY, Assignment)
     assignment = None
     if assignment_record is not None:
@@ -152,7 +167,9 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
         raise NotFound(f"run {store.url} has no elite yet: a coordinator writes the first "
                        f"one after the first checkpoints")
     head = current[0]
-    genomes, scores, ids, origin = read_elite(store, head.key, width=spec.problem.genome.width)
+    genomes, scores, ids, origin = read_elite(
+        store, head.key, width=spec.problem.genome.width, max_size=spec.elite_size,
+        kind=spec.problem.genome.kind)
     n = min(top, scores.shape[0])
     sign = 1.0 if spec.problem.direction == "minimize" else -1.0
     return {"epoch": head.epoch, "term": head.term,
@@ -162,39 +179,72 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
             "genomes": genomes[:n]}
 
 
+def _ago(age: Any) -> str:
+    return "-" if age is None else f"{age}s ago"
+
+
+def _number(value: Any, fmt: str) -> str:
+    # A status must show whatever it got: a value that is not a number is shown, not formatted.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, fmt)
+    return "-" if value is None else str(value)
+
+
 def format_status(st: dict[str, Any]) -> str:
+    """``collect_status``'s result as text for a terminal. Never raises on what a bucket
+    holds: missing or unreadable records read as such, and every line passes
+    :func:`printable`."""
     run = st["run"]
     lines = [f"run {run['url']}: {run['problem']} {run['genome']}, {run['algorithm']} "
              f"pop {run['pop']} x {run['islands']} islands"]
-    if st["finished"]:
-        lines.append(f"FINISHED: {st['finished'].get('reason')} "
-                     f"(by {st['finished'].get('by')})")
-    leader = st["leader"]
-    lines.append("leader: none" if leader is None else
-                 f"leader: {leader['holder']} term {leader['term']} ({leader['age_s']}s ago)")
+    finished = st.get("finished")
+    if finished and "error" in finished:
+        lines.append(f"finished.json unreadable: {finished['error']}")
+    elif finished:
+        lines.append(f"FINISHED: {finished.get('reason')} (by {finished.get('by')})")
+    leader = st.get("leader")
+    if leader is None:
+        lines.append("leader: none")
+    elif "error" in leader:
+        lines.append(f"leader: lease unreadable: {leader['error']}")
+    else:
+        lines.append(f"leader: {leader.get('holder')} term {leader.get('term')} "
+                     f"({_ago(leader.get('age_s'))})")
     a = st.get("assignment")
-    if a:
+    if a and "error" in a:
+        lines.append(f"assignment unreadable: {a['error']}")
+    elif a:
         lines.append(f"assignment: epoch {a.get('epoch')} term {a.get('term')} "
                      f"by {a.get('leader')}, {len(a.get('workers') or [])} live workers")
     e = st.get("elite")
-    if e:
+    if e and "error" in e:
+        lines.append(f"elite unreadable: {e['error']}")
+    elif e:
         lines.append(f"elite: epoch {e.get('epoch')} (term {e.get('term')}), "
                      f"{e.get('size')} genomes, best {e.get('best')}")
-    lines.append(f"evaluations {st['evaluations']:,}  best {st['best']}")
+    lines.append(f"evaluations {_number(st.get('evaluations'), ',')}  best {st.get('best')}")
     lines.append(f"{'island':>6} {'gen':>8} {'best':>14} {'owner':<32} {'head age':>9}")
     for i in st["islands"]:
         if "error" in i:
             lines.append(f"{i['id']:>6}  {i['error']}")
             continue
-        best = "-" if i["best"] is None else f"{i['best']:.6g}"
-        owner = (i["owner"] or "-") + (" (released)" if i["released"] else "")
-        age = "-" if i["head_age_s"] is None else f"{i['head_age_s']:.0f}s"
-        lines.append(f"{i['id']:>6} {i['generation']:>8} {best:>14} {owner:<32} {age:>9}")
-    lines.append(f"workers: {sum(w['alive'] for w in st['workers'])} alive of "
+        best = _number(i.get("best"), ".6g")
+        owner = (i.get("owner") or "-") + (" (released)" if i.get("released") else "")
+        age = "-" if i.get("head_age_s") is None else f"{_number(i['head_age_s'], '.0f')}s"
+        lines.append(f"{i['id']:>6} {_number(i.get('generation'), '>8')} {best:>14} "
+                     f"{owner:<32} {age:>9}")
+    lines.append(f"workers: {sum(bool(w.get('alive')) for w in st['workers'])} alive of "
                  f"{len(st['workers'])}")
     for w in st["workers"]:
-        rate = "-" if w["rate"] is None else f"{w['rate']:,.0f}/s"
-        lines.append(f"  {w['id']:<32} {'alive' if w['alive'] else 'gone':<6} "
-                     f"{w['platform'] or '-':<10} {w['device'] or '-':<12} {rate:>10} "
-                     f"islands {w['islands']}  {w['age_s']}s ago")
+        if "error" in w:
+            lines.append(f"  {w['id']:<32} unreadable heartbeat: {w['error']}")
+            continue
+        rate = "-" if w.get("rate") is None else f"{_number(w['rate'], ',.0f')}/s"
+        islands = list(w.get("islands") or [])
+        shown = str(islands[:SHOWN_ISLANDS])
+        if len(islands) > SHOWN_ISLANDS:
+            shown = shown[:-1] + f", ... {len(islands) - SHOWN_ISLANDS} more]"
+        lines.append(f"  {w['id']:<32} {'alive' if w.get('alive') else 'gone':<6} "
+                     f"{w.get('platform') or '-':<10} {w.get('device') or '-':<12} {rate:>10} "
+                     f"islands {shown}  {_ago(w.get('age_s'))}")
     return "\n".join(printable(line) for line in lines)

@@ -1,0 +1,106 @@
+"""``islandsync status`` on a bucket full of garbage: no exception, unreadable records shown as
+such, and no bucket string reaches the terminal with a control or bidi character in it."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from islandsync.bucket.layout import (
+    ASSIGNMENT_KEY,
+    ELITE_HEAD_KEY,
+    FINISHED_KEY,
+    LEASE_KEY,
+    head_key,
+    heartbeat_key,
+)
+from islandsync.bucket.run import init_run
+from islandsync.status import collect_status, format_status, printable
+from islandsync.store import LocalStore
+
+from .cluster import cluster_spec
+
+ESC = "\x1b"
+# JSON-escaped, so the records parse and the strings inside them reach the status as they are
+NASTY = "\\u001b[2J\\u001b]0;owned\\u0007\\u202eevil\\u200b\\u0085\\u2028"
+
+GARBAGE: dict[str, bytes] = {
+    heartbeat_key("rate-text"): b'{"state": "running", "rate": "fast"}',
+    heartbeat_key("rate-huge"): b'{"state": "running", "rate": 18446744073709551616}',
+    heartbeat_key("brackets"): b"[" * 200_000,
+    heartbeat_key("binary"): b"\xff\xfe\x1b[2J\x00",
+    heartbeat_key("raw-escape"): b'{"state": "running", "platform": "\x1b[31mred"}',
+    heartbeat_key("nasty"): ('{"state": "running", "rate": 3, "platform": "%s", "device": "%s",'
+                             ' "islands": %s}' % (NASTY, NASTY, list(range(5000)))).encode(),
+    head_key(0): b'{"island": 0, "checkpoint": "../x", "generation": 3}',
+    head_key(1): b'{"island": 1, "generation": Infinity}',
+    head_key(2): b"[" * 200_000,
+    LEASE_KEY: b'{"holder": "c", "term": "1", "lease_s": 3}',
+    FINISHED_KEY: ('{"reason": "%s"}' % NASTY).encode(),
+    ELITE_HEAD_KEY: b'{"epoch": 1, "key": "../x", "term": 1, "size": -1}',
+    ASSIGNMENT_KEY: b'{"term": 1, "epoch": 1, "leader": "c", "islands": {"0": "../w"}}',
+}
+
+
+def _hidden(text: str) -> list[str]:
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+            and c != "\n"]
+
+
+@pytest.fixture
+def garbage(tmp_path: Path) -> LocalStore:
+    store = LocalStore(tmp_path / "run")
+    init_run(store, cluster_spec(islands=4))
+    for key, data in GARBAGE.items():
+        store.put(key, data)
+    return store
+
+
+def test_status_of_a_bucket_full_of_garbage(garbage: LocalStore) -> None:
+    st = collect_status(garbage)
+    text = format_status(st)
+    assert ESC not in text and "\u202e" not in text and not _hidden(text), _hidden(text)
+    lines = text.splitlines()
+    for island in (0, 1, 2):
+        assert any(line.lstrip().startswith(f"{island} ") and "not a valid Head" in line
+                   for line in lines), (island, text)
+    assert "leader: lease unreadable" in text
+    assert "elite unreadable" in text and "assignment unreadable" in text
+    for worker in ("rate-text", "rate-huge", "brackets", "binary", "raw-escape"):
+        assert any(line.split()[:1] == [worker] and "unreadable heartbeat" in line
+                   for line in lines), (worker, text)
+    nasty = next(line for line in lines if line.split()[:1] == ["nasty"])
+    assert "?[2J" in nasty and "more]" in nasty and len(nasty) < 400, nasty
+    # The JSON form escapes what it holds: nothing raw reaches the terminal either.
+    as_json = json.dumps(st, indent=2, default=str)
+    assert ESC not in as_json and "\u202e" not in as_json
+
+
+def test_format_status_shows_whatever_values_it_gets() -> None:
+    """The JSON form is an interface: a status dict from elsewhere, with values of the wrong
+    types, is shown rather than crashing the formatter."""
+    st = {
+        "run": {"url": "gs://b/r", "problem": "p", "genome": {}, "algorithm": "ga", "pop": 4,
+                "islands": 1},
+        "finished": None, "leader": {"holder": "c", "term": 1, "age_s": None},
+        "evaluations": "many", "best": None,
+        "islands": [{"id": 0, "generation": "g", "best": "b\x1b", "owner": None,
+                     "head_age_s": "old", "evals": 0, "released": False}],
+        "workers": [{"id": "w", "platform": None, "device": None, "rate": "fast",
+                     "islands": [], "age_s": None, "alive": True, "state": "running"}],
+        "elite": None, "assignment": None,
+    }
+    text = format_status(st)
+    assert "fast/s" in text and "b?" in text and ESC not in text
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("plain", "plain"), ("tab\there", "tab?here"), ("\x1b[2J", "?[2J"), ("a\x9bb", "a?b"),
+    ("\u202eevil", "?evil"), ("zero\u200bwidth", "zero?width"), ("line\u2028sep", "line?sep"),
+    ("héllo wörld ✓", "héllo wörld ✓"),
+])
+def test_printable(raw: str, shown: str) -> None:
+    assert printable(raw) == shown
