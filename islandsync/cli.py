@@ -79,13 +79,8 @@ _DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number w
                    "s, m, h or d, e.g. 90, 90s, 10m, 2h")
 
 
-def parse_duration(text: str) -> float:
-    """A duration flag's seconds (:func:`islandsync.durations.parse_duration`), refused as
-    argparse refuses any bad value: ``argument --duration: ...`` and exit status 2."""
-    try:
-        return durations.parse_duration(text, what="duration")
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+#: ``type=`` of every duration flag: islandsync.durations, refused the argparse way.
+parse_duration = durations.duration_type()
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -8,8 +8,10 @@ float are all errors rather than surprising numbers.
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
+from collections.abc import Callable
 
 from islandsync.errors import ConfigError
 
@@ -42,4 +44,15 @@ def parse_duration(text: str, *, what: str, allow_zero: bool = False) -> float:
     return seconds
 
 
-__all__ = ["UNITS", "parse_duration"]
+def duration_type(*, allow_zero: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for duration flags: :func:`parse_duration`, its refusal turned
+    into argparse's own (``argument --lease: ...`` and exit status 2)."""
+    def parse(text: str) -> float:
+        try:
+            return parse_duration(text, what="duration", allow_zero=allow_zero)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
+
+
+__all__ = ["UNITS", "duration_type", "parse_duration"]

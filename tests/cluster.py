@@ -1,9 +1,11 @@
 """Real processes for multi-process tests: coordinators and workers started through the CLI,
-and a recorder that watches the leader's term-stamped records as they are written."""
+and a recorder that watches the leader's term-stamped records as they are written.
+
+Starting, stopping and waiting are islandsync.testing.processes' (shared with the chaos
+harness and the benchmarks); ``stop_all`` and ``wait_for`` are re-exported from there."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from islandsync.bucket.records import read_assignment, read_elite_head, read_hea
 from islandsync.config import spec_from_flags
 from islandsync.errors import IslandSyncError
 from islandsync.store import BlobStore
+from islandsync.testing.processes import child_env, islandsync_argv, stop_all, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 LEASE_S, INTERVAL_S = 3.0, 0.5
@@ -43,45 +46,29 @@ def load_benchmark(name: str):
     return module
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
 def start_coordinator(url: str, candidate: str, *extra: str,
                       log: Path | None = None) -> subprocess.Popen:
+    """A coordinator candidate with a short lease and cycle; its output in ``log`` if given."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
-        [sys.executable, "-m", "islandsync", "coordinate", url, "--candidate-id", candidate,
-         "--lease", f"{LEASE_S}s", "--interval", f"{INTERVAL_S}s", *extra],
-        env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        islandsync_argv("coordinate", url, "--candidate-id", candidate, "--lease", f"{LEASE_S}s",
+                        "--interval", f"{INTERVAL_S}s", *extra),
+        env=child_env(REPO), stdout=out, stderr=subprocess.STDOUT)
 
 
 def start_worker(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
+    """A quiet worker on the CPU that follows the leader (``--no-coordinator``)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "islandsync", "worker", url, "--quiet", "--no-coordinator",
-         "--worker-id", worker_id, "--device", "cpu", *extra],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        islandsync_argv("worker", url, "--quiet", "--no-coordinator", "--worker-id", worker_id,
+                        "--device", "cpu", *extra),
+        env=child_env(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop_all(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGCONT)
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def wait_for(predicate, timeout: float, what: str, every: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+__all__ = [
+    "INTERVAL_S", "LEASE_S", "REPO", "Recorder", "Seen", "cluster_spec", "heads",
+    "load_benchmark", "pause_outside_store_writes", "start_coordinator", "start_worker",
+    "stop_all", "wait_for",
+]
 
 
 def heads(store: BlobStore, n: int) -> dict[int, object]:

@@ -573,3 +573,13 @@ def test_builtin_table_is_exact() -> None:
     assert len(BUILTIN_PROBLEMS) == 7
     assert all(p.direction == "minimize" and p.optimum == 0.0 for p in BUILTIN_PROBLEMS.values())
     assert FitnessRef(name="a.b:c", fingerprint="0" * 64).name == "a.b:c"
+
+
+def test_config_package_keeps_every_name_of_the_old_module() -> None:
+    # islandsync.config was one module; split by concept it still exports the same names.
+    old = {"BUILTIN_PROBLEMS", "DEConfig", "FitnessRef", "GAConfig", "MigrationSpec",
+           "ProblemSpec", "RealGenome", "RunSpec", "StopSpec", "TokenGenome", "check_fitness",
+           "fitness_ref", "load_fitness", "load_toml", "parse_spec", "spec_diff",
+           "spec_from_flags", "spec_hash", "spec_json"}
+    assert old <= set(config.__all__)
+    assert all(hasattr(config, name) for name in config.__all__)

@@ -1,5 +1,6 @@
 """Processes for the chaos tests: workers and coordinators started through the real CLI, each
-with its output in a log file under the test's tmp_path, killed, paused and stopped by pid.
+with its output in a log file under the test's tmp_path, killed, paused and stopped by pid
+(islandsync.testing.processes does the starting, killing and stopping).
 
 Every failure inside ``with Cluster(...)`` is re-raised with the tail of every process's log
 appended, so that a red chaos test says what each process was doing.
@@ -7,19 +8,16 @@ appended, so that a red chaos test says what each process was doing.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import pytest
 
 from islandsync.store import BlobStore, open_store
+from islandsync.testing.processes import Proc, Processes, child_env, islandsync_argv
 
 from ..cluster import INTERVAL_S, LEASE_S, REPO
 from .invariants import ChaosRecorder
@@ -49,49 +47,11 @@ def chaos_env(**extra: str) -> dict[str, str]:
     """The environment of every process: the repository and tests/chaos (the custom fitness
     module) importable, one torch thread each (five processes share two cores here), and
     unbuffered output so that a log is complete up to the moment a process is killed."""
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(CHAOS_DIR)]),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.update(extra)
-    return env
+    return child_env(REPO, CHAOS_DIR, **extra)
 
 
 def has_traceback(text: str) -> bool:
     return "Traceback (most recent call last)" in text
-
-
-@dataclass
-class Proc:
-    name: str
-    role: str  # "worker" or "coordinator"
-    popen: subprocess.Popen
-    log: Path
-    killed: bool = False  # by us, with SIGKILL: its exit code is not judged
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def tail(self, lines: int = 25) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time so far (Linux /proc), 0 once it has exited."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Cluster:
@@ -108,12 +68,17 @@ class Cluster:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.env = chaos_env(**(env or {}))
         self.store: BlobStore = open_store(url)
-        self.procs: dict[str, Proc] = {}
+        self.processes = Processes(self.logs_dir, self.env, cwd=REPO)
         self.seed = random.randrange(1 << 30) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.notes: list[str] = [f"chaos seed {self.seed}"]
         self.t0 = time.monotonic()
         self.recorders: list[ChaosRecorder] = []
+
+    @property
+    def procs(self) -> dict[str, Proc]:
+        """Every process started, by name."""
+        return self.processes.procs
 
     def recorder(self, islands: int) -> ChaosRecorder:
         """A ChaosRecorder on this run, whose summary joins the logs of a failure."""
@@ -129,18 +94,11 @@ class Cluster:
 
     def spawn(self, name: str, role: str, argv: list[str], *,
               env: dict[str, str] | None = None) -> Proc:
-        assert name not in self.procs, f"process name {name} used twice"
-        log = self.logs_dir / f"{name}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(argv, env=env or self.env, cwd=REPO, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT)
-        proc = Proc(name, role, popen, log)
-        self.procs[name] = proc
-        return proc
+        return self.processes.spawn(name, argv, role=role, env=env)
 
     def _command(self, cli_args: list[str], clock_offset: float | None) -> list[str]:
         if clock_offset is None:
-            return [sys.executable, "-m", "islandsync", *cli_args]
+            return islandsync_argv(*cli_args)
         code = SKEWED.format(offset=float(clock_offset),
                              offset_ns=int(clock_offset * 1_000_000_000), argv=cli_args)
         return [sys.executable, "-c", code]
@@ -163,37 +121,20 @@ class Cluster:
 
     def kill(self, name: str) -> float:
         """kill -9; returns time.monotonic() of the kill."""
-        proc = self.procs[name]
-        proc.popen.send_signal(signal.SIGCONT)  # a paused process dies just the same
-        proc.popen.send_signal(signal.SIGKILL)
-        at = time.monotonic()
-        proc.popen.wait(timeout=10)
-        proc.killed = True
+        proc = self.processes.kill(name)
         self.notes.append(f"killed {name} (pid {proc.pid})")
-        return at
+        return proc.killed_at  # type: ignore[return-value]
 
     def live(self, role: str | None = None) -> list[str]:
-        return sorted(n for n, p in self.procs.items()
-                      if p.running and (role is None or p.role == role))
+        return self.processes.live(role)
 
     # -- stopping ------------------------------------------------------------------------
 
     def stop(self, names: list[str] | None = None, timeout: float = 30.0) -> None:
         """SIGCONT + SIGTERM, then wait; whatever is still running after ``timeout`` is
         killed (and the test then fails on its exit code)."""
-        procs = [self.procs[n] for n in (names or list(self.procs))]
-        for p in procs:
-            if p.running:
-                p.popen.send_signal(signal.SIGCONT)
-                p.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.notes.append(f"{p.name} ignored SIGTERM for {timeout:g} s: killed")
-                p.popen.kill()
-                p.popen.wait()
+        for name in self.processes.stop(names, timeout):
+            self.notes.append(f"{name} ignored SIGTERM for {timeout:g} s: killed")
 
     def check_clean_exits(self, expected: dict[str, int] | None = None) -> None:
         """Every process we did not kill exited 0 (or its code in ``expected``), with no
@@ -226,9 +167,7 @@ class Cluster:
         try:
             self.stop()
         except BaseException:  # never mask the body's failure
-            for p in self.procs.values():
-                if p.running:
-                    p.popen.kill()
+            self.processes.kill_all()
             if exc is None:
                 raise
         self.mark("stopped")
