@@ -9,14 +9,24 @@ from __future__ import annotations
 import abc
 import datetime as _dt
 from dataclasses import dataclass
+from typing import Final, Union
+
+#: A blob's version: an opaque token that callers compare only for equality. LocalStore and
+#: GCSStore happen to use increasing integers (generations); S3Store uses the object's ETag
+#: (a string). Nothing above the store may add to, subtract from or order versions.
+Version = Union[int, str]
+
+#: ``if_generation=ABSENT`` means "create only": the write succeeds only if the key does not
+#: exist. No live blob ever has this version.
+ABSENT: Final = 0
 
 
 @dataclass(frozen=True)
 class Blob:
-    """The bytes of a blob (or of a range of it) and the generation they were read at."""
+    """The bytes of a blob (or of a range of it) and the version they were read at."""
 
     data: bytes
-    generation: int
+    generation: Version
 
 
 @dataclass(frozen=True)
@@ -25,13 +35,13 @@ class BlobInfo:
     no correctness decision may compare it with a local clock."""
 
     key: str
-    generation: int
+    generation: Version
     size: int
     updated: _dt.datetime
 
 
 class BlobStore(abc.ABC):
-    """A flat namespace of blobs with per-key generations and conditional writes.
+    """A flat namespace of blobs with per-key versions and conditional writes.
 
     Keys are ``/``-separated paths relative to the store root (``islands/3/HEAD.json``); they
     may contain spaces and any unicode, but not empty segments, ``.`` or ``..``, a leading
@@ -39,34 +49,63 @@ class BlobStore(abc.ABC):
 
     Contracts every implementation keeps (checked by ``tests/store/test_contract.py``):
 
-    * **Generations** are positive integers that strictly increase each time a key is
-      written, also across a delete and re-create. ``0`` never names a live blob.
-    * ``put(key, data, if_generation=g)`` writes only if the key's current generation is
-      ``g`` (``g=0``: only if the key does not exist) and raises
-      :class:`~islandsync.errors.PreconditionFailed` otherwise. Of several writers, threads or
-      processes, racing a precondition on one key, exactly one wins.
+    * **Versions** (the ``generation`` of :class:`Blob` and :class:`BlobInfo`, the value
+      ``put`` returns and ``if_generation`` takes) are opaque tokens, compared only for
+      equality: never ordered, never used in arithmetic. LocalStore and GCSStore happen to use
+      positive integers that increase with every write; S3Store returns the object's ETag, a
+      string. :data:`ABSENT` (``0``) never names a live blob.
+    * ``put(key, data, if_generation=v)`` writes only if the key's current version is ``v``
+      (``v=ABSENT``: only if the key does not exist), returns the new version on success, and
+      raises :class:`~islandsync.errors.PreconditionFailed` otherwise (also when the key does
+      not exist and ``v`` is not ABSENT). Of several writers, threads or processes, racing a
+      precondition on one key, exactly one wins.
+    * A write of **different bytes** never returns a version the key had before, also across a
+      delete and re-create. A write of **equal bytes** may: an S3 ETag is the MD5 of the
+      content, so writing the same bytes again returns the same token, and a CAS on the old
+      token still succeeds (an "A-B-A" that no one can see). That is why every conditional
+      record carries a fresh random nonce (:func:`islandsync.bucket.records.write_record`
+      stamps one): two writes of a record never have equal bytes, so for records the rule
+      holds on every store. Blobs written without a nonce must not rely on version changes.
+    * A conditional write whose reply is lost (a timeout, a reset connection) may have landed.
+      A store resolves that itself only where it can recognise its own write; otherwise it
+      raises :class:`~islandsync.errors.StoreError`. It never retries a conditional write blindly,
+      because a retried create that had landed would fail its precondition and look like a
+      lost race. Callers read the record back (``records.landed``) before deciding.
+    * ``delete(key, if_generation=v)`` deletes only if the current version is ``v``. Stores
+      whose backend cannot enforce that atomically say so with
+      ``enforces_conditional_delete = False`` (they check, then delete).
     * Writes are atomic: a reader sees the old bytes or the new, never a mix.
     * ``get(key, start=, end=)`` returns bytes ``[start, end)`` with Python slice semantics
-      (a range past the end is cut short, ``start >= size`` gives ``b""``).
+      (a range past the end is cut short, ``start >= size`` gives ``b""``), and the version of
+      the whole blob.
     * A missing key raises :class:`~islandsync.errors.NotFound` from ``get`` and ``delete``;
       ``stat`` returns ``None``.
     * Other failures (outage, permission, timeout) raise
-      :class:`~islandsync.errors.StoreError`, never a library's own exception.
+      :class:`~islandsync.errors.StoreError`, never a library's own exception, and never
+      with credentials in the message.
     * Instances are safe to share between threads.
+
+    :func:`islandsync.store.probe.check_fencing` checks the conditional parts of this
+    contract against a live bucket and refuses one that ignores them.
     """
 
     url: str
+
+    #: Whether ``delete(if_generation=)`` is enforced atomically by the backend. When False
+    #: the store compares, then deletes: a write landing between the two is not caught.
+    enforces_conditional_delete: bool = True
 
     @abc.abstractmethod
     def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
         """Read a blob, or bytes ``[start, end)`` of it. Raises NotFound."""
 
     @abc.abstractmethod
-    def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
-        """Write a blob and return its new generation.
+    def put(self, key: str, data: bytes, *, if_generation: Version | None = None) -> Version:
+        """Write a blob and return its new version.
 
-        ``if_generation=None`` writes unconditionally, ``0`` creates only, ``g > 0`` replaces
-        only generation ``g``. Raises PreconditionFailed when the condition does not hold.
+        ``if_generation=None`` writes unconditionally, ``ABSENT`` (0) creates only, any other
+        version replaces only that version. Raises PreconditionFailed when the condition does
+        not hold.
         """
 
     @abc.abstractmethod
@@ -78,7 +117,7 @@ class BlobStore(abc.ABC):
         """Every blob whose key starts with ``prefix`` (a plain string prefix), sorted by key."""
 
     @abc.abstractmethod
-    def delete(self, key: str, *, if_generation: int | None = None) -> None:
+    def delete(self, key: str, *, if_generation: Version | None = None) -> None:
         """Delete a blob. Raises NotFound when missing, PreconditionFailed on a mismatch."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing

@@ -1,4 +1,6 @@
-"""One contract suite for every BlobStore: LocalStore and GCSStore on fake-gcs-server."""
+"""One contract suite for every BlobStore: LocalStore, GCSStore on fake-gcs-server and S3Store on
+moto. Versions are compared only for equality, as the contract promises; only stores whose
+versions are integers (LocalStore, GCSStore) are also held to their order."""
 
 from __future__ import annotations
 
@@ -15,12 +17,22 @@ from islandsync.errors import (
     StoreError,
 )
 from islandsync.store import BlobStore, open_store
+from islandsync.store.base import ABSENT, Version
 
 from .race import cas_increments, race_rounds
 
 
 def is_gcs(store: BlobStore) -> bool:
     return store.url.startswith("gs://")
+
+
+def assert_new_version(old: Version, new: Version) -> None:
+    """``new`` is another version than ``old``; integer versions (LocalStore, GCS
+    generations) must also have grown, as those stores promise."""
+    assert new != old
+    assert new != ABSENT
+    if isinstance(old, int) and isinstance(new, int):
+        assert new > old
 
 
 def test_errors_share_one_root() -> None:
@@ -40,8 +52,8 @@ def test_missing_key(store: BlobStore) -> None:
 
 
 def test_create_only(store: BlobStore) -> None:
-    gen = store.put("run.json", b'{"a": 1}', if_generation=0)
-    assert gen > 0
+    gen = store.put("run.json", b'{"a": 1}', if_generation=ABSENT)
+    assert gen != ABSENT and gen is not None
     with pytest.raises(PreconditionFailed):
         store.put("run.json", b'{"a": 2}', if_generation=0)
     blob = store.get("run.json")
@@ -52,24 +64,45 @@ def test_create_only(store: BlobStore) -> None:
 def test_compare_and_swap(store: BlobStore) -> None:
     g1 = store.put("lease.json", b"one", if_generation=0)
     g2 = store.put("lease.json", b"two", if_generation=g1)
-    assert g2 > g1
+    assert_new_version(g1, g2)
     with pytest.raises(PreconditionFailed):
         store.put("lease.json", b"stale", if_generation=g1)
     assert store.get("lease.json").data == b"two"
     g3 = store.put("lease.json", b"three")  # unconditional
-    assert g3 > g2
+    assert_new_version(g2, g3)
     info = store.stat("lease.json")
     assert info is not None
     assert (info.key, info.generation, info.size) == ("lease.json", g3, 5)
     assert info.updated.tzinfo is not None
 
 
-def test_generations_grow_across_delete(store: BlobStore) -> None:
+def test_new_version_across_delete(store: BlobStore) -> None:
+    """Different bytes after a delete and re-create get a version the key never had, so a
+    CAS on the old one fails."""
     g1 = store.put("k", b"x")
     store.delete("k")
     assert store.stat("k") is None
-    g2 = store.put("k", b"y", if_generation=0)
-    assert g2 > g1
+    g2 = store.put("k", b"y", if_generation=ABSENT)
+    assert_new_version(g1, g2)
+    with pytest.raises(PreconditionFailed):
+        store.put("k", b"z", if_generation=g1)
+
+
+def test_cas_on_missing_key_fails(store: BlobStore) -> None:
+    g1 = store.put("k", b"x")
+    store.delete("k")
+    with pytest.raises(PreconditionFailed):
+        store.put("k", b"y", if_generation=g1)
+    assert store.stat("k") is None
+
+
+def test_versions_agree_across_calls(store: BlobStore) -> None:
+    """put, get, stat and list report one blob's version as the same (equal) token."""
+    gen = store.put("islands/0/HEAD.json", b"head", if_generation=ABSENT)
+    assert store.get("islands/0/HEAD.json").generation == gen
+    assert store.get("islands/0/HEAD.json", start=1, end=3).generation == gen
+    assert store.stat("islands/0/HEAD.json").generation == gen
+    assert [i.generation for i in store.list("islands/")] == [gen]
 
 
 def test_ranged_reads(store: BlobStore) -> None:
@@ -117,9 +150,11 @@ def test_conditional_delete_mismatch(store: BlobStore, request: pytest.FixtureRe
         request.applymarker(pytest.mark.xfail(
             reason="fake-gcs-server does not enforce ifGenerationMatch on deletes "
                    "(real GCS does; GCSStore sends it)", strict=True))
-    gen = store.put("workers/w3.json", b"hb")
+    stale = store.put("workers/w3.json", b"hb")
+    store.put("workers/w3.json", b"hb2")
     with pytest.raises(PreconditionFailed):
-        store.delete("workers/w3.json", if_generation=gen + 1)
+        store.delete("workers/w3.json", if_generation=stale)
+    assert store.get("workers/w3.json").data == b"hb2"
 
 
 def test_large_round_trip(store: BlobStore) -> None:
@@ -147,7 +182,9 @@ def test_bad_keys(store: BlobStore, key: str) -> None:
 
 def test_threads_race_one_store(store: BlobStore) -> None:
     winners: list[int] = []
-    gen = store.put("lease.json", b"0", if_generation=0)
+    # Every racer writes bytes the key never held: with equal bytes an S3 ETag would not
+    # change, and a second CAS on it would rightly succeed (see BlobStore's contract).
+    gen = store.put("lease.json", b"start", if_generation=0)
     barrier = threading.Barrier(6)
 
     def attempt(i: int) -> None:
@@ -188,8 +225,10 @@ def test_processes_cas_counter(store_url: str) -> None:
 
 
 def test_open_store_errors(tmp_path, fake_gcs: str) -> None:
-    with pytest.raises(ConfigError, match="s3://bucket/x"):
-        open_store("s3://bucket/x")
+    with pytest.raises(ConfigError, match="ftp://bucket/x"):
+        open_store("ftp://bucket/x")
+    with pytest.raises(ConfigError, match="no bucket"):
+        open_store("s3:///run")
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     with pytest.raises(ConfigError, match="not writable") as info:
