@@ -21,6 +21,12 @@ from typing import Any
 
 from islandsync.errors import ConfigError
 from islandsync.platforms import load_profile, resolve_platform
+from islandsync.store.gcs import (
+    credential_refusal,
+    default_credentials_refusal,
+    refused_credentials,
+    shown_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,10 @@ def _from_info(info: Any, size: str) -> tuple[Any, str]:
     """Credentials from parsed JSON; ``size`` ("N characters") is for messages only."""
     if not isinstance(info, dict):
         raise _bad_json(size, "; not a JSON object")
+    if (why := credential_refusal(info)) is not None:
+        # external_account and its kin may name a command to run or a URL to fetch: a
+        # secret store or a pasted string is no place to trust one from.
+        raise _bad_json(size, f"; {why}")
     kind = info.get("type", "service_account")
     try:
         if kind == "service_account":
@@ -55,9 +65,7 @@ def _from_info(info: Any, size: str) -> tuple[Any, str]:
 
             creds = user_credentials.Credentials.from_authorized_user_info(info, scopes=[SCOPE])
             return creds, "user credentials"
-        # Not external_account and its kin: such a file may name a command to run or a URL
-        # to fetch, and a secret store or a pasted string is no place to trust one from.
-        raise _bad_json(size, "; unsupported credential type (use a service-account key)")
+        raise _bad_json(size, "; unsupported credential type")  # credential_refusal's job
     except _Failed:
         raise
     except Exception as err:  # noqa: BLE001 - any failure means the same to the user
@@ -82,17 +90,8 @@ def _from_text(text: Any) -> tuple[Any, str]:
     return _from_info(info, f"{len(text)} characters")
 
 
-def _shown_path(path: str) -> str:
-    """``path`` quoted when it looks like a path, else only its length: a secret pasted where
-    a path belongs must not be echoed back."""
-    if len(path) < 512 and not any(c.isspace() for c in path) and "{" not in path and (
-            os.sep in path or path.endswith(".json")):
-        return repr(path)
-    return f"(a {len(path)}-character value that is not a path)"
-
-
 def _from_file(path: str) -> tuple[Any, str]:
-    shown = _shown_path(path)
+    shown = shown_path(path)
     if path.lstrip().startswith("{"):
         raise _Failed("holds JSON content, not a path: put it in a file, or pass it as "
                       "credentials=")
@@ -175,12 +174,19 @@ def _colab_secret(env: Mapping[str, str], *, name: str, **_: Any) -> tuple[Any, 
 
 
 def _google_default() -> str:
+    # google.auth.default reads the process environment, and would build an external
+    # account (whose token source may run a command) from the file it finds: read that file
+    # first, and refuse such a one before google.auth sees it.
+    if (why := default_credentials_refusal(os.environ)) is not None:
+        raise _Failed(f"refused: {why}")
     import google.auth
 
     try:
         creds, _ = google.auth.default(scopes=[SCOPE])
     except Exception as err:  # noqa: BLE001 - metadata probes can fail in transport
         raise _Failed(f"not available ({type(err).__name__})") from None
+    if refused_credentials(creds):
+        raise _Failed(f"refused: {type(creds).__name__} is an external account")
     return f"{type(creds).__module__}.{type(creds).__qualname__}"
 
 

@@ -534,3 +534,66 @@ def test_external_account_json_is_refused(env: dict, caplog: pytest.LogCaptureFi
     text = check_failure(lambda: find_credentials(info, platform="local", environ=env),
                          caplog, "unsupported credential type")
     assert "executable" not in text
+
+
+# -- external accounts are refused on every path, google.auth.default included ------------
+
+def external_account(marker_file: Path) -> dict[str, Any]:
+    """An external account whose token source runs a command that would leave a file."""
+    return {"type": "external_account", "audience": MARKER,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": {"executable": {"command": f"/usr/bin/touch {marker_file}",
+                                                 "timeout_millis": 5000}}}
+
+
+@pytest.mark.parametrize("where", ["GOOGLE_APPLICATION_CREDENTIALS", "gcloud ADC file"])
+def test_default_credentials_refuse_an_external_account(
+        where: str, env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The `default` source: google.auth.default would build an external account from the
+    file GOOGLE_APPLICATION_CREDENTIALS names (or gcloud's ADC file), whose token source runs
+    a command. The file is read first and refused; google.auth never sees it."""
+    ran = tmp_path / "the-command-ran"
+    monkeypatch.setenv("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+    if where == "gcloud ADC file":
+        write_adc(external_account(ran))
+    else:
+        path = tmp_path / "ext.json"
+        path.write_text(json.dumps(external_account(ran)))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    # environ={} keeps the GOOGLE_APPLICATION_CREDENTIALS source out: only `default` reads it
+    text = check_failure(lambda: find_credentials(platform="local", environ={}), caplog,
+                         "Google default credentials: refused", "unsupported credential type")
+    assert "executable" not in text and not ran.exists()
+
+
+def test_credential_source_is_refused_whatever_the_type(
+        env: dict, sa_info: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ran = tmp_path / "the-command-ran"
+    info = {**sa_info, "credential_source": external_account(ran)["credential_source"]}
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(info))
+    for call in (lambda: find_credentials(info, platform="local", environ=env),
+                 lambda: find_credentials(json.dumps(info), platform="local", environ=env),
+                 lambda: find_credentials(platform="local", environ={
+                     "GOOGLE_APPLICATION_CREDENTIALS": str(key_file)})):
+        check_failure(call, caplog, "credential_source")
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("kind", ["impersonated_service_account", "gdch_service_account",
+                                  "external_account_authorized_user", None])
+def test_only_service_accounts_and_user_credentials_are_accepted(
+        kind: str | None, env: dict, sa_info: dict, caplog: pytest.LogCaptureFixture) -> None:
+    info = {**sa_info, "type": kind}
+    check_failure(lambda: find_credentials(info, platform="local", environ=env), caplog,
+                  "unsupported credential type")
+
+
+def test_default_credentials_named_by_a_pasted_secret_are_not_echoed(
+        env: dict, private_key: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", f"{MARKER} {private_key}")
+    check_failure(lambda: find_credentials(platform="local", environ={}), caplog,
+                  "Google default credentials: refused", "not a path")

@@ -248,64 +248,187 @@ def _brief(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}"
 
 
+#: The credential JSON types a store accepts. Others (external_account and its kin,
+#: impersonated_service_account, ...) may name a command to run or a URL to fetch: a pasted
+#: string, a secret store or a file a notebook found lying around is no place to trust one from.
+ACCEPTED_TYPES = ("service_account", "authorized_user")
+_SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
+_MAX_CREDENTIALS_FILE = 1 << 20
+
+
+def shown_path(path: str) -> str:
+    """``path`` quoted when it looks like a path, else only its length: a secret pasted where
+    a path belongs must not be echoed back."""
+    if len(path) < 512 and not any(c.isspace() or not c.isprintable() for c in path) \
+            and "{" not in path and (os.sep in path or "/" in path or path.endswith(".json")):
+        return repr(path)
+    return f"(a {len(path)}-character value that is not a path)"
+
+
+def credential_refusal(info: dict[str, Any]) -> str | None:
+    """Why credential JSON ``info`` is refused, or None when it may be used. Says only field
+    names and types, never a value."""
+    kind = info.get("type", "service_account")  # a key without "type" is a service account
+    if kind not in ACCEPTED_TYPES:
+        return ("unsupported credential type (use a service-account key, or user "
+                "credentials from gcloud auth application-default login)")
+    if "credential_source" in info:  # where external accounts name a command or a URL
+        return "it names a credential_source (a command or URL to get tokens from)"
+    return None
+
+
+def _default_file(environ: Any) -> str | None:
+    """The credentials file google.auth.default would load, if any: the one
+    GOOGLE_APPLICATION_CREDENTIALS names, else gcloud's application-default file."""
+    named = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if named:
+        return named
+    config = environ.get("CLOUDSDK_CONFIG")
+    if not config:
+        if os.name == "nt":
+            config = os.path.join(environ.get("APPDATA", ""), "gcloud")
+        else:
+            config = os.path.join(os.path.expanduser("~"), ".config", "gcloud")
+    path = os.path.join(config, "application_default_credentials.json")
+    return path if os.path.isfile(path) else None
+
+
+def default_credentials_refusal(environ: Any = None) -> str | None:
+    """Why Google default credentials must not be loaded, or None. Reads the file that
+    google.auth.default would (GOOGLE_APPLICATION_CREDENTIALS, else gcloud's ADC file) before
+    google.auth does, and refuses what :func:`credential_refusal` refuses: google.auth would
+    build an external account from it, whose token source may run a command."""
+    environ = os.environ if environ is None else environ
+    path = _default_file(environ)
+    if path is None:
+        return None
+    where = shown_path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_CREDENTIALS_FILE + 1)
+    except OSError as err:
+        return f"{where} cannot be read ({type(err).__name__})"
+    if len(data) > _MAX_CREDENTIALS_FILE:
+        return f"{where} is larger than {_MAX_CREDENTIALS_FILE} bytes"
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except Exception:  # noqa: BLE001 - its message may quote the file: never show it
+        return f"{where} is not valid JSON ({len(data)} bytes)"
+    if not isinstance(info, dict):
+        return f"{where} is not a JSON object"
+    why = credential_refusal(info)
+    return None if why is None else f"{where}: {why}"
+
+
+def refused_credentials(creds: Any) -> bool:
+    """Whether google.auth built credentials of a kind we refuse (a last check, should the
+    file check ever miss a way google.auth.default finds an external account)."""
+    module = type(creds).__module__
+    return module.startswith("google.auth.") and module.rsplit(".", 1)[-1] in (
+        "external_account", "identity_pool", "aws", "pluggable",
+        "external_account_authorized_user", "impersonated_credentials")
+
+
 def _resolve_credentials(credentials: Any, project: str | None, url: str) -> tuple[Any, Any]:
     """(project, credentials) for storage.Client; never echoes credential contents."""
     if credentials is not None and not isinstance(credentials, (str, bytes, os.PathLike, dict)):
         return project, credentials  # already a google.auth credentials object
     if credentials is not None:
-        from google.oauth2 import service_account
-
-        info = _service_account_info(credentials, url)
+        info = _credential_info(credentials, url)
+        if (why := credential_refusal(info)) is not None:
+            raise ConfigError(f"store {url}: credentials refused: {why}")
+        creds, failed = None, ""
         try:
-            creds = service_account.Credentials.from_service_account_info(
-                info, scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
-            )
-        except (ValueError, KeyError) as err:
-            raise ConfigError(
-                f"store {url}: the service-account JSON is not valid "
-                f"(missing or bad field: {type(err).__name__})"
-            ) from None
-        return project or info.get("project_id"), creds
+            if info.get("type", "service_account") == "service_account":
+                from google.oauth2 import service_account
+
+                creds = service_account.Credentials.from_service_account_info(
+                    info, scopes=_SCOPES)
+            else:
+                from google.oauth2 import credentials as user_credentials
+
+                creds = user_credentials.Credentials.from_authorized_user_info(
+                    info, scopes=_SCOPES)
+        except Exception as err:  # noqa: BLE001 - key loaders' messages are not ours to vet
+            failed = type(err).__name__
+        if failed:  # raised outside the except block: no context to carry secret text along
+            raise ConfigError(f"store {url}: the credentials JSON is not valid (missing or bad "
+                              f"field: {failed})")
+        return project or info.get("project_id") or info.get("quota_project_id"), creds
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
         return project or "islandsync-emulator", AnonymousCredentials()
+    if (why := default_credentials_refusal()) is not None:
+        raise ConfigError(f"store {url}: Google default credentials refused: {why}")
+    failed = ""
     try:
         import google.auth
 
-        creds, default_project = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
-        )
-    except auth_exc.DefaultCredentialsError as err:
+        creds, default_project = google.auth.default(scopes=_SCOPES)
+    except Exception as err:  # noqa: BLE001 - its messages may quote a path that is a secret
+        failed = type(err).__name__
+    if failed:
         raise ConfigError(
-            f"store {url}: no Google credentials found; pass credentials= (a service-account "
-            "JSON path or content) or set GOOGLE_APPLICATION_CREDENTIALS"
-        ) from err
+            f"store {url}: no usable Google credentials ({failed}); pass credentials= (a "
+            "service-account JSON path or content) or set GOOGLE_APPLICATION_CREDENTIALS")
+    if refused_credentials(creds):
+        raise ConfigError(f"store {url}: Google default credentials refused: "
+                          f"{type(creds).__name__} (an external account)")
     return project or default_project, creds
 
 
-def _service_account_info(credentials: str | bytes | os.PathLike[str] | dict, url: str) -> dict:
+def _credential_info(credentials: str | bytes | os.PathLike[str] | dict, url: str
+                     ) -> dict[str, Any]:
+    """The credential JSON given as a dict, its text, or a path to it. Errors name a path
+    only when it looks like one and never quote content; each is raised outside the except
+    block that caught the cause, so no chained exception carries the text along either."""
     if isinstance(credentials, dict):
         return credentials
-    text = credentials.decode() if isinstance(credentials, bytes) else os.fspath(credentials)
-    if text.lstrip().startswith("{"):
-        try:
-            info = json.loads(text)
-        except json.JSONDecodeError:
-            # Deliberately no excerpt: the text is a secret.
-            raise ConfigError(f"store {url}: credentials look like JSON but do not parse") from None
-    else:
-        try:
-            with open(text, encoding="utf-8") as f:
-                info = json.load(f)
-        except OSError as err:
-            raise ConfigError(
-                f"store {url}: cannot read credentials file {text!r}: {err.strerror}"
-            ) from None
-        except json.JSONDecodeError:
-            raise ConfigError(
-                f"store {url}: credentials file {text!r} is not valid JSON"
-            ) from None
+    text = _text(credentials)
+    if text is None:
+        raise ConfigError(f"store {url}: credentials are not UTF-8 text")
+    source = "credentials"
+    if not text.lstrip().startswith("{"):
+        source = f"credentials file {shown_path(text)}"
+        raw, why = _read_file(text)
+        if why:
+            raise ConfigError(f"store {url}: cannot read {source}: {why}")
+        text = _text(raw)
+        if text is None:
+            raise ConfigError(f"store {url}: {source} is not UTF-8")
+    info = _json(text)
+    if info is None:
+        raise ConfigError(f"store {url}: {source} is not valid JSON")  # no excerpt: a secret
     if not isinstance(info, dict):
-        raise ConfigError(f"store {url}: credentials JSON must be an object")
+        raise ConfigError(f"store {url}: {source} must hold a JSON object")
     return info
+
+
+def _text(value: str | bytes | os.PathLike[str]) -> str | None:
+    if not isinstance(value, bytes):
+        return os.fspath(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:  # its args hold the bytes: let it go here
+        return None
+
+
+def _read_file(path: str) -> tuple[bytes, str]:
+    """(content, "") or (b"", why): why names only the kind of failure."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_CREDENTIALS_FILE + 1)
+    except OSError as err:  # its args hold the path, which may be a pasted secret
+        return b"", err.strerror or type(err).__name__
+    if len(raw) > _MAX_CREDENTIALS_FILE:
+        return b"", f"larger than {_MAX_CREDENTIALS_FILE} bytes"
+    return raw, ""
+
+
+def _json(text: str) -> Any:
+    """Parsed JSON, or None (its error messages quote the document)."""
+    try:
+        return json.loads(text)
+    except Exception:  # noqa: BLE001
+        return None

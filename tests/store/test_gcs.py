@@ -127,3 +127,78 @@ def test_unreachable_server_is_a_store_error(monkeypatch: pytest.MonkeyPatch) ->
         store.put("run.json", b"x", if_generation=0)
     with pytest.raises(ConfigError, match="gs://b/run"):
         GCSStore("b", "run", retry_deadline=0.5, timeout=1)
+
+
+# -- credentials: nothing echoed, external accounts refused on every path -----------------
+
+EXTERNAL = {"type": "external_account", "audience": "SECRET-MARKER-5f2a",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": {"executable": {"command": "/usr/bin/touch {ran}"}}}
+
+
+@pytest.fixture
+def no_default(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """No emulator and no credentials anywhere but where a test puts them."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+    return tmp_path
+
+
+@pytest.mark.parametrize("given", ["pem", "pem-bytes", "not-utf8"])
+def test_a_pasted_secret_that_is_not_json_is_never_echoed(given: str) -> None:
+    """A credential string that does not start with "{" is taken for a path: the error must
+    not quote it (it used to: "cannot read credentials file '-----BEGIN PRIVATE KEY...'")."""
+    arg = {"pem": SECRET, "pem-bytes": SECRET.encode(),
+           "not-utf8": b"\xff" + SECRET.encode()}[given]
+    with pytest.raises(ConfigError) as caught:
+        GCSStore("b", "run", credentials=arg, check_bucket=False)
+    assert "SECRET-MARKER" not in _all_text(caught.value)
+    assert "PRIVATE KEY" not in _all_text(caught.value)
+
+
+def _external(tmp_path) -> tuple[dict, object]:
+    ran = tmp_path / "the-command-ran"
+    info = json.loads(json.dumps(EXTERNAL).replace("{ran}", str(ran)))
+    return info, ran
+
+
+@pytest.mark.parametrize("form", ["dict", "content", "path"])
+def test_an_external_account_given_as_credentials_is_refused(tmp_path, no_default,
+                                                             form: str) -> None:
+    info, ran = _external(tmp_path)
+    path = tmp_path / "ext.json"
+    path.write_text(json.dumps(info))
+    arg = {"dict": info, "content": json.dumps(info), "path": str(path)}[form]
+    with pytest.raises(ConfigError, match="refused: unsupported credential type") as caught:
+        GCSStore("b", "run", credentials=arg, check_bucket=False)
+    assert "SECRET-MARKER" not in _all_text(caught.value) and not ran.exists()
+
+
+@pytest.mark.parametrize("where", ["GOOGLE_APPLICATION_CREDENTIALS", "gcloud ADC file"])
+def test_default_credentials_refuse_an_external_account(
+        tmp_path, no_default, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """google.auth.default would build an external account (a command as its token source)
+    from the file; the store reads that file first and refuses it."""
+    info, ran = _external(tmp_path)
+    if where == "gcloud ADC file":
+        (tmp_path / "gcloud").mkdir()
+        path = tmp_path / "gcloud" / "application_default_credentials.json"
+    else:
+        path = tmp_path / "ext.json"
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    path.write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="Google default credentials refused") as caught:
+        GCSStore("b", "run", check_bucket=False)
+    assert "SECRET-MARKER" not in _all_text(caught.value) and not ran.exists()
+
+
+def test_default_credentials_named_by_a_pasted_secret_are_not_echoed(
+        no_default, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", SECRET)
+    with pytest.raises(ConfigError, match="not a path") as caught:
+        GCSStore("b", "run", check_bucket=False)
+    assert "SECRET-MARKER" not in _all_text(caught.value)
