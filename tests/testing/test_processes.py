@@ -75,6 +75,7 @@ def test_processes_log_kill_and_stop(tmp_path: Path) -> None:
         procs.spawn("victim", [sys.executable, "-c", "pass"])
     wait_for(lambda: "hello" in talker.text() and "ready" in stubborn.text(), 60, "output")
     assert talker.log == tmp_path / "logs" / "talker.log"
+    assert talker.popen.wait(timeout=60) == 0
 
     procs.kill("victim")
     assert victim.killed and not victim.running and victim.popen.returncode == -9
@@ -82,7 +83,6 @@ def test_processes_log_kill_and_stop(tmp_path: Path) -> None:
     # SIGTERM ignored: killed after the timeout, and named as such
     assert procs.stop(timeout=0.5) == ["stubborn"]
     assert not stubborn.running and not stubborn.killed  # killed by stop, not by kill()
-    assert talker.popen.returncode == 0
 
 
 def test_stop_all_terms_first(tmp_path: Path) -> None:
