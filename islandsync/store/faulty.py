@@ -79,7 +79,11 @@ class Rule:
         if not 0.0 <= self.rate <= 1.0:
             raise ConfigError(f"{type(self).__name__}: rate must be in [0, 1], got {self.rate!r}")
         if self.keys.startswith("re:"):
-            re.compile(self.keys[3:])  # a bad pattern fails here, not deep in a soak
+            try:  # a bad pattern fails here, not deep in a soak
+                re.compile(self.keys[3:])
+            except re.error as err:
+                raise ConfigError(f"{type(self).__name__}: bad regex {self.keys!r}: {err}") \
+                    from None
 
     def applies(self, call: Call) -> bool:
         if call.op not in self.ops:
@@ -364,6 +368,7 @@ class FaultyStore(BlobStore):
         self._down = False
         self._counts: dict[str, int] = {}
         self._corrupted: dict[str, str] = {}
+        self._events: list[tuple[float, str, str]] = []
 
     @property
     def url(self) -> str:  # type: ignore[override]
@@ -388,11 +393,17 @@ class FaultyStore(BlobStore):
         with self._lock:
             return dict(self._corrupted)
 
+    def corruptions(self) -> list[tuple[float, str, str]]:
+        """Every replacement so far as ``(clock() just after it, key, garbage kind)``."""
+        with self._lock:
+            return list(self._events)
+
     def _note(self, kind: str, key: str | None = None) -> None:
         with self._lock:
             self._counts[kind] = self._counts.get(kind, 0) + 1
             if key is not None:
                 self._corrupted[key] = kind.split(".", 1)[1]
+                self._events.append((self.clock(), key, self._corrupted[key]))
 
     # -- the calls -----------------------------------------------------------------------
 

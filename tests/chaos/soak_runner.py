@@ -1,0 +1,388 @@
+"""The soak: three leader candidates and three workers, threads of one process, share one
+LocalStore, each through a FaultyStore of its own (seeded from the soak's seed), for a bounded
+time; then the invariants are judged. Shared by ``tests/chaos/test_soak.py`` (a short run per
+seed in CI) and ``benchmarks/soak.py`` (a long one), so both run exactly this code.
+
+Faults each party suffers: errors before a call, lost replies (puts and deletes), latency
+spikes, an outage window of its own and one all parties share, and a byzantine writer that
+replaces some of what the party writes (heartbeats, leases, assignments, HEADs, elite HEADs,
+checkpoints and elite epochs) with garbage of every kind.
+
+The seed fixes every party's fault schedule for a given sequence of calls; threads interleave
+differently from run to run, so a replay reproduces the faults' mix and rates, not every
+instant. Invariants (each a named check, so a test can mark one known fault):
+
+* ``lineage`` — along the HEAD versions observed, an island's generation never goes back and
+  its history is linear (one checkpoint per generation, none returns), except right after the
+  byzantine writer corrupted a blob of that island (then the next owner may resume older);
+* ``checkpoints`` — the checkpoint each island's current HEAD names is present (checked while
+  running and at the end) and loads at the end, unless the byzantine writer replaced it;
+* ``elites`` — the best score of the merged elite never regresses from one observed epoch to
+  the next, except right after an elite blob was corrupted; no epoch holds a duplicate id;
+* ``threads`` — no thread ended in an unhandled exception (``threading.excepthook``), every
+  worker's uploader, bucket and heartbeat threads stayed alive, no party stopped early;
+* ``progress`` — something happened at all (HEADs advanced and elites were merged), so a soak
+  whose parties all stalled at once cannot pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from islandsync.bucket import codec
+from islandsync.bucket.checkpoints import decode_island
+from islandsync.bucket.layout import head_key
+from islandsync.bucket.records import read_head
+from islandsync.bucket.run import init_run
+from islandsync.errors import CheckpointError, IslandSyncError, NotFound
+from islandsync.leader.coordinator import Coordinator
+from islandsync.store import FaultyStore, LocalStore
+from islandsync.store.faulty import Byzantine, ErrorBefore, Latency, LostReply, Outage
+
+from ..cluster import cluster_spec
+from .invariants import ChaosRecorder, HeadSeen
+
+SEED_ENV = "ISLANDSYNC_SOAK_SEED"
+CHECKS = ("lineage", "checkpoints", "elites", "threads", "progress")
+WORKER_THREADS = ("islandsync-uploader", "islandsync-bucket", "islandsync-heartbeat")
+#: How long after a corruption its consequences may show (a claim, a merge): generous, as an
+#: exemption must not hide a fault that merely happened to follow some garbage by minutes.
+AFTERMATH_S = 10.0
+
+
+def soak_spec(islands: int = 6):
+    """A small fast run: tiny populations, short cadences and timeouts."""
+    return cluster_spec(islands=islands, dim=4, pop=8, checkpoint_interval_s=0.5,
+                        heartbeat_interval_s=0.4)
+
+
+def soak_rules(rng: random.Random, shared_outage: Outage) -> list:
+    """One party's faults (rates per matching call)."""
+    return [
+        ErrorBefore(rate=0.04),
+        LostReply(ops=("put", "delete"), rate=0.05),
+        # Where a lost reply or an error costs most: HEAD CAS, and a new leader's elite reads.
+        LostReply(ops=("put",), keys="islands/*/HEAD.json", rate=0.1),
+        ErrorBefore(ops=("get", "list"), keys="elite/*", rate=0.1),
+        Latency(rate=0.02, seconds=0.25),
+        # Long enough, now and then, for a leader's lease to lapse (3 s): takeovers happen.
+        Outage(start=rng.uniform(3, 8), length=rng.uniform(1.5, 4.5), every=rng.uniform(10, 16)),
+        shared_outage,
+        Byzantine(keys="workers/*", rate=0.01, codec=codec),
+        Byzantine(keys="re:^(lease|assignment)\\.json$", rate=0.01, codec=codec),
+        Byzantine(keys="islands/*/HEAD.json", rate=0.0015, codec=codec),
+        Byzantine(keys="elite/HEAD.json", rate=0.02, codec=codec),
+        Byzantine(keys="*.isz", rate=0.01, codec=codec),
+    ]
+
+
+@dataclass
+class SoakResult:
+    seed: int
+    seconds: float
+    faults: Counter = field(default_factory=Counter)
+    head_observations: int = 0
+    elite_epochs: int = 0
+    checkpoints_verified: int = 0
+    violations: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CHECKS})
+    notes: list[str] = field(default_factory=list)
+    #: What an invariant let pass because the byzantine writer had just corrupted a blob.
+    exempted: Counter = field(default_factory=Counter)
+    started: float = 0.0  # time.monotonic() when the parties started, and when told to stop
+    stopped_at: float = 0.0
+
+    def violation(self, check: str, message: str) -> None:
+        if message not in self.violations[check]:  # a live check sees a lasting one often
+            self.violations[check].append(message)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.violations.values())
+
+    def report(self) -> str:
+        """The table benchmarks/soak.py prints, and a failing test shows."""
+        lines = [f"soak seed {self.seed}: {self.seconds:.0f} s "
+                 f"(replay: {SEED_ENV}={self.seed}, or benchmarks/soak.py --seed {self.seed})",
+                 "  faults injected:"]
+        lines += [f"    {kind:<28} {n:>7}" for kind, n in sorted(self.faults.items())]
+        lines += ["  invariants checked:",
+                  f"    {'HEAD observations':<28} {self.head_observations:>7}",
+                  f"    {'elite epochs checked':<28} {self.elite_epochs:>7}",
+                  f"    {'checkpoints verified':<28} {self.checkpoints_verified:>7}"]
+        lines += [f"    {'exempted: ' + what:<28} {n:>7}" for what, n in sorted(
+            self.exempted.items())]
+        for check in CHECKS:
+            found = self.violations[check]
+            lines.append(f"  {check:<30} {'ok' if not found else f'{len(found)} VIOLATION(S)'}")
+            lines += [f"    seed {self.seed}: {v}" for v in found[:8]]
+        lines += [f"  note: {n}" for n in self.notes[-8:]]
+        return "\n".join(lines)
+
+
+class SoakRecorder(ChaosRecorder):
+    """ChaosRecorder that skips the byzantine writer's garbage instead of stopping a poll."""
+
+    def _read_head(self, island: int) -> HeadSeen | None:
+        try:
+            return super()._read_head(island)
+        except CheckpointError:
+            return None
+
+    def _read_elite(self, now: float) -> None:
+        try:
+            super()._read_elite(now)
+        except CheckpointError:
+            pass
+
+    def _poll(self) -> None:
+        try:
+            super()._poll()
+        except (ValueError, RecursionError) as err:  # a garbage lease or assignment
+            self.errors.append(f"{type(err).__name__}: {str(err)[:80]}")
+
+
+class _Party:
+    """One thread: a coordinator candidate or a worker, with its FaultyStore."""
+
+    def __init__(self, name: str, store: FaultyStore, target: Callable[[], Any]) -> None:
+        self.name, self.store = name, store
+        self.result: Any = None
+        self.thread = threading.Thread(target=self._main, args=(target,), name=f"soak-{name}",
+                                       daemon=True)
+
+    def _main(self, target: Callable[[], Any]) -> None:
+        self.result = target()
+
+
+def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
+             candidates: int = 3, islands: int = 6,
+             progress: Callable[[str], None] | None = None,
+             rules: Callable[[random.Random, Outage], list] = soak_rules) -> SoakResult:
+    """Run the soak in ``root`` (an empty folder) and judge it; never raises for a violation.
+    ``rules(rng, shared_outage)`` makes each party's faults (:func:`soak_rules`)."""
+    import torch  # the workers' engine; one thread each, as on a 2-core notebook
+
+    from islandsync.worker.loop import Worker
+
+    rng = random.Random(seed)
+    spec = soak_spec(islands)
+    inner = LocalStore(root / "run")
+    init_run(inner, spec)
+    shared = Outage(start=rng.uniform(8, 15), length=2.0, every=rng.uniform(20, 30))
+    result = SoakResult(seed, seconds)
+    uncaught: list[str] = []
+    previous_hook, previous_threads = threading.excepthook, torch.get_num_threads()
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread else "?"
+        uncaught.append(f"thread {name} died: {args.exc_type.__name__}: {args.exc_value}")
+        previous_hook(args)
+
+    def faulty(k: int) -> FaultyStore:
+        return FaultyStore(inner, seed=seed * 1000 + k,
+                           rules=rules(random.Random(seed * 1000 + k), shared))
+
+    threading.excepthook = hook
+    torch.set_num_threads(1)
+    stop = threading.Event()
+    parties: list[_Party] = []
+    try:
+        for k in range(candidates):
+            store = faulty(k)
+            c = Coordinator(store, candidate=f"c{k}", spec=spec, lease_s=3.0, interval=0.5,
+                            housekeeping_s=5.0)
+            parties.append(_Party(f"c{k}", store, lambda c=c: c.run(stop)))
+        running: list[Worker] = []
+        for k in range(workers):
+            store = faulty(100 + k)
+            w = Worker(store, spec=spec, device="cpu", worker_id=f"w{k}", progress=False)
+            running.append(w)
+            parties.append(_Party(f"w{k}", store, w.run))
+        with SoakRecorder(inner, islands, every=0.1) as rec:
+            result.started = time.monotonic()
+            for p in parties:
+                p.thread.start()
+            _watch(inner, result, rec, parties, seconds, islands, workers, progress)
+            result.stopped_at = time.monotonic()
+            stop.set()
+            for w in running:
+                w.request_stop("soak over")
+            for p in parties:
+                p.thread.join(timeout=120)
+                if p.thread.is_alive():
+                    result.violation("threads", f"{p.name} did not stop within 120 s")
+            time.sleep(0.3)  # the recorder sees the final HEADs
+        corruptions = sorted(e for p in parties for e in p.store.corruptions())
+        for p in parties:
+            result.faults.update(p.store.counts())
+        _judge(inner, result, rec, corruptions, islands)
+        for p in parties:
+            if p.name.startswith("w") and p.result is not None \
+                    and p.result.stopped != "soak over":
+                result.violation("threads", f"{p.name} stopped early: {p.result.stopped}")
+        result.violations["threads"][:0] = uncaught
+    finally:
+        stop.set()
+        threading.excepthook = previous_hook
+        torch.set_num_threads(previous_threads)
+    return result
+
+
+def _watch(inner: LocalStore, result: SoakResult, rec: SoakRecorder, parties: list[_Party],
+           seconds: float, islands: int, workers: int,
+           progress: Callable[[str], None] | None) -> None:
+    """Wait out the soak, checking live what only a live run shows: threads and the presence
+    of each current HEAD's checkpoint."""
+    started = time.monotonic()
+    next_report = started + 10.0
+    dead: set[str] = set()
+    while (now := time.monotonic()) - started < seconds:
+        time.sleep(0.5)
+        alive = Counter(t.name for t in threading.enumerate())
+        for name in WORKER_THREADS:
+            if alive[name] < workers and name not in dead:
+                dead.add(name)
+                result.violation("threads", f"only {alive[name]} of {workers} {name} threads "
+                                            f"alive at {now - started:.0f} s")
+        for p in parties:
+            if not p.thread.is_alive() and p.name not in dead:
+                dead.add(p.name)
+                result.violation("threads", f"{p.name} ended at {now - started:.0f} s")
+        for island in range(islands):
+            _verify_live(inner, result, island)
+        if progress is not None and now >= next_report:
+            next_report = now + 10.0
+            faults = sum(sum(p.store.counts().values()) for p in parties)
+            heads = sum(len(v) for v in rec.heads.values())
+            progress(f"  {now - started:5.0f} s: {faults} faults, {heads} HEAD versions, "
+                     f"{len(rec.elite_epochs)} elite epochs, "
+                     f"{sum(map(len, result.violations.values()))} violations")
+
+
+def _verify_live(inner: LocalStore, result: SoakResult, island: int) -> None:
+    """HEAD's checkpoint is present; judged only if HEAD did not move while we looked."""
+    try:
+        found = read_head(inner, island)
+    except CheckpointError:
+        return
+    if found is None or found[0].checkpoint is None:
+        return
+    present = inner.stat(found[0].checkpoint) is not None
+    again = inner.stat(head_key(island))
+    if again is None or again.generation != found[1]:
+        return
+    result.checkpoints_verified += 1
+    if not present:
+        result.violation("checkpoints", f"island {island}: HEAD (generation "
+                                        f"{found[0].generation}, owner {found[0].owner}) names "
+                                        f"{found[0].checkpoint}, which is gone")
+
+
+def _judge(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
+           corruptions: list[tuple[float, str, str]], islands: int) -> None:
+    def corrupted_before(prefix: str, at: float) -> bool:
+        return any(key.startswith(prefix) and t <= at and at - t <= AFTERMATH_S
+                   for t, key, _ in corruptions)
+
+    bad_keys = {key for _, key, _ in corruptions}
+    for island in range(islands):
+        seen = rec.heads[island]
+        result.head_observations += len(seen)
+        _judge_lineage(result, island, seen,
+                       lambda at, i=island: corrupted_before(f"islands/{i}/", at))
+        _judge_final_checkpoint(inner, result, island, bad_keys)
+    best = float("inf")
+    for e in rec.elites():
+        result.elite_epochs += 1
+        if len(set(e.ids)) != len(e.ids):
+            result.violation("elites", f"elite epoch {e.epoch} holds duplicate ids")
+        if e.best_score is None:
+            continue
+        if e.best_score > best + 1e-6:
+            if corrupted_before("elite/", e.at):
+                result.exempted["elite regressions after garbage"] += 1
+            else:
+                result.violation("elites", f"best regressed at elite epoch {e.epoch} (term "
+                                           f"{e.term}): {best:.6g} -> {e.best_score:.6g}")
+        best = e.best_score if corrupted_before("elite/", e.at) else min(best, e.best_score)
+    advanced = sum(1 for i in range(islands) if any(s.generation > 0 for s in rec.heads[i]))
+    if advanced < islands // 2 or result.elite_epochs < 2:
+        result.violation("progress", f"only {advanced} of {islands} islands ever checkpointed "
+                                     f"and {result.elite_epochs} elite epochs were seen")
+    terms = {a.term: a.leader for a in rec.assignments()}
+    result.notes.append(f"leaders by term: {terms}")
+    # Not an invariant (a byzantine HEAD may stall an island for good), but worth a look.
+    half = result.started + result.seconds / 2
+    stalled = [i for i in range(islands) if not any(half < h.at < result.stopped_at
+                                                    for h in rec.heads[i])]
+    if stalled:
+        result.notes.append(f"islands whose HEAD never moved in the second half: {stalled}")
+    result.notes += rec.errors[-3:]
+
+
+def _judge_lineage(result: SoakResult, island: int, seen: list[HeadSeen],
+                   exempt: Callable[[float], bool]) -> None:
+    by_generation: dict[int, str | None] = {}
+    order: list[str | None] = []
+    for a, b in zip([None, *seen], seen):
+        if a is not None and b.generation < a.generation:
+            if exempt(b.at):
+                result.exempted["HEAD step-backs after garbage"] += 1
+            else:
+                result.violation("lineage", f"island {island}: HEAD generation went back from "
+                                            f"{a.generation} ({a.checkpoint}, {a.owner}) to "
+                                            f"{b.generation} ({b.checkpoint}, {b.owner})")
+            by_generation, order = {}, []  # a new segment: judge linearity from here
+        other = by_generation.setdefault(b.generation, b.checkpoint)
+        if other != b.checkpoint:
+            result.violation("lineage", f"island {island} forked: {other} and {b.checkpoint} "
+                                        f"at generation {b.generation}")
+        if not order or order[-1] != b.checkpoint:
+            if b.checkpoint in order:
+                result.violation("lineage", f"island {island}: HEAD went back to "
+                                            f"{b.checkpoint}")
+            order.append(b.checkpoint)
+
+
+def _judge_final_checkpoint(inner: LocalStore, result: SoakResult, island: int,
+                            bad_keys: set[str]) -> None:
+    try:
+        found = read_head(inner, island)
+    except CheckpointError:
+        if head_key(island) not in bad_keys:
+            result.violation("checkpoints", f"island {island}: HEAD unreadable, and no "
+                                            f"byzantine write explains it")
+        return
+    if found is None or found[0].checkpoint is None:
+        return
+    key = found[0].checkpoint
+    result.checkpoints_verified += 1
+    try:
+        snap = decode_island(inner.get(key).data, key=key)
+    except NotFound:
+        result.violation("checkpoints", f"island {island}: final HEAD names {key}, which is "
+                                        f"gone")
+        return
+    except IslandSyncError as err:
+        snap, why = None, str(err)[:120]
+    else:
+        why = f"it holds island {snap.island}"
+    if (snap is None or snap.island != island) and key not in bad_keys:
+        result.violation("checkpoints", f"island {island}: final HEAD's {key} does not load "
+                                        f"({why})")
+
+
+def quiet_logs() -> None:
+    """The parties warn about every injected fault: keep a long soak's output readable."""
+    logging.getLogger("islandsync").setLevel(logging.ERROR)
+
+
+__all__ = ["CHECKS", "SEED_ENV", "SoakResult", "quiet_logs", "run_soak", "soak_spec"]
