@@ -39,10 +39,12 @@ from islandsync.bucket.records import (
     EliteHead,
     Head,
     Heartbeat,
+    landed,
     read_assignment,
     read_elite_head,
     read_head,
     read_record,
+    stamp,
     write_assignment,
     write_elite_head,
 )
@@ -319,18 +321,23 @@ class Coordinator:
         best = float(elite[1][0]) if elite[1].shape[0] else None
         if best is not None and self.spec.problem.direction == "maximize":
             best = -best
-        new = EliteHead(epoch=epoch, key=elite_key(epoch), term=self._acting_term,
-                        size=int(elite[1].shape[0]), best=best, duplicates=duplicates,
-                        candidates=candidates)
+        new = stamp(EliteHead(epoch=epoch, key=elite_key(epoch), term=self._acting_term,
+                              size=int(elite[1].shape[0]), best=best, duplicates=duplicates,
+                              candidates=candidates))
         if not self.lease.is_leader:
             return
         try:
             new_gen = write_elite_head(self.store, new, if_generation=gen)
         except PreconditionFailed:
-            log.warning("coordinator: elite HEAD changed under us; re-reading next cycle")
-            self._elite_loaded = False
-            self._delete(elite_key(epoch))
-            return
+            # A retried write whose first attempt landed fails its own precondition: then
+            # HEAD names our epoch, which must not be deleted.
+            landed_gen = landed(self.store, ELITE_HEAD_KEY, new, EliteHead)
+            if landed_gen is None:
+                log.warning("coordinator: elite HEAD changed under us; re-reading next cycle")
+                self._elite_loaded = False
+                self._delete(elite_key(epoch))
+                return
+            new_gen = landed_gen
         self._elite_head, self._global = (new, new_gen), elite
         if self.metrics is not None:
             self.metrics.observe_global_best(best)
@@ -391,16 +398,18 @@ class Coordinator:
                      and previous.draining == draining)
         if unchanged:
             return
-        new = Assignment(term=self._acting_term, epoch=(previous.epoch if previous else 0) + 1,
-                         leader=self.candidate, islands=placement.islands,
-                         workers=sorted(alive), draining=draining)
+        new = stamp(Assignment(term=self._acting_term,
+                               epoch=(previous.epoch if previous else 0) + 1,
+                               leader=self.candidate, islands=placement.islands,
+                               workers=sorted(alive), draining=draining))
         if not self.lease.is_leader:
             return
         try:
             write_assignment(self.store, new, if_generation=gen)
         except PreconditionFailed:
-            log.warning("coordinator: assignment changed under us; re-reading next cycle")
-            return
+            if landed(self.store, ASSIGNMENT_KEY, new, Assignment) is None:
+                log.warning("coordinator: assignment changed under us; re-reading next cycle")
+                return
         for island, worker in placement.islands.items():
             if current.get(island) != worker:
                 self._placed_at[island] = now

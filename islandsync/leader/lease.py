@@ -28,6 +28,8 @@ from islandsync.bucket.records import (
     LeaseRecord,
     landed,
     parse_record,
+    read_assignment,
+    read_elite_head,
     stamp,
     write_record,
 )
@@ -125,13 +127,30 @@ class Lease:
 
     # -- candidate -----------------------------------------------------------------------
 
+    def _highest_term(self) -> int:
+        """The highest term this candidate knows the run reached: its own, and those the
+        leader records (assignment, elite HEAD) carry. A garbage or deleted lease must never
+        send the term backwards (workers ignore records of a term below the highest seen)."""
+        terms = [self.term]
+        for read in (read_assignment, read_elite_head):
+            try:
+                found = read(self.store)
+            except CheckpointError:
+                continue  # unreadable: the term of whoever replaces it will do
+            if found is not None:
+                terms.append(found[0].term)
+        return max(terms)
+
     def _watch(self) -> None:
         now = self.clock()
         try:
             blob = self.store.get(LEASE_KEY, start=0, end=MAX_RECORD_BYTES + 1)
         except NotFound:
-            if self._write(1, 0):
-                log.info("lease: %s claimed the empty run, term 1", self.candidate)
+            # Empty after a clean release too: the term must still go past every term the
+            # run has seen, or workers would ignore the new leader as stale.
+            term = self._highest_term() + 1
+            if self._write(term, 0):
+                log.info("lease: %s claimed the free lease, term %d", self.candidate, term)
             return
         try:
             record: LeaseRecord | None = parse_record(blob.data, LeaseRecord, name=LEASE_KEY)
@@ -146,7 +165,7 @@ class Lease:
             return
         lease_s = max(self.lease_s, record.lease_s if record else 0.0)
         if now - self._seen_since >= lease_s:
-            term = (record.term if record else 0) + 1
+            term = max(record.term if record else 0, self._highest_term()) + 1
             if self._write(term, blob.generation):
                 log.info("lease: %s took over from %s, term %d", self.candidate,
                          record.holder if record else "?", term)

@@ -307,3 +307,80 @@ def test_housekeeping_keeps_heads_lineage_among_orphans_of_killed_owners(tmp_pat
     c._housekeeping(c._read_heads(), set())
     assert stray not in keys()
     assert read_head(store, 0)[0].checkpoint in keys()
+
+
+# -- a retried write whose first attempt landed (GCS's client retries conditional writes) --------
+
+
+class RetriedAfterLostReply(LocalStore):
+    """The first conditional write of ``key`` lands, its reply is lost, and the client retries
+    it with the same precondition: the retry fails against our own landed write."""
+
+    def __init__(self, root: Path, key: str) -> None:
+        super().__init__(root)
+        self.key, self.armed = key, True
+
+    def put(self, key, data, *, if_generation=None):  # type: ignore[override]
+        gen = super().put(key, data, if_generation=if_generation)
+        if key == self.key and if_generation is not None and self.armed:
+            self.armed = False
+            return super().put(key, data, if_generation=if_generation)  # 412 on our own write
+        return gen
+
+
+def test_the_leader_keeps_its_elite_epoch_when_its_head_write_landed(tmp_path: Path) -> None:
+    _run(tmp_path)
+    store = RetriedAfterLostReply(tmp_path / "run", ELITE_HEAD_KEY)
+    c = _coordinator(store)
+    c.step()
+    head, _ = read_elite_head(store)
+    assert not store.armed  # the fault fired
+    assert read_elite(store, head.key)[1].size  # the epoch HEAD names was not deleted
+    assert c._elite_head is not None and c._elite_head[0].epoch == head.epoch
+
+
+def test_the_leader_keeps_its_assignment_when_its_write_landed(tmp_path: Path, caplog) -> None:
+    _run(tmp_path)
+    store = RetriedAfterLostReply(tmp_path / "run", "assignment.json")
+    c = _coordinator(store)
+    with caplog.at_level(logging.INFO, logger="islandsync.leader.coordinator"):
+        c.step()
+    assert not store.armed
+    assert read_assignment(store)[0].leader == "c"
+    assert "changed under us" not in caplog.text
+
+
+# -- the term never goes backwards -----------------------------------------------------------
+
+
+def test_a_new_leader_after_a_clean_release_takes_a_higher_term(tmp_path: Path) -> None:
+    store = _run(tmp_path)
+    clock = Clock()
+    first = _coordinator(store, clock)
+    for _ in range(3):  # a few terms: give up and reclaim
+        first.step()
+        first.lease.release()
+        first.lease.term = 0  # a new process would not remember
+        first = _coordinator(store, clock)
+    first.step()
+    term = read_assignment(store)[0].term
+    assert term >= 2
+    first.lease.release()  # a clean stop deletes lease.json
+    second = _coordinator(store, clock)
+    second.step()
+    assert second.lease.term > term
+    assert read_assignment(store)[0].term == second.lease.term
+
+
+def test_a_takeover_over_a_garbage_lease_takes_a_higher_term(tmp_path: Path) -> None:
+    store = _run(tmp_path)
+    clock = Clock()
+    first = _coordinator(store, clock)
+    first.step()
+    term = read_assignment(store)[0].term
+    store.put(LEASE_KEY, BRACKETS)
+    second = _coordinator(store, clock)
+    second.step()  # sees the garbage's generation
+    clock.now += 10.0  # longer than the lease, on the candidate's own clock
+    second.step()
+    assert second.lease.is_leader and second.lease.term > term
