@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from islandsync import __version__, durations
-from islandsync.errors import ConfigError, IslandSyncError, PreconditionFailed
+from islandsync.errors import ConfigError, IslandSyncError
 
 #: smoke works under <run>/<this><random>/, never among the run's own records.
 SMOKE_PREFIX = "smoke-"
@@ -23,6 +23,7 @@ def _smoke(args: argparse.Namespace) -> int:
 
     from islandsync.bucket import codec
     from islandsync.store import open_store
+    from islandsync.store.probe import check_fencing
 
     rng = np.random.default_rng(args.seed)
     # A prefix of its own: smoke may run against a live run's URL, and must never touch a
@@ -55,22 +56,9 @@ def _smoke(args: argparse.Namespace) -> int:
         raise IslandSyncError(f"smoke: checkpoint {key} did not round-trip")
     print(f"read back  elite {elite.shape} by ranged read, full checkpoint verified")
 
-    pointer = f"{prefix}pointer.json"
-    gen = store.put(pointer, json.dumps({"checkpoint": key}).encode(), if_generation=0)
-    try:
-        store.put(pointer, b"{}", if_generation=0)
-        raise IslandSyncError("smoke: a create-only write over an existing blob was accepted")
-    except PreconditionFailed:
-        pass
-    store.put(pointer, b"{}", if_generation=gen)
-    try:
-        store.put(pointer, b"{}", if_generation=gen)
-        raise IslandSyncError("smoke: a stale compare-and-swap was accepted")
-    except PreconditionFailed:
-        pass
-    print("CAS        create-only over an existing blob and a stale compare-and-swap refused")
-    for name in (key, pointer):
-        store.delete(name)
+    check_fencing(store)
+    print("fencing    create-only, compare-and-swap, conditional delete and ranged reads hold")
+    store.delete(key)
     print(f"ok in {time.perf_counter() - t0:.2f} s ({prefix} cleaned up)")
     return 0
 
@@ -87,6 +75,7 @@ def _init(args: argparse.Namespace) -> int:
     from islandsync.bucket.run import init_run
     from islandsync.config import load_toml, spec_from_flags
     from islandsync.store import open_store
+    from islandsync.store.probe import check_fencing
 
     if args.config:
         spec = load_toml(args.config)
@@ -104,6 +93,7 @@ def _init(args: argparse.Namespace) -> int:
             flags["direction"] = "maximize"
         spec = spec_from_flags(problem=args.problem, **flags)
     store = open_store(args.run)
+    check_fencing(store)  # never create a run on a bucket that cannot fence
     outcome = init_run(store, spec)
     if outcome == "created":
         print(f"created {store.url}/run.json")
