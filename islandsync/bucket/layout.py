@@ -11,6 +11,9 @@ A run lives under one URL; everything below is relative to it::
     islands/<i>/<generation:012>-<tag>.isz    an island checkpoint (immutable)
     elite/HEAD.json                           names the newest merged elite (CAS, term)
     elite/<epoch:012>.isz                     a merged elite epoch (immutable, create-only)
+    protocol.json                             the run's bucket-protocol version (create-only)
+    history/<first:012>-<last:012>.json       run history entries first..last (immutable)
+    dist/<seq:06>/islandsync-<v>-py3-none-any.whl  a published wheel (immutable, create-only)
 
 Parsers return None for a key that is not of their shape, so a stray or crafted blob in a
 listing is skipped, never trusted. See docs/design.md for who writes and who reads each.
@@ -28,12 +31,24 @@ WORKERS_PREFIX = "workers/"
 ISLANDS_PREFIX = "islands/"
 ELITE_PREFIX = "elite/"
 ELITE_HEAD_KEY = "elite/HEAD.json"
+PROTOCOL_KEY = "protocol.json"
+HISTORY_PREFIX = "history/"
+DIST_PREFIX = "dist/"
+
+#: The bucket protocol this code speaks: the keys above, the records' meanings and the CAS
+#: rules. Bump it on any change an older worker would get wrong; a worker refuses to join a
+#: run whose protocol.json names another (islandsync.bucket.records.check_protocol).
+PROTOCOL_VERSION = 1
 
 #: What a worker id (and so a checkpoint tag) may contain: it becomes part of object names.
 WORKER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _HEARTBEAT_RE = re.compile(r"^workers/([A-Za-z0-9_.-]{1,128})\.json$")
 _CHECKPOINT_RE = re.compile(r"^islands/(\d{1,9})/(\d{12})-([A-Za-z0-9_.-]{1,128})\.isz$")
 _ELITE_RE = re.compile(r"^elite/(\d{12})\.isz$")
+_HISTORY_RE = re.compile(r"^history/(\d{12})-(\d{12})\.json$")
+#: Only a pure-Python islandsync wheel: the install cells download nothing else.
+WHEEL_NAME_RE = re.compile(r"^islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl$")
+_DIST_RE = re.compile(r"^dist/(\d{6})/(islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl)$")
 
 
 def heartbeat_key(worker_id: str) -> str:
@@ -73,9 +88,38 @@ def parse_elite_key(key: str) -> int | None:
     return int(m[1]) if m else None
 
 
+def history_key(first: int, last: int) -> str:
+    """The segment holding history entries ``first..last`` (sequence numbers, inclusive)."""
+    return f"{HISTORY_PREFIX}{first:012d}-{last:012d}.json"
+
+
+def parse_history_key(key: str) -> tuple[int, int] | None:
+    """(first, last) entry of a history segment key, or None (also when last < first)."""
+    m = _HISTORY_RE.match(key)
+    if not m or int(m[2]) < int(m[1]):
+        return None
+    return int(m[1]), int(m[2])
+
+
+def dist_key(seq: int, wheel: str) -> str:
+    """Where the ``seq``-th published wheel lives; ``wheel`` must be an islandsync wheel name."""
+    if not WHEEL_NAME_RE.match(wheel):
+        raise ValueError(f"not an islandsync wheel name: {wheel!r}")
+    return f"{DIST_PREFIX}{seq:06d}/{wheel}"
+
+
+def parse_dist_key(key: str) -> tuple[int, str] | None:
+    """(publish sequence, wheel file name) of a dist key, or None."""
+    m = _DIST_RE.match(key)
+    return (int(m[1]), m[2]) if m else None
+
+
 __all__ = [
     "ASSIGNMENT_KEY", "ELITE_HEAD_KEY", "ELITE_PREFIX", "FINISHED_KEY", "ISLANDS_PREFIX",
     "LEASE_KEY", "RUN_KEY", "WORKERS_PREFIX", "WORKER_ID_RE", "checkpoint_key", "elite_key",
     "head_key", "heartbeat_key", "island_prefix", "parse_checkpoint_key", "parse_elite_key",
     "parse_heartbeat_key",
+    # run history, published wheels, the protocol version
+    "DIST_PREFIX", "HISTORY_PREFIX", "PROTOCOL_KEY", "PROTOCOL_VERSION", "WHEEL_NAME_RE",
+    "dist_key", "history_key", "parse_dist_key", "parse_history_key",
 ]

@@ -1,0 +1,436 @@
+"""The run's history: the leader appends a compact time series to the bucket.
+
+What a user who left a search running for a week wants to see when they come back (how the
+global best fell, which machine contributed what, where islands lived and when they moved,
+what a recovery cost) exists nowhere else: heartbeats and HEADs are only the present. So the
+leader, every ``every_s`` seconds, samples what its cycle already read (heartbeats, HEADs,
+the global best) into one :class:`~islandsync.bucket.records.HistoryEntry`, and derives
+events from one cycle to the next (term changes, workers dying or joining, drains, islands
+moving, recoveries with their seconds, restarts from an older checkpoint or the seed).
+
+Storage: immutable segments ``history/<first>-<last>.json`` (create-only), written when a
+segment holds ``per_segment`` entries, nears :data:`MAX_SEGMENT_BYTES`, or is ``flush_s``
+old, and on :meth:`RunHistory.close`. A new leader lists ``history/`` once at the start of its
+term and continues the same series after the highest entry it finds (what the old leader had
+not flushed, at most ``flush_s`` of samples, is lost; the events it derived are derived
+again where they still show). Bounded for a week or a year: past ``max_segments`` the oldest
+``compact_group`` segments are merged into one, thinned to ``per_segment`` entries (every
+event kept, moved onto the next kept entry), and the originals deleted; old history grows
+coarser, never larger than ``max_segments`` x 192 KB.
+
+Cost (bucket operations, GCS classes): one class-A put per segment (at the defaults, 11
+entries 5.5 min apart: 11 an hour), one list per term, and per compaction (after 256
+segments, every 7 new ones: ~1.6 an hour) one list, 8 reads, one put and 8 deletes: about
+14 class A and 11 class B an hour, well under $0.01 a week on GCS (tests/test_history.py
+counts them).
+
+Wall times in entries are the LEADER'S OWN clock, for plotting only; nothing compares them
+with another machine's, and every decision here runs on this process's monotonic clock.
+numpy-free and torch-free, like the rest of the leader.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
+from islandsync.bucket.records import (
+    HISTORY_EVENTS,
+    MAX_SEGMENT_BYTES,
+    Head,
+    Heartbeat,
+    HistoryEntry,
+    HistoryEvent,
+    HistorySegment,
+    WorkerSample,
+    landed,
+    read_history_segment,
+    stamp,
+    write_record,
+)
+from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from islandsync.store.base import BlobStore
+
+log = logging.getLogger(__name__)
+
+#: Events kept per entry; more (a flapping run) are counted in one "dropped" event instead.
+MAX_EVENTS_PER_ENTRY = 256
+
+
+class RunHistory:
+    """The leader's history writer (see module doc). Not thread-safe: one leader loop calls
+    it. Never raises from :meth:`record_cycle`, :meth:`event` or :meth:`flush` for bucket
+    trouble (a history is worth less than a live leader); entries wait for the next flush.
+
+    ``is_leader`` (the lease's view) is checked before every write: a deposed leader writes
+    nothing more and drops what it had not flushed."""
+
+    def __init__(self, store: BlobStore, *, direction: str = "minimize", every_s: float = 30.0,
+                 flush_s: float = 300.0, per_segment: int = 120, max_segments: int = 256,
+                 compact_group: int = 8, is_leader: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        if per_segment < 2 or compact_group < 2 or max_segments < compact_group:
+            raise ValueError("per_segment and compact_group >= 2, max_segments >= compact_group")
+        self.store, self.direction = store, direction
+        self.every_s, self.flush_s = every_s, flush_s
+        self.per_segment, self.max_segments, self.compact_group = (per_segment, max_segments,
+                                                                   compact_group)
+        self.is_leader = is_leader or (lambda: True)
+        self.clock, self.wall = clock, wall
+        self._started = clock()
+        self._term = 0
+        self._next_seq: int | None = None  # unknown until the history is listed
+        self._segments = 0  # segments in the bucket, as last listed plus our writes
+        self._pending: list[tuple[HistoryEntry, int]] = []  # (entry, its JSON size)
+        self._pending_since = 0.0
+        self._last_entry: float | None = None
+        self._events: list[HistoryEvent] = []
+        self._dropped_events = 0
+        self._forget()
+
+    def _forget(self) -> None:
+        """What the previous cycle looked like: compared with each new cycle for events."""
+        self._alive: set[str] | None = None
+        self._draining: set[str] = set()
+        self._seen_alive: dict[str, float] = {}
+        self._owner: dict[int, str | None] = {}
+        self._generation: dict[int, int] = {}
+        self._recovering: dict[int, tuple[str, str, int, float | None]] = {}
+
+    # -- recording -----------------------------------------------------------------------
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Add an event to the next entry. ``kind`` is one of
+        :data:`~islandsync.bucket.records.HISTORY_EVENTS`; fields are ``island``, ``worker``,
+        ``target``, ``reason``, ``seconds``, ``term``, ``count``. A bad event is dropped with
+        a warning: it is never worth a leader's cycle."""
+        if kind not in HISTORY_EVENTS:
+            log.warning("history: unknown event kind %r dropped", kind)
+            return
+        try:
+            ev = HistoryEvent(kind=kind, **fields)
+        except Exception as err:  # noqa: BLE001 - see docstring
+            log.warning("history: event %s dropped: %s", kind, str(err)[:200])
+            return
+        if len(self._events) >= MAX_EVENTS_PER_ENTRY:
+            self._dropped_events += 1
+            return
+        self._events.append(ev)
+
+    def record_cycle(self, *, term: int, leader: str | None,
+                     heartbeats: Mapping[str, Heartbeat | Mapping[str, Any]],
+                     alive: Iterable[str], heads: Mapping[int, Head],
+                     best: float | None = None, draining: Iterable[str] = (),
+                     leader_ops: Mapping[str, int] | None = None) -> None:
+        """One leader cycle: derive events from what changed since the last call, and every
+        ``every_s`` (sooner when events wait) append an entry; flush when a segment is due.
+        ``heartbeats`` are the workers' validated records (or their ``model_dump()``),
+        ``alive`` those judged alive, ``heads`` the islands' HEADs, ``best`` the global
+        elite's best in the problem's direction, ``draining`` the workers being emptied,
+        ``leader_ops`` the leader's bucket operations so far (``{"A": n, "B": n}``)."""
+        try:
+            self._record(term, leader, heartbeats, set(alive), heads, best, set(draining),
+                         leader_ops or {})
+        except Exception:  # noqa: BLE001 - a history bug must not stop the leader
+            log.exception("history: recording failed (skipped this cycle)")
+
+    def _record(self, term: int, leader: str | None,
+                heartbeats: Mapping[str, Heartbeat | Mapping[str, Any]], alive: set[str],
+                heads: Mapping[int, Head], best: float | None, draining: set[str],
+                leader_ops: Mapping[str, int]) -> None:
+        now = self.clock()
+        if term != self._term:
+            if self._term:
+                self.flush()  # what we wrote in the old term is ours; then start afresh
+            self._term, self._next_seq = term, None
+            self._pending.clear()
+            self._forget()
+            self.event("term", term=term, worker=leader)
+        beats = {w: hb if isinstance(hb, Heartbeat) else Heartbeat.model_validate(hb)
+                 for w, hb in heartbeats.items()}
+        self._derive(now, beats, alive, heads, draining)
+        due = self._last_entry is None or now - self._last_entry >= self.every_s or (
+            self._events and now - self._last_entry >= self.every_s / 6)
+        if due:
+            self._append(now, term, leader, beats, alive, heads, best, leader_ops)
+        if self._pending and (len(self._pending) >= self.per_segment
+                              or sum(n for _, n in self._pending) > MAX_SEGMENT_BYTES * 0.8
+                              or now - self._pending_since >= self.flush_s):
+            self.flush()
+
+    def _derive(self, now: float, beats: Mapping[str, Heartbeat], alive: set[str],
+                heads: Mapping[int, Head], draining: set[str]) -> None:
+        first = self._alive is None
+        for w in alive:
+            self._seen_alive[w] = now
+        if not first:
+            for w in sorted(alive - self._alive):  # type: ignore[operator]
+                self.event("joined", worker=w)
+            for w in sorted(self._alive - alive):  # type: ignore[operator]
+                hb = beats.get(w)
+                self.event("dead", worker=w,
+                           reason="exited" if hb is not None and hb.state == "exited"
+                           else "silent")
+        for w in sorted(draining - self._draining):
+            self.event("drain", worker=w)
+        self._alive, self._draining = set(alive), set(draining)
+        for island, head in heads.items():
+            owner, gen = head.owner, head.generation
+            before = self._owner.get(island)
+            if island in self._generation and gen < self._generation[island]:
+                self.event("restart", island=island, worker=owner)
+            if not first and before is not None and owner is not None and owner != before:
+                self._recovering.pop(island, None)
+                if before not in alive:
+                    # Evolving again only once the new owner's checkpoint moves HEAD on.
+                    self._recovering[island] = (before, owner, gen, self._seen_alive.get(before))
+                else:
+                    self.event("moved", island=island, worker=before, target=owner)
+            pending = self._recovering.get(island)
+            if pending is not None and owner == pending[1] and gen > pending[2]:
+                del self._recovering[island]
+                seconds = None if pending[3] is None else max(0.0, now - pending[3])
+                self.event("recovery", island=island, worker=pending[0], target=owner,
+                           seconds=seconds)
+            self._owner[island], self._generation[island] = owner, gen
+
+    def _append(self, now: float, term: int, leader: str | None,
+                beats: Mapping[str, Heartbeat], alive: set[str], heads: Mapping[int, Head],
+                best: float | None, leader_ops: Mapping[str, int]) -> None:
+        bests = [h.best for h in heads.values() if h.best is not None]
+        if best is not None:
+            bests.append(best)
+        pick = min if self.direction == "minimize" else max
+        workers = {}
+        for w, hb in beats.items():
+            ops = hb.store.get("ops") if isinstance(hb.store, dict) else None
+            ops = ops if isinstance(ops, dict) else {}
+            workers[w] = WorkerSample(
+                alive=w in alive, state=hb.state, platform=hb.platform, device=hb.device,
+                rate=hb.rate if w in alive else 0.0, islands=len(hb.islands),
+                evals=hb.evaluations, ops_a=_count(ops.get("A")), ops_b=_count(ops.get("B")),
+                version=hb.version, protocol=hb.protocol)
+        n = max(heads, default=-1) + 1
+        islands = [(None, 0, None, 0)] * n
+        for i, h in heads.items():
+            islands[i] = (h.owner, h.generation, h.best, h.evals)
+        events = list(self._events)
+        if self._dropped_events:
+            events.append(HistoryEvent(kind="reassign", reason="events-dropped",
+                                       count=self._dropped_events))
+        self._events, self._dropped_events = [], 0
+        entry = HistoryEntry(
+            seq=0, t=self.wall(), up=now - self._started, term=term, leader=leader,
+            best=pick(bests) if bests else None,
+            # HEADs count an island's evaluations; without them (a caller that passes none),
+            # the workers' own counters are the best estimate.
+            evals=sum(h.evals for h in heads.values()) or sum(w.evals for w in workers.values()),
+            leader_ops_a=_count(leader_ops.get("A")), leader_ops_b=_count(leader_ops.get("B")),
+            workers=workers, islands=islands, events=events)
+        size = len(entry.model_dump_json())
+        if size > MAX_SEGMENT_BYTES // 2:  # a huge run: keep the summary, not each island
+            entry = entry.model_copy(update={"islands": []})
+            size = len(entry.model_dump_json())
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append((entry, size))
+        self._last_entry = now
+        # Bucket trouble for a long while: keep a bounded backlog, oldest samples first out.
+        while len(self._pending) > 4 * self.per_segment:
+            self._pending.pop(0)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        """Find where the series stands: the next sequence number after every segment."""
+        spans = [s for i in self.store.list(HISTORY_PREFIX)
+                 if (s := parse_history_key(i.key)) is not None]
+        self._segments = len(spans)
+        self._next_seq = max((last for _, last in spans), default=-1) + 1
+
+    def flush(self) -> bool:
+        """Write the pending entries as one segment; True when written (or nothing pending).
+        A segment whose name is taken (a deposed leader's last write) is renumbered after
+        the newest one. StoreError keeps the entries for the next flush."""
+        if not self._pending:
+            return True
+        if not self.is_leader():
+            log.info("history: not the leader any more; %d unwritten entries dropped",
+                     len(self._pending))
+            self._pending.clear()
+            return False
+        try:
+            for _ in range(3):
+                if self._next_seq is None:
+                    self._resume()
+                if self._write_segment():
+                    break
+                self._next_seq = None  # taken: list again and renumber
+            else:
+                return False
+            if self._segments > self.max_segments and self.is_leader():
+                self._compact()
+        except StoreError as err:
+            log.warning("history: bucket trouble, %d entries wait: %s", len(self._pending), err)
+            return False
+        return True
+
+    def _write_segment(self) -> bool:
+        first = self._next_seq or 0
+        entries = [e.model_copy(update={"seq": first + k}) for k, (e, _) in
+                   enumerate(self._pending)]
+        last = first + len(entries) - 1
+        seg = stamp(HistorySegment(first=first, last=last, direction=self.direction,
+                                   entries=entries))
+        key = history_key(first, last)
+        try:
+            write_record(self.store, key, seg, if_generation=0)
+        except PreconditionFailed:
+            if landed(self.store, key, seg, HistorySegment) is None:
+                return False
+        self._pending.clear()
+        self._next_seq = last + 1
+        self._segments += 1
+        return True
+
+    def _compact(self) -> None:
+        """Merge the oldest segments into one thinned segment, then delete them (a reader
+        that sees both prefers the covering one, so a crash in between loses nothing)."""
+        spans = sorted(s for i in self.store.list(HISTORY_PREFIX)
+                       if (s := parse_history_key(i.key)) is not None)
+        self._segments = len(spans)
+        if len(spans) <= self.max_segments:
+            return
+        group = _outermost(spans)[:self.compact_group]
+        entries: list[HistoryEntry] = []
+        level = 0
+        for first, last in group:
+            try:
+                found = read_history_segment(self.store, history_key(first, last))
+            except CheckpointError as err:
+                log.warning("history: %s; dropped while compacting", err)
+                continue
+            if found is not None:
+                entries += found[0].entries
+                level = max(level, found[0].level)
+        first, last = group[0][0], group[-1][1]
+        seg = stamp(HistorySegment(first=first, last=last, level=level + 1,
+                                   direction=self.direction,
+                                   entries=thin(entries, self.per_segment)))
+        key = history_key(first, last)
+        if key not in {history_key(*s) for s in group}:
+            try:
+                write_record(self.store, key, seg, if_generation=0)
+            except PreconditionFailed:
+                return  # someone compacted these already
+        for span in group:
+            if history_key(*span) != key and self.is_leader():
+                try:
+                    self.store.delete(history_key(*span))
+                except NotFound:
+                    pass
+        self._segments -= len(group) - 1
+
+    def close(self) -> None:
+        """Flush what is pending (the leader is stopping or giving its lease up)."""
+        self.flush()
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _outermost(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans not inside another one (after a compaction whose deletes did not all land)."""
+    return [s for s in spans
+            if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in spans)]
+
+
+def thin(entries: list[HistoryEntry], keep: int) -> list[HistoryEntry]:
+    """At most ``keep`` entries, evenly spread, first and last kept; the events of a dropped
+    entry move onto the next kept one (so no term change or recovery is ever thinned out)."""
+    entries = sorted({e.seq: e for e in entries}.values(), key=lambda e: e.seq)
+    if len(entries) <= keep:
+        return entries
+    step = (len(entries) - 1) / (keep - 1)
+    kept_at = sorted({round(k * step) for k in range(keep)})
+    out: list[HistoryEntry] = []
+    carried: list[HistoryEvent] = []
+    kept = set(kept_at)
+    for k, entry in enumerate(entries):
+        carried += entry.events
+        if k in kept:
+            out.append(entry.model_copy(update={"events": carried[:MAX_EVENTS_PER_ENTRY]}))
+            carried = []
+    return out
+
+
+class HistoryTap:
+    """A coordinator ``metrics`` object that feeds a :class:`RunHistory` from the hooks the
+    coordinator already calls (``set_leader``, ``observe_store``, ``observe_workers``,
+    ``observe_islands``, ``observe_global_best``, ``reassignment``) and forwards each to
+    ``inner`` (the Prometheus metrics, or None). A way to write history with no change to the
+    coordinator; the leader may instead call :meth:`RunHistory.record_cycle` itself."""
+
+    def __init__(self, history: RunHistory, inner: Any = None, *,
+                 leader: str | None = None) -> None:
+        self.history, self.inner = history, inner
+        self.term, self.leading = 0, False
+        self.leader = leader
+        self._ops: dict[str, int] = {}
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._alive: set[str] = set()
+        self._best: float | None = None
+        history.is_leader = lambda: self.leading
+
+    def __getattr__(self, name: str) -> Any:  # any other hook: forwarded, or ignored
+        inner = self.__dict__.get("inner")
+        if inner is not None:
+            return getattr(inner, name)
+        return lambda *args, **kwargs: None
+
+    def _forward(self, name: str, *args: Any) -> None:
+        if self.inner is not None:
+            getattr(self.inner, name)(*args)
+
+    def set_leader(self, term: int, is_leader: bool) -> None:
+        # A deposed leader writes nothing more: its next flush drops what is pending.
+        self.term, self.leading = term, is_leader
+        self._forward("set_leader", term, is_leader)
+
+    def observe_store(self, counts: Mapping[str, Any]) -> None:
+        ops = counts.get("ops") if isinstance(counts, Mapping) else None
+        self._ops = dict(ops) if isinstance(ops, Mapping) else {}
+        self._forward("observe_store", counts)
+
+    def observe_workers(self, workers: Mapping[str, Mapping[str, Any]],
+                        alive: set[str]) -> None:
+        self._workers, self._alive = dict(workers), set(alive)
+        self._forward("observe_workers", workers, alive)
+
+    def observe_global_best(self, best: float | None) -> None:
+        self._best = best
+        self._forward("observe_global_best", best)
+
+    def reassignment(self, reason: str, n: int) -> None:
+        self.history.event("reassign", reason=reason[:32], count=n)
+        self._forward("reassignment", reason, n)
+
+    def observe_islands(self, islands: Mapping[int, Mapping[str, Any]]) -> None:
+        self._forward("observe_islands", islands)
+        if not self.leading:
+            return
+        heads = {i: Head(island=i, owner=v.get("owner"), generation=v.get("generation") or 0,
+                         best=v.get("best"), evals=v.get("evals") or 0)
+                 for i, v in islands.items()}
+        # Drains show as "reassign" events with reason "drain" (placement's own reasons).
+        self.history.record_cycle(term=self.term, leader=self.leader, heartbeats=self._workers,
+                                  alive=self._alive, heads=heads, best=self._best,
+                                  leader_ops=self._ops)
+
+
+__all__ = ["HistoryTap", "RunHistory", "thin"]

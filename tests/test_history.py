@@ -1,0 +1,333 @@
+"""The run history: the leader's writer (islandsync.leader.history), the segments' read
+boundary and reader (bucket/records.py, bucket/history.py), and the protocol record."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from islandsync.bucket.history import read_history
+from islandsync.bucket.layout import (
+    HISTORY_PREFIX,
+    PROTOCOL_KEY,
+    PROTOCOL_VERSION,
+    history_key,
+    parse_history_key,
+)
+from islandsync.bucket.records import (
+    MAX_SEGMENT_BYTES,
+    Head,
+    Heartbeat,
+    HistoryEntry,
+    HistorySegment,
+    ProtocolMismatch,
+    ProtocolRecord,
+    check_protocol,
+    read_history_segment,
+    write_record,
+)
+from islandsync.errors import CheckpointError
+from islandsync.leader.history import HistoryTap, RunHistory, thin
+from islandsync.store import LocalStore
+from islandsync.store.counting import CountingStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def beat(worker: str, islands: list[int], *, rate: float = 100.0, state: str = "running",
+         evals: int = 0) -> Heartbeat:
+    return Heartbeat(worker=worker, platform="local", islands=islands, rate=rate, state=state,
+                     evaluations=evals, version="0.1.0", protocol=PROTOCOL_VERSION,
+                     store={"ops": {"A": 10, "B": 20}})
+
+
+def head(island: int, owner: str | None, generation: int, best: float) -> Head:
+    return Head(island=island, owner=owner, generation=generation, best=best,
+                evals=generation * 64)
+
+
+def history(store, clock: Clock, **kw) -> RunHistory:
+    kw = {"every_s": 1.0, "flush_s": 1e9, "per_segment": 5, **kw}
+    return RunHistory(store, clock=clock, wall=lambda: 1.7e9 + clock.t, **kw)
+
+
+def segments(store) -> list[tuple[int, int]]:
+    return sorted(s for i in store.list(HISTORY_PREFIX) if (s := parse_history_key(i.key)))
+
+
+def cycle(h: RunHistory, clock: Clock, *, term: int = 1, owners: dict[int, str],
+          gens: dict[int, int], alive: set[str], dt: float = 1.0, **kw) -> None:
+    clock.t += dt
+    beats = {w: beat(w, [i for i, o in owners.items() if o == w]) for w in alive}
+    beats.update(kw.pop("extra_beats", {}))
+    heads = {i: head(i, o, gens[i], 100.0 / (1 + gens[i])) for i, o in owners.items()}
+    h.record_cycle(term=term, leader="lead", heartbeats=beats, alive=alive, heads=heads, **kw)
+
+
+def test_entries_are_sampled_into_immutable_segments(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock)
+    owners = {0: "a", 1: "b"}
+    for g in range(12):
+        cycle(h, clock, owners=owners, gens={0: g, 1: g}, alive={"a", "b"})
+    # 12 entries, 5 per segment: two segments written, two entries pending.
+    assert segments(store) == [(0, 4), (5, 9)]
+    h.close()
+    assert segments(store) == [(0, 4), (5, 9), (10, 11)]
+    got = read_history(store)
+    assert [e.seq for e in got.entries] == list(range(12))
+    last = got.entries[-1]
+    assert last.best == pytest.approx(100.0 / 12) and last.evals == 2 * 11 * 64
+    assert last.workers["a"].rate == 100.0 and last.workers["a"].islands == 1
+    assert last.workers["a"].version == "0.1.0" and last.workers["a"].ops_b == 20
+    assert last.islands[1] == ("b", 11, pytest.approx(100.0 / 12), 11 * 64)
+    assert [ev.kind for ev in got.entries[0].events] == ["term"]
+    # Wall time is the leader's own clock, monotonic seconds since it started beside it.
+    assert last.t == pytest.approx(1.7e9 + clock.t) and last.up == pytest.approx(12.0)
+
+
+def test_entries_only_every_every_s(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock, every_s=10.0)
+    for g in range(30):  # 30 cycles of 1 s: entries at 0, 10, 20 s
+        cycle(h, clock, owners={0: "a"}, gens={0: g}, alive={"a"})
+    h.close()
+    assert len(read_history(store).entries) == 3
+
+
+def test_events_are_derived_from_cycle_to_cycle(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock, per_segment=100)
+    cycle(h, clock, owners={0: "a", 1: "b"}, gens={0: 5, 1: 5}, alive={"a", "b"})
+    cycle(h, clock, owners={0: "a", 1: "b"}, gens={0: 6, 1: 6}, alive={"a", "b", "c"})
+    # b dies: its island 1 is claimed by c (HEAD same generation), then c checkpoints.
+    cycle(h, clock, owners={0: "a", 1: "b"}, gens={0: 7, 1: 6}, alive={"a", "c"}, dt=4.0)
+    cycle(h, clock, owners={0: "a", 1: "c"}, gens={0: 8, 1: 6}, alive={"a", "c"})
+    cycle(h, clock, owners={0: "a", 1: "c"}, gens={0: 9, 1: 7}, alive={"a", "c"})
+    # a live move (balance), a restart (generation back), a drain, a reason from placement.
+    cycle(h, clock, owners={0: "c", 1: "c"}, gens={0: 3, 1: 8}, alive={"a", "c"},
+          draining={"a"})
+    h.event("reassign", reason="balance", count=1)
+    h.event("nonsense")  # unknown kind: dropped with a warning, never raised
+    cycle(h, clock, owners={0: "c", 1: "c"}, gens={0: 4, 1: 9}, alive={"a", "c"},
+          extra_beats={"a": beat("a", [], state="exited")})
+    cycle(h, clock, owners={0: "c", 1: "c"}, gens={0: 5, 1: 9}, alive={"c"},
+          extra_beats={"a": beat("a", [], state="exited")})
+    h.close()
+    events = [(e.kind, e.island, e.worker, e.target, e.reason)
+              for entry in read_history(store).entries for e in entry.events]
+    assert events == [
+        ("term", None, "lead", None, None),
+        ("joined", None, "c", None, None),
+        ("dead", None, "b", None, "silent"),
+        ("recovery", 1, "b", "c", None),
+        ("drain", None, "a", None, None),
+        ("restart", 0, "c", None, None),
+        ("moved", 0, "a", "c", None),
+        ("reassign", None, None, None, "balance"),
+        ("dead", None, "a", None, "exited"),
+    ]
+    recovery = next(e for entry in read_history(store).entries for e in entry.events
+                    if e.kind == "recovery")
+    # b was last seen alive at the second cycle; island 1 moved on 3 cycles (4+1+1 s) later.
+    assert recovery.seconds == pytest.approx(6.0)
+
+
+def test_a_new_leader_continues_the_series(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    old = history(store, clock)
+    for g in range(7):
+        cycle(h := old, clock, owners={0: "a"}, gens={0: g}, alive={"a"})
+    assert segments(store) == [(0, 4)]  # 2 entries pending when the old leader dies
+    new = history(store, clock)  # another process: knows nothing but the bucket
+    for g in range(7, 10):
+        cycle(new, clock, term=2, owners={0: "a"}, gens={0: g}, alive={"a"})
+    new.close()
+    assert h is old and segments(store) == [(0, 4), (5, 7)]
+    entries = read_history(store).entries
+    assert [e.seq for e in entries] == list(range(8))
+    assert [e.term for e in entries] == [1] * 5 + [2] * 3
+    assert entries[5].events[0].kind == "term" and entries[5].events[0].term == 2
+
+
+def test_a_deposed_leader_writes_nothing(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    leading = [True]
+    h = history(store, clock, is_leader=lambda: leading[0])
+    for g in range(3):
+        cycle(h, clock, owners={0: "a"}, gens={0: g}, alive={"a"})
+    leading[0] = False
+    assert h.flush() is False
+    assert segments(store) == []
+
+
+def test_a_taken_segment_name_is_renumbered(tmp_path: Path) -> None:
+    """Two leaders overlapping for a moment: the segment name this one wanted is taken."""
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock)
+    cycle(h, clock, owners={0: "a"}, gens={0: 0}, alive={"a"})
+    h.flush()
+    assert segments(store) == [(0, 0)]
+    cycle(h, clock, owners={0: "a"}, gens={0: 1}, alive={"a"})
+    cycle(h, clock, owners={0: "a"}, gens={0: 2}, alive={"a"})
+    other = HistorySegment(first=1, last=2, entries=[HistoryEntry(seq=1, t=1.0),
+                                                     HistoryEntry(seq=2, t=2.0)])
+    write_record(store, history_key(1, 2), other, if_generation=0)
+    assert h.flush() is True
+    assert segments(store) == [(0, 0), (1, 2), (3, 4)]
+
+
+def test_history_stays_bounded_and_keeps_every_event(tmp_path: Path) -> None:
+    """A week at a fast cadence in miniature: past max_segments the oldest are merged and
+    thinned, never more than max_segments remain, and no event is thinned away."""
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock, per_segment=4, max_segments=6, compact_group=3)
+    for g in range(200):
+        owner = "a" if (g // 25) % 2 == 0 else "b"  # islands move every 25 cycles
+        cycle(h, clock, owners={0: owner}, gens={0: g}, alive={"a", "b"})
+        assert len(segments(store)) <= 6
+    h.close()
+    got = read_history(store)
+    seqs = [e.seq for e in got.entries]
+    assert seqs[0] == 0 and seqs[-1] == 199 and seqs == sorted(seqs)
+    assert len(got.entries) < 60  # thinned
+    moves = [e for entry in got.entries for e in entry.events if e.kind == "moved"]
+    assert len(moves) == 7  # every move of the 200 cycles survives compaction
+
+
+def test_thin_keeps_first_last_and_events() -> None:
+    entries = [HistoryEntry(seq=k, t=float(k)) for k in range(10)]
+    entries[3] = HistoryEntry(seq=3, t=3.0, events=[{"kind": "dead", "worker": "x"}])
+    kept = thin(entries, 4)
+    assert [e.seq for e in kept][0] == 0 and kept[-1].seq == 9 and len(kept) == 4
+    assert [ev.kind for e in kept for ev in e.events] == ["dead"]
+
+
+def test_a_huge_entry_drops_island_detail(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock)
+    n = 6000  # ~40 bytes an island: over half a segment
+    cycle(h, clock, owners={i: "worker-with-a-long-name" for i in range(n)},
+          gens={i: 1 for i in range(n)}, alive={"worker-with-a-long-name"})
+    h.close()
+    (first, last), = segments(store)
+    assert store.stat(history_key(first, last)).size <= MAX_SEGMENT_BYTES
+    entry, = read_history(store).entries
+    assert entry.islands == [] and entry.evals == n * 64
+
+
+def test_segments_are_read_through_the_boundary(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    store = LocalStore(tmp_path)
+    good = HistorySegment(first=0, last=1, entries=[HistoryEntry(seq=0, t=1.0, best=3.0),
+                                                    HistoryEntry(seq=1, t=2.0, best=2.0)])
+    write_record(store, history_key(0, 1), good, if_generation=0)
+    # Garbage, a lying range, an entry with NaN, a deep bomb: each skipped with a warning.
+    store.put(history_key(2, 3), b"{not json", if_generation=0)
+    liar = HistorySegment(first=4, last=4, entries=[HistoryEntry(seq=9, t=1.0)])
+    write_record(store, history_key(4, 4), liar, if_generation=0)
+    store.put(history_key(5, 5), json.dumps({"first": 5, "last": 5, "entries": [
+        {"seq": 5, "t": 1.0, "best": "NaN"}]}).encode(), if_generation=0)
+    store.put(history_key(6, 6), b"[" * 100_000, if_generation=0)
+    store.put("history/notes.txt", b"ignored: not a segment key", if_generation=0)
+    for key in (history_key(2, 3), history_key(4, 4), history_key(5, 5), history_key(6, 6)):
+        with pytest.raises(CheckpointError, match=key):
+            read_history_segment(store, key)
+    with caplog.at_level(logging.WARNING):
+        got = read_history(store)
+    assert [e.best for e in got.entries] == [3.0, 2.0]
+    assert len(got.skipped) == 4 and caplog.text.count("history: skipping") == 4
+
+
+def test_a_covering_segment_wins(tmp_path: Path) -> None:
+    """A compaction wrote its merged segment but died before deleting what it merged."""
+    store = LocalStore(tmp_path)
+    for first in (0, 2):
+        write_record(store, history_key(first, first + 1), HistorySegment(
+            first=first, last=first + 1, entries=[HistoryEntry(seq=first, t=0.0),
+                                                  HistoryEntry(seq=first + 1, t=0.0)]),
+            if_generation=0)
+    write_record(store, history_key(0, 3), HistorySegment(
+        first=0, last=3, level=1, entries=[HistoryEntry(seq=0, t=0.0, best=1.0),
+                                           HistoryEntry(seq=3, t=0.0, best=1.0)]),
+        if_generation=0)
+    got = read_history(store)
+    assert [e.seq for e in got.entries] == [0, 3] and got.segments == 1
+
+
+def test_tap_feeds_the_history_from_the_coordinator_hooks(tmp_path: Path) -> None:
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock)
+    seen: list[str] = []
+
+    class Inner:
+        def __getattr__(self, name):
+            return lambda *a, **k: seen.append(name)
+
+    tap = HistoryTap(h, Inner(), leader="lead")
+    tap.set_leader(3, True)
+    tap.observe_store({"ops": {"A": 7, "B": 9}, "errors": {}})
+    tap.observe_workers({"a": beat("a", [0], evals=640).model_dump()}, {"a"})
+    tap.observe_global_best(0.5)
+    tap.reassignment("dead", 1)
+    tap.observe_merge(0.1, 10, 0)
+    tap.observe_islands({0: {"generation": 10, "best": 1.0, "owner": "a"}})
+    tap.set_leader(3, False)  # deposed: nothing more is written
+    tap.observe_islands({0: {"generation": 11, "best": 1.0, "owner": "a"}})
+    assert h.flush() is False and segments(store) == []
+    tap.set_leader(4, True)
+    clock.t += 5
+    tap.observe_islands({0: {"generation": 12, "best": 1.0, "owner": "a"}})
+    h.close()
+    entry, = read_history(store).entries
+    assert (entry.term, entry.leader, entry.best, entry.leader_ops_a) == (4, "lead", 0.5, 7)
+    assert entry.evals == 640  # no HEAD evals through the hooks: the workers' counters
+    assert seen == ["set_leader", "observe_store", "observe_workers", "observe_global_best",
+                    "reassignment", "observe_merge", "observe_islands", "set_leader",
+                    "observe_islands", "set_leader", "observe_islands"]
+
+
+def test_history_bucket_operations_are_few(tmp_path: Path) -> None:
+    """The cost table's numbers: an hour at the defaults (30 s entries, 5 min segments) of a
+    leader with a 5 s cycle is one list and 10 puts (11 entries each, 5.5 min apart)."""
+    store, clock = CountingStore(LocalStore(tmp_path)), Clock()
+    h = RunHistory(store, clock=clock)
+    for g in range(720):
+        cycle(h, clock, owners={0: "a"}, gens={0: g}, alive={"a"}, dt=5.0)
+    assert store.counts()["ops"] == {"A": 1 + 10, "B": 0}
+    assert len(read_history(store.inner).entries) == 110  # the last 10 still pending
+
+
+# -- the protocol record ------------------------------------------------------------------
+
+def test_protocol_is_fixed_by_the_first_worker(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    assert check_protocol(store, version="0.1.0") == PROTOCOL_VERSION
+    assert check_protocol(store, version="0.2.0") == PROTOCOL_VERSION  # same protocol: joins
+
+
+def test_another_protocol_is_refused_with_one_clear_message(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    write_record(store, PROTOCOL_KEY, ProtocolRecord(protocol=PROTOCOL_VERSION + 1,
+                                                     version="9.0.0"), if_generation=0)
+    with pytest.raises(ProtocolMismatch) as err:
+        check_protocol(store, version="0.1.0")
+    text = str(err.value)
+    assert f"protocol {PROTOCOL_VERSION + 1}" in text and "islandsync 9.0.0" in text
+    assert f"speaks protocol {PROTOCOL_VERSION}" in text and "refusing to join" in text
+
+
+def test_an_unreadable_protocol_record_is_refused(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put(PROTOCOL_KEY, b'{"protocol": "1"}', if_generation=0)
+    with pytest.raises(CheckpointError, match=PROTOCOL_KEY):
+        check_protocol(store)
