@@ -68,6 +68,9 @@ class DEConfig(BaseModel):
     tau_cr: float = Field(0.1, ge=0.0, le=1.0)
     f_lower: float = Field(0.1, gt=0.0)
     f_upper: float = Field(1.0, gt=0.0)
+    # torch.compile the step's arithmetic into one fused pass (falls back to eager, with a
+    # warning, where compiling fails). Off: see benchmarks/README.md, "Peers", for its effect.
+    compile: bool = False
 
     @model_validator(mode="after")
     def _range(self) -> DEConfig:

@@ -21,6 +21,7 @@ order-independent, so the result does not depend on the device or on reduction o
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import TYPE_CHECKING
 
@@ -48,19 +49,26 @@ except ImportError as err:  # pragma: no cover - torch is needed only where isla
 if TYPE_CHECKING:
     from islandsync.search.algorithms.base import IslandState
 
-def _lsr(z: Tensor, s: int) -> Tensor:
-    # torch's >> on int64 is arithmetic; masking off the sign-extended bits makes it logical.
-    return (z >> s) & ((1 << (64 - s)) - 1)
-
-
-def _mix_t(z: Tensor) -> Tensor:
-    z = (z ^ _lsr(z, 30)) * _signed(_M1)
-    z = (z ^ _lsr(z, 27)) * _signed(_M2)
-    return z ^ _lsr(z, 31)
+def _mix_(z: Tensor) -> Tensor:
+    """The splitmix64 finaliser in place on int64 ``z``: one scratch tensor, no temporaries."""
+    t = torch.empty_like(z)
+    for shift, mult in ((30, _signed(_M1)), (27, _signed(_M2)), (31, None)):
+        # torch's >> on int64 is arithmetic; masking off the sign-extended bits makes it logical.
+        torch.bitwise_right_shift(z, shift, out=t)
+        t &= (1 << (64 - shift)) - 1
+        z ^= t
+        if mult is not None:
+            z *= mult
+    return z
 
 
 _t_consts: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
 _lock = threading.Lock()
+
+# On a CPU the hash's dozen int64 passes run over blocks of about this many genes, which stay
+# in cache: 9x faster than whole-tensor passes at 8 x 1024 x 1000 (73 ms vs 665 ms, 2 cores).
+# A GPU takes the whole tensor at once (each block would be a dozen kernel launches).
+_CPU_BLOCK = 1 << 15
 
 
 def _consts_t(d: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -83,25 +91,42 @@ def genome_ids(genomes: Tensor) -> Tensor:
     """
     if genomes.dim() == 0:
         raise ConfigError("genome_ids: genomes must have at least one dimension [..., D]")
-    d = genomes.shape[-1]
-    if genomes.is_floating_point():
-        x = genomes.to(torch.float32) + 0.0  # IEEE: -0.0 + 0.0 == +0.0
-        x = torch.where(torch.isnan(x), torch.full_like(x, float("nan")), x)
-        v = x.contiguous().view(torch.int32).to(torch.int64)
-    elif genomes.is_complex():
+    if genomes.is_complex():
         raise ConfigError("genome_ids: complex genomes are not supported")
-    else:
-        v = genomes.to(torch.int64)
+    d = genomes.shape[-1]
+    n = math.prod(genomes.shape[:-1])
+    flat = genomes.reshape(n, d)
     mult, salt = _consts_t(d, genomes.device)
-    h = _mix_t(v * mult + salt).sum(dim=-1, dtype=torch.int64)
-    return _mix_t(h + _signed(d * _GOLDEN))
+    out = torch.empty(n, dtype=torch.int64, device=genomes.device)
+    rows = max(1, _CPU_BLOCK // max(d, 1)) if genomes.device.type == "cpu" else max(n, 1)
+    for a in range(0, n, rows):
+        x = flat[a : a + rows]
+        if x.is_floating_point():
+            x = x.to(torch.float32) + 0.0  # IEEE: -0.0 + 0.0 == +0.0
+            x = torch.where(torch.isnan(x), torch.full_like(x, float("nan")), x)
+            v = x.view(torch.int32).to(torch.int64)
+        else:
+            v = x.to(torch.int64, copy=True)  # the in-place passes below must not touch x
+        v *= mult
+        v += salt
+        torch.sum(_mix_(v), dim=-1, dtype=torch.int64, out=out[a : a + rows])
+    out += _signed(d * _GOLDEN)
+    return _mix_(out).reshape(genomes.shape[:-1])
+
+
+def with_ids(state: IslandState) -> IslandState:
+    """``state`` with its ids computed if they are None (see :class:`IslandState`)."""
+    if state.ids is not None:
+        return state
+    return state._replace(ids=genome_ids(state.genomes))
 
 
 def elite(state: IslandState, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The best ``k`` individuals of every island, best first.
 
     Returns ``(genomes [K, k, D], scores [K, k], ids [K, k], origin [K, k])``. Ties keep
-    population order (stable sort), so the result is deterministic.
+    population order (stable sort), so the result is deterministic. Where the state's ids
+    are None only the ``k`` elites are hashed.
     """
     p = state.scores.shape[1]
     if not 0 <= k <= p:
@@ -109,8 +134,8 @@ def elite(state: IslandState, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     order = torch.sort(state.scores, dim=1, stable=True).indices[:, :k]
     d = state.genomes.shape[-1]
     g = torch.gather(state.genomes, 1, order[..., None].expand(-1, -1, d))
-    return (g, torch.gather(state.scores, 1, order), torch.gather(state.ids, 1, order),
-            torch.gather(state.origin, 1, order))
+    ids = genome_ids(g) if state.ids is None else torch.gather(state.ids, 1, order)
+    return g, torch.gather(state.scores, 1, order), ids, torch.gather(state.origin, 1, order)
 
 
 def _member(values: Tensor, rows: Tensor) -> Tensor:
@@ -217,6 +242,7 @@ def inject(
     missing = [name for name in state.extra if name not in extra_defaults]
     if missing:
         raise ConfigError(f"inject: extra_defaults lacks a value for {missing}")
+    state = with_ids(state)
     rows = island_rows
     sub = state if rows is None else state._replace(
         genomes=state.genomes[rows], scores=state.scores[rows], ids=state.ids[rows],
@@ -264,4 +290,4 @@ def inject(
     )
 
 
-__all__ = ["elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants"]
+__all__ = ["elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants", "with_ids"]

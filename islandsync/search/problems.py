@@ -68,7 +68,9 @@ def rastrigin(x: Tensor) -> Tensor:
     # 10 d + sum(x^2 - 10 cos(2 pi x)), written as sum(x^2 + 20 sin^2(pi x)) (the same by
     # 1 - cos 2t = 2 sin^2 t): the textbook form cancels 10 d against the cosines, so in float32
     # everything within ~1e-4 of the optimum scores exactly 0 and the search goes blind there.
-    return (x * x + 20.0 * torch.sin(math.pi * x) ** 2).sum(dim=-1)
+    s = torch.sin(x * math.pi)
+    # In place on a fresh x * x, and no pow: 7 passes over [B, D] down to 5.
+    return (x * x).addcmul_(s, s, value=20.0).sum(dim=-1)
 
 
 def rosenbrock(x: Tensor) -> Tensor:

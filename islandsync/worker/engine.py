@@ -46,7 +46,7 @@ class Engine:
         self.sign = 1.0 if spec.problem.direction == "minimize" else -1.0
         self.generator = torch.Generator(device=device)
         self.island_ids = torch.empty(0, dtype=torch.int64, device=device)
-        self.state: IslandState | None = None
+        self._state: IslandState | None = None
         self.generations: dict[int, int] = {}
         self.evals: dict[int, int] = {}
         self.nan_counts: dict[int, int] = {}
@@ -55,6 +55,18 @@ class Engine:
         self._bad: torch.Tensor | None = None  # NaN/inf per row of _evaluating, on device
 
     # -- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> IslandState | None:
+        """Every hosted island, with ids. A step leaves ids to be computed here, when they are
+        first read after it (migration, snapshots, anyone else), and kept until the next."""
+        if self._state is not None and self._state.ids is None:
+            self._state = population.with_ids(self._state)
+        return self._state
+
+    @state.setter
+    def state(self, value: IslandState | None) -> None:
+        self._state = value
 
     @property
     def islands(self) -> list[int]:
@@ -88,11 +100,14 @@ class Engine:
                 f"fitness function returned shape {tuple(raw.shape)} for a batch of {k * n}; "
                 "it must return one value per genome"
             )
-        scores = raw.to(torch.float32).reshape(k, n) * self.sign
-        bad = ~torch.isfinite(scores)
+        scores = raw.to(torch.float32).reshape(k, n)
+        if self.sign != 1.0:
+            scores = scores * self.sign
+        bad = (~torch.isfinite(scores)).sum(dim=1)
         # Counted on the device and read only at snapshots: no host sync per generation.
-        self._bad = bad.sum(dim=1) if self._bad is None else self._bad + bad.sum(dim=1)
-        return torch.where(bad, torch.full_like(scores, float("inf")), scores)
+        self._bad = bad if self._bad is None else self._bad + bad
+        inf = float("inf")
+        return torch.nan_to_num(scores, nan=inf, posinf=inf, neginf=inf)
 
     def _collect_bad(self) -> None:
         """Move the device-side NaN/inf counts into ``nan_counts``."""
@@ -181,12 +196,14 @@ class Engine:
 
     def step(self) -> int:
         """One generation of every island; returns the evaluations it made."""
-        if self.state is None:
+        if self._state is None:
             return 0
         if self._evaluating != self.islands:
             self._collect_bad()
         self._evaluating, self._per_island = self.islands, 0
-        self.state = self.algorithm.step(self.state, self.island_ids, self._evaluate, self.generator)
+        # _state, not state: the step needs no ids, so none are computed for it.
+        self._state = self.algorithm.step(self._state, self.island_ids, self._evaluate,
+                                          self.generator)
         for i in self._evaluating:
             self.generations[i] += 1
             self.evals[i] += self._per_island
@@ -197,7 +214,7 @@ class Engine:
         of ``foreign`` (genomes, scores, ids, origin from the global elite). Returns how many
         genomes moved."""
         m = self.spec.migration.migrants
-        if self.state is None or m == 0:
+        if self._state is None or m == 0:  # _state: hash nothing when nothing can move
             return 0
         g, s, ids, origin = population.elite(self.state, m)
         cand = [g.reshape(-1, *g.shape[2:]), s.reshape(-1), ids.reshape(-1), origin.reshape(-1)]
@@ -223,9 +240,9 @@ class Engine:
     # -- views ---------------------------------------------------------------------------
 
     def best_scores(self) -> dict[int, float]:
-        if self.state is None:
+        if self._state is None:
             return {}
-        return dict(zip(self.islands, self.state.scores.min(dim=1).values.tolist()))
+        return dict(zip(self.islands, self._state.scores.min(dim=1).values.tolist()))
 
     def snapshot(self, islands: list[int] | None = None) -> list[IslandSnapshot]:
         """Host copies of islands for checkpoints: the only device-to-host copy the loop does."""

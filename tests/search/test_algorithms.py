@@ -28,7 +28,7 @@ from islandsync.search.algorithms import (
     make_algorithm,
 )
 from islandsync.search.algorithms.de import distinct_indices
-from islandsync.search.population import genome_ids
+from islandsync.search.population import genome_ids, with_ids
 from islandsync.search.problems import SYMREG_VOCAB, make_problem
 
 ISLANDS = torch.tensor([3, 7, 8, 11])  # global island numbers, not 0..K-1
@@ -81,7 +81,7 @@ def evolve(alg: Algorithm, ev: Counting, gens: int, seed: int = 0) -> IslandStat
     state = initial_state(alg, ISLANDS, ev, g)
     for _ in range(gens):
         state = alg.step(state, ISLANDS, ev, g)
-    return state
+    return with_ids(state)
 
 
 @pytest.mark.parametrize("key", list(ALGS))
@@ -119,6 +119,8 @@ def check_contract(alg: Algorithm, problem: str) -> None:
         prev = state
         ev.shapes.clear()
         state = alg.step(prev, ISLANDS, ev, g)
+        assert state.ids is None  # the built-ins leave ids to whoever reads them
+        state = with_ids(state)
         n = p - getattr(alg, "elite", 0)
         assert ev.shapes == [(k, n, d)]  # exactly one call, only the new genomes
         real = alg.kind == "real" if hasattr(alg, "kind") else True
@@ -289,3 +291,49 @@ def test_sbx_and_polynomial_operators_are_unbiased_far_from_bounds() -> None:
     assert abs(dx.mean().item()) < 0.01 and 0.01 < dx.abs().mean().item() < 0.2
     edge = alg._mutate(torch.ones(1, 2000, 1), g)  # at the bound: stays inside
     assert bool((edge <= 1.0).all()) and bool((edge < 1.0).any())
+
+
+def test_distinct_indices_beyond_three_partners() -> None:
+    # n > 3 takes the sorted path; every row still holds i and n distinct others.
+    g = torch.Generator().manual_seed(2)
+    r = distinct_indices(50, 7, 5, g)
+    full = torch.cat([torch.arange(7).expand(50, 7)[..., None], r], dim=-1)
+    assert bool((full.sort(-1).values.diff(dim=-1) > 0).all())
+
+
+@pytest.mark.parametrize("cr", [0.0, 0.3, 0.9])
+def test_de_crossover_rate_and_repair_from_one_draw(cr: float) -> None:
+    # One uniform serves crossover and bound repair: the share of genes a trial takes from
+    # its mutant must still be CR (plus gene jrand), and every trial gene stays in the box.
+    d = 50
+    alg = DifferentialEvolution(DEConfig(pop=64, cr_init=cr, tau_cr=0.0, f_init=2.0, tau_f=0.0,
+                                         f_lower=0.1, f_upper=2.0), box(d))
+    seen: list[torch.Tensor] = []
+
+    def ev(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.zeros(x.shape[:2])
+
+    g = torch.Generator().manual_seed(4)
+    state = initial_state(alg, ISLANDS, ev, g)
+    alg.step(state, ISLANDS, ev, g)
+    trial, parent = seen[-1], state.genomes
+    taken = (trial != parent).float().mean().item()
+    expected = cr + (1 - cr) / d
+    assert abs(taken - expected) < 0.02, (taken, expected)
+    assert bool(((trial >= -5.12) & (trial <= 5.12)).all())
+
+
+def test_de_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    # Where torch.compile fails (no compiler, unsupported platform), compile=True runs the
+    # same eager arithmetic, after one warning, and gives the very same search.
+    def broken(fn: object, *a: object, **kw: object) -> object:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    eager = evolve(de(), Counting("rastrigin"), 5, seed=9)
+    with caplog.at_level("WARNING"):
+        fallback = evolve(de(compile=True), Counting("rastrigin"), 5, seed=9)
+    assert torch.equal(eager.genomes, fallback.genomes)
+    assert sum("torch.compile unavailable" in r.message for r in caplog.records) == 1

@@ -24,14 +24,17 @@ class IslandState(NamedTuple):
 
     genomes: [K, P, D]; float32 for real genomes, int64 for tokens.
     scores:  [K, P] float32, minimisation (lower is better; +inf is worst / unevaluated).
-    ids:     [K, P] int64 content-hash ids, always ``genome_ids(genomes)``.
+    ids:     [K, P] int64 content-hash ids, ``genome_ids(genomes)``; or None where they have not
+             been computed since the genomes changed (a step need not hash its offspring: the
+             engine computes ids only where they are read, with :func:`~islandsync.search.
+             population.with_ids`). Never stale: either right or None.
     origin:  [K, P] int64 global island number where each genome was born.
     extra:   algorithm-specific per-individual state, each tensor [K, P] (DE: "F", "CR"; GA: {}).
     """
 
     genomes: Tensor
     scores: Tensor
-    ids: Tensor
+    ids: Tensor | None
     origin: Tensor
     extra: dict[str, Tensor]
 
@@ -60,8 +63,9 @@ class Algorithm(Protocol):
             One generation of all K islands at once. Calls ``evaluate`` exactly once, with
             one batch ``[K, N, D]`` of new genomes (N <= P; a GA with elitism passes only
             its P - elite offspring). Returns a new state of the same shapes and dtypes;
-            new genomes get ``ids = genome_ids(genomes)`` and ``origin = island_ids[:, None]``,
-            survivors keep theirs. Must be deterministic given the generator, and contain no
+            new genomes get ``origin = island_ids[:, None]``, survivors keep theirs. ``ids``
+            is None (the engine hashes genomes when it needs their ids: the built-ins do
+            this) or ``genome_ids(genomes)`` for all of them, never partly updated. Must be deterministic given the generator, and contain no
             Python loop over islands or individuals. The input state is not modified.
 
     May implement: nothing else is called. Calls are never concurrent for one object.

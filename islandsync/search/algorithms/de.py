@@ -18,13 +18,18 @@ target's, and the trial F and CR are kept only then. Real genomes only.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from islandsync.config import DEConfig, RealGenome
 from islandsync.errors import ConfigError
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
-from islandsync.search.population import genome_ids
+
+log = logging.getLogger(__name__)
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:
@@ -34,20 +39,84 @@ def _rand(g: torch.Generator, *shape: int) -> Tensor:
 
 def distinct_indices(k: int, p: int, n: int, g: torch.Generator) -> Tensor:
     """``[k, p, n]`` indices in ``[0, p)``, uniform, such that ``out[.., i, :]`` and ``i`` are
-    all distinct. Draw from the ``p - m`` values left after ``m`` exclusions, then step over
-    each excluded value in ascending order: no rejection loop, no ``[p, p]`` sort."""
+    all distinct. Partners are drawn as offsets ``1..p-1`` from ``i`` (so never ``i``): the
+    ``m``-th from the ``p - m`` offsets left, stepping over the earlier ones in ascending
+    order. No rejection loop, no ``[p, p]`` sort, a dozen small ops for ``n = 3``."""
     if n + 1 > p:
         raise ConfigError(f"de: needs pop >= {n + 1} to draw {n} distinct partners, got {p}")
-    excluded = torch.arange(p, device=g.device).expand(k, p)[..., None]  # [k, p, 1]
-    picks = []
+    drawn: list[Tensor] = []
     for m in range(1, n + 1):  # n is 3: a loop over draws, never over individuals
-        r = torch.randint(0, p - m, (k, p), generator=g, device=g.device)
-        srt = torch.sort(excluded, dim=-1).values
-        for j in range(m):
-            r = r + (r >= srt[..., j]).to(r.dtype)
-        picks.append(r)
-        excluded = torch.cat([excluded, r[..., None]], dim=-1)
-    return torch.stack(picks, dim=-1)
+        v = torch.randint(0, p - m, (k, p), generator=g, device=g.device)
+        if m == 2:
+            v = v + (v >= drawn[0]).to(v.dtype)
+        elif m > 2:  # earlier offsets in ascending order (min/max when there are two)
+            prior = (torch.minimum(*drawn), torch.maximum(*drawn)) if m == 3 else \
+                torch.sort(torch.stack(drawn, dim=-1), dim=-1).values.unbind(-1)
+            for e in prior:
+                v = v + (v >= e).to(v.dtype)
+        drawn.append(v)
+    i = torch.arange(p, device=g.device)[None, :, None]
+    return torch.remainder(torch.stack(drawn, dim=-1) + (i + 1), p)
+
+
+def trial_vectors(x: Tensor, r: Tensor, f: Tensor, cr: Tensor, c: Tensor, jrand: Tensor,
+                  u_j: Tensor, lo: float, hi: float) -> Tensor:
+    """DE/rand/1/bin trials with bound repair, from the generation's draws: partners ``r``
+    [K, P, 3], F and CR [K, P], crossover uniforms ``c`` [K, P, D], the forced gene ``jrand``
+    [K, P, 1] and its repair uniform ``u_j`` [K, P, 1]. Pure: ``c`` is the only input it
+    writes over (its own scratch), so eager and compiled runs compute the same thing."""
+    k, p, d = x.shape
+    # Partners as whole rows (index_select copies rows; a gather indexes every gene).
+    rows = r + (torch.arange(k, device=x.device) * p)[:, None, None]
+    picked = x.reshape(k * p, d).index_select(0, rows.reshape(-1)).view(k, p, 3, d)
+    p0, p1, p2 = picked.unbind(2)
+    mutant = p0.addcmul_(f[..., None], p1.sub_(p2))  # x_r1 + F (x_r2 - x_r3), in place
+
+    # One [K, P, D] draw serves crossover and bound repair: a gene is taken from the mutant
+    # when c < CR, and given that, u = c / CR is uniform on [0, 1) and independent of the
+    # choice, so it is the repair's uniform (drawing a second [K, P, D] tensor cost as much as
+    # the rest of the step's arithmetic). Gene jrand is always taken and has its own uniform.
+    # (CR is kept off 0 so u stays finite: a weight 0 * inf would be NaN. So CR = 0 also takes
+    # a gene drawn exactly 0.0: probability 2**-24.)
+    u = c.div_(cr.clamp(min=1e-30)[..., None])
+    # Choices are 0/1 float weights for lerp, which gives exactly one end at 0 and at 1: on a
+    # CPU, where() with a full bool mask costs five times a lerp.
+    take = torch.lt(u, 1.0, out=torch.empty_like(u))
+    take.scatter_(2, jrand, 1.0)
+    u.scatter_(2, jrand, u_j)
+    trial = torch.lerp(x, mutant, take)
+
+    # Out-of-box genes: uniform between the parent's gene and the violated bound, i.e.
+    # lerp(bound, parent, u); the bound is what clamping gives, so out-of-box is where
+    # clamping changed the gene (weight u there, 0 elsewhere). The last clamp only guards
+    # lerp's rounding.
+    clamped = trial.clamp(lo, hi)
+    weight = torch.ne(clamped, trial, out=take).mul_(u)
+    return torch.lerp(clamped, x, weight).clamp_(lo, hi)
+
+
+def _compiled(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``fn`` through torch.compile, falling back to ``fn`` itself (one warning) wherever
+    compiling or running the compiled code fails: no compiler, an old torch, a platform
+    inductor does not support. Compiled results may differ from eager ones in the last bit
+    (fused multiply-adds); each mode is deterministic on its own."""
+    state: dict[str, Callable[..., Tensor]] = {}
+
+    def run(*args: Any) -> Tensor:
+        use = state.get("fn")
+        if use is fn:
+            return fn(*args)
+        try:  # the first call compiles; so may a later one, for new shapes
+            if use is None:
+                use = state["fn"] = torch.compile(fn)
+            return use(*args)
+        except Exception as err:  # noqa: BLE001 - any failure means: run eagerly from now on
+            log.warning("de: torch.compile unavailable (%s: %s); running eagerly",
+                        type(err).__name__, err)
+            state["fn"] = fn
+            return fn(*args)
+
+    return run
 
 
 class DifferentialEvolution:
@@ -71,6 +140,7 @@ class DifferentialEvolution:
         self.tau_f, self.tau_cr = config.tau_f, config.tau_cr
         self.f_lower, self.f_upper = config.f_lower, config.f_upper
         self.extra_defaults: dict[str, float] = {"F": self.f_init, "CR": self.cr_init}
+        self._trial = _compiled(trial_vectors) if config.compile else trial_vectors
 
     def __repr__(self) -> str:
         return (f"DifferentialEvolution(dim={self.dim}, pop={self.pop_size}, "
@@ -86,23 +156,21 @@ class DifferentialEvolution:
         g = generator
         x = state.genomes
         k, p, d = x.shape
+        lo, hi = self.lower, self.upper
         f_old, cr_old = state.extra["F"], state.extra["CR"]
-        f = torch.where(_rand(g, k, p) < self.tau_f,
-                        self.f_lower + _rand(g, k, p) * (self.f_upper - self.f_lower), f_old)
-        cr = torch.where(_rand(g, k, p) < self.tau_cr, _rand(g, k, p), cr_old)
+        # jDE's four [K, P] uniforms in one draw (at small sizes each op's overhead counts).
+        redraw_f, new_f, redraw_cr, new_cr = _rand(g, 4, k, p).unbind(0)
+        f = torch.where(redraw_f < self.tau_f,
+                        self.f_lower + new_f * (self.f_upper - self.f_lower), f_old)
+        cr = torch.where(redraw_cr < self.tau_cr, new_cr, cr_old)
 
+        # Every draw first, in a fixed order; then the arithmetic, which is pure (and so can
+        # be compiled: see ``compile`` in the settings).
         r = distinct_indices(k, p, 3, g)
-        pick = [torch.gather(x, 1, r[..., j, None].expand(-1, -1, d)) for j in range(3)]
-        mutant = pick[0] + f[..., None] * (pick[1] - pick[2])
-
-        # Out-of-box genes: uniform between the parent's gene and the violated bound.
-        u = _rand(g, k, p, d)
-        mutant = torch.where(mutant < self.lower, self.lower + u * (x - self.lower), mutant)
-        mutant = torch.where(mutant > self.upper, self.upper - u * (self.upper - x), mutant)
-
+        c = _rand(g, k, p, d)
         jrand = torch.randint(0, d, (k, p, 1), generator=g, device=g.device)
-        take = (_rand(g, k, p, d) < cr[..., None]) | (torch.arange(d, device=x.device) == jrand)
-        trial = torch.where(take, mutant, x).clamp(self.lower, self.upper)
+        u_j = _rand(g, k, p, 1)
+        trial = self._trial(x, r, f, cr, c, jrand, u_j, lo, hi)
 
         trial_scores = evaluate(trial).to(torch.float32)
         win = trial_scores <= state.scores
@@ -110,10 +178,12 @@ class DifferentialEvolution:
         return IslandState(
             genomes=torch.where(win[..., None], trial, x),
             scores=torch.where(win, trial_scores, state.scores),
-            ids=torch.where(win, genome_ids(trial), state.ids),
+            # Ids are left to the engine, which hashes genomes only where ids are read
+            # (migration, snapshots): hashing every trial was half the step's time.
+            ids=None,
             origin=torch.where(win, born, state.origin),
             extra={"F": torch.where(win, f, f_old), "CR": torch.where(win, cr, cr_old)},
         )
 
 
-__all__ = ["DifferentialEvolution", "distinct_indices"]
+__all__ = ["DifferentialEvolution", "distinct_indices", "trial_vectors"]

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from islandsync.config import CROSSOVERS, MUTATIONS, GAConfig, RealGenome, TokenGenome
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
-from islandsync.search.population import genome_ids
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:
@@ -104,7 +103,7 @@ class GeneticAlgorithm:
         return IslandState(
             genomes=torch.cat([survivors(genomes), children], dim=1),
             scores=torch.cat([survivors(scores), child_scores], dim=1),
-            ids=torch.cat([survivors(state.ids), genome_ids(children)], dim=1),
+            ids=None,  # hashed by the engine only where read (migration, snapshots)
             origin=torch.cat([survivors(state.origin), origin], dim=1),
             extra={},
         )
@@ -130,8 +129,11 @@ class GeneticAlgorithm:
         lo, hi, eta = self._lo, self._hi, self.sbx_eta
         k, m, d = a.shape
         u = _rand(g, k, m, d)
-        var = _rand(g, k, m, d) < 0.5  # each gene crossed with probability 1/2
-        swap = _rand(g, k, m, d) < 0.5  # which child gets which side
+        # One draw decides both: a gene is crossed when r < 1/2 (probability 1/2), and the
+        # side only matters for crossed genes, where r < 1/4 is a fair coin independent of
+        # being crossed. A [K, m, D] draw is the costliest op here, so two, not three.
+        r = _rand(g, k, m, d)
+        var, swap = r < 0.5, r < 0.25
         y1, y2 = torch.minimum(a, b), torch.maximum(a, b)
         diff = y2 - y1
         active = var & (diff > 1e-14)
@@ -153,7 +155,8 @@ class GeneticAlgorithm:
         return torch.where(active, c1, a), torch.where(active, c2, b)
 
     def _mutate(self, x: Tensor, g: torch.Generator) -> Tensor:
-        hit = _rand(g, *x.shape) < self.mutation_rate
+        h = _rand(g, *x.shape)
+        hit = h < self.mutation_rate
         if self.kind == "tokens":
             new = torch.randint(0, self._vocab, x.shape, generator=g, device=g.device)
             return torch.where(hit, new, x)
@@ -166,7 +169,9 @@ class GeneticAlgorithm:
                 x.shape, generator=g, device=g.device, dtype=torch.float32)
         else:  # Deb's bounded polynomial mutation
             eta = self.poly_eta
-            u = _rand(g, *x.shape)
+            # Given a hit (h < rate), h / rate is uniform on [0, 1) and independent of it:
+            # the step's uniform without a second draw (only hit genes use it).
+            u = (h / self.mutation_rate).clamp_(max=1.0 - 2.0**-24)
             lower_half = u < 0.5
             # Distance to the bound the step heads for, as a fraction of the range.
             near = torch.where(lower_half, x - lo, hi - x) / rng

@@ -1,0 +1,359 @@
+"""islandsync's engine against EvoX on one device: the same problem, sizes and device.
+
+    python benchmarks/peers.py [--sizes 8x64x100,8x512x100,8x1024x1000] [--algorithms de,ga]
+        [--repeats 3] [--gens 20] [--device auto] [--threads N] [--compile] [--json PATH]
+        [--markdown PATH] [--quick]
+
+Needs EvoX (``pip install 'islandsync[bench]'``). For each size ``K x P x D`` (islands x
+population per island x dimension, float32 Rastrigin in [-5.12, 5.12]) and algorithm:
+
+- ``islandsync``: one :class:`~islandsync.worker.engine.Engine` hosting K islands as one
+  tensor, driven as the worker drives it: ``step()``, and ``migrate()`` every
+  ``migration.interval`` generations (20), so genome ids, the residency check and the NaN/inf
+  accounting are all paid for. A timed window is ``--gens`` generations (20 by default: one
+  migration per window).
+- ``evox, one population``: one EvoX population of K*P in a ``StdWorkflow``.
+- ``evox, K in turn``: K EvoX populations of P, each in its own ``StdWorkflow``, stepped one
+  after the other (what K islands without batching cost).
+
+The peers: DE against EvoX's ``DE`` (DE/rand/1/bin, F 0.5, CR 0.9, clamped into the box);
+islandsync runs jDE (self-adaptive F and CR, bound repair by redraw), a little more work per
+generation than plain DE. EvoX 1.4 has no single-objective GA, so the GA's peer is the same
+generational GA assembled from EvoX's own operators (``tournament_selection`` of 3,
+``simulated_binary`` at rate 0.9 and eta 15, ``polynomial_mutation`` at 1/D and eta 20, the
+best 2 per population kept): its closest algorithm, and the one that does the same work; its
+NSGA-II would add a non-dominated sort that one objective does not need, and its PSO is a
+different algorithm. Both sides evaluate the same function: islandsync's ``rastrigin``.
+
+All sides run in one process, taking turns generation by generation (islandsync, evox,
+evox-in-turn, then again), so load on a shared machine hits every side alike; a window's
+time is each side's sum over its ``--gens`` generations, and the tables hold the medians of
+``--repeats`` windows. On a GPU the run also reports the share of the memory-bandwidth roofline the engine
+reaches: bytes a generation must move at minimum (the population read once, the trial batch
+written once and read once by the fitness function, the survivors written once: 16 bytes
+per gene) over its time, against the bandwidth a device-to-device copy reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    import islandsync  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from islandsync.config import spec_from_flags
+from islandsync.search.problems import make_problem
+from islandsync.worker.engine import Engine, resolve_device
+
+CPU_SIZES = ((8, 64, 100), (8, 512, 100), (8, 1024, 1000))
+GPU_SIZES = (*CPU_SIZES, (8, 4096, 1000))
+QUICK: dict[str, Any] = {"sizes": ((2, 16, 10),), "repeats": 1, "gens": 4, "interval": 2}
+LOWER, UPPER = -5.12, 5.12
+GA_ELITE, GA_TOURNAMENT = 2, 3
+EVOX_HINT = "pip install 'islandsync[bench]' (EvoX)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------- EvoX side
+
+
+def _evox_parts(device: torch.device) -> tuple[Any, Any]:
+    """EvoX's problem wrapper and GA class, built only when EvoX is importable."""
+    from evox.core import Algorithm, Mutable, Problem
+    from evox.operators.crossover import simulated_binary
+    from evox.operators.mutation import polynomial_mutation
+    from evox.operators.selection import tournament_selection
+
+    rastrigin = make_problem("rastrigin").evaluate
+
+    class Rastrigin(Problem):
+        """islandsync's rastrigin, so both sides evaluate the same function."""
+
+        def evaluate(self, pop: torch.Tensor) -> torch.Tensor:
+            return rastrigin(pop)
+
+    class EvoxGA(Algorithm):
+        """Generational GA with elitism from EvoX's operators (see the module docstring)."""
+
+        def __init__(self, pop_size: int, lb: torch.Tensor, ub: torch.Tensor,
+                     elite: int) -> None:
+            super().__init__()
+            self.pop_size, self.elite, self.dim = pop_size, elite, lb.shape[0]
+            self.lb, self.ub = lb[None, :].to(device), ub[None, :].to(device)
+            pop = torch.rand(pop_size, self.dim, device=device) * (self.ub - self.lb) + self.lb
+            self.pop = Mutable(pop)
+            self.fit = Mutable(torch.full((pop_size,), float("inf"), device=device))
+
+        def init_step(self) -> None:
+            self.fit = self.evaluate(self.pop)
+
+        def step(self) -> None:
+            n = self.pop_size - self.elite
+            pairs = (n + 1) // 2
+            idx = tournament_selection(2 * pairs, self.fit, GA_TOURNAMENT)
+            # simulated_binary pairs the first half with the second half of its input.
+            kids = simulated_binary(self.pop[idx], pro_c=0.9, dis_c=15.0)[:n]
+            kids = polynomial_mutation(kids, self.lb, self.ub, pro_m=1.0, dis_m=20.0)
+            kids = kids.clamp(LOWER, UPPER)
+            kid_fit = self.evaluate(kids)
+            keep = torch.topk(self.fit, self.elite, largest=False).indices
+            self.pop = torch.cat([self.pop[keep], kids])
+            self.fit = torch.cat([self.fit[keep], kid_fit])
+
+    return Rastrigin, EvoxGA
+
+
+def evox_workflows(algorithm: str, pops: int, pop: int, dim: int, device: torch.device,
+                   elite: int = GA_ELITE) -> list[Any]:
+    """``pops`` EvoX workflows of ``pop`` individuals each, initialised (first evaluation);
+    a GA keeps its best ``elite``."""
+    from evox.algorithms import DE
+    from evox.workflows import StdWorkflow
+
+    problem_cls, ga_cls = _evox_parts(device)
+    lb = torch.full((dim,), LOWER, device=device)
+    ub = torch.full((dim,), UPPER, device=device)
+    flows = []
+    for _ in range(pops):
+        if algorithm == "de":
+            alg = DE(pop_size=pop, lb=lb, ub=ub, device=device)
+        else:
+            alg = ga_cls(pop, lb, ub, elite=elite)
+        wf = StdWorkflow(alg, problem_cls(), device=device)
+        wf.init_step()
+        flows.append(wf)
+    return flows
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def islandsync_generation(engine: Engine, interval: int) -> None:
+    """One generation as the worker runs it: a step, and a migration when one is due."""
+    engine.step()
+    if engine.generations[engine.islands[0]] % interval == 0:
+        engine.migrate()
+
+
+def evox_generation(flows: list[Any]) -> None:
+    for wf in flows:
+        wf.step()
+
+
+def timed_window(sides: dict[str, Callable[[], None]], gens: int,
+                 device: torch.device) -> dict[str, float]:
+    """Seconds each side spends on ``gens`` generations, the sides taking turns generation by
+    generation: load that comes and goes on a shared machine hits every side alike."""
+    spent = dict.fromkeys(sides, 0.0)
+    for _ in range(gens):
+        for name, generation in sides.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            generation()
+            _sync(device)
+            spent[name] += time.perf_counter() - t0
+    return spent
+
+
+def peak_bandwidth(device: torch.device) -> float | None:
+    """Bytes/s of a device-to-device copy (read + write), the roofline's ceiling; GPU only."""
+    if device.type != "cuda":
+        return None
+    a = torch.empty(1 << 28, dtype=torch.float32, device=device)  # 1 GiB
+    b = torch.empty_like(a)
+    b.copy_(a)
+    _sync(device)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * a.numel() * 4 / min(times)
+
+
+def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace,
+            device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
+    k, p, d = size
+    spec = spec_from_flags(problem="rastrigin", dim=d, islands=k, pop=p, algorithm=algorithm,
+                           migration_interval=args.interval)
+    if args.compile and algorithm == "de":  # the DE setting; the GA has none
+        spec = spec.model_copy(
+            update={"algorithm": spec.algorithm.model_copy(update={"compile": True})})
+    engine = Engine(spec, make_problem("rastrigin"), device)
+    engine.add_fresh(list(range(k)))
+    torch.manual_seed(0)  # EvoX draws from torch's global generator
+    # Evaluations per generation, the same on every side: a GA re-evaluates no elite.
+    evals = k * (p - GA_ELITE) if algorithm == "ga" else k * p
+    sides: dict[str, Callable[[], None]] = {
+        "islandsync": lambda: islandsync_generation(engine, args.interval)}
+    if args.evox:
+        # One population keeps as many elites as the K islands do together.
+        one = evox_workflows(algorithm, 1, k * p, d, device, elite=GA_ELITE * k)
+        each = evox_workflows(algorithm, k, p, d, device)
+        sides["evox_one"] = lambda: evox_generation(one)
+        sides["evox_k"] = lambda: evox_generation(each)
+    # Warm-up: allocations, first-call paths (and compilation, with --compile).
+    timed_window(sides, min(args.gens, 3), device)
+    windows: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(args.repeats):
+        for name, sec in timed_window(sides, args.gens, device).items():
+            windows[name].append(sec)
+        log(f"  {algorithm} {k}x{p}x{d} repeat {r + 1}/{args.repeats}: " + "  ".join(
+            f"{name} {args.gens * evals / runs[-1]:>11,.0f}" for name, runs in windows.items())
+            + " evals/s")
+    row: dict[str, Any] = {"algorithm": algorithm, "islands": k, "pop": p, "dim": d,
+                           "gens_per_window": args.gens, "repeats": args.repeats,
+                           "compile": bool(args.compile and algorithm == "de")}
+    for name, runs in windows.items():
+        sec = statistics.median(runs) / args.gens
+        row[name] = {"evals_per_s": evals / sec, "ms_per_gen": sec * 1e3,
+                     "windows_s": [round(t, 4) for t in runs]}
+    if args.evox:
+        row["ratio_vs_evox_one"] = row["islandsync"]["evals_per_s"] / row["evox_one"][
+            "evals_per_s"]
+        row["ratio_vs_evox_k"] = row["islandsync"]["evals_per_s"] / row["evox_k"]["evals_per_s"]
+        row["ratio_vs_best_evox"] = min(row["ratio_vs_evox_one"], row["ratio_vs_evox_k"])
+    if args.peak_bw:
+        min_bytes = 16 * k * p * d  # see the module docstring
+        row["min_bytes_per_gen"] = min_bytes
+        row["roofline_share"] = min_bytes / (row["islandsync"]["ms_per_gen"] / 1e3) / args.peak_bw
+    return row
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def markdown(rows: list[dict[str, Any]], peak_bw: float | None) -> str:
+    head = ("| algorithm | islands x pop x dim | islandsync evals/s (ms/gen) "
+            "| EvoX, one population of K*P | EvoX, K populations in turn "
+            "| islandsync / best EvoX |")
+    if peak_bw:
+        head += " roofline share |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        def cell(name: str) -> str:
+            s = r.get(name)
+            return "—" if s is None else f"{s['evals_per_s']:,.0f} ({s['ms_per_gen']:.1f} ms)"
+        ratio = f"{r['ratio_vs_best_evox']:.2f}" if "ratio_vs_best_evox" in r else "—"
+        line = (f"| {r['algorithm']} | {r['islands']} x {r['pop']:,} x {r['dim']:,} "
+                f"| {cell('islandsync')} | {cell('evox_one')} | {cell('evox_k')} | {ratio} |")
+        if peak_bw:
+            line += f" {r['roofline_share']:.0%} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _sizes(text: str) -> tuple[tuple[int, int, int], ...]:
+    try:
+        out = tuple(tuple(int(v) for v in s.lower().split("x")) for s in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"sizes are KxPxD[,KxPxD...], got {text!r}") from err
+    if not out or any(len(s) != 3 or min(s) < 1 for s in out):
+        raise argparse.ArgumentTypeError(f"sizes are KxPxD[,KxPxD...], got {text!r}")
+    return out  # type: ignore[return-value]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--sizes", type=_sizes, help="KxPxD,... (CPU: 8x64x100,8x512x100,"
+                   "8x1024x1000; a GPU adds 8x4096x1000)")
+    p.add_argument("--algorithms", default="de,ga", help="de,ga (de,ga)")
+    p.add_argument("--repeats", type=int, help="timed windows per side (3)")
+    p.add_argument("--gens", type=int, help="generations per timed window (20)")
+    p.add_argument("--interval", type=int, help="generations between migrations (20)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (torch's default)")
+    p.add_argument("--compile", action="store_true",
+                   help="DE with its compile setting on (torch.compile of the step's arithmetic)")
+    p.add_argument("--no-evox", dest="evox", action="store_false",
+                   help="time islandsync alone (no EvoX installed)")
+    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--markdown", help="write the table here")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes for a smoke run: 2x16x10, 1 repeat, 4 generations")
+    args = p.parse_args(argv)
+    args.algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    if bad := [a for a in args.algorithms if a not in ("de", "ga")]:
+        p.error(f"unknown algorithms {bad} (de, ga)")
+    defaults = QUICK if args.quick else {"repeats": 3, "gens": 20, "interval": 20}
+    for key in ("repeats", "gens", "interval", "sizes"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults.get(key))
+    if min(args.repeats, args.gens, args.interval) < 1:
+        p.error("--repeats, --gens and --interval must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.sizes is None:
+        args.sizes = GPU_SIZES if device.type == "cuda" else CPU_SIZES
+    if args.evox:
+        try:
+            import evox  # noqa: F401
+        except ImportError:
+            print(f"peers: EvoX is not installed: {EVOX_HINT}, or pass --no-evox",
+                  file=sys.stderr)
+            return 2
+        evox_version = importlib.metadata.version("evox")
+    else:
+        evox_version = None
+    args.peak_bw = peak_bandwidth(device)
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    log(f"peers: device {device}, torch {torch.__version__} ({torch.get_num_threads()} threads),"
+        f" evox {evox_version}, sizes {', '.join('x'.join(map(str, s)) for s in args.sizes)}, "
+        f"{args.repeats} repeats of {args.gens} generations, migration every {args.interval}")
+    if args.peak_bw:
+        log(f"  device-to-device copy: {args.peak_bw / 1e9:,.0f} GB/s")
+    t0 = time.perf_counter()
+    rows = [measure(size, alg, args, device, log)
+            for size in args.sizes for alg in args.algorithms]
+    table = markdown(rows, args.peak_bw)
+    print(table, flush=True)
+    log(f"wall time {time.perf_counter() - t0:.0f} s")
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        doc = {
+            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": os.cpu_count(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads(), "evox": evox_version,
+                        "device": str(device), "load_avg": os.getloadavg(),
+                        "gpu": torch.cuda.get_device_name(device)
+                        if device.type == "cuda" else None,
+                        "copy_bandwidth_bytes_per_s": args.peak_bw},
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""benchmarks/peers.py: a --quick run end to end against EvoX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .cluster import load_benchmark
+
+peers = load_benchmark("peers")
+
+
+def test_quick_run_reports_both_sides(tmp_path: Path) -> None:
+    pytest.importorskip("evox", reason="EvoX is not installed (pip install 'islandsync[bench]')")
+    out = tmp_path / "peers.json"
+    md = tmp_path / "peers.md"
+    assert peers.main(["--quick", "--json", str(out), "--markdown", str(md)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["evox"] and doc["command"].endswith(f"--markdown {md}")
+    assert {r["algorithm"] for r in doc["rows"]} == {"de", "ga"}
+    for row in doc["rows"]:
+        assert (row["islands"], row["pop"], row["dim"]) == (2, 16, 10)
+        for side in ("islandsync", "evox_one", "evox_k"):
+            assert row[side]["evals_per_s"] > 0 and row[side]["ms_per_gen"] > 0
+        assert row["ratio_vs_best_evox"] == pytest.approx(min(
+            row["islandsync"]["evals_per_s"] / row["evox_one"]["evals_per_s"],
+            row["islandsync"]["evals_per_s"] / row["evox_k"]["evals_per_s"]))
+    assert "| de | 2 x 16 x 10 |" in md.read_text()
+
+
+def test_islandsync_alone_needs_no_evox(tmp_path: Path) -> None:
+    out = tmp_path / "alone.json"
+    assert peers.main(["--quick", "--no-evox", "--algorithms", "de", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["islandsync"]["evals_per_s"] > 0 and "evox_one" not in row
