@@ -140,6 +140,7 @@ def _coordinate(args: argparse.Namespace) -> int:
     import threading
 
     from islandsync.api import open_run
+    from islandsync.bucket.run import read_spec
     from islandsync.leader.coordinator import Coordinator
     from islandsync.metrics import CoordinatorMetrics, serve
     from islandsync.store.counting import CountingStore
@@ -160,6 +161,14 @@ def _coordinate(args: argparse.Namespace) -> int:
         else:
             print(f"islandsync coordinate: metrics on http://{args.metrics_host}:"
                   f"{server.server_port}/metrics", file=sys.stderr, flush=True)
+    history = None
+    if args.history_every > 0:
+        from islandsync.leader.history import HistoryTap, RunHistory
+
+        # The run's history (islandsync report), fed from the cycle's own observations.
+        history = RunHistory(store, direction=read_spec(store).problem.direction,
+                             every_s=args.history_every, flush_s=args.history_flush)
+        metrics = HistoryTap(history, metrics, leader=candidate)
     coordinator = Coordinator(store, candidate=candidate, lease_s=args.lease,
                               interval=args.interval, metrics=metrics, drain_s=args.drain)
     stop = threading.Event()
@@ -167,7 +176,11 @@ def _coordinate(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     print(f"islandsync coordinate: candidate {candidate} on {store.url} "
           f"(lease {args.lease:g}s, cycle {args.interval:g}s)", file=sys.stderr, flush=True)
-    coordinator.run(stop, duration=args.duration)
+    try:
+        coordinator.run(stop, duration=args.duration)
+    finally:
+        if history is not None:
+            history.close()  # what this leader sampled since its last segment
     return 0
 
 
@@ -199,6 +212,26 @@ def _demo(args: argparse.Namespace) -> int:
                     kill_one=args.kill_one)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from islandsync.api import open_run
+    from islandsync.report import build_report
+
+    store, _ = open_run(args.run, credentials=args.credentials)
+    path = build_report(store, html_path=args.html, png_dir=args.png)
+    print(f"wrote {path}" + (f" and the figures' PNGs in {args.png}" if args.png else ""))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from islandsync.api import open_run
+    from islandsync.publish import publish
+
+    store, _ = open_run(args.run, credentials=args.credentials)
+    key = publish(store, args.wheel)
+    print(f"published {store.url.rstrip('/')}/{key}; notebooks joining this run install it")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from islandsync.status import collect_status, format_status
     from islandsync.store import open_store
@@ -219,10 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = sub.add_parser("smoke", help="write, read back and CAS a checkpoint in RUN")
     smoke.add_argument("run", nargs="?", default="./islandsync-smoke",
                        help="run URL: a directory, file:///path or gs://bucket/prefix")
-    smoke.add_argument("--pop", type=int, default=1024)
-    smoke.add_argument("--dim", type=int, default=100)
-    smoke.add_argument("--elite", type=int, default=32)
-    smoke.add_argument("--seed", type=int, default=0)
+    smoke.add_argument("--pop", type=int, default=1024,
+                       help="rows of the test population (default: %(default)s)")
+    smoke.add_argument("--dim", type=int, default=100,
+                       help="columns of the test population (default: %(default)s)")
+    smoke.add_argument("--elite", type=int, default=32,
+                       help="rows of the elite frame read back by ranged read "
+                            "(default: %(default)s)")
+    smoke.add_argument("--seed", type=int, default=0,
+                       help="random seed of the test data (default: %(default)s)")
     smoke.set_defaults(func=_smoke)
 
     init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)",
@@ -230,32 +268,43 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     init.add_argument("--config", help="a TOML run spec (instead of the flags below)")
     init.add_argument("--problem", help="built-in problem name, e.g. rastrigin")
-    init.add_argument("--dim", type=int)
+    init.add_argument("--dim", type=int, help="real genome length (default: the problem's)")
     init.add_argument("--length", type=int, help="token genome length")
     init.add_argument("--vocab", type=int, help="token vocabulary size")
-    init.add_argument("--lower", type=float)
-    init.add_argument("--upper", type=float)
-    init.add_argument("--maximize", action="store_true")
-    init.add_argument("--islands", type=int)
-    init.add_argument("--pop", type=int)
-    init.add_argument("--algorithm", choices=["ga", "de"])
-    init.add_argument("--max-evals", dest="max_evals", type=int)
-    init.add_argument("--target", type=float)
+    init.add_argument("--lower", type=float, help="lower bound of each real gene")
+    init.add_argument("--upper", type=float, help="upper bound of each real gene")
+    init.add_argument("--maximize", action="store_true",
+                      help="maximise the fitness (default: minimise)")
+    init.add_argument("--islands", type=int, help="number of islands (populations)")
+    init.add_argument("--pop", type=int, help="genomes per island")
+    init.add_argument("--algorithm", choices=["ga", "de"],
+                      help="ga (genetic algorithm) or de (differential evolution)")
+    init.add_argument("--max-evals", dest="max_evals", type=int,
+                      help="stop the run after this many evaluations in all")
+    init.add_argument("--target", type=float,
+                      help="stop the run once the best fitness reaches this")
     init.add_argument("--duration", type=parse_duration, help="wall-clock limit, e.g. 2h")
-    init.add_argument("--migration-interval", dest="migration_interval", type=int)
-    init.add_argument("--migrants", type=int)
-    init.add_argument("--topology", choices=["pool", "ring"])
-    init.add_argument("--elite-size", dest="elite_size", type=int)
-    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration)
-    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration)
-    init.add_argument("--seed", type=int)
+    init.add_argument("--migration-interval", dest="migration_interval", type=int,
+                      help="generations between migrations")
+    init.add_argument("--migrants", type=int, help="genomes each island takes in per migration")
+    init.add_argument("--topology", choices=["pool", "ring"],
+                      help="migrants from the global elite pool, or from the next island")
+    init.add_argument("--elite-size", dest="elite_size", type=int,
+                      help="genomes kept in the merged global elite")
+    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration,
+                      help="how often a worker checkpoints its islands, e.g. 60s")
+    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration,
+                      help="how often a worker writes its heartbeat, e.g. 30s")
+    init.add_argument("--seed", type=int, help="the run's random seed")
     init.set_defaults(func=_init)
 
     worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
                           epilog=_DURATIONS_HELP)
-    worker.add_argument("run")
+    worker.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
-    worker.add_argument("--max-islands", dest="max_islands", type=int)
+    worker.add_argument("--max-islands", dest="max_islands", type=int,
+                        help="host at most this many islands (default: the platform "
+                             "profile's default_max_islands)")
     worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m")
     worker.add_argument("--solo", action="store_true",
                         help="claim every island without a live owner: no leader, no candidate")
@@ -263,56 +312,91 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not stand as a coordinator candidate")
     worker.add_argument("--fitness", help="module:function of a custom fitness function")
     worker.add_argument("--worker-id", dest="worker_id",
-                        help="a stable id (a restarted worker reclaims its islands at once)")
+                        help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
+                             "stable one lets a restarted worker reclaim its islands at once "
+                             "(default: platform-host-random)")
     worker.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
     worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
                         help="this session's limit, e.g. 11h (default: the platform's)")
     worker.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
     worker.add_argument("--metrics-port", dest="metrics_port", type=int,
                         help="serve this worker's Prometheus /metrics (0: any free port)")
-    worker.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
+    worker.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
+                        help="address /metrics listens on (default: %(default)s)")
     worker.add_argument("--quiet", action="store_true", help="no progress lines")
-    worker.add_argument("-v", "--verbose", action="store_true")
+    worker.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     worker.set_defaults(func=_worker)
 
     coord = sub.add_parser("coordinate",
                            help="stand as the run's coordinator (leader election)",
                            epilog=_DURATIONS_HELP)
-    coord.add_argument("run")
+    coord.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     coord.add_argument("--lease", type=parse_duration, default=15.0, help="lease, e.g. 15s")
     coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
     coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
-    coord.add_argument("--candidate-id", dest="candidate_id")
+    coord.add_argument("--candidate-id", dest="candidate_id",
+                       help="this candidate's id in the lease "
+                            "(default: coord-platform-host-random)")
     coord.add_argument("--drain", type=parse_duration, default=120.0,
                        help="move islands off a worker this long before its session deadline")
     coord.add_argument("--metrics-port", dest="metrics_port", type=int, default=9464,
                        help="serve Prometheus /metrics here (0: any free port, -1: off)")
-    coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
+    coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
+                       help="address /metrics listens on (default: %(default)s)")
     coord.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
     coord.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
+    coord.add_argument("--history-every", dest="history_every", type=parse_duration,
+                       default=30.0, help="while leader, add an entry to the run's history "
+                       "(history/, read by `islandsync report`) this often; 0: no history "
+                       "(default: 30s)")
+    coord.add_argument("--history-flush", dest="history_flush", type=parse_duration,
+                       default=300.0, help="write the history's pending entries as a segment "
+                       "at least this often: what a killed leader loses (default: 5m)")
     coord.set_defaults(func=_coordinate)
 
     best = sub.add_parser("best", help="the best genomes of RUN's newest elite")
-    best.add_argument("run")
-    best.add_argument("--top", type=int, default=10)
+    best.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    best.add_argument("--top", type=int, default=10,
+                      help="how many genomes (default: %(default)s)")
     best_out = best.add_mutually_exclusive_group()
-    best_out.add_argument("--json", action="store_true")
+    best_out.add_argument("--json", action="store_true",
+                          help="fitness, island, id and genome of each, as JSON")
     best_out.add_argument("--npy", metavar="FILE", help="write the genomes as a .npy array")
     best.set_defaults(func=_best)
 
     demo = sub.add_parser("demo", help="a coordinator and workers on a local directory",
                           epilog=_DURATIONS_HELP)
-    demo.add_argument("--workers", type=int, default=3)
-    demo.add_argument("--duration", type=parse_duration, default=60.0)
+    demo.add_argument("--workers", type=int, default=3,
+                      help="worker processes (default: %(default)s)")
+    demo.add_argument("--duration", type=parse_duration, default=60.0,
+                      help="how long the demo runs (default: 60s)")
     demo.add_argument("--dir", help="run directory (default: a new temporary one)")
     demo.add_argument("--kill-one", dest="kill_one", action="store_true",
                       help="kill -9 one worker mid-run to show its islands moving")
     demo.set_defaults(func=_demo)
 
     status = sub.add_parser("status", help="islands, workers, leader and elite of RUN")
-    status.add_argument("run")
+    status.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     status.add_argument("--json", action="store_true", help="machine-readable (stable keys)")
     status.set_defaults(func=_status)
+
+    report = sub.add_parser("report", help="the run's history as one self-contained HTML page "
+                            "(needs the plot extra: pip install 'islandsync[plot]')")
+    report.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    report.add_argument("--html", metavar="FILE",
+                        help="where to write the page (default: islandsync-report.html)")
+    report.add_argument("--png", metavar="DIR", help="also write each figure as a PNG in DIR")
+    report.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    report.set_defaults(func=_report)
+
+    publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/: the "
+                             "notebooks' install cells install the run's own version from there")
+    publish.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    publish.add_argument("--wheel", metavar="FILE",
+                         help="publish this wheel instead of building one of the running "
+                              "islandsync")
+    publish.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    publish.set_defaults(func=_publish)
     return parser
 
 

@@ -26,3 +26,18 @@ def test_smoke_on_a_live_run_touches_none_of_its_records(tmp_path: Path, capsys)
     assert after == before  # nothing of the run written, and smoke cleaned up its own prefix
     head, _ = read_head(store, 0)
     assert head.owner == "w-live" and head.generation == 7
+
+
+def test_every_option_of_every_subcommand_has_help() -> None:
+    """`islandsync X --help` describes every option and argument (issue 14)."""
+    import argparse
+
+    from islandsync.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {a.option_strings or a.dest}" for name, p in sub.choices.items()
+               for a in p._actions
+               if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
+    assert missing == []
+    assert {"report", "publish"} <= set(sub.choices)
