@@ -1,9 +1,15 @@
 """Where a worker runs: platform profiles, detection and session deadlines.
 
 A profile (``islandsync/platform_profiles/<name>.toml``, shipped as package data) says how long
-a session on that platform lives, how often to checkpoint there, how long before the end to
-stop taking islands, and where credentials come from. Every number in a profile names its
-public source in the profile's ``[sources]`` table.
+a session on that platform lives, its idle timeout and accelerator quota, whether the
+platform's rules allow a worker there (and on which tier), how long before the end to stop
+taking islands, and where credentials come from. Every value in a profile names its public
+source in the profile's ``[sources]`` table, with the date it was checked and how (against
+the source, or from memory).
+
+How often to checkpoint is the run's choice (``checkpoint_interval_s`` in run.json), not the
+platform's: a run with workers on platforms that die without warning (Colab) should choose a
+short one.
 
 Deadlines are ``time.monotonic()`` values: they are compared only with this process's own
 clock, never with another machine's (docs/design.md: no comparison of clocks across machines).
@@ -35,11 +41,14 @@ CREDENTIAL_SOURCES = frozenset({
 
 _PROFILE_DIR = "platform_profiles"
 _FIELDS = {
-    "name", "session_limit_s", "idle_timeout_s", "typical_device", "default_max_islands",
-    "checkpoint_interval_s", "drain_margin_s", "credentials", "secret_name", "sources",
+    "name", "session_limit_s", "idle_timeout_s", "gpu_quota_h_per_week", "workers_allowed",
+    "tier_needed", "checked", "typical_device", "default_max_islands", "drain_margin_s",
+    "credentials", "secret_name", "sources",
 }
-_REQUIRED = {"name", "typical_device", "default_max_islands", "checkpoint_interval_s",
-             "drain_margin_s", "credentials"}
+_REQUIRED = {"name", "typical_device", "default_max_islands", "drain_margin_s", "credentials",
+             "workers_allowed", "checked"}
+#: What a platform's own rules say about running an islandsync worker there.
+WORKERS_ALLOWED = ("yes", "paid-tier-only", "no")
 _UNLIMITED = {"0", "none", "unlimited"}
 
 
@@ -52,10 +61,17 @@ class PlatformProfile:
     idle_timeout_s: float | None
     typical_device: str
     default_max_islands: int
-    checkpoint_interval_s: float
     drain_margin_s: float
     credentials: tuple[str, ...]
     secret_name: str = "GCS_SERVICE_ACCOUNT"
+    #: Accelerator hours a week the free tier gives (None: no weekly quota known).
+    gpu_quota_h_per_week: float | None = None
+    #: "yes", "paid-tier-only" or "no": whether the platform's rules allow a worker.
+    workers_allowed: str = "yes"
+    #: The tier a worker needs there, when the free one is not enough ("" when it is).
+    tier_needed: str = ""
+    #: When the values were last checked against their sources (e.g. "2026-11").
+    checked: str = ""
 
 
 def _profiles() -> Any:
@@ -98,7 +114,7 @@ def _parse_profile(data: dict[str, Any], name: str, source: str) -> PlatformProf
         raise ConfigError(f"{source}: name is {data['name']!r}, expected {name!r}")
     limit = _number(data, "session_limit_s", source, positive=False, required=False)
     idle = _number(data, "idle_timeout_s", source, positive=True, required=False)
-    interval = _number(data, "checkpoint_interval_s", source, positive=True)
+    quota = _number(data, "gpu_quota_h_per_week", source, positive=False, required=False)
     margin = _number(data, "drain_margin_s", source, positive=False)
     if limit is not None and limit > 0 and margin is not None and margin >= limit:
         raise ConfigError(f"{source}: drain_margin_s ({margin:g}) must be shorter than "
@@ -124,16 +140,29 @@ def _parse_profile(data: dict[str, Any], name: str, source: str) -> PlatformProf
         raise ConfigError(f"{source}: secret_name: expected a non-empty string")
     if not isinstance(data.get("sources", {}), dict):
         raise ConfigError(f"{source}: sources: expected a table")
+    allowed = data["workers_allowed"]
+    if allowed not in WORKERS_ALLOWED:
+        raise ConfigError(f"{source}: workers_allowed: expected one of "
+                          f"{', '.join(WORKERS_ALLOWED)}, got {allowed!r}")
+    tier = data.get("tier_needed", "")
+    if not isinstance(tier, str) or (allowed == "paid-tier-only" and not tier.strip()):
+        raise ConfigError(f"{source}: tier_needed: say which tier a worker needs")
+    checked = data["checked"]
+    if not isinstance(checked, str) or not checked.strip():
+        raise ConfigError(f"{source}: checked: expected the date the values were checked")
     return PlatformProfile(
         name=name,
         session_limit_s=limit or None,  # 0 in TOML (which has no null) means unlimited
         idle_timeout_s=idle,
         typical_device=device,
         default_max_islands=islands,
-        checkpoint_interval_s=interval,  # type: ignore[arg-type]  # required above
-        drain_margin_s=margin,  # type: ignore[arg-type]
+        drain_margin_s=margin,  # type: ignore[arg-type]  # required above
         credentials=tuple(creds),
         secret_name=secret,
+        gpu_quota_h_per_week=quota or None,  # 0: no weekly quota
+        workers_allowed=allowed,
+        tier_needed=tier,
+        checked=checked,
     )
 
 
@@ -232,6 +261,7 @@ def session_deadline(profile: PlatformProfile, *, started: float,
 __all__ = [
     "CREDENTIAL_SOURCES",
     "SESSION_LIMIT_ENV",
+    "WORKERS_ALLOWED",
     "PlatformProfile",
     "detect_platform",
     "known_platforms",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import math
+import re
 import sys
 import types
 from pathlib import Path
@@ -34,8 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = ROOT / "islandsync" / "platform_profiles"
 TOP_LEVEL = ROOT / "platforms"
 PLATFORMS = ["colab", "kaggle", "local", "paperspace"]
-SOURCED = ["session_limit_s", "idle_timeout_s", "default_max_islands", "checkpoint_interval_s",
-           "drain_margin_s", "typical_device"]
+SOURCED = ["session_limit_s", "idle_timeout_s", "default_max_islands", "gpu_quota_h_per_week",
+           "workers_allowed", "drain_margin_s", "typical_device"]
+#: How a sourced value was checked: the date, and whether against its source or from memory.
+CHECKED = re.compile(r"^2026-\d\d \((search|memory)\b")
 
 
 def NEVER(name: str) -> bool:
@@ -55,7 +58,8 @@ def test_profiles_load(name: str) -> None:
     assert isinstance(profile, PlatformProfile)
     assert profile.name == name
     assert profile.default_max_islands >= 1
-    assert profile.checkpoint_interval_s > 0
+    assert profile.workers_allowed in ("yes", "paid-tier-only", "no")
+    assert re.match(r"^\d{4}-\d\d$", profile.checked)
     assert profile.secret_name == "GCS_SERVICE_ACCOUNT"
     assert set(profile.credentials) <= CREDENTIAL_SOURCES
     assert profile.credentials[0] == "argument" and profile.credentials[-1] == "default"
@@ -70,15 +74,18 @@ def test_profile_values() -> None:
     assert kaggle.session_limit_s == 12 * 3600 and kaggle.idle_timeout_s is None
     assert kaggle.typical_device == "2x T4 or P100"
     assert "kaggle_secret" in kaggle.credentials
-    assert colab.session_limit_s == 12 * 3600 and colab.idle_timeout_s == 90 * 60
+    assert colab.session_limit_s == 12 * 3600 and colab.idle_timeout_s == 60 * 60
     assert colab.typical_device == "T4"
     assert colab.credentials.index("colab_secret") < colab.credentials.index("colab_auth")
     assert paperspace.session_limit_s == 6 * 3600
     assert paperspace.typical_device == "M4000/P5000 (free tier)"
     assert local.session_limit_s is None and local.idle_timeout_s is None
-    # Platforms that die get shorter checkpoint intervals than a laptop.
-    assert max(kaggle.checkpoint_interval_s, colab.checkpoint_interval_s,
-               paperspace.checkpoint_interval_s) < local.checkpoint_interval_s
+    # Colab's FAQ: no distributed computing workers without a paid balance (issue 14).
+    assert colab.workers_allowed == "paid-tier-only" and "Pro" in colab.tier_needed
+    assert kaggle.workers_allowed == paperspace.workers_allowed == "yes"
+    assert kaggle.gpu_quota_h_per_week == 30 and colab.gpu_quota_h_per_week is None
+    # Nothing read a profile's checkpoint interval: it is the run's choice now.
+    assert not hasattr(kaggle, "checkpoint_interval_s")
     for notebook in (kaggle, colab, paperspace):
         assert notebook.drain_margin_s == 600
 
@@ -96,6 +103,7 @@ def test_every_value_has_a_source(name: str) -> None:
         assert isinstance(source.get("says"), str) and len(source["says"]) > 20, (name, field)
         if source["kind"] != "choice":
             assert str(source.get("url", "")).startswith("https://"), (name, field)
+            assert CHECKED.match(str(source.get("checked", ""))), (name, field)
     assert set(sources) <= set(SOURCED), f"{name}.toml: a source for a field that is not there"
 
 
@@ -120,8 +128,8 @@ def test_unknown_platform(name: str) -> None:
 
 def _valid() -> dict:
     return {"name": "x", "session_limit_s": 3600, "typical_device": "cpu",
-            "default_max_islands": 4, "checkpoint_interval_s": 60, "drain_margin_s": 60,
-            "credentials": ["argument", "default"]}
+            "default_max_islands": 4, "drain_margin_s": 60, "workers_allowed": "yes",
+            "checked": "2026-11", "credentials": ["argument", "default"]}
 
 
 @pytest.mark.parametrize("change, words", [
@@ -131,7 +139,11 @@ def _valid() -> dict:
     ({"credentials": []}, "non-empty list"),
     ({"drain_margin_s": 3600}, "must be shorter than session_limit_s"),
     ({"default_max_islands": True}, "default_max_islands"),
-    ({"checkpoint_interval_s": 0}, "checkpoint_interval_s: must be > 0"),
+    ({"checkpoint_interval_s": 60}, "unknown field(s) checkpoint_interval_s"),
+    ({"workers_allowed": "maybe"}, "workers_allowed: expected one of"),
+    ({"workers_allowed": "paid-tier-only"}, "tier_needed: say which tier"),
+    ({"checked": None}, "missing field(s) checked"),
+    ({"gpu_quota_h_per_week": -1}, "gpu_quota_h_per_week: must be >= 0"),
     ({"session_limit_s": -1}, "session_limit_s: must be >= 0"),
     ({"idle_timeout_s": "90m"}, "idle_timeout_s: expected a number"),
     ({"name": "y"}, "expected 'x'"),
