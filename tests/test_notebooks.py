@@ -1,7 +1,12 @@
 """The platform notebooks (notebooks/*.ipynb): their shape, and a real run of each on a Jupyter
-kernel, papermill style: the install cell is skipped (the package is already installed here)
-and the ``parameters`` assignments at the top of the run cell are rewritten to a temporary
-directory and a few seconds; the rest of the run cell runs exactly as shipped."""
+kernel, papermill style: the ``parameters`` cell is rewritten to a temporary directory and a
+few seconds, the install cell skipped (the package is already installed here), and the run
+cell runs exactly as shipped.
+
+The install cell itself runs on a real kernel too: it installs the wheel ``islandsync publish``
+put in a run (a local directory, and a fake-gcs-server bucket), into a temporary target folder
+(``PIP_TARGET``, first on the kernel's PYTHONPATH) so that the test venv is never touched, and
+the notebook then joins the run with that islandsync."""
 
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ SECRETS = {
 }
 PARAM_LINE = {"RUN": re.compile(r"^RUN = .+$"), "DURATION": re.compile(r"^DURATION = .+$")}
 SPEC = {"problem": "rastrigin", "dim": 100, "islands": 8, "pop": 64, "algorithm": "de"}
+ABOUT, PARAMS, INSTALL, RUN_CELL = range(4)
 TEST_DURATION = 8  # seconds: a leader is elected and islands assigned within ~2-5 s under load
 
 
@@ -52,18 +58,27 @@ def test_notebook_shape(name: str) -> None:
     nbformat.validate(nb)
     assert nb.nbformat == 4
     assert nb.metadata.kernelspec.name == "python3"
-    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code"]
-    about, install, run = nb.cells
-    for cell in (install, run):
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code", "code"]
+    about, params, install, run = nb.cells
+    for cell in (params, install, run):
         assert cell.outputs == [] and cell.execution_count is None, "outputs are stored"
 
     assert SECRETS[name] in about.source
-    assert "%pip install -q islandsync" in install.source.splitlines()
-    assert '# %pip install -q "git+https://github.com/islandsync/islandsync.git"' in install.source
+    # The platform's own rules, with the date they were checked (issue 14).
+    assert "This platform's rules" in about.source
+    if name != "local":
+        assert "checked 2026-11" in about.source and f"platforms/{name}.toml" in about.source
+    if name == "colab":
+        assert "distributed computing workers" in about.source and "Pro" in about.source
+    # The install cell installs the run's own wheel, else the index; no dead URL.
+    assert "islandsync publish RUN" in install.source and "dist/" in install.source
+    assert 'wheel or "islandsync"' in install.source
+    assert "github.com" not in install.source
     assert "parameters" not in install.metadata.get("tags", [])
 
-    assert run.metadata.get("tags") == ["parameters"]
-    lines = run.source.splitlines()
+    assert params.metadata.get("tags") == ["parameters"]
+    lines = params.source.splitlines()
+    assert len(lines) == 2
     assert PARAM_LINE["RUN"].match(lines[0]) and PARAM_LINE["DURATION"].match(lines[1])
     assert "islandsync.run(" in run.source
     # The package root is the notebooks' one import: islandsync.spec_from_flags, no submodule.
@@ -76,13 +91,10 @@ def test_notebook_shape(name: str) -> None:
         assert word not in run.source.lower(), word
 
 
-def parameterize(run_source: str, run: Path | str, duration: float) -> str:
-    """The run cell with its two parameter lines replaced, as papermill would inject them."""
-    lines = run_source.splitlines()
-    new = [f"RUN = {str(run)!r}", f"DURATION = {duration!r}"] + lines[2:]
-    # Everything but the parameter lines is exactly what the notebook ships.
-    assert new[2:] == lines[2:] and len(new) == len(lines)
-    return "\n".join(new)
+def parameterize(params_source: str, run: Path | str, duration: float) -> str:
+    """The parameters cell with its two assignments replaced, as papermill would inject them."""
+    assert len(params_source.splitlines()) == 2
+    return f"RUN = {str(run)!r}\nDURATION = {duration!r}"
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +134,9 @@ def test_notebook_runs_on_a_kernel(name: str, tmp_path: Path, kernel_specs,
         monkeypatch.delenv(var, raising=False)
 
     nb = load(name)
-    shipped_run = nb.cells[2].source
-    nb.cells[1].source = "# install skipped in tests: islandsync is already installed"
+    nb.cells[INSTALL].source = "# install skipped in tests: islandsync is already installed"
     run_dir = tmp_path / "run"
-    nb.cells[2].source = parameterize(shipped_run, run_dir, TEST_DURATION)
+    nb.cells[PARAMS].source = parameterize(nb.cells[PARAMS].source, run_dir, TEST_DURATION)
     # Test-only last cell: which interpreter and which islandsync the kernel used.
     nb.cells.append(nbformat.v4.new_code_cell(
         "import sys, islandsync\nprint(sys.executable)\nprint(islandsync.__file__)",
@@ -136,10 +147,10 @@ def test_notebook_runs_on_a_kernel(name: str, tmp_path: Path, kernel_specs,
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
 
-    which = outputs_text(nb.cells[3]).split()
+    which = outputs_text(nb.cells[-1]).split()
     assert which == [sys.executable, islandsync.__file__]
 
-    run_cell = nb.cells[2]
+    run_cell = nb.cells[RUN_CELL]
     text = outputs_text(run_cell)
     assert not [o for o in run_cell.outputs if o.output_type == "error"], text
     assert "Traceback" not in text, text
@@ -181,7 +192,9 @@ def run_cell_credentials(name: str, monkeypatch: pytest.MonkeyPatch) -> object:
         raise Reached(url)
 
     monkeypatch.setattr(islandsync.api, "open_store", fake_open_store)
-    source = parameterize(load(name).cells[2].source, "gs://bucket/x", 60)
+    nb = load(name)
+    source = parameterize(nb.cells[PARAMS].source, "gs://bucket/x", 60) + "\n" \
+        + nb.cells[RUN_CELL].source
     with pytest.raises(Reached):
         exec(compile(source, f"{name}.ipynb:run", "exec"),  # noqa: S102
              {"__name__": "__notebook__"})
@@ -290,3 +303,78 @@ def test_package_root_exports_what_notebooks_use() -> None:
     assert {"spec_from_flags", "fitness_ref", "run"} <= set(islandsync.__all__)
     assert islandsync.spec_from_flags is islandsync.config.spec_from_flags
     assert islandsync.fitness_ref is islandsync.config.fitness_ref
+
+
+# -- the install cell: the run's own wheel, installed on a real kernel --------------------
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this islandsync, as `islandsync publish` builds it."""
+    from islandsync.publish import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def run_installing(name: str, run: str, tmp_path: Path, kernel_specs,
+                   monkeypatch: pytest.MonkeyPatch):
+    """Execute notebook ``name`` whole (install cell included) on a kernel with RUN = ``run``.
+    pip installs into a fresh target folder that is first on the kernel's PYTHONPATH: the
+    kernel imports the installed wheel, and this venv is left as it was."""
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    target = tmp_path / "site"
+    target.mkdir()
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    # pip reads its options from PIP_* variables: the shipped `pip install` line is run as is.
+    for var, value in {"PIP_TARGET": str(target), "PIP_NO_DEPS": "1", "PIP_NO_INDEX": "1",
+                       "PYTHONPATH": str(target)}.items():
+        monkeypatch.setenv(var, value)
+    nb = load(name)
+    nb.cells[PARAMS].source = parameterize(nb.cells[PARAMS].source, run, TEST_DURATION)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import sys, islandsync\nprint(sys.executable)\nprint(islandsync.__file__)",
+        id="which"))
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_specs)
+    NotebookClient(nb, km=km, kernel_name="python3", timeout=180,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    installed = outputs_text(nb.cells[INSTALL])
+    assert re.search(r"installing \S+/islandsync-[^/\s]+-py3-none-any\.whl", installed), installed
+    # The kernel ran the islandsync it installed, not this venv's.
+    assert outputs_text(nb.cells[-1]).split() == [sys.executable,
+                                                  str(target / "islandsync" / "__init__.py")]
+    assert (target / "islandsync" / "publish.py").is_file()
+    text = outputs_text(nb.cells[RUN_CELL])
+    assert "RunSummary(" in text and "stopped='duration elapsed'" in text, text
+    return text
+
+
+def test_install_cell_installs_the_wheel_published_in_a_local_run(
+        tmp_path: Path, wheel: Path, kernel_specs, monkeypatch: pytest.MonkeyPatch) -> None:
+    from islandsync.publish import publish
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    run_dir = tmp_path / "run"
+    key = publish(open_store(str(run_dir)), wheel)
+    assert key == f"dist/000001/{wheel.name}"
+    run_installing("local", str(run_dir), tmp_path, kernel_specs, monkeypatch)
+    # It joined the run: every island checkpointed by the notebook's worker.
+    heads = sorted(p.parent.name for p in run_dir.glob("islands/*/HEAD.json"))
+    assert heads == [str(i) for i in range(SPEC["islands"])]
+
+
+@pytest.mark.gcs
+def test_install_cell_installs_the_wheel_published_in_a_bucket(
+        tmp_path: Path, wheel: Path, gcs_url: str, kernel_specs,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Kaggle notebook against a fake-gcs-server bucket (its client is anonymous when
+    STORAGE_EMULATOR_HOST is set; on Kaggle it reads the GCS_SERVICE_ACCOUNT secret)."""
+    from islandsync.publish import publish, published
+
+    store = open_store(gcs_url)
+    publish(store, wheel)
+    publish(store, wheel)  # republished: the newest (000002) is the one installed
+    assert [s for s, _ in published(store)] == [1, 2]
+    text = run_installing("kaggle", gcs_url, tmp_path, kernel_specs, monkeypatch)
+    assert re.search(r"best_fitness=\d", text), text
+    assert read_spec(store).islands == SPEC["islands"]
