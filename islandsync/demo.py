@@ -1,8 +1,13 @@
 """``islandsync demo``: a whole run on this machine, no account needed.
 
 One coordinator and N workers as separate processes on a local directory (the embedded
-default store), a built-in problem, a live line every few seconds, optionally a kill -9 of the
-busiest worker mid-run to show its islands moving, and a closing summary.
+default store), a built-in problem that keeps improving for the whole minute (Rosenbrock in
+100 dimensions: its long curved valley takes DE far longer than a minute, where Rastrigin-100
+reached 0 after 30 s and the second half showed nothing moving), a live line every few
+seconds with a sparkline of the global best, optionally a kill -9 of the busiest worker
+mid-run to show its islands moving, and a closing summary. The coordinator writes the run's
+history every second, and the demo ends by writing ``islandsync report``'s page of it (when
+matplotlib, the ``plot`` extra, is installed).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 from islandsync.bucket.records import read_head
 from islandsync.bucket.run import init_run
 from islandsync.config import spec_from_flags
-from islandsync.errors import IslandSyncError
+from islandsync.errors import ConfigError, IslandSyncError
+from islandsync.report import PLOT_EXTRA, build_report, sparkline
 from islandsync.status import best_genomes, collect_status
 from islandsync.store import open_store
 
@@ -26,6 +32,8 @@ from islandsync.store import open_store
 DEMO_TIMINGS = {"checkpoint_interval_s": 3.0, "heartbeat_interval_s": 1.0,
                 "assignment_poll_s": 0.5, "worker_timeout_s": 4.0}
 LEASE, CYCLE = "6s", "1s"
+#: The run's history (islandsync report): an entry a second, a segment every 5 s.
+HISTORY = ("--history-every", "1s", "--history-flush", "5s")
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen:
@@ -48,7 +56,7 @@ def _owners(store, islands: int) -> dict[int, tuple[str | None, int]]:
 
 
 def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None = None,
-             kill_one: bool = False, problem: str = "rastrigin", dim: int = 100,
+             kill_one: bool = False, problem: str = "rosenbrock", dim: int = 100,
              out=sys.stdout) -> int:
     """Run the demo; returns the process exit code. Prints progress and a summary to ``out``."""
     if workers < 1:
@@ -68,7 +76,7 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
         f"heartbeat {DEMO_TIMINGS['heartbeat_interval_s']:g}s, worker timeout "
         f"{DEMO_TIMINGS['worker_timeout_s']:g}s, lease {LEASE}; logs in {root})")
     procs = {"coordinator": _spawn(["coordinate", url, "--lease", LEASE, "--interval", CYCLE,
-                                    "--candidate-id", "demo-coordinator"],
+                                    "--candidate-id", "demo-coordinator", *HISTORY],
                                    root / "coordinator.log")}
     for k in range(workers):
         wid = f"demo-w{k}"
@@ -107,7 +115,7 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
                 next_line = now + 5.0
                 line, best = _progress_line(store, now - started)
                 best_over_time.append((now - started, best))
-                say(line)
+                say(f"{line}  {sparkline([b for _, b in best_over_time], width=24)}")
             time.sleep(0.25)
     except KeyboardInterrupt:
         say("interrupted: stopping the processes")
@@ -121,7 +129,20 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
             except subprocess.TimeoutExpired:
                 p.kill()
     _summary(store, say, best_over_time, victim, killed_at, recovered_at, url)
+    _report(store, root, say)
     return 0
+
+
+def _report(store, root: Path, say) -> None:
+    try:
+        path = build_report(store, html_path=root / "report.html")
+    except ConfigError:
+        say(f"  report: needs matplotlib: {PLOT_EXTRA}; then islandsync report {store.url}")
+        return
+    except IslandSyncError as err:
+        say(f"  report: not written: {err}")
+        return
+    say(f"  report: {path} (open it in a browser: the whole run, no network needed)")
 
 
 def _progress_line(store, elapsed: float) -> tuple[str, float | None]:
@@ -148,9 +169,11 @@ def _summary(store, say, best_over_time, victim, killed_at, recovered_at, url) -
     say("")
     say("summary")
     say(f"  evaluations {st['evaluations']:,}; best {st['best']}")
-    say("  global best over time:")
-    for t, b in best_over_time:
-        say(f"    {t:6.1f}s  {'-' if b is None else f'{b:.6g}'}")
+    known = [(t, b) for t, b in best_over_time if b is not None]
+    if known:
+        say(f"  global best over time ({known[0][0]:.0f}s to {known[-1][0]:.0f}s): "
+            f"{known[0][1]:.6g} -> {known[-1][1]:.6g}")
+        say(f"    {sparkline([b for _, b in best_over_time], width=60)}")
     per: dict[str, list[int]] = {}
     for i in st["islands"]:
         per.setdefault(i.get("owner") or "-", []).append(i["id"])
