@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from islandsync.bucket.records import check_protocol
 from islandsync.bucket.run import init_run
 from islandsync.credentials import find_credentials
 from islandsync.errors import ConfigError
@@ -68,12 +69,15 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
     """The worker :func:`run` runs, not started yet: the store opened with credentials found,
     the run created from ``spec`` if given, and the platform's defaults and session deadline
     applied. ``worker_options`` go to :class:`~islandsync.worker.loop.Worker`."""
+    from islandsync import __version__
     from islandsync.worker.loop import Worker  # torch is imported only by those who step islands
 
     started = time.monotonic()
     store, profile = open_run(run, credentials=credentials, platform=platform)
     if spec is not None:
         init_run(store, spec)
+    # A worker of another bucket protocol must not write to this run: refuse, clearly.
+    check_protocol(store, version=__version__)
     companion = None
     if coordinator and not solo:
         companion = leader_candidate(lease_s=worker_options.pop("lease_s", 15.0))

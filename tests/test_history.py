@@ -67,7 +67,8 @@ def segments(store) -> list[tuple[int, int]]:
 def cycle(h: RunHistory, clock: Clock, *, term: int = 1, owners: dict[int, str],
           gens: dict[int, int], alive: set[str], dt: float = 1.0, **kw) -> None:
     clock.t += dt
-    beats = {w: beat(w, [i for i, o in owners.items() if o == w]) for w in alive}
+    beats = {w: beat(w, [i for i, o in owners.items() if o == w], evals=int(clock.t))
+             for w in alive}
     beats.update(kw.pop("extra_beats", {}))
     heads = {i: head(i, o, gens[i], 100.0 / (1 + gens[i])) for i, o in owners.items()}
     h.record_cycle(term=term, leader="lead", heartbeats=beats, alive=alive, heads=heads, **kw)
@@ -138,8 +139,28 @@ def test_events_are_derived_from_cycle_to_cycle(tmp_path: Path) -> None:
     ]
     recovery = next(e for entry in read_history(store).entries for e in entry.events
                     if e.kind == "recovery")
-    # b was last seen alive at the second cycle; island 1 moved on 3 cycles (4+1+1 s) later.
+    # b's evaluations last moved at the second cycle; island 1 moved on 4+1+1 s later.
     assert recovery.seconds == pytest.approx(6.0)
+
+
+def test_a_recovery_is_seen_through_a_flapping_liveness(tmp_path: Path) -> None:
+    """A killed worker's stale heartbeat judged alive again for a cycle (a slow leader) when
+    its island moves: still a recovery, timed from the dead worker's last progress."""
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock, per_segment=100)
+    stale = beat("b", [1], evals=5)  # b is killed: its heartbeat never changes again
+    for alive in ({"a", "b"}, {"a", "b"}, {"a"}, {"a", "b"}):
+        cycle(h, clock, owners={0: "a", 1: "b"}, gens={0: 1, 1: 1}, alive=alive,
+              extra_beats={"b": stale})
+    cycle(h, clock, owners={0: "a", 1: "a"}, gens={0: 2, 1: 1}, alive={"a", "b"},
+          extra_beats={"b": stale})
+    cycle(h, clock, owners={0: "a", 1: "a"}, gens={0: 3, 1: 2}, alive={"a", "b"},
+          extra_beats={"b": stale})
+    h.close()
+    events = [e for entry in read_history(store).entries for e in entry.events]
+    assert [e.kind for e in events if e.kind in ("moved", "recovery")] == ["recovery"]
+    recovery, = (e for e in events if e.kind == "recovery")
+    assert recovery.seconds == pytest.approx(5.0)  # from b's first (only) progress
 
 
 def test_a_new_leader_continues_the_series(tmp_path: Path) -> None:
@@ -324,6 +345,40 @@ def test_another_protocol_is_refused_with_one_clear_message(tmp_path: Path) -> N
     text = str(err.value)
     assert f"protocol {PROTOCOL_VERSION + 1}" in text and "islandsync 9.0.0" in text
     assert f"speaks protocol {PROTOCOL_VERSION}" in text and "refusing to join" in text
+
+
+def test_a_worker_of_another_protocol_refuses_to_join(tmp_path: Path) -> None:
+    """Through the one door every worker comes in by (islandsync.run, the CLI's worker):
+    refused before any heartbeat, claim or checkpoint."""
+    from islandsync.api import make_worker
+    from islandsync.bucket.run import init_run
+    from islandsync.cli import main
+
+    from .cluster import cluster_spec
+
+    store = LocalStore(tmp_path / "run")
+    init_run(store, cluster_spec())
+    write_record(store, PROTOCOL_KEY, ProtocolRecord(protocol=PROTOCOL_VERSION + 1,
+                                                     version="9.0.0"), if_generation=0)
+    before = sorted(i.key for i in store.list(""))
+    with pytest.raises(ProtocolMismatch, match="refusing to join"):
+        make_worker(str(tmp_path / "run"), progress=False)
+    assert main(["worker", str(tmp_path / "run"), "--quiet", "--device", "cpu"]) == 2
+    assert sorted(i.key for i in store.list("")) == before  # nothing written
+
+
+def test_a_joining_worker_fixes_the_protocol_of_an_older_run(tmp_path: Path) -> None:
+    from islandsync.api import make_worker
+    from islandsync.bucket.records import read_record
+    from islandsync.bucket.run import init_run
+
+    from .cluster import cluster_spec
+
+    store = LocalStore(tmp_path / "run")
+    init_run(store, cluster_spec())  # a run made before protocol.json existed
+    make_worker(str(tmp_path / "run"), progress=False)
+    record, _ = read_record(store, PROTOCOL_KEY, ProtocolRecord)
+    assert record.protocol == PROTOCOL_VERSION and record.version
 
 
 def test_an_unreadable_protocol_record_is_refused(tmp_path: Path) -> None:
