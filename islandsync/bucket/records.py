@@ -215,8 +215,8 @@ class ProtocolRecord(Record):
 #: Kinds of history event. ``term``: a new leader's term began; ``dead``: a worker stopped
 #: beating; ``joined``: a new worker beat; ``moved``: an island changed owner (``reason``
 #: from placement when known); ``recovery``: an island of a dead worker evolves again
-#: elsewhere (``seconds`` since its old owner was last seen alive); ``drain``: a worker near
-#: its session deadline is emptied; ``restart``: an island's generation went backwards (it
+#: elsewhere (``seconds`` since its old owner's evaluations last moved); ``drain``: a worker
+#: near its session deadline is emptied; ``restart``: an island's generation went backwards (it
 #: restarted from an older checkpoint or from its seed); ``reassign``: the leader moved
 #: ``count`` islands for ``reason``.
 HISTORY_EVENTS = ("term", "dead", "joined", "moved", "recovery", "drain", "restart",

@@ -96,7 +96,9 @@ class RunHistory:
         """What the previous cycle looked like: compared with each new cycle for events."""
         self._alive: set[str] | None = None
         self._draining: set[str] = set()
-        self._seen_alive: dict[str, float] = {}
+        self._evals: dict[str, int] = {}
+        self._progress_at: dict[str, float] = {}  # when a worker's evaluations last moved
+        self._died: set[str] = set()  # judged dead since its evaluations last moved
         self._owner: dict[int, str | None] = {}
         self._generation: dict[int, int] = {}
         self._recovering: dict[int, tuple[str, str, int, float | None]] = {}
@@ -163,15 +165,20 @@ class RunHistory:
             self.flush()
 
     def _derive(self, now: float, beats: Mapping[str, Heartbeat], alive: set[str],
-                heads: Mapping[int, Head], draining: set[str]) -> None:
+                 heads: Mapping[int, Head], draining: set[str]) -> None:
         first = self._alive is None
-        for w in alive:
-            self._seen_alive[w] = now
+        for w, hb in beats.items():
+            # Progress, not liveness, dates a worker's end: its evaluations stop moving when
+            # it dies, however long the leader takes to judge it dead (or flaps on it).
+            if hb.evaluations != self._evals.get(w):
+                self._evals[w], self._progress_at[w] = hb.evaluations, now
+                self._died.discard(w)
         if not first:
             for w in sorted(alive - self._alive):  # type: ignore[operator]
                 self.event("joined", worker=w)
             for w in sorted(self._alive - alive):  # type: ignore[operator]
                 hb = beats.get(w)
+                self._died.add(w)
                 self.event("dead", worker=w,
                            reason="exited" if hb is not None and hb.state == "exited"
                            else "silent")
@@ -185,9 +192,10 @@ class RunHistory:
                 self.event("restart", island=island, worker=owner)
             if not first and before is not None and owner is not None and owner != before:
                 self._recovering.pop(island, None)
-                if before not in alive:
+                if before not in alive or before in self._died:
                     # Evolving again only once the new owner's checkpoint moves HEAD on.
-                    self._recovering[island] = (before, owner, gen, self._seen_alive.get(before))
+                    self._recovering[island] = (before, owner, gen,
+                                                self._progress_at.get(before))
                 else:
                     self.event("moved", island=island, worker=before, target=owner)
             pending = self._recovering.get(island)
