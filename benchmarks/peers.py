@@ -146,10 +146,12 @@ def evox_workflows(algorithm: str, pops: int, pop: int, dim: int, device: torch.
 # ---------------------------------------------------------------------------- timing
 
 
-def islandsync_generation(engine: Engine, interval: int) -> None:
-    """One generation as the worker runs it: a step, and a migration when one is due."""
+def islandsync_generation(engine: Engine, interval: int, count: list[int]) -> None:
+    """One generation as the worker runs it: a step, and a migration when one is due
+    (``count`` holds the generations stepped so far)."""
     engine.step()
-    if engine.generations[engine.islands[0]] % interval == 0:
+    count[0] += 1
+    if count[0] % interval == 0:
         engine.migrate()
 
 
@@ -203,8 +205,9 @@ def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace
     torch.manual_seed(0)  # EvoX draws from torch's global generator
     # Evaluations per generation, the same on every side: a GA re-evaluates no elite.
     evals = k * (p - GA_ELITE) if algorithm == "ga" else k * p
+    stepped = [0]
     sides: dict[str, Callable[[], None]] = {
-        "islandsync": lambda: islandsync_generation(engine, args.interval)}
+        "islandsync": lambda: islandsync_generation(engine, args.interval, stepped)}
     if args.evox:
         # One population keeps as many elites as the K islands do together.
         one = evox_workflows(algorithm, 1, k * p, d, device, elite=GA_ELITE * k)

@@ -53,6 +53,7 @@ class Engine:
         self._evaluating: list[int] = []
         self._per_island = 0  # evaluations per island during the current call
         self._bad: torch.Tensor | None = None  # NaN/inf per row of _evaluating, on device
+        self._islands_of: tuple[torch.Tensor, list[int]] | None = None
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -70,7 +71,12 @@ class Engine:
 
     @property
     def islands(self) -> list[int]:
-        return [int(i) for i in self.island_ids.tolist()]
+        # Read every step: a device-to-host copy only when island_ids is a new tensor.
+        cached = self._islands_of
+        if cached is None or cached[0] is not self.island_ids:
+            cached = self._islands_of = (self.island_ids,
+                                         [int(i) for i in self.island_ids.tolist()])
+        return list(cached[1])
 
     def __len__(self) -> int:
         return int(self.island_ids.numel())
@@ -87,7 +93,14 @@ class Engine:
         k, n = genomes.shape[:2]
         self._per_island += n
         try:
-            raw = self.problem.evaluate(genomes.reshape(k * n, *genomes.shape[2:]))
+            flat = genomes.reshape(k * n, *genomes.shape[2:])
+            rows = _rows_per_block(flat)
+            if rows >= k * n:
+                raw = self.problem.evaluate(flat)
+            else:  # CPU, a big batch: blocks that stay in cache (rastrigin 1.8x faster)
+                raw = torch.cat([torch.as_tensor(self.problem.evaluate(flat[a:a + rows]),
+                                                 device=genomes.device)
+                                 for a in range(0, k * n, rows)])
         except Exception as err:
             gens = sorted({self.generations[i] for i in self._evaluating})
             raise FitnessError(
@@ -267,6 +280,17 @@ class Engine:
             )
             for r, i in enumerate(wanted)
         ]
+
+
+# The fitness function sees a CPU batch in blocks of about this many bytes of genomes (all of
+# it on a GPU): passes over a block stay in cache. Each call still gets whole genomes [B, ...].
+_CPU_EVAL_BLOCK_BYTES = 1 << 22
+
+
+def _rows_per_block(flat: torch.Tensor) -> int:
+    if flat.device.type != "cpu" or flat.shape[0] == 0:
+        return flat.shape[0]
+    return max(1, _CPU_EVAL_BLOCK_BYTES // max(1, flat[0].numel() * flat.element_size()))
 
 
 def _seed_of(text: str) -> int:

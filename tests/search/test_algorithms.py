@@ -337,3 +337,16 @@ def test_de_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
         fallback = evolve(de(compile=True), Counting("rastrigin"), 5, seed=9)
     assert torch.equal(eager.genomes, fallback.genomes)
     assert sum("torch.compile unavailable" in r.message for r in caplog.records) == 1
+
+
+def test_de_cache_blocks_give_the_same_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a CPU big islands are stepped a block of islands at a time; the result must be the
+    # one of the whole stack at once, bit for bit (partners come from the same island).
+    import islandsync.search.algorithms.de as de_module
+
+    whole = evolve(de(), Counting("rastrigin"), 6, seed=3)
+    monkeypatch.setattr(de_module, "_CPU_BLOCK_BYTES", 1)  # one island per block
+    blocked = evolve(de(), Counting("rastrigin"), 6, seed=3)
+    for a, b in zip(whole[:4], blocked[:4], strict=True):
+        assert torch.equal(a, b)
+    assert all(torch.equal(whole.extra[n], blocked.extra[n]) for n in whole.extra)
