@@ -4,6 +4,12 @@ The worker loop never waits on the bucket. This thread heartbeats, watches other
 heartbeats, claims islands (HEAD CAS, then loads the checkpoint) and hands them to the loop,
 reads the newest elite for migrants, and notices when the run has finished. Results cross
 over through a lock-protected inbox that the loop drains between generations.
+
+Every record is read through :mod:`islandsync.bucket.records`; a bad one is skipped with one
+warning, never the rest of the poll. Both threads survive an unexpected exception a few times
+(:mod:`islandsync.worker.health`), then stop the worker with it. The heartbeat vouches only
+for work that is happening: while ``health()`` names a problem (the loop stalled, the uploader
+or the poll thread dead) it writes one ``stalled`` heartbeat and then none.
 """
 
 from __future__ import annotations
@@ -56,12 +62,14 @@ from islandsync.errors import (
     StoreError,
 )
 from islandsync.store import BlobStore
+from islandsync.worker.health import Restarts
 
 log = logging.getLogger(__name__)
 
 
 
 def default_worker_id(platform: str) -> str:
+    platform = re.sub(r"[^A-Za-z0-9_.-]", "-", platform)[:24] or "worker"
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:24] or "host"
     return f"{platform}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
 
@@ -102,22 +110,31 @@ class BucketLink:
         hosted: Callable[[], set[int]],
         clock: Callable[[], float] = time.monotonic,
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+        health: Callable[[], str | None] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.store, self.spec, self.worker_id = store, spec, worker_id
         self.on_heartbeat = on_heartbeat
+        # What the worker says is wrong with it (None: all well); see module doc.
+        self.health = health
+        self.poll_restarts = Restarts("bucket poll", on_fatal)
+        self.beat_restarts = Restarts("heartbeat", on_fatal)
+        self.restarts_from_seed = 0
+        self._stalled: str | None = None
         self.solo, self.max_islands = solo, max_islands
         self.stats, self.hosted, self.clock = stats, hosted, clock
         self.liveness = Liveness(spec.worker_timeout_s, clock)
         self.store_errors = 0
         self._inbox = Inbox()
-        self._lock = threading.Lock()
+        # Reentrant: ``hosted()`` is called under it, and may itself hand a claim over.
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._claiming: set[int] = set()
         self._elite_generation = 0
         self.max_term = 0  # the highest lease term seen: records of lower terms are stale
         self._assignment: tuple[Assignment, int] | None = None
         self._assigned_since: dict[int, float] = {}
-        self._last_warning = 0.0
+        self._last_warning: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="islandsync-bucket", daemon=True)
         # Heartbeats have a thread of their own: a poll read that a slow bucket keeps
         # retrying (GCS retries reads for up to a minute) must not silence them, or the
@@ -149,10 +166,26 @@ class BucketLink:
         self._beat_thread.join(timeout=30)
         self._thread.join(timeout=30)
         for claim in self.take().claims:
-            self._guard("release", lambda c=claim: self._release_untaken(c))
+            self._last_words("release", lambda c=claim: self._release_untaken(c))
 
     def final_heartbeat(self) -> None:
-        self._guard("heartbeat", lambda: self._heartbeat(state="exited"))
+        self._last_words("heartbeat", lambda: self._heartbeat(state="exited"))
+
+    def _last_words(self, what: str, fn: Callable[[], None]) -> None:
+        """On the way out nothing is retried, and nothing may keep the worker from exiting."""
+        try:
+            self._guard(what, fn)
+        except Exception:
+            log.exception("%s on exit failed", what)
+
+    def beat_now(self) -> None:
+        """Write a heartbeat from the calling thread (StoreError passes)."""
+        self._heartbeat()
+
+    def poll_alive(self) -> bool:
+        """False once the poll thread has stopped for good on unexpected errors."""
+        return self.poll_restarts.error is None and (self._thread.is_alive()
+                                                      or self._stop.is_set())
 
     def _release_untaken(self, claim: Claim) -> None:
         current = read_head(self.store, claim.island)
@@ -176,16 +209,42 @@ class BucketLink:
     # -- thread side ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            started = self.clock()
-            self._guard("poll", self._poll)
-            self._stop.wait(max(0.05, self.spec.assignment_poll_s - (self.clock() - started)))
+        self._repeat(self.poll_restarts, lambda: self._guard("poll", self._poll),
+                     lambda: self.spec.assignment_poll_s)
 
     def _beat(self) -> None:
+        self._repeat(self.beat_restarts, self._beat_once,
+                     lambda: self.spec.heartbeat_interval_s)
+
+    def _repeat(self, restarts: Restarts, fn: Callable[[], None],
+                period: Callable[[], float]) -> None:
+        """Call ``fn`` every ``period()`` seconds until stopped; an unexpected exception is
+        survived a few times, then stops the thread (and, through ``on_fatal``, the worker)."""
         while not self._stop.is_set():
             started = self.clock()
+            try:
+                fn()
+            except Exception as err:  # a bug, not the bucket (_guard takes those)
+                if not restarts.failed(err):
+                    return
+            self._stop.wait(max(0.05, period() - (self.clock() - started)))
+
+    def _beat_once(self) -> None:
+        problem = self._problem()
+        if problem is None:
+            self._stalled = None
             self._guard("heartbeat", self._heartbeat)
-            self._stop.wait(max(0.05, self.spec.heartbeat_interval_s - (self.clock() - started)))
+        elif self._stalled is None:
+            # Said once, then silence: a heartbeat blob whose version keeps changing would
+            # tell the leader this worker is alive and working, which it is not.
+            self._stalled = problem
+            log.warning("heartbeats paused: %s", problem)
+            self._guard("heartbeat", lambda: self._heartbeat(state="stalled"))
+
+    def _problem(self) -> str | None:
+        if not self.poll_alive():
+            return self.poll_restarts.error or "the bucket poll thread has stopped"
+        return self.health() if self.health is not None else None
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -196,14 +255,20 @@ class BucketLink:
         except IslandSyncError as err:
             self._warn(f"{what} failed: {err}")
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, message: str, about: str = "") -> None:
+        """Once a minute per subject at most (``about``: a record's key, say): an outage must
+        not flood a notebook, nor one bad record hide the warning about another."""
         now = time.monotonic()
-        if now - self._last_warning >= 60:  # once a minute: outages must not flood a notebook
-            self._last_warning = now
+        if now - self._last_warning.get(about, -1e18) >= 60:
+            self._last_warning[about] = now
             log.warning(message)
 
     def _heartbeat(self, state: str = "running") -> None:
-        body = {**self.stats(), "worker": self.worker_id, "state": state,
+        stats = self.stats()
+        # Inside the free-form ``checkpoint`` dict, which older readers pass through: restarts
+        # from the seed lose an island's progress, so metrics must be able to show them.
+        checkpoint = {**stats.get("checkpoint", {}), "restarts_from_seed": self.restarts_from_seed}
+        body = {**stats, "checkpoint": checkpoint, "worker": self.worker_id, "state": state,
                 "store_errors": self.store_errors}
         if self.on_heartbeat is not None:
             self.on_heartbeat(body)  # before the put: a local /metrics works offline too
@@ -215,7 +280,12 @@ class BucketLink:
             with self._lock:
                 self._inbox.finished = finished
             return
-        hosted = self.hosted() | self._claiming
+        with self._lock:
+            # Both under one lock, the claiming set first: the loop adds a claimed island to
+            # hosted() before it calls claimed() (which takes this lock), so an island being
+            # handed over is in one of the two and is never claimed a second time.
+            claiming = set(self._claiming)
+            hosted = self.hosted() | claiming
         if self.solo:
             # Only a solo worker judges others' liveness itself; a follower trusts the
             # leader's list, and saves a class A list call per poll.
@@ -228,7 +298,7 @@ class BucketLink:
                     self.liveness.observe(worker, info.generation)
             self._claim_free(hosted)
         else:
-            self._follow_assignment(hosted)
+            self._follow_assignment(hosted, claiming)
         self._read_remote(hosted)
         self._read_elite()
 
@@ -238,7 +308,7 @@ class BucketLink:
         except CheckpointError as err:
             # Something sits under finished.json, but not a stop decision: only a valid
             # record stops the run, or one crafted blob would stop every worker.
-            self._warn(f"ignoring {err}")
+            self._warn(f"ignoring {err}", "finished")
             return None
         return found[0] if found else None
 
@@ -249,7 +319,9 @@ class BucketLink:
                 return
             if island in hosted:
                 continue
-            current = read_head(self.store, island)
+            current = self._head(island)
+            if current is False:
+                continue
             if current is not None:
                 owner = current[0].owner
                 if owner not in (None, self.worker_id) and not current[0].released \
@@ -258,6 +330,14 @@ class BucketLink:
             claim = self.claim(island, current)
             if claim is not None:
                 hosted.add(island)
+
+    def _head(self, island: int) -> tuple[Head, int] | None | bool:
+        """The island's HEAD; False (skip the island) when it is not a valid record."""
+        try:
+            return read_head(self.store, island)
+        except CheckpointError as err:
+            self._warn(f"island {island} skipped: {err}", f"head/{island}")
+            return False
 
     def claim(self, island: int, current: tuple[Head, int] | None) -> Claim | None:
         """Take an island: CAS its HEAD to name us, then load its checkpoint. Losing the CAS
@@ -277,7 +357,10 @@ class BucketLink:
             keys = [i.key for i in self.store.list(island_prefix(island))
                     if parse_checkpoint_key(i.key)]
             if snapshot is None:
-                log.error("island %d: no readable checkpoint; restarting it from the seed", island)
+                # Loud: the island's whole progress is lost. Counted in the heartbeat too.
+                self.restarts_from_seed += 1
+                log.warning("island %d: no readable checkpoint (HEAD was at generation %d); "
+                            "restarting it from the seed", island, head.generation)
         claim = Claim(island, new_gen, snapshot, keys,
                       snapshot.meta.get("key") if snapshot is not None else None,
                       head.lineage())
@@ -298,11 +381,10 @@ class BucketLink:
         remote: dict[int, Head] = {}
         for island in range(self.spec.islands):
             if island not in hosted:
-                try:
-                    current = read_head(self.store, island)
-                except CheckpointError:
-                    continue
-                if current is not None:
+                current = self._head(island)
+                if current:
+                    # Validated by the record boundary (finite, bounded best and evals): a
+                    # crafted HEAD is skipped, never counted towards a stop criterion.
                     remote[island] = current[0]
         with self._lock:
             self._inbox.remote = remote
@@ -314,7 +396,7 @@ class BucketLink:
         try:
             current = read_elite_head(self.store)
         except CheckpointError as err:
-            self._warn(f"elite HEAD unreadable, keeping the previous elite: {err}")
+            self._warn(f"elite HEAD unreadable, keeping the previous elite: {err}", "elite")
             return
         if current is None:
             return
@@ -324,10 +406,12 @@ class BucketLink:
         try:
             foreign = read_elite(self.store, head.key)
         except (CheckpointError, NotFound) as err:
-            self._warn(f"elite epoch {head.epoch} unreadable, keeping the previous one: {err}")
+            self._warn(f"elite epoch {head.epoch} unreadable, keeping the previous one: {err}",
+                       "elite-epoch")
             return
         if foreign[0].shape[1] != self.spec.problem.genome.width:
-            self._warn(f"elite epoch {head.epoch} does not fit this run's genomes; ignored")
+            self._warn(f"elite epoch {head.epoch} does not fit this run's genomes; ignored",
+                       "elite-epoch")
             return
         self._elite_generation = generation
         self.max_term = max(self.max_term, head.term)
@@ -339,7 +423,8 @@ class BucketLink:
     def _lease_term(self) -> int:
         try:
             found = read_lease(self.store)
-        except CheckpointError:
+        except CheckpointError as err:
+            self._warn(f"ignoring the lease: {err}", "lease")
             return 0  # garbage fences nothing; the assignment's own term still counts
         return found[0].term if found else 0
 
@@ -352,7 +437,7 @@ class BucketLink:
             try:
                 current = read_assignment(self.store)
             except CheckpointError as err:
-                self._warn(f"ignoring the assignment: {err}")
+                self._warn(f"ignoring the assignment: {err}", "assignment")
                 return None
             if current is None:
                 return None
@@ -366,7 +451,7 @@ class BucketLink:
         self.max_term = assignment.term
         return assignment
 
-    def _follow_assignment(self, hosted: set[int]) -> None:
+    def _follow_assignment(self, hosted: set[int], claiming: set[int] | None = None) -> None:
         """Release hosted islands assigned elsewhere; claim those assigned to us once their
         previous owner has released them, is not among the leader's live workers, or has
         had a whole worker timeout to let go."""
@@ -374,7 +459,10 @@ class BucketLink:
         if assignment is None:
             return
         mine = {i for i in assignment.of(self.worker_id) if 0 <= i < self.spec.islands}
-        release = (hosted - self._claiming) - mine
+        if claiming is None:
+            with self._lock:
+                claiming = set(self._claiming)
+        release = (hosted - claiming) - mine
         with self._lock:
             self._inbox.release = release
             self._inbox.assignment_epoch = assignment.epoch
@@ -383,7 +471,9 @@ class BucketLink:
         for island in sorted(mine - hosted):
             if len(hosted) >= self.max_islands or self._stop.is_set():
                 return
-            current = read_head(self.store, island)
+            current = self._head(island)
+            if current is False:
+                continue
             if current is not None:
                 head = current[0]
                 waiting = (head.owner not in (None, self.worker_id) and not head.released

@@ -1,14 +1,17 @@
 """The worker: steps its islands on one device while the bucket is handled around it.
 
-The loop of DESIGN.md. Only two things ever block it: the device-to-host copy of a
+The loop of docs/design.md. Only two things ever block it: the device-to-host copy of a
 checkpoint snapshot (measured as ``checkpoint_blocked_s``) and the final flush on exit.
 Uploads run in :mod:`islandsync.worker.uploader`, every other bucket call in :mod:`islandsync.worker.link`.
+
+The loop notes the time of every iteration; the heartbeat thread stops vouching for it when
+that is older than ``stall_s``, or when the uploader or the poll thread has died. A thread that
+keeps failing stops the worker, and :meth:`Worker.run` raises :class:`WorkerFailed` naming it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import threading
 import time
@@ -19,17 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from islandsync.bucket.layout import RUN_KEY
-from islandsync.bucket.records import Head
+from islandsync.bucket.layout import RUN_KEY, WORKER_ID_RE, heartbeat_key
+from islandsync.bucket.records import Head, read_heartbeat
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, check_fitness, spec_hash
-from islandsync.worker.progress import Progress, make_progress
+from islandsync.errors import CheckpointError, ConfigError, IslandSyncError, StoreError
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
 from islandsync.worker.engine import Engine, FitnessError, resolve_device
 from islandsync.worker.link import BucketLink, default_worker_id
-from islandsync.worker.uploader import Uploader
+from islandsync.worker.progress import Progress, make_progress
+from islandsync.worker.uploader import Uploader, checkpoint_tag
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,15 @@ class RunSummary:
     wall_s: float
     checkpoint_blocked_s: float
     island_generations: dict[int, int] = field(default_factory=dict)
+
+
+class WorkerFailed(IslandSyncError):
+    """A background thread of the worker kept failing, so the worker stopped; ``summary`` is
+    what it did until then (its final checkpoints were attempted as on any stop)."""
+
+    def __init__(self, reason: str, summary: RunSummary | None = None) -> None:
+        super().__init__(reason)
+        self.summary = summary
 
 
 class _RateMeter:
@@ -92,7 +105,14 @@ class Worker:
         companion: Companion | None = None,
         deadline: float | None = None,
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+        check_id: bool = True,
+        stall_s: float | None = None,
     ) -> None:
+        """``check_id``: before the first heartbeat, refuse (ConfigError) when another live
+        worker heartbeats under the same id (costs a heartbeat interval, only when the id's
+        heartbeat blob exists and does not say it exited). ``stall_s``: how long the loop may
+        go without an iteration before heartbeats stop vouching for it (default: the larger
+        of 300 s and ten worker timeouts: one slow generation must not look like a hang)."""
         # Counted, so that heartbeats say what this worker costs in bucket operations.
         store = store if isinstance(store, CountingStore) else CountingStore(store)
         self.store = store
@@ -100,6 +120,12 @@ class Worker:
         check_fitness(self.spec, fitness)
         self.platform = platform or "local"  # the edges (api, cli) detect it
         self.worker_id = worker_id or default_worker_id(self.platform)
+        if not WORKER_ID_RE.match(self.worker_id):
+            raise ConfigError(f"worker id {self.worker_id[:200]!r} is not valid: 1 to 128 "
+                              f"letters, digits, '_', '.' or '-'")
+        self.check_id = check_id
+        self.stall_s = stall_s if stall_s is not None else max(300.0,
+                                                               10 * self.spec.worker_timeout_s)
         self.device = resolve_device(device)
         # The engine applies the run's direction; a built-in is always defined as minimised.
         problem = make_problem(self.spec.problem.name, dict(self.spec.problem.params),
@@ -117,21 +143,30 @@ class Worker:
         self._lost: list[int] = []
         self._lost_lock = threading.Lock()
         self._stop_reason: str | None = None
+        self._failure: str | None = None  # a background thread that gave up
+        # The loop mutates _hosted, the bucket thread copies it: under one lock, so that a
+        # copy never meets a set changing size (see BucketLink._poll for the claim handover).
         self._hosted: set[int] = set()
+        self._hosted_lock = threading.Lock()
+        self._progress_at = time.monotonic()  # the loop's last iteration
+        # Unique per process, so a restarted worker of the same id never collides with the
+        # blobs of its former self (and the uploader can recognise its own HEAD writes).
+        self.tag = checkpoint_tag(self.worker_id)
         self.uploader = Uploader(
-            store, owner=self.worker_id, tag=re.sub(r"[^A-Za-z0-9_.-]", "-", self.worker_id)[:48],
+            store, owner=self.worker_id, tag=self.tag,
             elite=min(self.spec.elite_size, self.spec.algorithm.pop),
             meta={"spec_hash": spec_hash(self.spec), "direction": self.spec.problem.direction},
-            to_user=self.to_user, on_lost=self._on_lost,
+            to_user=self.to_user, on_lost=self._on_lost, on_fatal=self._thread_failed,
         )
         self.link = BucketLink(store, self.spec, worker_id=self.worker_id, solo=solo,
                                max_islands=self.max_islands, stats=self._heartbeat_stats,
-                               hosted=lambda: set(self._hosted), on_heartbeat=on_heartbeat)
+                               hosted=self.hosted, on_heartbeat=on_heartbeat,
+                               health=self._health, on_fatal=self._thread_failed)
         self._foreign_epoch = -1
         self._foreign: tuple[torch.Tensor, ...] | None = None
         self._last_checkpoint = time.monotonic()
         self._remote: dict[int, Head] = {}
-        self._run_ends_at = self._run_deadline()
+        self._run_ends_at: float | None = None  # time.monotonic() when stop.duration_s is up
         self._next_look = 0.0
         self.deadline = deadline  # time.monotonic() at which the session must be wound up
         self.assignment_epoch = 0
@@ -156,11 +191,30 @@ class Worker:
         if self._stop_reason is None:
             self._stop_reason = reason
 
+    def hosted(self) -> set[int]:
+        """A copy of the islands the loop hosts (safe from any thread)."""
+        with self._hosted_lock:
+            return set(self._hosted)
+
+    def _thread_failed(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+        self.request_stop(reason)
+
+    def _health(self) -> str | None:
+        """What keeps this worker from doing the work its heartbeat vouches for, or None."""
+        stalled = time.monotonic() - self._progress_at
+        if stalled > self.stall_s:
+            return f"the worker loop made no progress for {stalled:.0f} s"
+        if not self.uploader.alive():
+            return self.uploader.error or "the checkpoint uploader has stopped"
+        return None
+
     def _heartbeat_stats(self) -> dict[str, Any]:
         return {
             "platform": self.platform,
             "device": _device_name(self.device),
-            "islands": sorted(self._hosted),
+            "islands": sorted(self.hosted()),
             "rate": round(self.rate.rate, 3),
             "generations": self.steps,
             "evaluations": self.evaluations,
@@ -177,8 +231,19 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
+        """Evolve until a stop; the summary says why. Raises FitnessError when the fitness
+        function raised, WorkerFailed when a background thread kept failing, ConfigError when
+        another live worker uses this worker id."""
+        try:
+            if self.check_id:
+                self._check_id_free()
+            self._run_ends_at = self._run_deadline()
+        except BaseException:
+            self.uploader.close(timeout=1)
+            raise
         started = time.monotonic()
         restore = _install_signal_handlers(self.request_stop)
+        self._progress_at = started
         self.link.start()
         if self.companion is not None:
             self._stop_companion = self.companion(self.store, self.worker_id)
@@ -197,12 +262,46 @@ class Worker:
         self.progress.close(summary)
         if error is not None:
             raise error
+        if self._failure is not None:
+            raise WorkerFailed(f"worker {self.worker_id} stopped: {self._failure}", summary)
         return summary
+
+    def _check_id_free(self) -> None:
+        """ConfigError when another live worker heartbeats under our id: two processes of one
+        id would each take the other's HEAD writes for their own. Live means its heartbeat
+        blob changed within a heartbeat interval (on our clock) and does not say it exited;
+        a blob left by a killed worker of this id costs one interval of waiting, none at all
+        when there is no blob."""
+        key = heartbeat_key(self.worker_id)
+
+        def exited() -> bool:
+            try:
+                found = read_heartbeat(self.store, self.worker_id)
+            except CheckpointError as err:
+                log.warning("heartbeat of worker id %s unreadable: %s", self.worker_id, err)
+                return False
+            return found is None or found[0].state == "exited"
+
+        try:
+            first = self.store.stat(key)
+            if first is None or exited():
+                return
+            time.sleep(1.2 * self.spec.heartbeat_interval_s)
+            second = self.store.stat(key)
+            if second is None or second.generation == first.generation or exited():
+                return
+        except StoreError as err:  # best effort: the bucket may be down at start
+            log.warning("could not check that worker id %s is free: %s", self.worker_id, err)
+            return
+        raise ConfigError(f"worker id {self.worker_id} is already in use by a live worker "
+                          f"(its heartbeat changed within {self.spec.heartbeat_interval_s} s); "
+                          f"give this worker another id")
 
     def _loop(self, started: float) -> None:
         spec = self.spec
         since_migration = 0
         while self._stop_reason is None:
+            self._progress_at = time.monotonic()
             self._apply_inbox()
             if self._stop_reason is not None:
                 break
@@ -240,8 +339,16 @@ class Worker:
             lost, self._lost = self._lost, []
         if lost:
             self.engine.remove(lost)
-            self._hosted -= set(lost)
+            with self._hosted_lock:
+                self._hosted -= set(lost)
         for claim in inbox.claims:
+            if claim.island in self._hosted:
+                # Never host an island twice: the engine would step two copies and the
+                # uploader fence one out. Our HEAD write reads the claim's write back as ours.
+                log.warning("island %d claimed again while hosted; keeping the hosted one",
+                            claim.island)
+                self.link.claimed(claim.island)
+                continue
             if claim.snapshot is not None:
                 self.engine.add_snapshot(claim.snapshot)
             else:
@@ -251,7 +358,8 @@ class Worker:
                 resumed = (claim.snapshot.generation, claim.snapshot_key)
             self.uploader.adopt(claim.island, claim.head_generation, claim.keys, resumed,
                                 claim.lineage)
-            self._hosted.add(claim.island)
+            with self._hosted_lock:  # hosted first, then claimed(): see BucketLink._poll
+                self._hosted.add(claim.island)
             self.link.claimed(claim.island)
             log.info("island %d claimed at generation %d", claim.island,
                      self.engine.generations[claim.island])
@@ -259,7 +367,8 @@ class Worker:
         if release:
             self._checkpoint(release, release=True)
             self.engine.remove(release)
-            self._hosted -= set(release)
+            with self._hosted_lock:
+                self._hosted -= set(release)
             log.info("islands %s released: assigned to another worker", release)
         self.assignment_epoch = inbox.assignment_epoch
         self._remote = inbox.remote
@@ -284,18 +393,31 @@ class Worker:
             self._last_checkpoint = time.monotonic()
 
     def _run_deadline(self) -> float | None:
-        """Wall-clock time at which the run's ``stop.duration_s`` is up, counted from the
-        bucket's creation time of run.json. A stop criterion, not a correctness rule, so a
-        few seconds of clock skew between machines only move it by as much."""
-        if self.spec.stop.duration_s is None:
+        """``time.monotonic()`` at which the run's ``stop.duration_s`` is up, counted from
+        run.json's creation on the BUCKET'S clock: our first heartbeat is written now, and the
+        difference of its ``updated`` and run.json's (both stamped by the bucket) is the run's
+        age. No clock of this machine is compared with another's, so a notebook whose clock
+        runs ahead does not stop the run. When the bucket cannot tell (down, or no times), the
+        duration counts on our own monotonic clock from now."""
+        duration = self.spec.stop.duration_s
+        if duration is None:
             return None
-        info = self.store.stat(RUN_KEY)
-        created = info.updated.timestamp() if info is not None else time.time()
-        return created + self.spec.stop.duration_s
+        before = time.monotonic()
+        try:
+            self.link.beat_now()  # our first heartbeat, before the thread's
+            after = time.monotonic()
+            mine = self.store.stat(heartbeat_key(self.worker_id))
+            run = self.store.stat(RUN_KEY)
+            age = (mine.updated - run.updated).total_seconds()
+        except (StoreError, AttributeError, TypeError, ValueError, OverflowError) as err:
+            log.warning("run age unknown (%s): the run's %.0f s duration counts from now",
+                        err, duration)
+            return before + duration
+        return (before + after) / 2 + duration - max(0.0, age)
 
     def _check_stop_criteria(self) -> None:
         stop = self.spec.stop
-        if self._run_ends_at is not None and time.time() >= self._run_ends_at:
+        if self._run_ends_at is not None and time.monotonic() >= self._run_ends_at:
             self._finish("duration", sum(self.engine.evals.values()))
             return
         if stop.max_evals is None and stop.target is None:
@@ -327,15 +449,19 @@ class Worker:
         return self.to_user(min(scores.values())) if scores else None
 
     def _shutdown(self) -> None:
-        if self._stop_companion is not None:
-            self._stop_companion()  # a candidate gives the lease up on its way out
         try:
-            self.link.stop()  # no new claims from here on
+            # First: no new claims, and no heartbeat vouches for a loop that has ended.
+            self.link.stop()
             if self._hosted:
                 self._checkpoint(release=True)
         finally:
+            if self._stop_companion is not None:
+                self._stop_companion()  # a candidate gives the lease up on its way out
             if not self.uploader.close(timeout=60):
-                log.warning("final checkpoints not all written: the bucket is unreachable")
+                if self.uploader.error is not None:
+                    log.error("final checkpoints not written: %s", self.uploader.error)
+                else:
+                    log.warning("final checkpoints not all written: the bucket is unreachable")
             self.link.final_heartbeat()
 
     # -- reporting -----------------------------------------------------------------------
@@ -365,7 +491,7 @@ class Worker:
         return RunSummary(
             worker=self.worker_id, best_fitness=best_fit, best_genome=best_genome,
             best_island=best_island, generations=self.steps, evaluations=self.evaluations,
-            islands=sorted(self._hosted), stopped=self._stop_reason or "stopped",
+            islands=sorted(self.hosted()), stopped=self._stop_reason or "stopped",
             wall_s=time.monotonic() - started, checkpoint_blocked_s=self.blocked_s,
             island_generations=dict(self.engine.generations),
         )

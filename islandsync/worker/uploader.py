@@ -2,14 +2,19 @@
 
 At most one upload is in flight and each island keeps at most one pending snapshot: a newer
 one replaces it (the newest wins, memory stays bounded however long the bucket is down). Each
-upload writes the immutable checkpoint blob, then advances the island's HEAD by CAS; a failed
-CAS means another worker owns the island now, which the worker hears through ``on_lost``.
+upload writes the immutable checkpoint blob, then advances the island's HEAD by CAS.
+
+A failed CAS is read back before anything is decided: a write of ours whose reply was lost
+may have landed (the stamped HEAD is kept across retries, so its nonce tells). Only when
+HEAD is someone else's is the island lost, which the worker hears through ``on_lost``. Only
+blobs this uploader wrote are ever deleted, and only once no HEAD's lineage names them.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +22,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
-from islandsync.bucket.layout import checkpoint_key
-from islandsync.bucket.records import MAX_PREVIOUS, Head, write_head
-from islandsync.errors import IslandSyncError, NotFound, PreconditionFailed, StoreError
+from islandsync.bucket.layout import checkpoint_key, parse_checkpoint_key
+from islandsync.bucket.records import MAX_PREVIOUS, Head, read_head, stamp, write_head
+from islandsync.errors import (
+    CheckpointError,
+    IslandSyncError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+)
 from islandsync.store import BlobStore
+from islandsync.worker.health import Restarts
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +74,38 @@ class UploadStats:
 @dataclass
 class _Island:
     head_generation: int
-    keys: collections.deque  # this island's checkpoint keys we know of, oldest first
     uploaded_generation: int = -1
     current_key: str | None = None  # the checkpoint HEAD names
     previous: list = field(default_factory=list)  # the lineage before current_key
     best: float | None = None
+    # Blobs this uploader wrote (or may have: a put whose reply was lost) for the island,
+    # oldest first: the only blobs it ever deletes, and only once off HEAD's lineage.
+    written: list = field(default_factory=list)
+    stored: str | None = None  # the last blob whose put returned
+    # The stamped HEAD of a write whose outcome is unknown (its reply was lost): retried as
+    # is, so that reading HEAD back and finding its nonce tells that it landed.
+    attempt: Head | None = None
+    nonces: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
+
+
+#: HEAD writes one upload makes at most: a landed write of ours found by reading HEAD back
+#: is built upon once; a HEAD that keeps changing under us is retried later.
+MAX_REBASES = 3
+#: Random hex characters after the worker id in a checkpoint tag.
+TAG_SUFFIX_HEX = 8
+_TAG_ID_CHARS = 128 - 1 - TAG_SUFFIX_HEX  # the layout's tags are at most 128 characters
+
+
+def checkpoint_tag(worker_id: str) -> str:
+    """This process's writer tag: the worker id, a dot and random hex. Unique per process, so
+    a worker restarted under the same id never writes (nor deletes) a blob of its former
+    self, and a HEAD naming a blob of this tag and this owner was written by this process."""
+    return f"{worker_id[:_TAG_ID_CHARS]}.{secrets.token_hex(TAG_SUFFIX_HEX // 2)}"
+
+
+def tag_writer(tag: str) -> str:
+    """The worker id a :func:`checkpoint_tag` was made from (cut at 119 characters)."""
+    return tag.rsplit(".", 1)[0] if "." in tag else tag
 
 
 class Uploader:
@@ -84,16 +123,21 @@ class Uploader:
         on_lost: Callable[[int], None],
         keep: int = 3,
         max_backoff: float = 30.0,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.store, self.owner, self.tag = store, owner, tag
+        # ``keep`` is no longer used: retention keeps HEAD's whole lineage (see _retain).
         self.elite, self.meta, self.keep = elite, meta, keep
         self.to_user, self.on_lost = to_user, on_lost
         self.max_backoff = max_backoff
         self.stats = UploadStats()
+        self.restarts = Restarts("uploader", on_fatal)
         self._islands: dict[int, _Island] = {}
         self._pending: dict[int, tuple[IslandSnapshot, bool]] = {}
         self._busy = False
         self._closing = False
+        self._stopped = False
+        self._backoff = 0.0
         self._cond = threading.Condition()
         self._last_warning = 0.0
         self._thread = threading.Thread(target=self._run, name="islandsync-uploader", daemon=True)
@@ -101,12 +145,14 @@ class Uploader:
 
     # -- called by the worker loop -------------------------------------------------------
 
-    def adopt(self, island: int, head_generation: int, keys: list[str],
+    def adopt(self, island: int, head_generation: int, keys: list[str] | None = None,
               resumed: tuple[int, str] | None = None, lineage: list[str] | None = None) -> None:
         """Start writing for an island just claimed at HEAD generation ``head_generation``;
         ``resumed`` is (generation, key) of the checkpoint it was loaded from, so that a
-        checkpoint at that same generation is not written a second time."""
-        state = _Island(head_generation, collections.deque(sorted(keys)))
+        checkpoint at that same generation is not written a second time. ``keys`` (the
+        island's checkpoints when claimed) are not ours, so never deleted here: the leader's
+        housekeeping sweeps what no lineage names."""
+        state = _Island(head_generation)
         lineage = list(lineage or [])
         if resumed is not None:
             state.uploaded_generation, state.current_key = resumed
@@ -132,16 +178,26 @@ class Uploader:
         with self._cond:
             return len(self._pending) + (1 if self._busy else 0)
 
+    def alive(self) -> bool:
+        """False once the thread has given up after repeated unexpected failures."""
+        return self.restarts.error is None and (self._thread.is_alive() or self._closing)
+
+    @property
+    def error(self) -> str | None:
+        """Why the thread stopped, when it stopped on an unexpected error."""
+        return self.restarts.error
+
     def flush(self, timeout: float) -> bool:
-        """Wait until everything submitted is written (or given up); False on timeout."""
+        """Wait until everything submitted is written (or given up); False on timeout, or at
+        once when the thread is dead (nothing would ever write it)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._busy:
+            while (self._pending or self._busy) and not self._stopped:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
-        return True
+            return not (self._pending or self._busy)
 
     def close(self, timeout: float = 60.0) -> bool:
         done = self.flush(timeout)
@@ -154,37 +210,62 @@ class Uploader:
     # -- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = 0.0
-        while True:
+        try:
+            while True:
+                try:
+                    if not self._step():
+                        return
+                except Exception as err:  # a bug, not the bucket: restart, or stop the worker
+                    if not self.restarts.failed(err):
+                        return
+                    self._pause(1.0)
+        finally:
             with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                if self._closing and not self._pending:
-                    return
-                island = next(iter(self._pending))  # oldest submission first
-                snap, release = self._pending.pop(island)
-                self._busy = True
-            try:
-                self._upload(snap, release)
-                backoff = 0.0
-            except StoreError as err:
-                self.stats.failures += 1
-                self._warn(f"checkpoint of island {island} not written yet: {err}")
-                with self._cond:  # keep it unless a newer snapshot arrived meanwhile
-                    if island in self._islands and island not in self._pending:
-                        self._pending[island] = (snap, release)
-                backoff = min(self.max_backoff, max(0.5, backoff * 2))
-            except IslandSyncError as err:  # cannot encode: a bug, don't spin on it
-                log.error("checkpoint of island %d dropped: %s", island, err)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-            if backoff:
-                with self._cond:
-                    if self._closing:
-                        return  # the final flush has given up on an unreachable bucket
-                    self._cond.wait(backoff)
+                self._stopped, self._busy = True, False
+                self._cond.notify_all()
+
+    def _step(self) -> bool:
+        """One upload; False when closing with nothing left to write."""
+        with self._cond:
+            while not self._pending and not self._closing:
+                self._cond.wait()
+            if self._closing and not self._pending:
+                return False
+            island = next(iter(self._pending))  # oldest submission first
+            snap, release = self._pending.pop(island)
+            self._busy = True
+        try:
+            self._upload(snap, release)
+            self._backoff = 0.0
+        except StoreError as err:
+            self.stats.failures += 1
+            self._warn(f"checkpoint of island {island} not written yet: {err}")
+            self._requeue(island, snap, release)
+            self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
+        except IslandSyncError as err:  # cannot encode: a bug, don't spin on it
+            log.error("checkpoint of island %d dropped: %s", island, err)
+        except Exception:
+            self._requeue(island, snap, release)
+            raise
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        if self._backoff:
+            return self._pause(self._backoff)
+        return True
+
+    def _pause(self, seconds: float) -> bool:
+        with self._cond:
+            if self._closing:
+                return False  # the final flush has given up on an unreachable bucket
+            self._cond.wait(seconds)
+        return True
+
+    def _requeue(self, island: int, snap: IslandSnapshot, release: bool) -> None:
+        with self._cond:  # keep it unless a newer snapshot arrived meanwhile
+            if island in self._islands and island not in self._pending:
+                self._pending[island] = (snap, release)
 
     def _upload(self, snap: IslandSnapshot, release: bool) -> None:
         with self._cond:
@@ -192,46 +273,116 @@ class Uploader:
         if state is None:
             return
         t0 = time.perf_counter()
-        key = state.current_key
-        if snap.generation != state.uploaded_generation or key is None:
+        if snap.generation == state.uploaded_generation and state.current_key is not None:
+            if not release:
+                return
+            key = state.current_key  # the same checkpoint, now released
+        else:
             key = checkpoint_key(snap.island, snap.generation, self.tag)
-            blob = encode_island(snap, elite=self.elite, meta={**self.meta, "owner": self.owner})
-            self.store.put(key, blob)
-            raw = sum(a.nbytes for a in snap.arrays.values())
-            self.stats.last_raw, self.stats.last_compressed = raw, len(blob)
-            self.stats.bytes_raw += raw
-            self.stats.bytes_compressed += len(blob)
-        elif not release:
+            if state.stored != key:
+                blob = encode_island(snap, elite=self.elite,
+                                     meta={**self.meta, "owner": self.owner})
+                if key not in state.written:  # before the put: its reply may be lost
+                    state.written.append(key)
+                self.store.put(key, blob)
+                state.stored = key
+                raw = sum(a.nbytes for a in snap.arrays.values())
+                self.stats.last_raw, self.stats.last_compressed = raw, len(blob)
+                self.stats.bytes_raw += raw
+                self.stats.bytes_compressed += len(blob)
+        for _ in range(MAX_REBASES):
+            head = self._head_for(state, snap, key, release)
+            try:
+                generation = write_head(self.store, head, if_generation=state.head_generation)
+            except PreconditionFailed:
+                # Maybe another worker owns the island now; maybe an earlier write of ours
+                # landed and only its reply was lost. Read HEAD back before deciding
+                # (StoreError passes: the write is retried, and decided, later).
+                try:
+                    current = read_head(self.store, snap.island)
+                except CheckpointError as err:
+                    log.warning("island %d: HEAD unreadable after our write failed: %s",
+                                snap.island, err)
+                    current = None
+                if current is None or not self._is_ours(current[0], state, head):
+                    self._lose(snap.island, state, current)
+                    return
+                found, generation = current
+                if found.nonce != head.nonce:
+                    self._rebase(state, found, generation)
+                    continue  # write this snapshot on top of the write of ours that landed
+            self._landed(snap.island, state, head, generation, release)
+            self.stats.observe(time.perf_counter() - t0)
             return
-        best = self.to_user(snap.best_score)
+        raise StoreError(f"HEAD of island {snap.island} keeps changing under our writes")
+
+    def _head_for(self, state: _Island, snap: IslandSnapshot, key: str, release: bool) -> Head:
+        """The HEAD to write: the attempt in flight when it says the same (so its nonce is
+        kept across retries), else a freshly stamped one."""
         previous = state.previous
         if key != state.current_key and state.current_key is not None:
             previous = [state.current_key, *state.previous][:MAX_PREVIOUS]
         head = Head(island=snap.island, checkpoint=key, generation=snap.generation,
-                    evals=snap.evals, best=best, owner=self.owner, released=release,
-                    previous=previous)
-        try:
-            state.head_generation = write_head(self.store, head,
-                                               if_generation=state.head_generation)
-        except PreconditionFailed:
-            log.info("island %d belongs to another worker now; dropping it", snap.island)
-            with self._cond:
-                self._islands.pop(snap.island, None)
-                self._pending.pop(snap.island, None)
-            self._delete_quietly(key)  # an orphan nobody's HEAD will ever name
-            self.on_lost(snap.island)
-            return
-        self.stats.observe(time.perf_counter() - t0)
-        state.best = best
-        if key != state.current_key:
-            state.uploaded_generation, state.current_key = snap.generation, key
-            state.previous = previous
-            state.keys.append(key)
-        while len(state.keys) > self.keep:
-            self._delete_quietly(state.keys.popleft())
+                    evals=snap.evals, best=self.to_user(snap.best_score), owner=self.owner,
+                    released=release, previous=previous)
+        if state.attempt is not None and _same(state.attempt, head):
+            return state.attempt
+        state.attempt = stamp(head)
+        state.nonces.append(state.attempt.nonce)
+        return state.attempt
+
+    def _is_ours(self, found: Head, state: _Island, head: Head) -> bool:
+        """Whether HEAD as read back was written by this process: one of our nonces, or our
+        owner naming a blob of our (per-process) tag or the checkpoint we know as current (a
+        claim of ours that copied our HEAD)."""
+        if found.nonce and (found.nonce == head.nonce or found.nonce in state.nonces):
+            return True
+        if found.owner != self.owner:
+            return False
+        parsed = parse_checkpoint_key(found.checkpoint) if found.checkpoint else None
+        return (parsed is not None and parsed[2] == self.tag) \
+            or found.checkpoint == state.current_key
+
+    def _rebase(self, state: _Island, found: Head, generation: int) -> None:
+        state.head_generation = generation
+        state.current_key, state.previous = found.checkpoint, list(found.previous)
+        state.uploaded_generation, state.best = found.generation, found.best
+        state.attempt = None
+        state.nonces.clear()
+
+    def _landed(self, island: int, state: _Island, head: Head, generation: int,
+                release: bool) -> None:
+        self._rebase(state, head, generation)
+        self._retain(state)
         if release:
             with self._cond:
-                self._islands.pop(snap.island, None)
+                self._islands.pop(island, None)
+
+    def _retain(self, state: _Island) -> None:
+        """Delete the blobs we wrote that HEAD's lineage (current and MAX_PREVIOUS previous)
+        no longer names; every blob on it stays, for readers to fall back to."""
+        lineage = {state.current_key, *state.previous}
+        kept = []
+        for key in state.written:
+            if key in lineage:
+                kept.append(key)
+            else:
+                self._delete_quietly(key)
+        state.written = kept
+
+    def _lose(self, island: int, state: _Island, current: tuple[Head, int] | None) -> None:
+        log.info("island %d belongs to another worker now; dropping it", island)
+        with self._cond:
+            self._islands.pop(island, None)
+            self._pending.pop(island, None)
+        if current is not None:
+            # Ours that the new owner's HEAD does not name will never be named again. With
+            # HEAD unreadable we cannot tell: delete nothing, housekeeping sweeps later.
+            named = set(current[0].lineage())
+            for key in state.written:
+                if key not in named:
+                    self._delete_quietly(key)
+        self.on_lost(island)
 
     def _delete_quietly(self, key: str) -> None:
         try:
@@ -245,3 +396,11 @@ class Uploader:
         if now - self._last_warning >= 60:
             self._last_warning = now
             log.warning(message)
+
+
+def _same(a: Head, b: Head) -> bool:
+    stamp_fields = {"nonce", "written_at"}
+    return a.model_dump(exclude=stamp_fields) == b.model_dump(exclude=stamp_fields)
+
+
+__all__ = ["UPLOAD_BUCKETS", "UploadStats", "Uploader", "checkpoint_tag", "tag_writer"]

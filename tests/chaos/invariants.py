@@ -18,7 +18,6 @@ worker that did not own the island. The ``check_*`` functions then judge that ev
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +36,15 @@ from islandsync.bucket.layout import (
 from islandsync.bucket.records import Assignment, Head, read_assignment, read_elite_head, read_head
 from islandsync.errors import CheckpointError, IslandSyncError, NotFound
 from islandsync.store import BlobStore
+from islandsync.worker.uploader import checkpoint_tag, tag_writer
 
 from ..cluster import Recorder, Seen, wait_for
 
 
 def writer_tag(worker_id: str | None) -> str | None:
-    """The tag a worker puts in its checkpoint names (islandsync.worker.loop.Worker.__init__)."""
-    return None if worker_id is None else re.sub(r"[^A-Za-z0-9_.-]", "-", worker_id)[:48]
+    """The worker-id part of the tags a worker puts in its checkpoint names, as
+    islandsync.worker.uploader.tag_writer reads it back (tags are per process: id.random)."""
+    return None if worker_id is None else tag_writer(checkpoint_tag(worker_id))
 
 
 @dataclass(frozen=True)
@@ -167,14 +168,15 @@ class ChaosRecorder(Recorder):
                 continue
             island, gen, tag = parsed
             last = self.heads[island][-1] if self.heads[island] else None
-            if last is None or (gen > last.generation and tag != writer_tag(last.owner)):
+            if last is None or (gen > last.generation
+                                and tag_writer(tag) != writer_tag(last.owner)):
                 above.setdefault(island, []).append((gen, tag, key))
         for island, blobs in above.items():
             head = self._read_head(island)
             if head is None:
                 continue
             for gen, tag, key in blobs:
-                if gen > head.generation and tag != writer_tag(head.owner):
+                if gen > head.generation and tag_writer(tag) != writer_tag(head.owner):
                     self.orphans[island].setdefault(key, head.at)
 
     def _read_elite(self, now: float) -> None:
