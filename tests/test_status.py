@@ -104,3 +104,33 @@ def test_format_status_shows_whatever_values_it_gets() -> None:
 ])
 def test_printable(raw: str, shown: str) -> None:
     assert printable(raw) == shown
+
+
+def test_status_reads_each_head_once_and_lists_instead_of_stat(tmp_path: Path) -> None:
+    """One listing of islands/ gives every HEAD's age; each HEAD is read once (concurrently),
+    never stat'ed: a status of K islands is not 2 K sequential round trips."""
+    from islandsync.bucket.records import Head, write_head
+    from islandsync.store.base import Blob, BlobInfo
+
+    class Calls(LocalStore):
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.calls: list[tuple[str, str]] = []
+
+        def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
+            self.calls.append(("get", key))
+            return super().get(key, start=start, end=end)
+
+        def stat(self, key: str) -> BlobInfo | None:
+            self.calls.append(("stat", key))
+            return super().stat(key)
+
+    store = Calls(tmp_path / "run")
+    init_run(store, cluster_spec(islands=12))
+    for i in range(12):
+        write_head(store, Head(island=i, generation=3, evals=30, owner="w"), if_generation=0)
+    store.calls.clear()
+    st = collect_status(store)
+    assert st["evaluations"] == 360 and all(i["head_age_s"] is not None for i in st["islands"])
+    heads = [c for c in store.calls if c[1].startswith("islands/")]
+    assert sorted(heads) == sorted(("get", head_key(i)) for i in range(12))

@@ -49,6 +49,7 @@ _HISTORY_RE = re.compile(r"^history/(\d{12})-(\d{12})\.json$")
 #: Only a pure-Python islandsync wheel: the install cells download nothing else.
 WHEEL_NAME_RE = re.compile(r"^islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl$")
 _DIST_RE = re.compile(r"^dist/(\d{6})/(islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl)$")
+_HEAD_RE = re.compile(r"^islands/(\d{1,9})/HEAD\.json$")
 
 
 def heartbeat_key(worker_id: str) -> str:
@@ -67,6 +68,13 @@ def island_prefix(island: int) -> str:
 
 def head_key(island: int) -> str:
     return f"{ISLANDS_PREFIX}{island}/HEAD.json"
+
+
+def parse_head_key(key: str) -> int | None:
+    """The island an ``islands/<i>/HEAD.json`` key names, or None for anything else (also
+    for ``islands/007/HEAD.json``: only the key :func:`head_key` writes is an island's HEAD)."""
+    m = _HEAD_RE.match(key)
+    return int(m[1]) if m and head_key(int(m[1])) == key else None
 
 
 def checkpoint_key(island: int, generation: int, tag: str) -> str:
@@ -118,7 +126,7 @@ __all__ = [
     "ASSIGNMENT_KEY", "ELITE_HEAD_KEY", "ELITE_PREFIX", "FINISHED_KEY", "ISLANDS_PREFIX",
     "LEASE_KEY", "RUN_KEY", "WORKERS_PREFIX", "WORKER_ID_RE", "checkpoint_key", "elite_key",
     "head_key", "heartbeat_key", "island_prefix", "parse_checkpoint_key", "parse_elite_key",
-    "parse_heartbeat_key",
+    "parse_head_key", "parse_heartbeat_key",
     # run history, published wheels, the protocol version
     "DIST_PREFIX", "HISTORY_PREFIX", "PROTOCOL_KEY", "PROTOCOL_VERSION", "WHEEL_NAME_RE",
     "dist_key", "history_key", "parse_dist_key", "parse_history_key",

@@ -1,71 +1,93 @@
 """The coordinator: a lease candidate that, while leader, merges elites and places islands.
 
-One cycle (every ``interval`` seconds): renew or watch the lease -> read heartbeats (liveness
-by heartbeat generation on our monotonic clock) -> read every island's HEAD -> merge the elite
-frames of islands whose HEAD moved into a new elite epoch -> compute the assignment from the
-workers' rates and write it when it changed -> now and then, sweep old blobs. Every write is
-made only while ``lease.is_leader`` holds, carries the term, and replaces its record by CAS on
-the generation this leader last read; a CAS that fails means another leader is writing, and
-this one re-reads on its next cycle instead of fighting.
+The lease is renewed (or watched) on a thread of its own (:class:`LeaseKeeper`), on the
+lease's schedule, so a slow cycle never costs the lease; a leader whose lease lapses or moves
+to a new term mid-cycle stops acting before its next phase.
+
+One cycle (every ``interval`` seconds): read heartbeats (liveness by heartbeat generation on
+our monotonic clock; only changed ones are read) -> compute the assignment from the workers'
+rates and write it when it changed (with the run's totals) -> one listing of ``islands/``,
+then only the HEADs that moved (:class:`~islandsync.bucket.heads.HeadWatch`) -> merge the
+elite frames of islands whose HEAD moved into a new elite epoch -> the run's stop decision
+-> the ``after_merge`` hooks -> now and then, sweep old blobs. Reads go out several at a time,
+so a cycle costs a few round trips whatever the number of islands. Every write is made only
+while ``lease.is_leader`` holds, carries the term, and replaces its record by CAS on the
+generation this leader last read; a CAS that fails means another leader is writing, and this
+one re-reads on its next cycle instead of fighting. No record is written more than once a
+second (a GCS limit per object name), and bucket trouble backs the cycle off.
 
 numpy only: a coordinator needs no torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
-
-from islandsync.bucket.elites import encode_elite, read_elite
+from islandsync.bucket.heads import DEFAULT_READERS, HeadView, HeadWatch, read_concurrently
 from islandsync.bucket.layout import (
     ASSIGNMENT_KEY,
-    ELITE_HEAD_KEY,
-    ELITE_PREFIX,
+    FINISHED_KEY,
+    WORKER_ID_RE,
     WORKERS_PREFIX,
-    elite_key,
-    island_prefix,
-    parse_checkpoint_key,
-    parse_elite_key,
     parse_heartbeat_key,
 )
 from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
     Assignment,
     EliteHead,
+    Finished,
     Head,
     Heartbeat,
     landed,
     read_assignment,
-    read_elite_head,
-    read_head,
     read_record,
     stamp,
     write_assignment,
-    write_elite_head,
+    write_record,
 )
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
-from islandsync.leader.lease import Lease
-from islandsync.leader.merge import Elite, IslandElites, merge_elites
+from islandsync.leader.elite_chain import EliteChain
+from islandsync.leader.lease import Lease, LeaseKeeper
 from islandsync.leader.placement import Policy, WorkerView, place
+from islandsync.leader.sweep import KEEP_FALLBACKS, sweep
+from islandsync.leader.totals import run_totals, stop_reason
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-KEEP_ELITE_EPOCHS = 3
-#: Checkpoints at or below an island's HEAD that HEAD's lineage does not name, kept as a last
-#: resort for a reader whose whole lineage is unreadable (newest first).
-KEEP_FALLBACKS = 2
 DEAD_HEARTBEAT_S = 3600.0
 #: Distinct unexpected errors logged with a traceback; past this, one line each.
 MAX_LOGGED_ERRORS = 64
+#: GCS allows about one write a second to one object name (429 beyond): the leader writes
+#: assignment.json and elite/HEAD.json at most this often, whatever its interval.
+MIN_WRITE_GAP_S = 1.0
+#: An assignment whose placement is unchanged is rewritten for the run's totals alone at most
+#: this often: followers read it on every change, and the stop decision does not wait for it
+#: (the leader writes finished.json itself).
+TOTALS_EVERY_S = 30.0
+#: Cycles after bucket trouble wait up to this many intervals (doubling): a bucket answering
+#: 429 gets breathing room, and the lease is kept on its own thread meanwhile.
+MAX_BACKOFF = 4
+
+
+@dataclass
+class Cycle:
+    """What one cycle has read so far, for the phases after it (and ``after_merge`` hooks)."""
+
+    heartbeats: dict[str, tuple[Any, Heartbeat]] | None = None
+    alive: set[str] | None = None
+    view: HeadView | None = None
+    totals: tuple[int, float | None] | None = None  # (evaluations, best) of the run
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -84,6 +106,7 @@ class Coordinator:
         housekeeping_s: float = 300.0,
         metrics: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        readers: int = DEFAULT_READERS,
     ) -> None:
         self.store, self.candidate = store, candidate
         self.spec = spec or read_spec(store)
@@ -92,55 +115,108 @@ class Coordinator:
         self.metrics, self.clock = metrics, clock
         self.lease = Lease(store, candidate, lease_s=lease_s, clock=clock)
         self.top = self.spec.elite_size
+        self.readers = readers
+        #: Phases run after the merge while leading, each given the :class:`Cycle`; an error
+        #: in one skips it only (StoreError: the rest of the cycle). For e.g. a run history.
+        self.after_merge: list[tuple[str, Callable[[Cycle], None]]] = []
         self._hurry = False
         self._acting_term = 0
+        self._trouble = 0  # cycles in a row that met bucket trouble
+        self._cycle_s = 0.0  # how long the last whole cycle took (our clock)
+        self._keeper: LeaseKeeper | None = None
+        self._wake = threading.Event()
+        self._last_write: dict[str, float] = {}  # key -> time.monotonic() of our last write
         self._logged: set[tuple[str, str, str]] = set()
         self._reset()
 
     def _reset(self) -> None:
         """Forget everything cached: a new term starts from what the bucket says."""
-        self._heartbeats: dict[str, tuple[int, Heartbeat]] = {}
+        self._heartbeats: dict[str, tuple[Any, Heartbeat]] = {}
         # What we saw while leading an earlier term is stale: liveness starts over too.
         self.liveness = Liveness(self.spec.worker_timeout_s, self.clock)
-        self._elites = IslandElites(self.store, self.spec)
-        self._global: Elite | None = None
-        self._elite_head: tuple[EliteHead, int] | None = None
-        self._elite_head_generation = 0  # of an unreadable elite HEAD we will replace
-        self._elite_loaded = False
+        self._chain = EliteChain(self.store, self.spec, leading=self._leading,
+                                 paced=self._paced, delete=self._delete, metrics=self.metrics,
+                                 readers=self.readers)
         self._placed_at: dict[int, float] = {}
         self._next_housekeeping = self.clock() + min(60.0, self.housekeeping_s)
         self._orphans: set[str] = set()
+        self._heads = HeadWatch(self.store, self.spec.islands, readers=self.readers,
+                                what="coordinator")
+        self._view: HeadView | None = None
+        self._totals: tuple[int, float | None] | None = None
+        self._totals_at = float("-inf")  # our clock, when an assignment last carried them
+        self._finished = False
 
     # -- driving -------------------------------------------------------------------------
 
     def run(self, stop: threading.Event | None = None, duration: float | None = None) -> None:
         """Cycle until ``stop`` is set or ``duration`` passes; gives the lease up on the way
-        out so that another candidate takes over at once."""
+        out so that another candidate takes over at once. The lease is kept by a thread of
+        its own meanwhile, which wakes this loop when leadership is won or lost."""
         stop = stop or threading.Event()
         ends = None if duration is None else self.clock() + duration
         try:
             while not stop.is_set() and (ends is None or self.clock() < ends):
+                if self._keeper is None or not self._keeper.alive:
+                    if self._keeper is not None:
+                        log.error("coordinator %s: the lease thread died; restarting it",
+                                  self.candidate)
+                    self._keeper = LeaseKeeper(
+                        self.lease, stop=stop, on_change=self._wake.set,
+                        watch_s=min(self.interval, self.lease.lease_s / 3)).start()
                 started = self.clock()
                 self.step()
                 # Islands waiting for a worker to be seen beating: look again sooner.
                 interval = min(self.interval, self.spec.heartbeat_interval_s) if self._hurry \
                     else self.interval
-                stop.wait(max(0.0, interval - (self.clock() - started)))
+                wait = interval - (self.clock() - started)
+                if self._trouble:
+                    wait = interval * min(MAX_BACKOFF, 2 ** (self._trouble - 1))
+                elif (death := self._next_death()) is not None:
+                    # Look again the moment a silent worker's timeout runs out, not up to
+                    # an interval later: its islands move that much sooner.
+                    wait = min(wait, death - self.clock() + 0.05)
+                self._wake.wait(max(0.0, wait))
+                self._wake.clear()
         finally:
+            if self._keeper is not None:
+                self._keeper.stop()
+                self._keeper = None
             self.lease.release()
             if self._acting_term:
                 log.info("coordinator %s: gave up the lease (term %d)", self.candidate,
                          self._acting_term)
 
+    @property
+    def _elite_head(self) -> tuple[EliteHead, Any] | None:
+        return self._chain.head
+
+    def _next_death(self) -> float | None:
+        """When (our clock) the first worker we hold alive is judged dead unless its
+        heartbeat moves; None when not leading or no worker is alive."""
+        if not self._acting_term:
+            return None
+        return min((self.liveness.since(w) + self.spec.worker_timeout_s
+                    for w, (_, hb) in self._heartbeats.items()
+                    if hb.state != "exited" and self.liveness.alive(w)), default=None)
+
+    def _leading(self) -> bool:
+        """Still the leader of the term this cycle acts for: checked before every phase (the
+        lease thread may have lost the lease, or lost and won it again, meanwhile)."""
+        return self.lease.is_leader and self.lease.term == self._acting_term
+
     def step(self) -> None:
         """One cycle. Never raises: bucket trouble is retried next cycle, and an unexpected
         error (a bug, or input nothing foresaw) skips only the phase it happened in, logged
-        with its traceback the first time, so the leader loop stays alive either way."""
-        try:
-            leader = self.lease.step()
-        except Exception as err:  # noqa: BLE001 - a dead leader thread is worse than any error
-            self._unexpected("lease", err)
-            return
+        with its traceback the first time, so the leader loop stays alive either way.
+        Without a lease thread (tests drive ``step`` alone) the lease is stepped here."""
+        if self._keeper is None or not self._keeper.alive:
+            try:
+                self.lease.step()
+            except Exception as err:  # noqa: BLE001 - a dead leader thread is worse than any error
+                self._unexpected("lease", err)
+                return
+        leader = self.lease.is_leader
         if self.metrics is not None:
             self._guard("metrics", self._observe_lease)
         if not leader:
@@ -153,22 +229,41 @@ class Coordinator:
             log.info("coordinator %s: leader, term %d", self.candidate, self.lease.term)
             self._acting_term = self.lease.term
             self._reset()
+        cycle, started = Cycle(), self.clock()
         try:
-            read = self._guard("heartbeats", self._read_heartbeats)
-            if read is not None:
-                # Assignment before the merge: a new term's first write fences the old
-                # leader, and failover waits for nothing else.
-                self._guard("assignment", self._assign, *read)
-            heads = self._guard("heads", self._read_heads)
-            if heads is not None:
-                self._guard("merge", self._merge, heads)
-                if read is not None and self.clock() >= self._next_housekeeping:
-                    self._next_housekeeping = self.clock() + self.housekeeping_s
-                    self._guard("housekeeping", self._housekeeping, heads, read[1])
-                if read is not None and self.metrics is not None:
-                    self._guard("metrics", self._observe, read[0], read[1], heads)
+            self._cycle(cycle)
+            self._trouble = 0
+            self._cycle_s = self.clock() - started
         except StoreError as err:
+            self._trouble += 1
             log.warning("coordinator: bucket trouble (will retry): %s", err)
+
+    def _cycle(self, cycle: Cycle) -> None:
+        """The phases of a cycle, in order; each starts only while still leading."""
+        read = self._guard("heartbeats", self._read_heartbeats)
+        if read is not None:
+            cycle.heartbeats, cycle.alive = read
+            # Assignment before the merge: a new term's first write fences the old
+            # leader, and failover waits for nothing else.
+            if self._leading():
+                self._guard("assignment", self._assign, *read)
+        if not self._leading():
+            return
+        heads = self._guard("heads", self._read_heads)
+        if heads is None or not self._leading():
+            return
+        cycle.view = self._view
+        self._guard("merge", self._merge, heads)
+        cycle.totals = self._guard("totals", self._decide, heads)
+        for name, hook in list(self.after_merge):
+            if not self._leading():
+                return
+            self._guard(name, hook, cycle)
+        if read is not None and self.clock() >= self._next_housekeeping and self._leading():
+            self._next_housekeeping = self.clock() + self.housekeeping_s
+            self._guard("housekeeping", self._housekeeping, heads, read[1])
+        if read is not None and self.metrics is not None:
+            self._guard("metrics", self._observe, read[0], read[1], heads)
 
     def _guard(self, phase: str, fn: Callable[..., T], *args: Any) -> T | None:
         """``fn(*args)``, or None when it raised anything but StoreError (which the cycle
@@ -208,12 +303,16 @@ class Coordinator:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read_heartbeats(self) -> tuple[dict[str, tuple[int, Heartbeat]], set[str]]:
-        seen: dict[str, tuple[int, Heartbeat]] = {}
+    def _read_heartbeats(self) -> tuple[dict[str, tuple[Any, Heartbeat]], set[str]]:
+        seen: dict[str, tuple[Any, Heartbeat]] = {}
         listing = self.store.list(WORKERS_PREFIX)
         # A leader that could not read the bucket for a while must not count that time
-        # against the workers (they were most likely cut off by the same outage).
-        self.liveness.watched(max(2 * self.interval, self.spec.heartbeat_interval_s))
+        # against the workers (they were most likely cut off by the same outage). A long
+        # cycle is no outage: without its length here, cycles longer than the limit would
+        # restart every clock each time, and no worker would ever be found dead.
+        self.liveness.watched(max(2 * self.interval, self.spec.heartbeat_interval_s)
+                              + self._cycle_s)
+        changed = []
         for info in listing:
             worker = parse_heartbeat_key(info.key)
             if worker is None:
@@ -222,135 +321,38 @@ class Coordinator:
             cached = self._heartbeats.get(worker)
             if cached is not None and cached[0] == info.generation:
                 seen[worker] = cached
+            else:
+                changed.append((worker, info))
+        for (worker, info), result in read_concurrently(
+                lambda item: read_record(self.store, item[1].key, Heartbeat), changed,
+                readers=self.readers):
+            if isinstance(result, StoreError):
+                raise result
+            if isinstance(result, Exception):  # one bad record skips that worker only
+                log.warning("coordinator: ignoring heartbeat %s: %s", info.key, _brief(result))
                 continue
-            try:
-                found = read_record(self.store, info.key, Heartbeat)
-            except StoreError:
-                raise
-            except Exception as err:  # noqa: BLE001 - one bad record skips that worker only
-                log.warning("coordinator: ignoring heartbeat %s: %s", info.key, _brief(err))
-                continue
-            if found is not None:
-                seen[worker] = (info.generation, found[0])
+            if result is not None:
+                seen[worker] = (info.generation, result[0])
         self._heartbeats = seen
         alive = {w for w, (_, hb) in seen.items()
                  if hb.state != "exited" and self.liveness.alive(w)}
         return seen, alive
 
     def _read_heads(self) -> dict[int, Head]:
-        heads: dict[int, Head] = {}
-        for island in range(self.spec.islands):
-            try:
-                current = read_head(self.store, island)
-            except StoreError:
-                raise
-            except Exception as err:  # noqa: BLE001 - one bad record skips that island only
-                log.warning("coordinator: island %d skipped: %s", island, _brief(err))
-                continue
-            if current is not None:
-                heads[island] = current[0]
-        return heads
+        """Every island's HEAD: one listing, then only the HEADs that moved (see
+        :mod:`islandsync.bucket.heads`). A HEAD that met bucket trouble is served as last
+        read, and is not fresh (housekeeping leaves its island alone)."""
+        view = self._heads.look()
+        if view.failed:
+            log.warning("coordinator: %d island HEAD(s) unreadable this cycle (bucket "
+                        "trouble); using the last ones read", view.failed)
+        self._view = view
+        return view.heads
 
     # -- merging -------------------------------------------------------------------------
 
-    def _load_global(self) -> None:
-        """The newest readable elite epoch, falling back to older ones when it is corrupt.
-        Marked loaded only once done: a StoreError on the way leaves it unloaded, and the
-        merge waits, because merging without the previous global elite loses its best."""
-        try:
-            self._elite_head = read_elite_head(self.store)
-        except CheckpointError as err:
-            log.warning("coordinator: %s; starting a new elite chain", err)
-            info = self.store.stat(ELITE_HEAD_KEY)
-            self._elite_head = None
-            self._elite_head_generation = info.generation if info else 0
-        keys = sorted((i.key for i in self.store.list(ELITE_PREFIX) if parse_elite_key(i.key)),
-                      reverse=True)
-        if self._elite_head is not None:
-            keys = [self._elite_head[0].key] + [k for k in keys if k != self._elite_head[0].key]
-        for key in keys:
-            try:
-                elite = read_elite(self.store, key, width=self._elites.width,
-                                   max_size=self.top, kind=self.spec.problem.genome.kind)
-            except (CheckpointError, NotFound) as err:
-                log.warning("coordinator: elite %s unreadable: %s", key, err)
-                continue
-            self._global = elite  # type: ignore[assignment]
-            break
-        self._elite_loaded = True
-
     def _merge(self, heads: dict[int, Head]) -> None:
-        if not self._elite_loaded:
-            try:
-                self._load_global()
-            except StoreError as err:
-                log.warning("coordinator: cannot read the global elite (%s); no merge this "
-                            "cycle", err)
-                return
-        read = self._elites.refresh(heads)
-        if read == 0 and self._global is not None:
-            return
-        parts = self._elites.parts() + ([self._global] if self._global is not None else [])
-        if not any(p[1].shape[0] for p in parts):
-            return
-        t0 = time.perf_counter()
-        result = merge_elites(parts, self.top)
-        seconds = time.perf_counter() - t0
-        if self.metrics is not None:
-            self.metrics.observe_merge(seconds, result.candidates, result.duplicates)
-        if self._global is not None and _same(result.elite, self._global):
-            return
-        self._write_elite(result.elite, result.candidates, result.duplicates)
-
-    def _write_elite(self, elite: Elite, candidates: int, duplicates: int) -> None:
-        head = self._elite_head
-        gen = head[1] if head else self._elite_head_generation
-        epoch = (head[0].epoch if head else 0) + 1
-        for _ in range(5):  # a stale leader may have left a blob under the next name
-            if not self.lease.is_leader:
-                return
-            try:
-                self.store.put(elite_key(epoch), encode_elite(elite, epoch=epoch,
-                                                              term=self._acting_term),
-                               if_generation=0)
-                break
-            except PreconditionFailed:
-                epoch += 1
-        else:
-            return
-        best = float(elite[1][0]) if elite[1].shape[0] else None
-        if best is not None and self.spec.problem.direction == "maximize":
-            best = -best
-        new = stamp(EliteHead(epoch=epoch, key=elite_key(epoch), term=self._acting_term,
-                              size=int(elite[1].shape[0]), best=best, duplicates=duplicates,
-                              candidates=candidates))
-        if not self.lease.is_leader:
-            return
-        try:
-            new_gen = write_elite_head(self.store, new, if_generation=gen)
-        except PreconditionFailed:
-            # A retried write whose first attempt landed fails its own precondition: then
-            # HEAD names our epoch, which must not be deleted.
-            landed_gen = landed(self.store, ELITE_HEAD_KEY, new, EliteHead)
-            if landed_gen is None:
-                log.warning("coordinator: elite HEAD changed under us; re-reading next cycle")
-                self._elite_loaded = False
-                self._delete(elite_key(epoch))
-                return
-            new_gen = landed_gen
-        self._elite_head, self._global = (new, new_gen), elite
-        if self.metrics is not None:
-            self.metrics.observe_global_best(best)
-        log.info("merge: elite epoch %d (term %d): %d genomes from %d candidates, %d "
-                 "duplicates dropped, best %s", epoch, self._acting_term, new.size, candidates,
-                 duplicates, "-" if best is None else f"{best:.6g}")
-        self._prune_elite(epoch)
-
-    def _prune_elite(self, newest: int) -> None:
-        for info in self.store.list(ELITE_PREFIX):
-            epoch = parse_elite_key(info.key)
-            if epoch is not None and epoch <= newest - KEEP_ELITE_EPOCHS:
-                self._delete(info.key)
+        self._chain.merge(heads, self._acting_term)
 
     # -- placing -------------------------------------------------------------------------
 
@@ -392,24 +394,36 @@ class Coordinator:
                           now=now, policy=self.policy)
         self._hurry = bool(placement.unplaced) and bool(workers)
         draining = sorted(w.worker for w in workers if w.draining)
+        # The run's totals as of the last cycle's HEADs (a new term's first assignment
+        # carries its predecessor's until then).
+        totals = self._totals or ((previous.evaluations, previous.best) if previous
+                                  else (None, None))
         unchanged = (previous is not None and previous.term == self._acting_term
                      and previous.islands == placement.islands
                      and sorted(previous.workers) == sorted(alive)
                      and previous.draining == draining)
-        if unchanged:
+        stale_totals = previous is not None and totals != (previous.evaluations, previous.best) \
+            and (previous.evaluations is None or now - self._totals_at >= TOTALS_EVERY_S)
+        if unchanged and not stale_totals:
             return
         new = stamp(Assignment(term=self._acting_term,
                                epoch=(previous.epoch if previous else 0) + 1,
                                leader=self.candidate, islands=placement.islands,
-                               workers=sorted(alive), draining=draining))
-        if not self.lease.is_leader:
-            return
-        try:
-            write_assignment(self.store, new, if_generation=gen)
-        except PreconditionFailed:
-            if landed(self.store, ASSIGNMENT_KEY, new, Assignment) is None:
-                log.warning("coordinator: assignment changed under us; re-reading next cycle")
+                               workers=sorted(alive), draining=draining,
+                               evaluations=totals[0], best=totals[1]))
+        with self._paced(ASSIGNMENT_KEY):
+            if not self._leading():
                 return
+            try:
+                write_assignment(self.store, new, if_generation=gen)
+            except PreconditionFailed:
+                if landed(self.store, ASSIGNMENT_KEY, new, Assignment) is None:
+                    log.warning("coordinator: assignment changed under us; re-reading next "
+                                "cycle")
+                    return
+        self._totals_at = now
+        if unchanged:
+            return  # the run's totals only
         for island, worker in placement.islands.items():
             if current.get(island) != worker:
                 self._placed_at[island] = now
@@ -425,37 +439,62 @@ class Coordinator:
                  f"; moved {moved}" if moved else "",
                  f"; unplaced {placement.unplaced}" if placement.unplaced else "")
 
+    # -- the run's totals and its stop decision --------------------------------------------
+
+    def _decide(self, heads: dict[int, Head]) -> tuple[int, float | None]:
+        """The run's totals from the HEADs (and the global elite's best), kept for the next
+        assignment; when a stop criterion is met, the leader records the stop decision
+        (``finished.json``, create-only, which every worker already polls), so no follower
+        needs to read every island's HEAD to judge it."""
+        elite = self._elite_head
+        evaluations, best = run_totals(heads.values(), self.spec,
+                                       elite[0].best if elite is not None else None)
+        self._totals = (evaluations, best)
+        reason = stop_reason(self.spec, evaluations, best)
+        if reason is not None and not self._finished and self._leading():
+            record = Finished(reason=reason, evals=evaluations, best=best,
+                              by=self.candidate if WORKER_ID_RE.match(self.candidate) else None)
+            try:
+                write_record(self.store, FINISHED_KEY, record, if_generation=0)
+                log.info("coordinator: the run is finished (%s): %d evaluations, best %s",
+                         reason, evaluations, best)
+            except PreconditionFailed:
+                pass  # already decided, by a worker or an earlier term: first writer wins
+            self._finished = True
+        return self._totals
+
+    @contextlib.contextmanager
+    def _paced(self, key: str) -> Iterator[None]:
+        """Wait until :data:`MIN_WRITE_GAP_S` has passed since our last write to ``key``
+        ended, then write in the ``with`` block (real time: the limit is the bucket's).
+        Callers check the lease inside the block, after the wait."""
+        last = self._last_write.get(key)
+        if last is not None:
+            gap = MIN_WRITE_GAP_S - (time.monotonic() - last)
+            if gap > 0:
+                time.sleep(gap)
+        try:
+            yield
+        finally:
+            self._last_write[key] = time.monotonic()
+
     # -- housekeeping --------------------------------------------------------------------
 
     def _housekeeping(self, heads: dict[int, Head], alive: set[str]) -> None:
-        """Sweep old blobs, never one that a HEAD names. Each island keeps every checkpoint
-        on HEAD's lineage, and of the others at or below HEAD the :data:`KEEP_FALLBACKS`
-        newest (a reader's last resort); an orphan of a killed owner must not push the real
-        lineage out. Blobs above HEAD (a writer that lost the island) go once seen twice, a
-        housekeeping period apart, so an upload whose HEAD CAS is in flight is never swept.
-        Heartbeats of workers dead an hour go."""
-        named = {key for head in heads.values() for key in head.lineage()}
-        orphans: set[str] = set()
-        for island, head in heads.items():
-            keys = sorted(((p[1], i.key) for i in self.store.list(island_prefix(island))
-                           if (p := parse_checkpoint_key(i.key)) and p[0] == island),
-                          reverse=True)
-            fallbacks = [k for g, k in keys if g <= head.generation and k not in named]
-            for key in fallbacks[KEEP_FALLBACKS:]:
-                self._delete(key)
-            orphans |= {k for g, k in keys if g > head.generation and k not in named}
-        for key in orphans & self._orphans:
-            self._delete(key)
-        self._orphans = orphans - self._orphans
+        """Sweep old checkpoints (:mod:`islandsync.leader.sweep`: never one a HEAD names),
+        and heartbeats of workers dead an hour."""
+        view = self._view if self._view is not None else self._heads.look()
+        doomed, self._orphans = sweep(view, heads, self._orphans)
         now = time.time()
         for info in self.store.list(WORKERS_PREFIX):
             worker = parse_heartbeat_key(info.key)
             if worker is not None and worker not in alive \
                     and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
-                self._delete(info.key)
+                doomed.append(info.key)
+        read_concurrently(self._delete, doomed, readers=self.readers)
 
     def _delete(self, key: str) -> None:
-        if not self.lease.is_leader:
+        if not self._leading():
             return
         try:
             self.store.delete(key)
@@ -465,11 +504,6 @@ class Coordinator:
 
 def _brief(err: Exception) -> str:
     return str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
-
-
-def _same(a: Elite, b: Elite) -> bool:
-    return a[2].shape == b[2].shape and bool(np.array_equal(a[2], b[2])) \
-        and bool(np.array_equal(a[1], b[1]))
 
 
 def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec | None = None,
@@ -484,4 +518,4 @@ def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec | None = 
     return coordinator, stop, thread
 
 
-__all__ = ["Coordinator", "start_candidate"]
+__all__ = ["KEEP_FALLBACKS", "Coordinator", "Cycle", "start_candidate"]

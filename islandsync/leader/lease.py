@@ -19,6 +19,7 @@ The term is the fencing token that assignments and elite epochs carry.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -37,7 +38,6 @@ from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, Sto
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
-
 
 
 class Lease:
@@ -85,6 +85,13 @@ class Lease:
             self.renewal_failures += self.is_leader
             log.warning("lease: bucket trouble (%s)", err)
         return self.is_leader
+
+    def renewal_due_in(self) -> float | None:
+        """Seconds of this clock until a holder must renew (0 when overdue); None when not
+        the holder (a candidate watches at its caller's cadence)."""
+        if not self.is_leader:
+            return None
+        return max(0.0, self._next_renewal - self.clock())
 
     def release(self) -> None:
         """Give the lease up at once (clean shutdown): stop acting, then delete the blob if it
@@ -169,3 +176,74 @@ class Lease:
             if self._write(term, blob.generation):
                 log.info("lease: %s took over from %s, term %d", self.candidate,
                          record.holder if record else "?", term)
+
+
+#: A renewal refused by bucket trouble (a 429 among them) is retried after this long at
+#: first, doubling: lease.json is one object name, and GCS allows one write a second to it.
+RETRY_S = 1.0
+
+
+class LeaseKeeper:
+    """Steps a :class:`Lease` on its own thread, on the lease's own schedule: a holder renews
+    every ``lease_s / 3`` however long its caller's cycle takes; a candidate watches every
+    ``watch_s``. ``on_change`` runs (on this thread) when leadership is gained or lost, so the
+    caller can act at once instead of at its next cycle. Renewal failures back off from
+    :data:`RETRY_S`, never sooner than a second apart, within the lease's validity.
+
+    Only this thread mutates the lease while it runs; others read ``is_leader`` and ``term``.
+    """
+
+    def __init__(self, lease: Lease, *, watch_s: float, stop: threading.Event,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self.lease, self.watch_s, self.on_change = lease, watch_s, on_change
+        self._stop = stop
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="islandsync-lease", daemon=True)
+
+    def start(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._halt.set()
+        self._thread.join(timeout=timeout)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when told to stop."""
+        deadline = time.monotonic() + seconds
+        while not (self._stop.is_set() or self._halt.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, 0.25))
+        return True
+
+    def _run(self) -> None:
+        retry = RETRY_S
+        try:
+            while not (self._stop.is_set() or self._halt.is_set()):
+                was, failures = self.lease.is_leader, self.lease.renewal_failures
+                try:
+                    self.lease.step()
+                except Exception:  # noqa: BLE001 - a dead keeper would stop every renewal
+                    log.exception("lease: unexpected error; retrying")
+                leader = self.lease.is_leader
+                if leader != was:
+                    self.on_change()
+                due = self.lease.renewal_due_in()
+                if due is None:
+                    retry = RETRY_S
+                    wait = self.watch_s
+                elif self.lease.renewal_failures > failures or due == 0.0:
+                    wait, retry = retry, min(2 * retry, max(RETRY_S, self.lease.lease_s / 6))
+                else:
+                    retry = RETRY_S
+                    wait = due
+                if self._wait(wait):
+                    return
+        finally:
+            self.on_change()  # the caller's loop wakes to see why

@@ -2,7 +2,7 @@
 
 Each island's newest checkpoint starts with its elite frames (``elite.*``), so the merge reads
 a few KiB per island with a ranged read whatever the population size, and only for islands
-whose HEAD moved since the last merge. The previous global elite takes part in every merge,
+whose HEAD moved since the last merge, several at a time. The previous global elite takes part in every merge,
 so the global best can never get worse from one epoch to the next.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from islandsync.bucket import codec
 from islandsync.bucket.checkpoints import ELITE_FRAMES, check_frames
+from islandsync.bucket.heads import DEFAULT_READERS, read_concurrently
 from islandsync.bucket.records import Head
 from islandsync.config import RunSpec
 from islandsync.errors import CheckpointError, NotFound, StoreError
@@ -75,34 +76,39 @@ class IslandElites:
         self._keys: dict[int, str] = {}
         self.reads = 0
 
-    def refresh(self, heads: dict[int, Head]) -> int:
-        """Read the elite of every island whose HEAD changed; returns how many were read. An
-        unreadable checkpoint keeps the island's previous elite (and is logged)."""
+    def refresh(self, heads: dict[int, Head], *, readers: int = DEFAULT_READERS) -> int:
+        """Read the elite of every island whose HEAD changed, ``readers`` at a time; returns
+        how many were read. An unreadable checkpoint keeps the island's previous elite (and
+        is logged); bucket trouble on one read leaves that island to the next refresh."""
+        moved = [(island, head.checkpoint) for island, head in sorted(heads.items())
+                 if head.checkpoint is not None and self._keys.get(island) != head.checkpoint]
         read = 0
-        for island, head in heads.items():
-            key = head.checkpoint
-            if key is None or self._keys.get(island) == key:
-                continue
-            try:
-                # The whole frame list must fit the run before a byte is decompressed.
-                _, frames = codec.read_frames(
-                    self.store, key, ELITE_FRAMES,
-                    check=lambda _, infos, key=key: check_frames(infos, key=key, spec=self.spec))
-                elite = tuple(frames[n] for n in ELITE_FRAMES)
-                self._check(elite, key)
-            except StoreError:
-                raise
-            except Exception as err:  # noqa: BLE001 - one bad island never stops the merge
+        for (island, key), result in read_concurrently(lambda item: self._read(item[1]), moved,
+                                                       readers=readers):
+            if isinstance(result, StoreError) and not isinstance(result, NotFound):
+                continue  # not remembered: read again next time
+            if isinstance(result, Exception):
+                # One bad island never stops the merge; a blob gone since HEAD named it is
+                # as unreadable as a corrupt one (HEAD has moved on, or will).
                 log.warning("merge: island %d: elite of %s unreadable, keeping the previous "
                             "one: %s", island, key,
-                            err if isinstance(err, (CheckpointError, NotFound))
-                            else f"{type(err).__name__}: {err}")
+                            result if isinstance(result, (CheckpointError, NotFound))
+                            else f"{type(result).__name__}: {result}")
                 self._keys[island] = key  # do not re-read a bad blob every cycle
                 continue
-            self._elites[island], self._keys[island] = elite, key  # type: ignore[assignment]
+            self._elites[island], self._keys[island] = result, key
             read += 1
         self.reads += read
         return read
+
+    def _read(self, key: str) -> Elite:
+        # The whole frame list must fit the run before a byte is decompressed.
+        _, frames = codec.read_frames(
+            self.store, key, ELITE_FRAMES,
+            check=lambda _, infos: check_frames(infos, key=key, spec=self.spec))
+        elite = tuple(frames[n] for n in ELITE_FRAMES)
+        self._check(elite, key)
+        return elite  # type: ignore[return-value]
 
     def _check(self, elite: tuple[np.ndarray, ...], key: str) -> None:
         """What merge_elites relies on, checked again on the decoded arrays."""

@@ -1,0 +1,588 @@
+"""Scale: W workers and K islands on one bucket, with the real coordinator.
+
+Simulated workers run the real worker bucket side (``BucketLink``: heartbeats, assignment
+polls, claims, elite reads; ``Uploader``: checkpoint blobs and HEAD CAS) at the run's real
+cadence, with a loop that stands in for the engine (no torch: islands "evolve" by counters,
+snapshots are small random populations), as threads, so 64 fit on 2 cores. Three real
+``Coordinator`` candidates compete for the lease. Every bucket call goes through a tap that
+sleeps ``--store-latency`` first (a local directory behaving like a remote bucket), counts
+operations by GCS class per role, and logs every write's key and time.
+
+Per size W x K it reports: the leader's cycle seconds (p50, p95, max) over a steady window,
+lease losses (term changes nobody caused), recovery seconds after killing W/8 workers (kill ->
+each of their islands claimed by a live worker), failover seconds after killing the leader
+(kill -> an assignment of a higher term), operations per worker-hour by class (and by
+operation) and the leader's own per hour, and the most writes any one object took within one
+second. A kill is a kill -9 as the bucket sees it: the victim's every later call fails.
+
+``--compare-before TREE`` also measures the leader cycle at 32 x 256 on the code in TREE (a
+checkout of an older commit: ``git worktree add /tmp/before <commit>``), in a child process
+with ``PYTHONPATH=TREE``, and on this tree the same way.
+
+    python benchmarks/scale.py                      # 8x64, 32x256, 64x512 at 50 ms
+    python benchmarks/scale.py --compare-before /tmp/before
+    python benchmarks/scale.py --quick              # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from islandsync.bucket.checkpoints import IslandSnapshot
+from islandsync.bucket.ids import genome_ids_numpy
+from islandsync.bucket.layout import ASSIGNMENT_KEY, LEASE_KEY
+from islandsync.bucket.records import read_assignment, read_head, read_lease
+from islandsync.bucket.run import init_run
+from islandsync.config import spec_from_flags, spec_hash
+from islandsync.errors import StoreError
+from islandsync.leader.coordinator import Coordinator
+from islandsync.store import LocalStore
+from islandsync.store.base import Blob, BlobInfo, BlobStore
+from islandsync.worker.link import BucketLink
+from islandsync.worker.uploader import Uploader
+
+SIZES = [(8, 64), (32, 256), (64, 512)]
+CLASS = {"put": "A", "list": "A", "delete": "A", "get": "B", "stat": "B"}
+
+
+# -- the tap: latency, counts per role, a log of writes -----------------------------------
+
+class WriteLog:
+    """Every write's (key, time.monotonic()) from every role: the per-object write rate."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.times: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.times[key].append(now)
+
+    def max_per_second(self, since: float = 0.0, until: float = float("inf"),
+                       keys: Any = None) -> tuple[int, str | None]:
+        """The most writes one object took within any one second, and which object."""
+        worst, where = 0, None
+        with self._lock:
+            items = [(k, [t for t in v if since <= t <= until]) for k, v in self.times.items()
+                     if keys is None or keys(k)]
+        for key, ts in items:
+            lo = 0
+            for hi in range(len(ts)):
+                while ts[hi] - ts[lo] >= 1.0:
+                    lo += 1
+                if hi - lo + 1 > worst:
+                    worst, where = hi - lo + 1, key
+        return worst, where
+
+
+class Tap(BlobStore):
+    """One role's view of the shared store: latency first, then counted and logged. ``dead``
+    makes every call fail, as a killed process's calls would never reach the bucket."""
+
+    def __init__(self, inner: BlobStore, latency: float, log: WriteLog) -> None:
+        self.inner, self.latency, self.log = inner, latency, log
+        self.url = inner.url
+        self.dead = False
+        self._lock = threading.Lock()
+        self.ops: dict[str, int] = defaultdict(int)
+
+    def counts(self) -> dict[str, Any]:
+        with self._lock:
+            ops = dict(self.ops)
+        by_class = {"A": 0, "B": 0}
+        for op, n in ops.items():
+            by_class[CLASS[op]] += n
+        return {"ops": by_class, "errors": {}}
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.ops)
+
+    def _call(self, op: str, fn: Any, key: str | None = None) -> Any:
+        if self.dead:
+            raise StoreError("killed")
+        if self.latency > 0:
+            time.sleep(self.latency)
+        if self.dead:
+            raise StoreError("killed")
+        with self._lock:
+            self.ops[op] += 1
+        if op == "put" and key is not None:
+            self.log.add(key)
+        return fn()
+
+    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
+        return self._call("get", lambda: self.inner.get(key, start=start, end=end))
+
+    def put(self, key: str, data: bytes, *, if_generation: Any = None) -> Any:
+        return self._call("put", lambda: self.inner.put(key, data, if_generation=if_generation),
+                          key)
+
+    def stat(self, key: str) -> BlobInfo | None:
+        return self._call("stat", lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> list[BlobInfo]:
+        return self._call("list", lambda: self.inner.list(prefix))
+
+    def delete(self, key: str, *, if_generation: Any = None) -> None:
+        return self._call("delete", lambda: self.inner.delete(key, if_generation=if_generation))
+
+
+# -- a simulated worker: the real bucket side, a stand-in engine ----------------------------
+
+class SimWorker:
+    """BucketLink and Uploader as a real worker runs them; islands advance by counters and
+    checkpoint every ``checkpoint_interval_s`` (the first one at a random offset, as workers
+    that joined at different times would)."""
+
+    def __init__(self, store: Tap, spec: Any, worker_id: str, rng: np.random.Generator) -> None:
+        self.store, self.spec, self.worker_id = store, spec, worker_id
+        self.rng = rng
+        self.pop, self.dim = spec.algorithm.pop, spec.problem.genome.width
+        self.hosted: dict[int, list[int]] = {}  # island -> [generation, evals]
+        self.lock = threading.Lock()
+        self.lost: list[int] = []
+        self.stop = threading.Event()
+        self.uploader = Uploader(store, owner=worker_id, tag=worker_id,
+                                 elite=min(spec.elite_size, self.pop),
+                                 meta={"spec_hash": spec_hash(spec),
+                                       "direction": spec.problem.direction},
+                                 to_user=lambda s: float(s) if np.isfinite(s) else None,
+                                 on_lost=self._on_lost)
+        self.link = BucketLink(store, spec, worker_id=worker_id, solo=False,
+                               max_islands=spec.islands, stats=self._stats,
+                               hosted=self._hosted)
+        self.thread = threading.Thread(target=self._loop, name=f"sim-{worker_id}", daemon=True)
+        self.next_checkpoint = time.monotonic() + rng.uniform(0, spec.checkpoint_interval_s)
+
+    def _hosted(self) -> set[int]:
+        with self.lock:
+            return set(self.hosted)
+
+    def _on_lost(self, island: int) -> None:
+        with self.lock:
+            self.lost.append(island)
+
+    def _stats(self) -> dict[str, Any]:
+        with self.lock:
+            islands = sorted(self.hosted)
+            evals = sum(e for _, e in self.hosted.values())
+        return {"platform": "sim", "islands": islands, "rate": 1000.0, "evaluations": evals,
+                "max_islands": self.spec.islands, "store": self.store.counts()}
+
+    def start(self) -> None:
+        self.link.start()
+        self.thread.start()
+
+    def kill(self) -> None:
+        self.store.dead = True
+        self.stop.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.link._stop.set()  # no final checkpoints: the run ends with the benchmark
+        self.uploader.close(timeout=5)
+
+    def _snapshot(self, island: int) -> IslandSnapshot:
+        generation, evals = self.hosted[island]
+        genomes = self.rng.uniform(-5, 5, (self.pop, self.dim)).astype(np.float32)
+        scores = (10.0 / (1 + generation) + self.rng.random(self.pop)).astype(np.float32)
+        return IslandSnapshot(island, generation, evals, 0, {
+            "genomes": genomes, "scores": scores, "ids": genome_ids_numpy(genomes),
+            "origin": np.full(self.pop, island, np.int64)})
+
+    def _loop(self) -> None:
+        tick = 0.25
+        while not self.stop.wait(tick):
+            inbox = self.link.take()
+            with self.lock:
+                for island in self.lost:
+                    self.hosted.pop(island, None)
+                self.lost = []
+                for claim in inbox.claims:
+                    snap = claim.snapshot
+                    resumed = None
+                    if snap is not None and claim.snapshot_key is not None:
+                        resumed = (snap.generation, claim.snapshot_key)
+                    self.uploader.adopt(claim.island, claim.head_generation, claim.keys,
+                                        resumed, claim.lineage)
+                    self.hosted[claim.island] = [snap.generation if snap else 0,
+                                                 snap.evals if snap else 0]
+                    self.link.claimed(claim.island)
+                release = sorted(inbox.release & set(self.hosted))
+                for island in release:
+                    self.uploader.submit(self._snapshot(island), release=True)
+                    del self.hosted[island]
+                for state in self.hosted.values():
+                    state[0] += 1
+                    state[1] += self.pop
+                if time.monotonic() >= self.next_checkpoint:
+                    self.next_checkpoint += self.spec.checkpoint_interval_s
+                    for island in self.hosted:
+                        self.uploader.submit(self._snapshot(island))
+            if inbox.finished is not None:
+                return
+
+
+# -- the harness ------------------------------------------------------------------------------
+
+@dataclass
+class Cadence:
+    latency: float
+    lease_s: float = 15.0
+    interval: float = 5.0
+    checkpoint_s: float = 30.0
+    heartbeat_s: float = 5.0
+    poll_s: float = 2.0
+    worker_timeout_s: float = 12.0
+    steady_s: float = 60.0
+    timeout_s: float = 90.0
+
+
+QUICK = dict(lease_s=3.0, interval=0.5, checkpoint_s=1.0, heartbeat_s=0.4, poll_s=0.2,
+             worker_timeout_s=2.0, steady_s=4.0, timeout_s=30.0)
+
+
+@dataclass
+class Cluster:
+    root: Path
+    workers: int
+    islands: int
+    cadence: Cadence
+    stop_criterion: bool = True
+    log: WriteLog = field(default_factory=WriteLog)
+
+    def __post_init__(self) -> None:
+        c = self.cadence
+        spec = spec_from_flags(problem="rastrigin", dim=8, islands=self.islands, pop=8,
+                               algorithm="ga", checkpoint_interval_s=c.checkpoint_s,
+                               heartbeat_interval_s=c.heartbeat_s, seed=1, elite_size=16)
+        # A budget no one reaches: followers then judge a stop criterion, the case in which
+        # they used to read every island's HEAD at every poll.
+        stop = {"max_evals": 10**15} if self.stop_criterion else {}
+        self.spec = spec.model_copy(update={
+            "assignment_poll_s": c.poll_s, "worker_timeout_s": c.worker_timeout_s,
+            "stop": spec.stop.model_copy(update=stop)})
+        self.raw = LocalStore(self.root)
+        init_run(self.raw, self.spec)
+        self.rng = np.random.default_rng(7)
+        self.sims: list[SimWorker] = []
+        self.coords: dict[str, tuple[Coordinator, Tap, threading.Event, threading.Thread]] = {}
+        self.cycles: dict[str, list[tuple[float, float]]] = defaultdict(list)
+
+    def tap(self) -> Tap:
+        return Tap(self.raw, self.cadence.latency, self.log)
+
+    def start_coordinator(self, name: str) -> None:
+        tap = self.tap()
+        c = Coordinator(tap, candidate=name, spec=self.spec, lease_s=self.cadence.lease_s,
+                        interval=self.cadence.interval)
+        step = c.step
+
+        def timed() -> None:  # the cycle as run() calls it, timed when this one leads
+            t0 = time.perf_counter()
+            step()
+            if c.lease.is_leader:
+                self.cycles[name].append((time.monotonic(), time.perf_counter() - t0))
+
+        c.step = timed  # type: ignore[method-assign]
+        stop = threading.Event()
+        thread = threading.Thread(target=c.run, args=(stop,), name=f"coord-{name}", daemon=True)
+        thread.start()
+        self.coords[name] = (c, tap, stop, thread)
+
+    def start_workers(self) -> None:
+        for n in range(self.workers):
+            sim = SimWorker(self.tap(), self.spec, f"w{n:03d}", np.random.default_rng(n))
+            self.sims.append(sim)
+            sim.start()
+
+    def kill_coordinator(self, name: str) -> None:
+        c, tap, stop, _ = self.coords[name]
+        tap.dead = True
+        stop.set()
+
+    def close(self) -> None:
+        for _, tap, stop, _ in self.coords.values():
+            stop.set()
+        for sim in self.sims:
+            sim.stop.set()
+        for sim in self.sims:
+            sim.close()
+        for _, _, _, thread in self.coords.values():
+            thread.join(timeout=30)
+
+    # what the bucket says, read without latency or counting
+
+    def lease(self) -> tuple[int, str | None]:
+        try:
+            found = read_lease(self.raw)
+        except Exception:  # noqa: BLE001 - mid-write garbage reads as no lease
+            return 0, None
+        return (found[0].term, found[0].holder) if found else (0, None)
+
+    def assignment_term(self) -> int:
+        found = read_assignment(self.raw)
+        return found[0].term if found else 0
+
+    def owners(self) -> dict[int, str | None]:
+        out = {}
+        for i in range(self.islands):
+            found = read_head(self.raw, i)
+            out[i] = found[0].owner if found and not found[0].released else None
+        return out
+
+
+def wait_until(check: Any, timeout: float, poll: float = 0.1) -> float | None:
+    """Seconds until ``check()`` held, or None after ``timeout``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if check():
+            return time.monotonic() - t0
+        time.sleep(poll)
+    return None
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(values, q))
+
+
+def per_hour(n: float, seconds: float) -> float:
+    return n * 3600.0 / seconds if seconds > 0 else 0.0
+
+
+def measure(workers: int, islands: int, cadence: Cadence, *, kills: bool = True,
+            stop_criterion: bool = True) -> dict[str, Any]:
+    """One size: warm up, a steady window, then kill workers (recovery), then the leader."""
+    with tempfile.TemporaryDirectory(prefix="islandsync-scale-") as tmp:
+        cl = Cluster(Path(tmp) / "run", workers, islands, cadence, stop_criterion)
+        t_start = time.monotonic()
+        try:
+            cl.start_coordinator("c0")
+            wait_until(lambda: cl.lease()[1] == "c0", 10)
+            for name in ("c1", "c2"):
+                cl.start_coordinator(name)
+            cl.start_workers()
+            placed = wait_until(lambda: all(o is not None for o in cl.owners().values()),
+                                cadence.timeout_s, poll=0.5)
+            warm = time.monotonic()
+            term0 = cl.lease()[0]
+            before = {"workers": [s.store.snapshot() for s in cl.sims]}
+            leader = cl.lease()[1]
+            before["leader"] = cl.coords[leader][1].snapshot() if leader in cl.coords else {}
+            terms: set[int] = set()
+            while time.monotonic() - warm < cadence.steady_s:
+                terms.add(cl.lease()[0])
+                time.sleep(0.2)
+            steady = time.monotonic() - warm
+            after_workers = [s.store.snapshot() for s in cl.sims]
+            leader_after = cl.coords[leader][1].snapshot() if leader in cl.coords else {}
+            lease_losses = len({t for t in terms if t != term0}) + (cl.lease()[0] != term0)
+            cycles = [d for name, rows in cl.cycles.items() for t, d in rows if t >= warm]
+            ops = _ops(before["workers"], after_workers, before["leader"], leader_after, steady)
+            end = warm + steady
+            writes, hottest = cl.log.max_per_second(since=warm, until=end)
+            leader_writes, leader_hottest = cl.log.max_per_second(
+                since=warm, until=end, keys=lambda k: k in (ASSIGNMENT_KEY, LEASE_KEY, "elite/HEAD.json"))
+            result: dict[str, Any] = {
+                "workers": workers, "islands": islands, "latency_ms": cadence.latency * 1000,
+                "placed_s": None if placed is None else round(placed, 1),
+                "steady_s": round(steady, 1),
+                "cycle_s": {"n": len(cycles), "p50": _r(pct(cycles, 50)),
+                            "p95": _r(pct(cycles, 95)), "max": _r(max(cycles, default=None))},
+                "lease_losses": lease_losses,
+                "ops_per_worker_hour": ops["worker"],
+                "ops_per_worker_hour_by_op": ops["worker_by_op"],
+                "leader_ops_per_hour": ops["leader"],
+                "max_writes_per_s_one_object": writes, "hottest_object": hottest,
+                "max_leader_writes_per_s_one_object": leader_writes,
+                "hottest_leader_object": leader_hottest,
+            }
+            if kills:
+                result |= _kills(cl, cadence)
+            result["all_cycles_s"] = {"p50": _r(pct([d for rows in cl.cycles.values()
+                                                    for _, d in rows], 50)),
+                                      "max": _r(max((d for rows in cl.cycles.values()
+                                                     for _, d in rows), default=None))}
+            result["wall_s"] = round(time.monotonic() - t_start, 1)
+            return result
+        finally:
+            cl.close()
+
+
+def _kills(cl: Cluster, cadence: Cadence) -> dict[str, Any]:
+    # Recovery: kill W/8 workers (at least one) that host islands.
+    owners = cl.owners()
+    hosting = sorted({o for o in owners.values() if o})
+    victims = hosting[:: max(1, len(hosting) // max(1, cl.workers // 8))][: max(1, cl.workers // 8)]
+    lost = {i for i, o in owners.items() if o in victims}
+    for sim in cl.sims:
+        if sim.worker_id in victims:
+            sim.kill()
+
+    def recovered() -> bool:
+        now = cl.owners()
+        return all(now[i] is not None and now[i] not in victims for i in lost)
+
+    recovery = wait_until(recovered, cadence.timeout_s, poll=0.2)
+    # Failover: kill the leader; a competitor must write an assignment of a higher term.
+    term, leader = cl.lease()
+    assigned = cl.assignment_term()
+    cl.kill_coordinator(leader)
+    failover = wait_until(lambda: cl.assignment_term() > max(term, assigned),
+                          cadence.timeout_s, poll=0.1)
+    return {"killed_workers": len(victims), "islands_lost": len(lost),
+            "recovery_s": _r(recovery, 1), "failover_s": _r(failover, 1),
+            "new_leader": cl.lease()[1]}
+
+
+def _ops(w0: list[dict[str, int]], w1: list[dict[str, int]], l0: dict[str, int],
+         l1: dict[str, int], seconds: float) -> dict[str, Any]:
+    by_op: dict[str, float] = defaultdict(float)
+    for a, b in zip(w0, w1):
+        for op in CLASS:
+            by_op[op] += b.get(op, 0) - a.get(op, 0)
+    n = max(1, len(w0))
+    worker_by_op = {op: round(per_hour(v / n, seconds)) for op, v in by_op.items()}
+    worker = {"A": sum(v for op, v in worker_by_op.items() if CLASS[op] == "A"),
+              "B": sum(v for op, v in worker_by_op.items() if CLASS[op] == "B")}
+    leader = {"A": 0, "B": 0}
+    for op in CLASS:
+        leader[CLASS[op]] += round(per_hour(l1.get(op, 0) - l0.get(op, 0), seconds))
+    return {"worker": worker, "worker_by_op": worker_by_op, "leader": leader}
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def cycle_only(workers: int, islands: int, cadence: Cadence, seconds: float) -> dict[str, Any]:
+    """The leader cycle alone (no competitors, no kills, no stop criterion), for comparing
+    trees: whichever code ``islandsync`` imports from."""
+    import islandsync
+
+    with tempfile.TemporaryDirectory(prefix="islandsync-scale-") as tmp:
+        cl = Cluster(Path(tmp) / "run", workers, islands, cadence, stop_criterion=False)
+        try:
+            cl.start_coordinator("c0")
+            wait_until(lambda: cl.lease()[1] == "c0", 10)
+            cl.start_workers()
+            t0 = time.monotonic()
+            wait_until(lambda: time.monotonic() - t0 >= seconds, seconds + 5, poll=0.5)
+            cycles = [d for _, d in cl.cycles["c0"]]
+            terms = cl.lease()[0]
+        finally:
+            cl.close()
+    return {"package": str(Path(islandsync.__file__).parent), "workers": workers,
+            "islands": islands, "cycles": [round(c, 2) for c in cycles],
+            "p50": _r(pct(cycles, 50)), "p95": _r(pct(cycles, 95)),
+            "max": _r(max(cycles, default=None)), "lease_term_at_end": terms}
+
+
+def compare_before(tree: str, cadence: Cadence, seconds: float, workers: int,
+                   islands: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    here = str(Path(__file__).resolve().parents[1])
+    for name, path in (("before", tree), ("after", here)):
+        env = {**os.environ, "PYTHONPATH": path}
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            subprocess.run([sys.executable, __file__, "--cycle-only", "--workers", str(workers),
+                            "--islands", str(islands), "--seconds", str(seconds),
+                            "--store-latency", str(cadence.latency), "--json", f.name],
+                           env=env, check=True, cwd=path)
+            out[name] = json.loads(Path(f.name).read_text())
+    return out
+
+
+def markdown(results: list[dict[str, Any]], compare: dict[str, Any] | None) -> str:
+    lines = ["| W x K | cycle p50 / p95 / max (s) | lease losses | recovery (s) | "
+             "failover (s) | worker ops/h A / B | leader ops/h A / B | max writes/s one "
+             "object (leader's) |", "|" + " --- |" * 8]
+    for r in results:
+        c = r["cycle_s"]
+        lines.append(
+            f"| {r['workers']} x {r['islands']} | {c['p50']} / {c['p95']} / {c['max']} "
+            f"| {r['lease_losses']} | {r.get('recovery_s')} | {r.get('failover_s')} "
+            f"| {r['ops_per_worker_hour']['A']} / {r['ops_per_worker_hour']['B']} "
+            f"| {r['leader_ops_per_hour']['A']} / {r['leader_ops_per_hour']['B']} "
+            f"| {r['max_writes_per_s_one_object']} ({r['max_leader_writes_per_s_one_object']}) |")
+    if compare:
+        b, a = compare["before"], compare["after"]
+        lines += ["", f"Leader cycle at {b['workers']} x {b['islands']}: before p50 {b['p50']} s, "
+                  f"max {b['max']} s ({len(b['cycles'])} cycles); after p50 {a['p50']} s, "
+                  f"p95 {a['p95']} s, max {a['max']} s ({len(a['cycles'])} cycles)."]
+    return "\n".join(lines)
+
+
+def parse_latency(text: str) -> float:
+    from islandsync.durations import parse_duration
+
+    return parse_duration(text, what="--store-latency", allow_zero=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--store-latency", type=parse_latency, default=0.05)
+    p.add_argument("--sizes", default=",".join(f"{w}x{k}" for w, k in SIZES),
+                   help="comma-separated WxK (default: %(default)s)")
+    p.add_argument("--steady", type=float, default=None, help="seconds of steady window")
+    p.add_argument("--quick", action="store_true", help="one small size at a fast cadence")
+    p.add_argument("--compare-before", metavar="TREE", default=None)
+    p.add_argument("--cycle-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--islands", type=int, default=256)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--markdown", default=None, help="write the table here")
+    args = p.parse_args(argv)
+    cadence = Cadence(args.store_latency, **(QUICK if args.quick else {}))
+    if args.steady is not None:
+        cadence.steady_s = args.steady
+    if args.cycle_only:
+        result = cycle_only(args.workers, args.islands, cadence, args.seconds)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        print(json.dumps(result))
+        return 0
+    sizes = [(4, 16)] if args.quick else [
+        tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    results = []
+    for w, k in sizes:
+        r = measure(w, k, cadence)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    compare = None
+    if args.compare_before:
+        compare = compare_before(args.compare_before, cadence, args.seconds, args.workers,
+                                 args.islands)
+    md = markdown(results, compare)
+    print(md)
+    doc = {"benchmark": {"command": "python benchmarks/scale.py " + " ".join(argv or sys.argv[1:]),
+                         "cadence": cadence.__dict__, "cpus": os.cpu_count()},
+           "sizes": results, "compare_before": compare}
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(md + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The global elite of a leader's term: loaded from the bucket, merged, written as epochs.
+
+At a term's start the newest readable epoch is loaded (older ones when it is corrupt); each
+merge takes it with the elite frames of islands whose HEAD moved, and writes a new immutable
+epoch, then ``elite/HEAD.json`` by CAS, when the result differs. Every write is made only
+while ``leading()`` holds (the coordinator's lease check), and ``elite/HEAD.json`` no more
+than once a second (``paced``). The previous global elite takes part in every merge, so the
+global best never gets worse from one epoch to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ContextManager
+
+import numpy as np
+
+from islandsync.bucket.elites import encode_elite, read_elite
+from islandsync.bucket.heads import DEFAULT_READERS
+from islandsync.bucket.layout import ELITE_HEAD_KEY, ELITE_PREFIX, elite_key, parse_elite_key
+from islandsync.bucket.records import (
+    EliteHead,
+    Head,
+    landed,
+    read_elite_head,
+    stamp,
+    write_elite_head,
+)
+from islandsync.config import RunSpec
+from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from islandsync.leader.merge import Elite, IslandElites, merge_elites
+from islandsync.store import BlobStore
+
+log = logging.getLogger("islandsync.leader.coordinator")  # one logger for the leader's story
+
+KEEP_ELITE_EPOCHS = 3
+
+
+class EliteChain:
+    """See module doc. ``head`` is (elite HEAD, its generation) as last read or written."""
+
+    def __init__(self, store: BlobStore, spec: RunSpec, *, leading: Callable[[], bool],
+                 paced: Callable[[str], ContextManager[None]], delete: Callable[[str], None],
+                 metrics: Any = None, readers: int = DEFAULT_READERS) -> None:
+        self.store, self.spec, self.metrics, self.readers = store, spec, metrics, readers
+        self.leading, self.paced, self.delete = leading, paced, delete
+        self.islands = IslandElites(store, spec)
+        self.global_elite: Elite | None = None
+        self.head: tuple[EliteHead, Any] | None = None
+        self.head_generation: Any = 0  # of an unreadable elite HEAD we will replace
+        self.loaded = False
+        self.term = 0
+
+    def _load(self) -> None:
+        """The newest readable elite epoch, falling back to older ones when it is corrupt.
+        Marked loaded only once done: a StoreError on the way leaves it unloaded, and the
+        merge waits, because merging without the previous global elite loses its best."""
+        try:
+            self.head = read_elite_head(self.store)
+        except CheckpointError as err:
+            log.warning("coordinator: %s; starting a new elite chain", err)
+            info = self.store.stat(ELITE_HEAD_KEY)
+            self.head = None
+            self.head_generation = info.generation if info else 0
+        keys = sorted((i.key for i in self.store.list(ELITE_PREFIX) if parse_elite_key(i.key)),
+                      reverse=True)
+        if self.head is not None:
+            keys = [self.head[0].key] + [k for k in keys if k != self.head[0].key]
+        for key in keys:
+            try:
+                elite = read_elite(self.store, key, width=self.islands.width,
+                                   max_size=self.spec.elite_size, kind=self.spec.problem.genome.kind)
+            except (CheckpointError, NotFound) as err:
+                log.warning("coordinator: elite %s unreadable: %s", key, err)
+                continue
+            self.global_elite = elite  # type: ignore[assignment]
+            break
+        self.loaded = True
+
+    def merge(self, heads: dict[int, Head], term: int) -> None:
+        """Merge the elites of islands whose HEAD moved (and the global elite) into a new
+        epoch, written for ``term`` while leading; nothing is written when nothing changed."""
+        self.term = term
+        if not self.loaded:
+            try:
+                self._load()
+            except StoreError as err:
+                log.warning("coordinator: cannot read the global elite (%s); no merge this "
+                            "cycle", err)
+                return
+        read = self.islands.refresh(heads, readers=self.readers)
+        if read == 0 and self.global_elite is not None:
+            return
+        parts = self.islands.parts() + ([self.global_elite] if self.global_elite is not None else [])
+        if not any(p[1].shape[0] for p in parts):
+            return
+        t0 = time.perf_counter()
+        result = merge_elites(parts, self.spec.elite_size)
+        seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.observe_merge(seconds, result.candidates, result.duplicates)
+        if self.global_elite is not None and _same(result.elite, self.global_elite):
+            return
+        self._write(result.elite, result.candidates, result.duplicates)
+
+    def _write(self, elite: Elite, candidates: int, duplicates: int) -> None:
+        head = self.head
+        gen = head[1] if head else self.head_generation
+        epoch = (head[0].epoch if head else 0) + 1
+        for _ in range(5):  # a stale leader may have left a blob under the next name
+            if not self.leading():
+                return
+            try:
+                self.store.put(elite_key(epoch), encode_elite(elite, epoch=epoch,
+                                                              term=self.term),
+                               if_generation=0)
+                break
+            except PreconditionFailed:
+                epoch += 1
+        else:
+            return
+        best = float(elite[1][0]) if elite[1].shape[0] else None
+        if best is not None and self.spec.problem.direction == "maximize":
+            best = -best
+        new = stamp(EliteHead(epoch=epoch, key=elite_key(epoch), term=self.term,
+                              size=int(elite[1].shape[0]), best=best, duplicates=duplicates,
+                              candidates=candidates))
+        with self.paced(ELITE_HEAD_KEY):
+            if not self.leading():
+                return
+            try:
+                new_gen = write_elite_head(self.store, new, if_generation=gen)
+            except PreconditionFailed:
+                # A retried write whose first attempt landed fails its own precondition:
+                # then HEAD names our epoch, which must not be deleted.
+                new_gen = landed(self.store, ELITE_HEAD_KEY, new, EliteHead)
+        if new_gen is None:
+            log.warning("coordinator: elite HEAD changed under us; re-reading next cycle")
+            self.loaded = False
+            self.delete(elite_key(epoch))
+            return
+        self.head, self.global_elite = (new, new_gen), elite
+        if self.metrics is not None:
+            self.metrics.observe_global_best(best)
+        log.info("merge: elite epoch %d (term %d): %d genomes from %d candidates, %d "
+                 "duplicates dropped, best %s", epoch, self.term, new.size, candidates,
+                 duplicates, "-" if best is None else f"{best:.6g}")
+        self._prune(epoch)
+
+    def _prune(self, newest: int) -> None:
+        for info in self.store.list(ELITE_PREFIX):
+            epoch = parse_elite_key(info.key)
+            if epoch is not None and epoch <= newest - KEEP_ELITE_EPOCHS:
+                self.delete(info.key)
+
+
+def _same(a: Elite, b: Elite) -> bool:
+    return a[2].shape == b[2].shape and bool(np.array_equal(a[2], b[2])) \
+        and bool(np.array_equal(a[1], b[1]))
+
+
+__all__ = ["KEEP_ELITE_EPOCHS", "EliteChain"]
