@@ -55,21 +55,54 @@ class IslandSnapshot:
         return float(scores.min()) if scores.size else float("inf")
 
 
+#: The population's four per-genome frames. A checkpoint stores each genome once: the best
+#: ``elite`` rows, best first, as ``elite.*`` (first, so a ranged read fetches just them), the
+#: other rows as ``rest.*``, and ``order`` (each stored row's index in the population) so that
+#: a resumed island continues exactly as the uninterrupted one would have.
+ROW_FRAMES = ("genomes", "scores", "ids", "origin")
+
+
 def encode_island(snap: IslandSnapshot, *, elite: int, meta: dict[str, Any]) -> bytes:
     a = snap.arrays
-    order = np.argsort(a["scores"], kind="stable")[: max(1, min(elite, a["scores"].size))]
-    frames: dict[str, np.ndarray] = {
-        "elite.genomes": a["genomes"][order],
-        "elite.scores": a["scores"][order],
-        "elite.ids": a["ids"][order],
-        "elite.origin": a["origin"][order],
-    }
-    frames.update(a)
+    n = a["scores"].size
+    perm = np.argsort(a["scores"], kind="stable")
+    k = max(1, min(elite, n)) if n else 0
+    frames: dict[str, np.ndarray] = {f"elite.{f}": a[f][perm[:k]] for f in ROW_FRAMES}
+    frames.update({f"rest.{f}": a[f][perm[k:]] for f in ROW_FRAMES})
+    frames["order"] = perm.astype(np.int64)
+    frames.update({name: v for name, v in a.items() if name not in ROW_FRAMES})
     header = {
         **meta, "island": snap.island, "generation": snap.generation, "evals": snap.evals,
         "nan_count": snap.nan_count,
     }
     return codec.encode(header, frames)
+
+
+def _population(frames: dict[str, np.ndarray], key: str) -> dict[str, np.ndarray]:
+    """The population's arrays in their original order, from either layout: ``elite.*`` +
+    ``rest.*`` + ``order`` (each genome once), or whole frames beside a copied elite (the
+    layout before, still read)."""
+    arrays = {k: v for k, v in frames.items()
+              if not k.startswith(("elite.", "rest.")) and k != "order"}
+    if "order" not in frames:
+        return arrays
+    order = frames["order"]
+    n = order.shape[0]
+    if order.ndim != 1 or not np.array_equal(np.sort(order), np.arange(n)):
+        raise CheckpointError(f"checkpoint {key}: frame 'order' is not a permutation")
+    for name in ROW_FRAMES:
+        try:
+            stored = np.concatenate([frames[f"elite.{name}"], frames[f"rest.{name}"]])
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {key}: frames of {name!r} do not fit "
+                                  f"({type(err).__name__})") from None
+        if stored.shape[0] != n:
+            raise CheckpointError(f"checkpoint {key}: {stored.shape[0]} rows of {name!r} for "
+                                  f"a population of {n}")
+        whole = np.empty_like(stored)
+        whole[order] = stored
+        arrays[name] = whole
+    return arrays
 
 
 def _count(meta: dict[str, Any], name: str, key: str, default: int | None = None) -> int:
@@ -126,7 +159,12 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
     if rows is None or rows > most:
         raise fail(f"elite of {'no' if rows is None else rows} rows; the run keeps 0 to {most}")
     expected: dict[str, tuple[tuple[int, ...], Callable[[np.dtype], bool]]] = {}
-    for prefix, n in (("", pop), ("elite.", rows)):
+    # Each genome once (elite.* + rest.* + order), or whole frames beside a copied elite.
+    parts = ((("elite.", rows), ("rest.", pop - rows)) if "order" in by_name
+             else (("", pop), ("elite.", rows)))
+    if "order" in by_name:
+        expected["order"] = ((pop,), _kinds("i", "u"))
+    for prefix, n in parts:
         expected.update({f"{prefix}genomes": ((n, width), genes),
                          f"{prefix}scores": ((n,), _kinds("f")),
                          f"{prefix}ids": ((n,), _int64),
@@ -161,7 +199,7 @@ def decode_island(data: bytes, *, key: str, spec: RunSpec | None = None) -> Isla
     if spec is not None:
         check_frames(infos, key=key, spec=spec)
     _, frames = codec.decode(data, name=key)
-    arrays = {k: v for k, v in frames.items() if not k.startswith("elite.")}
+    arrays = _population(frames, key)
     missing = {"genomes", "scores", "ids", "origin"} - set(arrays)
     if missing:
         raise CheckpointError(f"checkpoint {key}: missing frames {sorted(missing)}")

@@ -143,17 +143,20 @@ def _with(snap_frames: list, name: str, dtype: str | None = None, shape: list[in
 
 
 HEADER = {"island": 0, "generation": 5, "evals": 80, "nan_count": 0}
+REST = POP - ELITE
 MISFITS = {
-    "genomes of ints in a real run": ("genomes", "<i4", None),
-    "genomes too narrow": ("genomes", None, [POP, DIM - 1]),
-    "genomes too many rows": ("genomes", None, [POP + 1, DIM]),
-    "genomes flat": ("genomes", None, [POP * DIM]),
-    "scores short": ("scores", None, [POP - 1]),
-    "scores of ints": ("scores", "<i4", None),
-    "ids of int32": ("ids", "<i4", None),
-    "ids of uint64": ("ids", "<u8", None),
-    "origin of floats": ("origin", "<f8", None),
-    "origin 2-d": ("origin", None, [POP, 1]),
+    "genomes of ints in a real run": ("rest.genomes", "<i4", None),
+    "genomes too narrow": ("rest.genomes", None, [REST, DIM - 1]),
+    "genomes too many rows": ("rest.genomes", None, [REST + 1, DIM]),
+    "genomes flat": ("rest.genomes", None, [REST * DIM]),
+    "scores short": ("rest.scores", None, [REST - 1]),
+    "scores of ints": ("rest.scores", "<i4", None),
+    "ids of int32": ("rest.ids", "<i4", None),
+    "ids of uint64": ("rest.ids", "<u8", None),
+    "origin of floats": ("rest.origin", "<f8", None),
+    "origin 2-d": ("rest.origin", None, [REST, 1]),
+    "order short": ("order", None, [POP - 1]),
+    "order of floats": ("order", "<f8", None),
     "elite genomes of another length": ("elite.genomes", None, [ELITE - 1, DIM]),
     "elite genomes too wide": ("elite.genomes", None, [ELITE, DIM + 1]),
     "elite ids short": ("elite.ids", None, [ELITE - 1]),
@@ -165,9 +168,41 @@ MISFITS = {
 def test_frames_that_do_not_fit_the_run_are_refused(case: str) -> None:
     name, dtype, shape = MISFITS[case]
     data = assemble(HEADER, _with(frames_of(snapshot()), name, dtype, shape))
-    decode_island(data, key=KEY)  # well-formed: only the run's shapes tell it is wrong
     with pytest.raises(CheckpointError, match=rf"^checkpoint {KEY}: "):
         decode_island(data, key=KEY, spec=REAL)
+
+
+def test_each_genome_is_stored_once_and_the_population_order_comes_back() -> None:
+    snap = snapshot()
+    names = [n for n, *_ in frames_of(snap)]
+    assert names[:4] == ["elite.genomes", "elite.scores", "elite.ids", "elite.origin"]
+    assert "genomes" not in names and "order" in names
+    rows = {n: shape[0] for n, _, shape, _ in frames_of(snap) if n.endswith("genomes")}
+    assert rows == {"elite.genomes": ELITE, "rest.genomes": POP - ELITE}
+    got = decode_island(blob(snap), key=KEY, spec=REAL)
+    for name, array in snap.arrays.items():  # the engine's order, not best-first
+        np.testing.assert_array_equal(got.arrays[name], array)
+    best = np.argsort(snap.arrays["scores"], kind="stable")[:ELITE]
+    _, frames = codec.decode(blob(snap))
+    np.testing.assert_array_equal(frames["elite.genomes"], snap.arrays["genomes"][best])
+
+
+def test_checkpoints_of_the_layout_before_still_load() -> None:
+    """Whole frames beside a copied elite: what writers before this layout wrote."""
+    snap = snapshot()
+    best = np.argsort(snap.arrays["scores"], kind="stable")[:ELITE]
+    old = {**{f"elite.{n}": snap.arrays[n][best] for n in ("genomes", "scores", "ids", "origin")},
+           **snap.arrays}
+    got = decode_island(codec.encode(HEADER, old), key=KEY, spec=REAL)
+    for name, array in snap.arrays.items():
+        np.testing.assert_array_equal(got.arrays[name], array)
+
+
+def test_an_order_that_is_no_permutation_is_refused() -> None:
+    frames = dict(codec.decode(blob(snapshot()))[1])
+    frames["order"] = np.zeros(POP, np.int64)
+    with pytest.raises(CheckpointError, match="not a permutation"):
+        decode_island(codec.encode(HEADER, frames), key=KEY, spec=REAL)
 
 
 def test_frame_list_misfits_beyond_one_frame() -> None:
