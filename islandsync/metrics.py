@@ -87,6 +87,8 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("islandsync_checkpoint_bytes_total", "counter", ("worker", "kind"),
      "Checkpoint bytes uploaded, before (kind=raw) and after (kind=compressed) compression."),
     ("islandsync_checkpoint_failures_total", "counter", _W, "Checkpoint uploads that failed."),
+    ("islandsync_island_restarts_from_seed_total", "counter", _W,
+     "Islands the worker restarted from the seed because no checkpoint of them was readable."),
     ("islandsync_checkpoint_blocked_seconds_total", "counter", _W,
      "Seconds the worker's evolution loop was blocked on checkpointing."),
     ("islandsync_merge_seconds", "histogram", (),
@@ -210,6 +212,7 @@ def _worker_record(worker_id: Any, heartbeat: Any, alive: bool) -> dict:
         "generations": _count(hb.get("generations")),
         "blocked": _count(hb.get("checkpoint_blocked_s")),
         "failures": _count(ckpt.get("failures")),
+        "restarts": _count(ckpt.get("restarts_from_seed")),
         "raw": _count(ckpt.get("bytes_raw_total")),
         "compressed": _count(ckpt.get("bytes_compressed_total")),
         "histogram": _histogram(ckpt.get("seconds_buckets"), ckpt.get("seconds_sum")),
@@ -268,6 +271,7 @@ class _Families:
         self.add("islandsync_checkpoint_bytes_total", (r["worker"], "raw"), r["raw"])
         self.add("islandsync_checkpoint_bytes_total", (r["worker"], "compressed"), r["compressed"])
         self.add("islandsync_checkpoint_failures_total", w, r["failures"])
+        self.add("islandsync_island_restarts_from_seed_total", w, r["restarts"])
         self.add("islandsync_checkpoint_blocked_seconds_total", w, r["blocked"])
         self.store(r["worker"], r["ops"], r["errors"])
 

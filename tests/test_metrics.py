@@ -90,7 +90,8 @@ def _heartbeat(worker: str, platform: str, **over: Any) -> dict:
         "islands": [0, 1], "rate": 1500.0, "generations": 40, "evaluations": 120000,
         "checkpoint_blocked_s": 0.75, "max_islands": 4, "deadline_in_s": None,
         "checkpoint": {"uploads": 4, "failures": 1, **upload_histogram([0.04, 0.2, 0.3, 3.0]),
-                       "bytes_raw_total": 4000, "bytes_compressed_total": 1000},
+                       "bytes_raw_total": 4000, "bytes_compressed_total": 1000,
+                       "restarts_from_seed": 2},
         "store": {"ops": {"A": 30, "B": 50}, "errors": {"put": 2, "get": 0}},
         "sent_at": 1.7e9,
     }
@@ -196,6 +197,7 @@ def test_scrape_values_labels_and_help(fed_server: tuple[CoordinatorMetrics, str
     assert v(fams, "islandsync_worker_evaluations_total", worker="colab-b2") == 9000
     assert v(fams, "islandsync_worker_evaluations_total", worker="local-c3") == 120000
     assert v(fams, "islandsync_worker_generations_total", worker="kaggle-a1") == 40
+    assert v(fams, "islandsync_island_restarts_from_seed_total", worker="kaggle-a1") == 2
     assert v(fams, "islandsync_worker_islands", worker="kaggle-a1") == 2
     assert v(fams, "islandsync_worker_islands", worker="colab-b2") == 1
     assert v(fams, "islandsync_worker_islands", worker="local-c3") == 0

@@ -23,7 +23,14 @@ from typing import Any
 
 from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
 from islandsync.bucket.layout import checkpoint_key, parse_checkpoint_key
-from islandsync.bucket.records import MAX_PREVIOUS, Head, read_head, stamp, write_head
+from islandsync.bucket.records import (
+    MAX_PREVIOUS,
+    UPLOAD_BUCKETS,
+    Head,
+    read_head,
+    stamp,
+    write_head,
+)
 from islandsync.errors import (
     CheckpointError,
     IslandSyncError,
@@ -37,8 +44,6 @@ from islandsync.worker.health import Restarts
 log = logging.getLogger(__name__)
 
 
-#: Upper bounds (seconds) of the cumulative upload-time histogram heartbeats carry.
-UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 @dataclass
@@ -403,4 +408,4 @@ def _same(a: Head, b: Head) -> bool:
     return a.model_dump(exclude=stamp_fields) == b.model_dump(exclude=stamp_fields)
 
 
-__all__ = ["UPLOAD_BUCKETS", "UploadStats", "Uploader", "checkpoint_tag", "tag_writer"]
+__all__ = ["UploadStats", "Uploader", "checkpoint_tag", "tag_writer"]

@@ -34,28 +34,6 @@ from .soak_runner import (
 SEEDS = [int(os.environ[SEED_ENV])] if os.environ.get(SEED_ENV) else [1, 2, 3]
 SECONDS = float(os.environ.get("ISLANDSYNC_SOAK_SECONDS", "30"))
 
-UPLOADER_LOST_HEAD_REPLY = (
-    "known fault, fix not landed: the uploader's HEAD CAS whose reply is lost is retried, fails "
-    "its own precondition, and the worker drops the island and deletes the checkpoint its "
-    "landed HEAD names (then resumes older: HEAD steps back)")
-
-
-def _lost_checkpoints(result: SoakResult) -> set[int]:
-    return {int(m.split()[1].rstrip(":")) for m in result.violations["checkpoints"]
-            if "which is gone" in m}
-
-
-#: Faults whose fixes have not landed yet: check -> (fault, does this run's violation of the
-#: check match that fault only). Such a run's check is marked xfail (so not strict: it passes
-#: once the fix lands); any other violation fails.
-KNOWN = {
-    "checkpoints": (UPLOADER_LOST_HEAD_REPLY, lambda r: all(
-        "which is gone" in m for m in r.violations["checkpoints"])),
-    "lineage": (UPLOADER_LOST_HEAD_REPLY, lambda r: all(
-        "went back" in m and int(m.split()[1].rstrip(":")) in _lost_checkpoints(r)
-        for m in r.violations["lineage"])),
-}
-
 _results: dict[int, SoakResult] = {}
 
 
@@ -75,8 +53,6 @@ def soak(tmp_path_factory: pytest.TempPathFactory):
 def test_soak_invariant(soak, seed: int, check: str) -> None:
     result = soak(seed)
     found = result.violations[check]
-    if found and check in KNOWN and KNOWN[check][1](result):
-        pytest.xfail(f"{KNOWN[check][0]} (seed {seed}): {found[0]}")
     assert not found, f"seed {seed} ({SEED_ENV}={seed} to replay)\n{result.report()}"
 
 
