@@ -29,6 +29,7 @@ import numpy as np
 
 from islandsync.bucket.checkpoints import IslandSnapshot, load_island
 from islandsync.bucket.elites import read_elite
+from islandsync.bucket.heads import HeadWatch
 from islandsync.bucket.layout import (
     ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
@@ -91,6 +92,8 @@ class Inbox:
     foreign: tuple[np.ndarray, ...] | None = None  # genomes, scores, ids, origin of the elite
     foreign_epoch: int = -1
     remote: dict[int, Head] = field(default_factory=dict)  # HEADs of islands hosted elsewhere
+    #: The run's (evaluations, best) as the leader last published them in the assignment.
+    totals: tuple[int | None, float | None] | None = None
     release: set[int] = field(default_factory=set)  # hosted islands assigned elsewhere now
     assignment_epoch: int = 0
 
@@ -133,6 +136,7 @@ class BucketLink:
         self._elite_generation = 0
         self.max_term = 0  # the highest lease term seen: records of lower terms are stale
         self._assignment: tuple[Assignment, int] | None = None
+        self._heads: HeadWatch | None = None  # a solo worker's view of every HEAD
         self._assigned_since: dict[int, float] = {}
         self._last_warning: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="islandsync-bucket", daemon=True)
@@ -154,7 +158,7 @@ class BucketLink:
             inbox, self._inbox = self._inbox, Inbox(
                 finished=self._inbox.finished, foreign=self._inbox.foreign,
                 foreign_epoch=self._inbox.foreign_epoch, remote=self._inbox.remote,
-                assignment_epoch=self._inbox.assignment_epoch,
+                assignment_epoch=self._inbox.assignment_epoch, totals=self._inbox.totals,
             )
         return inbox
 
@@ -375,17 +379,18 @@ class BucketLink:
             self._claiming.discard(island)
 
     def _read_remote(self, hosted: set[int]) -> None:
+        """HEADs of islands hosted elsewhere, for a stop criterion; only a solo worker reads
+        them, with one listing and only the HEADs that moved since its last poll. A follower
+        reads none: the leader publishes the run's totals in the assignment and records the
+        stop decision itself, so W followers never make W x K reads a poll."""
         stop = self.spec.stop
-        if stop.max_evals is None and stop.target is None:
+        if (stop.max_evals is None and stop.target is None) or not self.solo:
             return
-        remote: dict[int, Head] = {}
-        for island in range(self.spec.islands):
-            if island not in hosted:
-                current = self._head(island)
-                if current:
-                    # Validated by the record boundary (finite, bounded best and evals): a
-                    # crafted HEAD is skipped, never counted towards a stop criterion.
-                    remote[island] = current[0]
+        if self._heads is None:
+            self._heads = HeadWatch(self.store, self.spec.islands, what="worker")
+        # Validated by the record boundary (finite, bounded best and evals): a crafted HEAD
+        # is skipped, never counted towards a stop criterion.
+        remote = {i: h for i, h in self._heads.look().heads.items() if i not in hosted}
         with self._lock:
             self._inbox.remote = remote
 
@@ -459,6 +464,8 @@ class BucketLink:
         if assignment is None:
             return
         mine = {i for i in assignment.of(self.worker_id) if 0 <= i < self.spec.islands}
+        with self._lock:
+            self._inbox.totals = (assignment.evaluations, assignment.best)
         if claiming is None:
             with self._lock:
                 claiming = set(self._claiming)

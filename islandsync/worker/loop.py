@@ -166,6 +166,7 @@ class Worker:
         self._foreign: tuple[torch.Tensor, ...] | None = None
         self._last_checkpoint = time.monotonic()
         self._remote: dict[int, Head] = {}
+        self._totals: tuple[int | None, float | None] | None = None  # the leader's
         self._run_ends_at: float | None = None  # time.monotonic() when stop.duration_s is up
         self._next_look = 0.0
         self.deadline = deadline  # time.monotonic() at which the session must be wound up
@@ -372,6 +373,7 @@ class Worker:
             log.info("islands %s released: assigned to another worker", release)
         self.assignment_epoch = inbox.assignment_epoch
         self._remote = inbox.remote
+        self._totals = inbox.totals
         if inbox.finished is not None:
             self.request_stop(f"run finished: {inbox.finished.reason}")
         if inbox.foreign is not None and inbox.foreign_epoch != self._foreign_epoch:
@@ -423,9 +425,13 @@ class Worker:
         if stop.max_evals is None and stop.target is None:
             return
         remote = self._remote
+        # A follower has no remote HEADs: the leader's totals stand for the run (they count
+        # our islands as of their last checkpoints, so ours alone may be fresher).
+        leader_evals, leader_best = self._totals or (None, None)
         if stop.max_evals is not None:
             total = sum(self.engine.evals.values()) + sum(
                 h.evals for i, h in remote.items() if i not in self._hosted)
+            total = max(total, leader_evals or 0)
             if total >= stop.max_evals:
                 self._finish("max_evals", total)
                 return
@@ -433,7 +439,8 @@ class Worker:
             best = self._best_user()
             remote_best = [h.best for i, h in remote.items()
                            if h.best is not None and i not in self._hosted]
-            values = ([best] if best is not None else []) + remote_best
+            values = ([best] if best is not None else []) + remote_best \
+                + ([leader_best] if leader_best is not None else [])
             if values:
                 reached = (min(values) <= stop.target if self.spec.problem.direction == "minimize"
                            else max(values) >= stop.target)

@@ -195,3 +195,53 @@ def test_a_silent_worker_is_found_dead_however_long_the_cycles(tmp_path: Path) -
                   % beat)
         c.step()
     assert read_assignment(store)[0].workers == ["a"]
+
+
+def _stop_spec(islands: int):
+    spec = cluster_spec(islands=islands)
+    return spec.model_copy(update={"stop": spec.stop.model_copy(update={"max_evals": 10**9})})
+
+
+def test_a_follower_with_a_stop_criterion_reads_no_island_heads(tmp_path: Path) -> None:
+    """W followers used to read every island's HEAD at every poll when the run had max_evals
+    or target (W x K reads every 2 s). Now a follower reads only the HEADs of islands it
+    claims, and takes the run's totals from the assignment the leader writes."""
+    from islandsync.bucket.records import Assignment, write_assignment
+    from islandsync.worker.link import BucketLink
+
+    store = Reads(tmp_path / "run")
+    spec = _stop_spec(12)
+    init_run(store, spec)
+    for i in range(12):
+        _head(store, i, 1)
+    write_assignment(store, Assignment(term=1, epoch=1, leader="c",
+                                       islands={i: ("w" if i == 0 else "other") for i in range(12)},
+                                       workers=["w", "other"], evaluations=192, best=1.5),
+                     if_generation=0)
+    link = BucketLink(store, spec, worker_id="w", solo=False, max_islands=12,
+                      stats=lambda: {}, hosted=lambda: set())
+    store.gets.clear()
+    for _ in range(3):
+        link._poll()
+    inbox = link.take()
+    heads = {k for k in store.gets if k.startswith("islands/") and k.endswith("/HEAD.json")}
+    assert heads <= {head_key(0)}, heads  # the island it was assigned, read to claim it
+    assert inbox.totals == (192, 1.5) and inbox.remote == {}
+
+
+def test_a_solo_worker_reads_only_the_heads_that_moved(tmp_path: Path) -> None:
+    from islandsync.worker.link import BucketLink
+
+    store = Reads(tmp_path / "run")
+    spec = _stop_spec(12)
+    init_run(store, spec)
+    gens = {i: _head(store, i, 1) for i in range(12)}
+    link = BucketLink(store, spec, worker_id="w", solo=True, max_islands=0,
+                      stats=lambda: {}, hosted=lambda: set())
+    link._read_remote(set())
+    assert store.head_reads() == 12 and len(link.take().remote) == 12
+    link._read_remote(set())
+    assert store.head_reads() == 12  # nothing moved: nothing read
+    _head(store, 4, 2, gens[4])
+    link._read_remote(set())
+    assert store.head_reads() == 13 and link.take().remote[4].generation == 2
