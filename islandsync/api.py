@@ -93,12 +93,19 @@ def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],
     worker process (so a run of notebooks alone has a leader); stopping it gives the lease up.
     Composed here, at the edges, so that neither role imports the other."""
     def start(store: BlobStore, worker_id: str) -> Callable[[], None]:
+        from islandsync.bucket.run import read_spec
         from islandsync.leader.coordinator import start_candidate
+        from islandsync.leader.history import HistoryTap, RunHistory
 
-        _, stop, thread = start_candidate(store, candidate=worker_id, **coordinator_options)
+        # While it leads, it keeps the run's history too (islandsync report), as
+        # `islandsync coordinate` does: a run of notebooks alone is seen whole.
+        history = RunHistory(store, direction=read_spec(store).problem.direction)
+        options = {"metrics": HistoryTap(history, None, leader=worker_id), **coordinator_options}
+        _, stop, thread = start_candidate(store, candidate=worker_id, **options)
         def stop_candidate() -> None:
             stop.set()
             thread.join(timeout=30)
+            history.close()  # what this leader sampled since its last segment
         return stop_candidate
     return start
 

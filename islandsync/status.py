@@ -132,7 +132,8 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         alive = hb.get("state") == "running" and age < spec.worker_timeout_s
         row = {"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
                "rate": hb.get("rate"), "islands": hb.get("islands", []),
-               "age_s": age, "alive": alive, "state": hb.get("state")}
+               "age_s": age, "alive": alive, "state": hb.get("state"),
+               "version": hb.get("version"), "protocol": hb.get("protocol")}
         if "error" in hb:
             row["error"] = hb["error"]
         workers.append(row)

@@ -386,3 +386,18 @@ def test_an_unreadable_protocol_record_is_refused(tmp_path: Path) -> None:
     store.put(PROTOCOL_KEY, b'{"protocol": "1"}', if_generation=0)
     with pytest.raises(CheckpointError, match=PROTOCOL_KEY):
         check_protocol(store)
+
+
+def test_a_worker_that_leads_keeps_the_history_too(tmp_path: Path) -> None:
+    """A run of notebooks alone (no `islandsync coordinate`) is seen whole: the leader
+    candidate a worker stands as writes the run's history."""
+    from islandsync.api import make_worker
+
+    from .cluster import cluster_spec
+
+    url = str(tmp_path / "run")
+    worker = make_worker(url, spec=cluster_spec(islands=2), worker_id="w-lead", duration=6.0,
+                         progress=False, lease_s=2.0)
+    worker.run()
+    entries = read_history(LocalStore(url)).entries
+    assert entries and entries[0].term >= 1

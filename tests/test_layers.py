@@ -38,9 +38,13 @@ ALLOWED: dict[str, set[str]] = {
 
 
 def _layer(module: str) -> str:
-    """``islandsync.bucket.records`` -> ``bucket``; top-level modules are their own name."""
+    """``islandsync.bucket.records`` -> ``bucket``; top-level modules are their own name; a
+    name the package root defines (``from islandsync import __version__``) is the root."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "islandsync"
+    if len(parts) == 1 or not ((PACKAGE / parts[1]).is_dir()
+                               or (PACKAGE / f"{parts[1]}.py").exists()):
+        return "islandsync"
+    return parts[1]
 
 
 def _module_name(path: Path) -> str:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from islandsync.bucket.layout import RUN_KEY, WORKER_ID_RE, heartbeat_key
+from islandsync import __version__
+from islandsync.bucket.layout import PROTOCOL_VERSION, RUN_KEY, WORKER_ID_RE, heartbeat_key
 from islandsync.bucket.records import Head, read_heartbeat
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, check_fitness, spec_hash
@@ -214,6 +215,8 @@ class Worker:
     def _heartbeat_stats(self) -> dict[str, Any]:
         return {
             "platform": self.platform,
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
             "device": _device_name(self.device),
             "islands": sorted(self.hosted()),
             "rate": round(self.rate.rate, 3),
