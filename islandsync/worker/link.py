@@ -35,6 +35,7 @@ from islandsync.bucket.layout import (
     ELITE_HEAD_KEY,
     FINISHED_KEY,
     WORKERS_PREFIX,
+    head_key,
     heartbeat_key,
     island_prefix,
     parse_checkpoint_key,
@@ -42,6 +43,7 @@ from islandsync.bucket.layout import (
 )
 from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
+    MAX_INT,
     Assignment,
     Finished,
     Head,
@@ -325,6 +327,8 @@ class BucketLink:
                 continue
             current = self._head(island)
             if current is False:
+                if self._repair(island) is not None:
+                    hosted.add(island)
                 continue
             if current is not None:
                 owner = current[0].owner
@@ -343,9 +347,24 @@ class BucketLink:
             self._warn(f"island {island} skipped: {err}", f"head/{island}")
             return False
 
-    def claim(self, island: int, current: tuple[Head, int] | None) -> Claim | None:
-        """Take an island: CAS its HEAD to name us, then load its checkpoint. Losing the CAS
-        race is normal (another worker was quicker) and returns None."""
+    def _repair(self, island: int) -> Claim | None:
+        """Take over an island whose HEAD is not a valid record (garbage, a crafted blob):
+        skipped by every reader and replaced by nobody, it would stop the island for good.
+        The garbage's version fences the takeover like any HEAD's; the island resumes from its
+        newest readable checkpoint (its lineage is unknown: any of its blobs will do)."""
+        info = self.store.stat(head_key(island))
+        if info is None:
+            return None  # gone meanwhile: claimed the ordinary way next poll
+        log.warning("island %d: HEAD is not a valid record; taking it over from its newest "
+                    "readable checkpoint", island)
+        return self.claim(island, (Head(island=island), info.generation),
+                          lookup=Head(island=island, generation=MAX_INT))
+
+    def claim(self, island: int, current: tuple[Head, int] | None, *,
+              lookup: Head | None = None) -> Claim | None:
+        """Take an island: CAS its HEAD to name us, then load its checkpoint (by ``lookup``'s
+        lineage and generation when given, else the HEAD's). Losing the CAS race is normal
+        (another worker was quicker) and returns None."""
         if current is None:
             head, gen = Head(island=island), 0
         else:
@@ -355,6 +374,7 @@ class BucketLink:
                 update={"owner": self.worker_id, "released": False}), if_generation=gen)
         except PreconditionFailed:
             return None
+        head = lookup or head
         snapshot, keys = None, []
         if head.checkpoint or head.generation:
             snapshot = load_island(self.store, island, head, spec=self.spec)
@@ -480,6 +500,9 @@ class BucketLink:
                 return
             current = self._head(island)
             if current is False:
+                # The leader gave it to us: we are the one to repair it.
+                if self._repair(island) is not None:
+                    hosted.add(island)
                 continue
             if current is not None:
                 head = current[0]

@@ -303,7 +303,10 @@ def test_a_garbage_head_does_not_stop_claiming_the_other_islands(tmp_path: Path)
     link = BucketLink(store, spec, worker_id="w", solo=True, max_islands=4, stats=dict,
                       hosted=set)
     link._poll()
-    assert sorted(c.island for c in link.take().claims) == [1, 2, 3]
+    # every island claimed; the garbage one is taken over (no checkpoint: from the seed)
+    assert sorted(c.island for c in link.take().claims) == [0, 1, 2, 3]
+    head, _ = read_head(store, 0)
+    assert head.owner == "w"
 
 
 def test_a_garbage_head_does_not_stop_following_the_assignment(tmp_path: Path) -> None:
@@ -316,7 +319,36 @@ def test_a_garbage_head_does_not_stop_following_the_assignment(tmp_path: Path) -
     link = BucketLink(store, spec, worker_id="w", solo=False, max_islands=4, stats=dict,
                       hosted=set)
     link._poll()
-    assert sorted(c.island for c in link.take().claims) == [1, 2]
+    assert sorted(c.island for c in link.take().claims) == [0, 1, 2]
+
+
+def test_an_island_whose_head_is_garbage_resumes_from_its_newest_checkpoint(
+        tmp_path: Path) -> None:
+    """A crafted or corrupted HEAD is skipped by every reader: unless the island's assigned
+    worker takes it over, the island stops for good. It resumes, never restarts."""
+    store = LocalStore(tmp_path / "run")
+    spec = fast_spec()
+    init_run(store, spec)
+    snaps = _snapshots(spec)
+    up = _uploader(store)
+    up.adopt(0, _claimed(store), [])
+    for _ in range(3):
+        up.submit(next(snaps))
+        assert up.flush(10)
+    up.close()
+    newest = read_head(store, 0)[0]
+    store.put(head_key(0), b"[" * 200_000)  # the garbage replaces the HEAD
+    write_assignment(store, Assignment(term=1, epoch=1, leader="l", islands={0: "w2"},
+                                       workers=["w2"]), if_generation=0)
+    link = BucketLink(store, spec, worker_id="w2", solo=False, max_islands=4, stats=dict,
+                      hosted=set)
+    link._poll()
+    claims = link.take().claims
+    assert [c.island for c in claims] == [0]
+    assert claims[0].snapshot is not None
+    assert claims[0].snapshot.generation == newest.generation  # not from the seed
+    assert link.restarts_from_seed == 0
+    assert read_head(store, 0)[0].owner == "w2"
 
 
 # -- 5. no island claimed twice ------------------------------------------------------------
