@@ -21,7 +21,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,22 +320,27 @@ class BucketLink:
 
     def _claim_free(self, hosted: set[int]) -> None:
         """Solo mode: claim every island without a live owner, up to max_islands."""
-        for island in range(self.spec.islands):
+        def taken(head: Head) -> bool:
+            return head.owner not in (None, self.worker_id) and not head.released \
+                and self.liveness.alive(head.owner)
+        self._claim_each(range(self.spec.islands), hosted, taken)
+
+    def _claim_each(self, islands: Iterable[int], hosted: set[int],
+                    wait: Callable[[Head], bool]) -> None:
+        """Claim each island not hosted yet, up to max_islands, unless ``wait(its HEAD)``; an
+        island whose HEAD is not a valid record is taken over (we are the one to repair it)."""
+        for island in islands:
             if len(hosted) >= self.max_islands or self._stop.is_set():
                 return
             if island in hosted:
                 continue
             current = self._head(island)
             if current is False:
-                if self._repair(island) is not None:
-                    hosted.add(island)
+                claim = self._repair(island)
+            elif current is not None and wait(current[0]):
                 continue
-            if current is not None:
-                owner = current[0].owner
-                if owner not in (None, self.worker_id) and not current[0].released \
-                        and self.liveness.alive(owner):
-                    continue
-            claim = self.claim(island, current)
+            else:
+                claim = self.claim(island, current)
             if claim is not None:
                 hosted.add(island)
 
@@ -495,24 +500,11 @@ class BucketLink:
             self._inbox.assignment_epoch = assignment.epoch
         now = self.clock()
         self._assigned_since = {i: self._assigned_since.get(i, now) for i in mine}
-        for island in sorted(mine - hosted):
-            if len(hosted) >= self.max_islands or self._stop.is_set():
-                return
-            current = self._head(island)
-            if current is False:
-                # The leader gave it to us: we are the one to repair it.
-                if self._repair(island) is not None:
-                    hosted.add(island)
-                continue
-            if current is not None:
-                head = current[0]
-                waiting = (head.owner not in (None, self.worker_id) and not head.released
-                           and head.owner in assignment.workers
-                           and now - self._assigned_since[island] < self.spec.worker_timeout_s)
-                if waiting:
-                    continue
-            if self.claim(island, current) is not None:
-                hosted.add(island)
+        def waiting(head: Head) -> bool:
+            return (head.owner not in (None, self.worker_id) and not head.released
+                    and head.owner in assignment.workers
+                    and now - self._assigned_since[head.island] < self.spec.worker_timeout_s)
+        self._claim_each(sorted(mine - hosted), hosted, waiting)
 
 
 __all__ = ["BucketLink", "Claim", "Inbox"]
