@@ -22,6 +22,7 @@ listing is skipped, never trusted. See docs/design.md for who writes and who rea
 from __future__ import annotations
 
 import re
+import secrets
 
 RUN_KEY = "run.json"
 LEASE_KEY = "lease.json"
@@ -87,6 +88,30 @@ def parse_checkpoint_key(key: str) -> tuple[int, int, str] | None:
     return (int(m[1]), int(m[2]), m[3]) if m else None
 
 
+#: Random hex characters after the worker id in a checkpoint tag.
+TAG_SUFFIX_HEX = 8
+_TAG_ID_CHARS = 128 - 1 - TAG_SUFFIX_HEX  # the layout's tags are at most 128 characters
+
+
+def checkpoint_tag(worker_id: str) -> str:
+    """This process's writer tag: the worker id, a dot and random hex. Unique per process, so
+    a worker restarted under the same id never writes (nor deletes) a blob of its former
+    self, and a HEAD naming a blob of this tag and this owner was written by this process."""
+    return f"{worker_id[:_TAG_ID_CHARS]}.{secrets.token_hex(TAG_SUFFIX_HEX // 2)}"
+
+
+def tag_writer(tag: str) -> str:
+    """The worker id a :func:`checkpoint_tag` was made from (cut at 119 characters)."""
+    return tag.rsplit(".", 1)[0] if "." in tag else tag
+
+
+def written_by(key: str, worker_id: str | None) -> bool:
+    """Whether checkpoint ``key`` was written by (some process of) worker ``worker_id``."""
+    parsed = parse_checkpoint_key(key)
+    return parsed is not None and worker_id is not None \
+        and tag_writer(parsed[2]) == worker_id[:_TAG_ID_CHARS]
+
+
 def elite_key(epoch: int) -> str:
     return f"{ELITE_PREFIX}{epoch:012d}.isz"
 
@@ -127,6 +152,8 @@ __all__ = [
     "LEASE_KEY", "RUN_KEY", "WORKERS_PREFIX", "WORKER_ID_RE", "checkpoint_key", "elite_key",
     "head_key", "heartbeat_key", "island_prefix", "parse_checkpoint_key", "parse_elite_key",
     "parse_head_key", "parse_heartbeat_key",
+    # checkpoint writer tags
+    "TAG_SUFFIX_HEX", "checkpoint_tag", "tag_writer", "written_by",
     # run history, published wheels, the protocol version
     "DIST_PREFIX", "HISTORY_PREFIX", "PROTOCOL_KEY", "PROTOCOL_VERSION", "WHEEL_NAME_RE",
     "dist_key", "history_key", "parse_dist_key", "parse_history_key",

@@ -3,14 +3,19 @@
 Never a blob that a HEAD names. Each island keeps every checkpoint on HEAD's lineage, and of
 the others at or below HEAD the :data:`KEEP_FALLBACKS` newest (a reader's last resort); an
 orphan of a killed owner must not push the real lineage out. Blobs above HEAD (a writer that
-lost the island) go once seen twice, a housekeeping period apart, so an upload whose HEAD CAS
-is in flight is never swept. Checkpoints are those the cycle's listing of ``islands/``
+lost the island) go once seen twice, a housekeeping period apart. A blob above HEAD written by
+HEAD's owner (any process of that worker id) is not an orphan at all: it is an upload whose
+HEAD CAS is in flight, which an outage can hold up for longer than any period; swept, it would
+leave the HEAD that finally lands naming a deleted blob. The owner deletes its own leftovers
+(it knows which it wrote); those of an owner that died go once the island has another owner.
+Checkpoints are those the cycle's listing of ``islands/``
 showed; an island whose HEAD could not be read fresh from that listing is left alone.
 """
 
 from __future__ import annotations
 
 from islandsync.bucket.heads import HeadView
+from islandsync.bucket.layout import written_by
 from islandsync.bucket.records import Head
 
 #: Checkpoints at or below an island's HEAD that HEAD's lineage does not name, kept as a last
@@ -31,7 +36,8 @@ def sweep(view: HeadView, heads: dict[int, Head],
         keys = sorted(view.checkpoints.get(island, ()), reverse=True)
         fallbacks = [k for g, k in keys if g <= head.generation and k not in named]
         doomed += fallbacks[KEEP_FALLBACKS:]
-        orphans |= {k for g, k in keys if g > head.generation and k not in named}
+        orphans |= {k for g, k in keys if g > head.generation and k not in named
+                    and not written_by(k, head.owner)}
     doomed += sorted(orphans & seen_orphans)
     return doomed, orphans - seen_orphans
 

@@ -355,21 +355,34 @@ class BucketLink:
     def _repair(self, island: int) -> Claim | None:
         """Take over an island whose HEAD is not a valid record (garbage, a crafted blob):
         skipped by every reader and replaced by nobody, it would stop the island for good.
-        The garbage's version fences the takeover like any HEAD's; the island resumes from its
-        newest readable checkpoint (its lineage is unknown: any of its blobs will do)."""
+        The garbage's version fences the takeover like any HEAD's. The island resumes from its
+        newest readable checkpoint (its lineage is unknown: any of its blobs will do), and the
+        HEAD that replaces the garbage names it: a HEAD naming nothing would make every blob
+        of the island an orphan to the leader's sweep, and should we die before our first
+        upload, send the next owner back to the seed."""
         info = self.store.stat(head_key(island))
         if info is None:
             return None  # gone meanwhile: claimed the ordinary way next poll
         log.warning("island %d: HEAD is not a valid record; taking it over from its newest "
                     "readable checkpoint", island)
-        return self.claim(island, (Head(island=island), info.generation),
-                          lookup=Head(island=island, generation=MAX_INT))
+        found = load_island(self.store, island, Head(island=island, generation=MAX_INT),
+                            spec=self.spec)
+        if found is None:
+            claim = self.claim(island, (Head(island=island), info.generation))
+            if claim is not None:
+                self.restarts_from_seed += 1
+                log.warning("island %d: no readable checkpoint; restarting it from the seed",
+                            island)
+            return claim
+        named = Head(island=island, checkpoint=found.meta["key"], generation=found.generation,
+                     evals=found.evals)
+        return self.claim(island, (named, info.generation), loaded=found)
 
     def claim(self, island: int, current: tuple[Head, int] | None, *,
-              lookup: Head | None = None) -> Claim | None:
-        """Take an island: CAS its HEAD to name us, then load its checkpoint (by ``lookup``'s
-        lineage and generation when given, else the HEAD's). Losing the CAS race is normal
-        (another worker was quicker) and returns None."""
+              loaded: IslandSnapshot | None = None) -> Claim | None:
+        """Take an island: CAS its HEAD to name us, then load the checkpoint HEAD names
+        (unless ``loaded`` already is that checkpoint). Losing the CAS race is normal (another
+        worker was quicker) and returns None."""
         if current is None:
             head, gen = Head(island=island), 0
         else:
@@ -379,10 +392,10 @@ class BucketLink:
                 update={"owner": self.worker_id, "released": False}), if_generation=gen)
         except PreconditionFailed:
             return None
-        head = lookup or head
-        snapshot, keys = None, []
+        snapshot, keys = loaded, []
         if head.checkpoint or head.generation:
-            snapshot = load_island(self.store, island, head, spec=self.spec)
+            if snapshot is None:
+                snapshot = load_island(self.store, island, head, spec=self.spec)
             keys = [i.key for i in self.store.list(island_prefix(island))
                     if parse_checkpoint_key(i.key)]
             if snapshot is None:

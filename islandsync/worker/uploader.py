@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
-from islandsync.bucket.layout import checkpoint_key, parse_checkpoint_key
+from islandsync.bucket.layout import (
+    checkpoint_key,
+    checkpoint_tag,
+    parse_checkpoint_key,
+    tag_writer,
+)
 from islandsync.bucket.records import (
     MAX_PREVIOUS,
     UPLOAD_BUCKETS,
@@ -96,23 +100,6 @@ class _Island:
 #: HEAD writes one upload makes at most: a landed write of ours found by reading HEAD back
 #: is built upon once; a HEAD that keeps changing under us is retried later.
 MAX_REBASES = 3
-#: Random hex characters after the worker id in a checkpoint tag.
-TAG_SUFFIX_HEX = 8
-_TAG_ID_CHARS = 128 - 1 - TAG_SUFFIX_HEX  # the layout's tags are at most 128 characters
-
-
-def checkpoint_tag(worker_id: str) -> str:
-    """This process's writer tag: the worker id, a dot and random hex. Unique per process, so
-    a worker restarted under the same id never writes (nor deletes) a blob of its former
-    self, and a HEAD naming a blob of this tag and this owner was written by this process."""
-    return f"{worker_id[:_TAG_ID_CHARS]}.{secrets.token_hex(TAG_SUFFIX_HEX // 2)}"
-
-
-def tag_writer(tag: str) -> str:
-    """The worker id a :func:`checkpoint_tag` was made from (cut at 119 characters)."""
-    return tag.rsplit(".", 1)[0] if "." in tag else tag
-
-
 class Uploader:
     """Writes island checkpoints in a background thread (see module doc)."""
 
@@ -408,4 +395,5 @@ def _same(a: Head, b: Head) -> bool:
     return a.model_dump(exclude=stamp_fields) == b.model_dump(exclude=stamp_fields)
 
 
+# checkpoint_tag and tag_writer are the layout's, re-exported where callers have found them.
 __all__ = ["UploadStats", "Uploader", "checkpoint_tag", "tag_writer"]

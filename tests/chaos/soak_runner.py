@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -293,11 +294,22 @@ def _judge(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
                    for t, key, _ in corruptions)
 
     bad_keys = {key for _, key, _ in corruptions}
+
+    def explained(island: int, before: HeadSeen, after: HeadSeen) -> bool:
+        # A step back is the fallback a loader must take when what HEAD named was garbage
+        # (corrupted at any time before), or shortly after any garbage in the island's prefix.
+        return corrupted_before(f"islands/{island}/", after.at) or any(
+            key == before.checkpoint and t <= after.at for t, key, _ in corruptions)
+
     for island in range(islands):
         seen = rec.heads[island]
         result.head_observations += len(seen)
-        _judge_lineage(result, island, seen,
-                       lambda at, i=island: corrupted_before(f"islands/{i}/", at))
+        _judge_lineage(result, island, seen, lambda a, b, i=island: explained(i, a, b))
+        if any(island_of(v) == island for v in result.violations["lineage"]):
+            t0 = result.started
+            result.notes += [f"island {island}: {kind} garbage at {t - t0:.1f} s: {key}"
+                             for t, key, kind in corruptions
+                             if key.startswith(f"islands/{island}/")][:6]
         _judge_final_checkpoint(inner, result, island, bad_keys)
     best = float("inf")
     for e in rec.elites():
@@ -328,18 +340,24 @@ def _judge(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
     result.notes += rec.errors[-3:]
 
 
+def island_of(violation: str) -> int | None:
+    m = re.match(r"island (\d+)", violation)
+    return int(m[1]) if m else None
+
+
 def _judge_lineage(result: SoakResult, island: int, seen: list[HeadSeen],
-                   exempt: Callable[[float], bool]) -> None:
+                   exempt: Callable[[HeadSeen, HeadSeen], bool]) -> None:
     by_generation: dict[int, str | None] = {}
     order: list[str | None] = []
     for a, b in zip([None, *seen], seen):
         if a is not None and b.generation < a.generation:
-            if exempt(b.at):
+            if exempt(a, b):
                 result.exempted["HEAD step-backs after garbage"] += 1
             else:
                 result.violation("lineage", f"island {island}: HEAD generation went back from "
                                             f"{a.generation} ({a.checkpoint}, {a.owner}) to "
-                                            f"{b.generation} ({b.checkpoint}, {b.owner})")
+                                            f"{b.generation} ({b.checkpoint}, {b.owner}) "
+                                            f"at {b.at - result.started:.1f} s")
             by_generation, order = {}, []  # a new segment: judge linearity from here
         other = by_generation.setdefault(b.generation, b.checkpoint)
         if other != b.checkpoint:

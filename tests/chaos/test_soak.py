@@ -80,11 +80,11 @@ def test_lineage_judge_flags_a_step_back_and_a_fork_unless_garbage_explains_it()
     for seen, exempt, bad in [(linear, False, 0), (back, False, 1), (back, True, 0),
                               (returned, False, 1)]:
         result = SoakResult(seed=0, seconds=1.0)
-        _judge_lineage(result, 0, seen, lambda at, e=exempt: e)
+        _judge_lineage(result, 0, seen, lambda a, b, e=exempt: e)
         assert len(result.violations["lineage"]) == bad, (seen, result.violations)
     fork = [_head(1.0, 10), _head(2.0, 10, "w1")]
     result = SoakResult(seed=0, seconds=1.0)
-    _judge_lineage(result, 0, fork, lambda at: False)
+    _judge_lineage(result, 0, fork, lambda a, b: False)
     assert "forked" in result.violations["lineage"][0]
 
 
