@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from islandsync.bucket.history import History, read_history
-from islandsync.bucket.records import HistoryEntry
+from islandsync.bucket.history import History, HistoryEntry, read_history
 from islandsync.bucket.run import read_spec
 from islandsync.errors import ConfigError
 from islandsync.store.base import BlobStore

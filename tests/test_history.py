@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.bucket.history import read_history
+from islandsync.bucket.history import (
+    MAX_SEGMENT_BYTES,
+    HistoryEntry,
+    HistorySegment,
+    read_history,
+    read_history_segment,
+)
 from islandsync.bucket.layout import (
     HISTORY_PREFIX,
     PROTOCOL_KEY,
@@ -18,15 +24,11 @@ from islandsync.bucket.layout import (
     parse_history_key,
 )
 from islandsync.bucket.records import (
-    MAX_SEGMENT_BYTES,
     Head,
     Heartbeat,
-    HistoryEntry,
-    HistorySegment,
     ProtocolMismatch,
     ProtocolRecord,
     check_protocol,
-    read_history_segment,
     write_record,
 )
 from islandsync.errors import CheckpointError

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.bucket.history import read_history
+from islandsync.bucket.history import HistoryEntry, HistorySegment, WorkerSample, read_history
 from islandsync.bucket.layout import history_key
-from islandsync.bucket.records import HistoryEntry, HistorySegment, WorkerSample, write_record
+from islandsync.bucket.records import write_record
 from islandsync.bucket.run import init_run
 from islandsync.cli import main
 from islandsync.report import build_report, sparkline, summarize

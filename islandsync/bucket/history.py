@@ -1,4 +1,5 @@
-"""Reading a run's history (``history/*.json``, written by islandsync.leader.history).
+"""A run's history (``history/*.json``, written by islandsync.leader.history): its records,
+read through the one record boundary of :mod:`islandsync.bucket.records`, and its reader.
 
 Each segment is read through the one record boundary (:func:`read_history_segment`); a bad
 segment is skipped with one warning. Where a compacted segment covers others (a compaction
@@ -10,13 +11,126 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 
 from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
-from islandsync.bucket.records import HistoryEntry, read_history_segment
+from islandsync.bucket.records import (
+    RECORD_CONFIG,
+    Count,
+    Finite,
+    Rate,
+    Record,
+    Seconds,
+    Text,
+    WorkerId,
+    read_record,
+)
 from islandsync.errors import CheckpointError
 from islandsync.store.base import BlobStore
 
 log = logging.getLogger(__name__)
+
+#: Kinds of history event. ``term``: a new leader's term began; ``dead``: a worker stopped
+#: beating; ``joined``: a new worker beat; ``moved``: an island changed owner (``reason``
+#: from placement when known); ``recovery``: an island of a dead worker evolves again
+#: elsewhere (``seconds`` since its old owner's evaluations last moved); ``drain``: a worker
+#: near its session deadline is emptied; ``restart``: an island's generation went backwards (it
+#: restarted from an older checkpoint or from its seed); ``reassign``: the leader moved
+#: ``count`` islands for ``reason``.
+HISTORY_EVENTS = ("term", "dead", "joined", "moved", "recovery", "drain", "restart",
+                  "reassign", "finished")
+#: Largest body the history writer makes; :data:`MAX_RECORD_BYTES` is the reader's cap.
+MAX_SEGMENT_BYTES = 192 * 1024
+
+
+class HistoryEvent(BaseModel):
+    model_config = RECORD_CONFIG
+
+    kind: Annotated[str, Field(max_length=16)]
+    island: Count | None = None
+    worker: WorkerId | None = None
+    target: WorkerId | None = None
+    reason: Annotated[str, Field(max_length=32)] | None = None
+    seconds: Seconds | None = None
+    term: Count | None = None
+    count: Count | None = None
+
+
+class WorkerSample(BaseModel):
+    """One worker as the leader saw it at one history entry."""
+
+    model_config = RECORD_CONFIG
+
+    alive: bool = True
+    state: Annotated[str, Field(max_length=32)] = "running"
+    platform: Text | None = None
+    device: Text | None = None
+    rate: Rate = 0.0
+    islands: Count = 0
+    evals: Count = 0
+    #: Bucket operations so far by pricing class (this worker process's own counter).
+    ops_a: Count = 0
+    ops_b: Count = 0
+    version: Text | None = None
+    protocol: Count | None = None
+
+
+#: One island at one entry: [owner, generation, best (problem's direction), evaluations].
+IslandSample = tuple[WorkerId | None, Count, Finite | None, Count]
+
+
+class HistoryEntry(BaseModel):
+    """One sample of the whole run. ``t`` is the LEADER'S OWN wall clock (seconds since the
+    epoch): for plotting only, never compared with another machine's; ``up`` is seconds on
+    that leader's monotonic clock since it started writing history (resets on failover)."""
+
+    model_config = RECORD_CONFIG
+
+    seq: Count
+    t: Seconds
+    up: Seconds = 0.0
+    term: Count = 0
+    leader: WorkerId | None = None
+    best: Finite | None = None
+    evals: Count = 0
+    leader_ops_a: Count = 0
+    leader_ops_b: Count = 0
+    workers: Annotated[dict[WorkerId, WorkerSample], Field(max_length=4096)] = Field(
+        default_factory=dict)
+    islands: Annotated[list[IslandSample], Field(max_length=100_000)] = Field(
+        default_factory=list)
+    events: Annotated[list[HistoryEvent], Field(max_length=1024)] = Field(default_factory=list)
+
+
+class HistorySegment(Record):
+    """``history/<first>-<last>.json``: entries ``first..last`` of the run's history, written
+    once (create-only) by the leader; a compacted segment thins older ones (``level`` > 0)."""
+
+    first: Count
+    last: Count
+    level: Annotated[int, Field(ge=0, le=64)] = 0
+    direction: Annotated[str, Field(max_length=8)] = "minimize"
+    entries: Annotated[list[HistoryEntry], Field(max_length=10_000)] = Field(
+        default_factory=list)
+
+
+def read_history_segment(store: BlobStore, key: str) -> tuple[HistorySegment, int] | None:
+    """A history segment; CheckpointError when it is not valid or not what its key says
+    (entries outside first..last, or out of order)."""
+    found = read_record(store, key, HistorySegment)
+    if found is None:
+        return None
+    seg = found[0]
+    span = parse_history_key(key)
+    seqs = [e.seq for e in seg.entries]
+    if (span != (seg.first, seg.last) or seqs != sorted(set(seqs))
+            or any(not seg.first <= q <= seg.last for q in seqs)):
+        raise CheckpointError(f"{store.url.rstrip('/')}/{key}: not a valid HistorySegment "
+                              f"record (entries do not match the key's range)")
+    return found
+
 
 
 @dataclass
@@ -59,4 +173,7 @@ def read_history(store: BlobStore) -> History:
     return out
 
 
-__all__ = ["History", "read_history"]
+__all__ = [
+    "HISTORY_EVENTS", "MAX_SEGMENT_BYTES", "History", "HistoryEntry", "HistoryEvent",
+    "HistorySegment", "IslandSample", "WorkerSample", "read_history", "read_history_segment",
+]

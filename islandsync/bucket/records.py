@@ -50,7 +50,6 @@ from islandsync.bucket.layout import (
     heartbeat_key,
     parse_checkpoint_key,
     parse_elite_key,
-    parse_history_key,
 )
 from islandsync.errors import CheckpointError, ConfigError, NotFound, PreconditionFailed
 from islandsync.store.base import BlobStore
@@ -67,7 +66,7 @@ MAX_PREVIOUS = 3
 #: Upper bounds (seconds) of the cumulative upload-time histogram heartbeats carry.
 UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-_RECORD = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+RECORD_CONFIG = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 Positive = Annotated[int, Field(ge=1, le=MAX_INT)]
@@ -99,7 +98,7 @@ CheckpointKey = Annotated[str, Field(max_length=512), AfterValidator(_checkpoint
 class Record(BaseModel):
     """Base of every JSON record: unknown fields ignored (newer writers may add some)."""
 
-    model_config = _RECORD
+    model_config = RECORD_CONFIG
 
     nonce: Nonce = ""
     written_at: Seconds = 0.0  # the writer's wall clock, for display only
@@ -210,90 +209,6 @@ class ProtocolRecord(Record):
 
     protocol: Positive
     version: Text | None = None  # the islandsync that wrote it, for the message only
-
-
-#: Kinds of history event. ``term``: a new leader's term began; ``dead``: a worker stopped
-#: beating; ``joined``: a new worker beat; ``moved``: an island changed owner (``reason``
-#: from placement when known); ``recovery``: an island of a dead worker evolves again
-#: elsewhere (``seconds`` since its old owner's evaluations last moved); ``drain``: a worker
-#: near its session deadline is emptied; ``restart``: an island's generation went backwards (it
-#: restarted from an older checkpoint or from its seed); ``reassign``: the leader moved
-#: ``count`` islands for ``reason``.
-HISTORY_EVENTS = ("term", "dead", "joined", "moved", "recovery", "drain", "restart",
-                  "reassign", "finished")
-#: Largest body the history writer makes; :data:`MAX_RECORD_BYTES` is the reader's cap.
-MAX_SEGMENT_BYTES = 192 * 1024
-
-
-class HistoryEvent(BaseModel):
-    model_config = _RECORD
-
-    kind: Annotated[str, Field(max_length=16)]
-    island: Count | None = None
-    worker: WorkerId | None = None
-    target: WorkerId | None = None
-    reason: Annotated[str, Field(max_length=32)] | None = None
-    seconds: Seconds | None = None
-    term: Count | None = None
-    count: Count | None = None
-
-
-class WorkerSample(BaseModel):
-    """One worker as the leader saw it at one history entry."""
-
-    model_config = _RECORD
-
-    alive: bool = True
-    state: Annotated[str, Field(max_length=32)] = "running"
-    platform: Text | None = None
-    device: Text | None = None
-    rate: Rate = 0.0
-    islands: Count = 0
-    evals: Count = 0
-    #: Bucket operations so far by pricing class (this worker process's own counter).
-    ops_a: Count = 0
-    ops_b: Count = 0
-    version: Text | None = None
-    protocol: Count | None = None
-
-
-#: One island at one entry: [owner, generation, best (problem's direction), evaluations].
-IslandSample = tuple[WorkerId | None, Count, Finite | None, Count]
-
-
-class HistoryEntry(BaseModel):
-    """One sample of the whole run. ``t`` is the LEADER'S OWN wall clock (seconds since the
-    epoch): for plotting only, never compared with another machine's; ``up`` is seconds on
-    that leader's monotonic clock since it started writing history (resets on failover)."""
-
-    model_config = _RECORD
-
-    seq: Count
-    t: Seconds
-    up: Seconds = 0.0
-    term: Count = 0
-    leader: WorkerId | None = None
-    best: Finite | None = None
-    evals: Count = 0
-    leader_ops_a: Count = 0
-    leader_ops_b: Count = 0
-    workers: Annotated[dict[WorkerId, WorkerSample], Field(max_length=4096)] = Field(
-        default_factory=dict)
-    islands: Annotated[list[IslandSample], Field(max_length=100_000)] = Field(
-        default_factory=list)
-    events: Annotated[list[HistoryEvent], Field(max_length=1024)] = Field(default_factory=list)
-
-
-class HistorySegment(Record):
-    """``history/<first>-<last>.json``: entries ``first..last`` of the run's history, written
-    once (create-only) by the leader; a compacted segment thins older ones (``level`` > 0)."""
-
-    first: Count
-    last: Count
-    level: Annotated[int, Field(ge=0, le=64)] = 0
-    direction: Annotated[str, Field(max_length=8)] = "minimize"
-    entries: Annotated[list[HistoryEntry], Field(max_length=10_000)] = Field(
-        default_factory=list)
 
 
 M = TypeVar("M", bound=Record)
@@ -448,22 +363,6 @@ def read_finished(store: BlobStore) -> tuple[Finished, int] | None:
     return read_record(store, FINISHED_KEY, Finished)
 
 
-def read_history_segment(store: BlobStore, key: str) -> tuple[HistorySegment, int] | None:
-    """A history segment; CheckpointError when it is not valid or not what its key says
-    (entries outside first..last, or out of order)."""
-    found = read_record(store, key, HistorySegment)
-    if found is None:
-        return None
-    seg = found[0]
-    span = parse_history_key(key)
-    seqs = [e.seq for e in seg.entries]
-    if (span != (seg.first, seg.last) or seqs != sorted(set(seqs))
-            or any(not seg.first <= q <= seg.last for q in seqs)):
-        raise CheckpointError(f"{store.url.rstrip('/')}/{key}: not a valid HistorySegment "
-                              f"record (entries do not match the key's range)")
-    return found
-
-
 class ProtocolMismatch(ConfigError):
     """This islandsync speaks another bucket protocol than the run: it must not join."""
 
@@ -499,8 +398,8 @@ __all__ = [
     "read_elite_head", "read_finished", "read_head", "read_heartbeat", "read_lease",
     "read_record", "landed", "stamp", "write_assignment", "write_elite_head", "write_head",
     "write_record",
-    # run history and the protocol version
-    "HISTORY_EVENTS", "MAX_SEGMENT_BYTES", "HistoryEntry", "HistoryEvent", "HistorySegment",
-    "IslandSample", "ProtocolMismatch", "ProtocolRecord", "WorkerSample", "check_protocol",
-    "read_history_segment",
+    # the protocol version (the history's records: islandsync.bucket.history)
+    "ProtocolMismatch", "ProtocolRecord", "check_protocol",
+    # the field types other records' modules build on
+    "RECORD_CONFIG", "Count", "Finite", "Rate", "Seconds", "Text", "WorkerId",
 ]

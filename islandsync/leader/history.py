@@ -4,7 +4,7 @@ What a user who left a search running for a week wants to see when they come bac
 global best fell, which machine contributed what, where islands lived and when they moved,
 what a recovery cost) exists nowhere else: heartbeats and HEADs are only the present. So the
 leader, every ``every_s`` seconds, samples what its cycle already read (heartbeats, HEADs,
-the global best) into one :class:`~islandsync.bucket.records.HistoryEntry`, and derives
+the global best) into one :class:`~islandsync.bucket.history.HistoryEntry`, and derives
 events from one cycle to the next (term changes, workers dying or joining, drains, islands
 moving, recoveries with their seconds, restarts from an older checkpoint or the seed).
 
@@ -36,21 +36,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
-from islandsync.bucket.records import (
+from islandsync.bucket.history import (
     HISTORY_EVENTS,
     MAX_SEGMENT_BYTES,
-    Head,
-    Heartbeat,
     HistoryEntry,
     HistoryEvent,
     HistorySegment,
     WorkerSample,
-    landed,
     read_history_segment,
-    stamp,
-    write_record,
 )
+from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
+from islandsync.bucket.records import Head, Heartbeat, landed, stamp, write_record
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from islandsync.store.base import BlobStore
 
