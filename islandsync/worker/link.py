@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from islandsync.bucket.checkpoints import IslandSnapshot, load_island
 from islandsync.bucket.elites import read_elite
 from islandsync.bucket.heads import HeadWatch
 from islandsync.bucket.layout import (
@@ -35,15 +34,11 @@ from islandsync.bucket.layout import (
     ELITE_HEAD_KEY,
     FINISHED_KEY,
     WORKERS_PREFIX,
-    head_key,
     heartbeat_key,
-    island_prefix,
-    parse_checkpoint_key,
     parse_heartbeat_key,
 )
 from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
-    MAX_INT,
     Assignment,
     Finished,
     Head,
@@ -65,6 +60,7 @@ from islandsync.errors import (
     StoreError,
 )
 from islandsync.store import BlobStore
+from islandsync.worker.claims import Claim, take_island, take_over_garbage
 from islandsync.worker.health import Restarts
 
 log = logging.getLogger(__name__)
@@ -75,16 +71,6 @@ def default_worker_id(platform: str) -> str:
     platform = re.sub(r"[^A-Za-z0-9_.-]", "-", platform)[:24] or "worker"
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:24] or "host"
     return f"{platform}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-@dataclass
-class Claim:
-    island: int
-    head_generation: int
-    snapshot: IslandSnapshot | None  # None: start fresh from the seed
-    keys: list[str]
-    snapshot_key: str | None = None  # the checkpoint the snapshot was read from
-    lineage: list[str] = field(default_factory=list)  # HEAD's checkpoint and its previous
 
 
 @dataclass
@@ -336,7 +322,8 @@ class BucketLink:
                 continue
             current = self._head(island)
             if current is False:
-                claim = self._repair(island)
+                claim = self._hand_over(take_over_garbage(self.store, self.spec,
+                                                          self.worker_id, island))
             elif current is not None and wait(current[0]):
                 continue
             else:
@@ -352,63 +339,18 @@ class BucketLink:
             self._warn(f"island {island} skipped: {err}", f"head/{island}")
             return False
 
-    def _repair(self, island: int) -> Claim | None:
-        """Take over an island whose HEAD is not a valid record (garbage, a crafted blob):
-        skipped by every reader and replaced by nobody, it would stop the island for good.
-        The garbage's version fences the takeover like any HEAD's. The island resumes from its
-        newest readable checkpoint (its lineage is unknown: any of its blobs will do), and the
-        HEAD that replaces the garbage names it: a HEAD naming nothing would make every blob
-        of the island an orphan to the leader's sweep, and should we die before our first
-        upload, send the next owner back to the seed."""
-        info = self.store.stat(head_key(island))
-        if info is None:
-            return None  # gone meanwhile: claimed the ordinary way next poll
-        log.warning("island %d: HEAD is not a valid record; taking it over from its newest "
-                    "readable checkpoint", island)
-        found = load_island(self.store, island, Head(island=island, generation=MAX_INT),
-                            spec=self.spec)
-        if found is None:
-            claim = self.claim(island, (Head(island=island), info.generation))
-            if claim is not None:
-                self.restarts_from_seed += 1
-                log.warning("island %d: no readable checkpoint; restarting it from the seed",
-                            island)
-            return claim
-        named = Head(island=island, checkpoint=found.meta["key"], generation=found.generation,
-                     evals=found.evals)
-        return self.claim(island, (named, info.generation), loaded=found)
+    def claim(self, island: int, current: tuple[Head, int] | None) -> Claim | None:
+        """Take an island (:func:`islandsync.worker.claims.take_island`) and hand it to the
+        loop; None when another worker was quicker."""
+        return self._hand_over(take_island(self.store, self.spec, self.worker_id, island,
+                                           current))
 
-    def claim(self, island: int, current: tuple[Head, int] | None, *,
-              loaded: IslandSnapshot | None = None) -> Claim | None:
-        """Take an island: CAS its HEAD to name us, then load the checkpoint HEAD names
-        (unless ``loaded`` already is that checkpoint). Losing the CAS race is normal (another
-        worker was quicker) and returns None."""
-        if current is None:
-            head, gen = Head(island=island), 0
-        else:
-            head, gen = current
-        try:
-            new_gen = write_head(self.store, head.model_copy(
-                update={"owner": self.worker_id, "released": False}), if_generation=gen)
-        except PreconditionFailed:
-            return None
-        snapshot, keys = loaded, []
-        if head.checkpoint or head.generation:
-            if snapshot is None:
-                snapshot = load_island(self.store, island, head, spec=self.spec)
-            keys = [i.key for i in self.store.list(island_prefix(island))
-                    if parse_checkpoint_key(i.key)]
-            if snapshot is None:
-                # Loud: the island's whole progress is lost. Counted in the heartbeat too.
-                self.restarts_from_seed += 1
-                log.warning("island %d: no readable checkpoint (HEAD was at generation %d); "
-                            "restarting it from the seed", island, head.generation)
-        claim = Claim(island, new_gen, snapshot, keys,
-                      snapshot.meta.get("key") if snapshot is not None else None,
-                      head.lineage())
-        with self._lock:
-            self._inbox.claims.append(claim)
-            self._claiming.add(island)
+    def _hand_over(self, claim: Claim | None) -> Claim | None:
+        if claim is not None:
+            self.restarts_from_seed += claim.from_seed  # counted in the heartbeat too
+            with self._lock:
+                self._inbox.claims.append(claim)
+                self._claiming.add(claim.island)
         return claim
 
     def claimed(self, island: int) -> None:

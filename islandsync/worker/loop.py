@@ -2,7 +2,9 @@
 
 The loop of docs/design.md. Only two things ever block it: the device-to-host copy of a
 checkpoint snapshot (measured as ``checkpoint_blocked_s``) and the final flush on exit.
-Uploads run in :mod:`islandsync.worker.uploader`, every other bucket call in :mod:`islandsync.worker.link`.
+Uploads run in :mod:`islandsync.worker.uploader`, every other bucket call in
+:mod:`islandsync.worker.link`; the start check and the stop rules are in
+:mod:`islandsync.worker.stopping`.
 
 The loop notes the time of every iteration; the heartbeat thread stops vouching for it when
 that is older than ``stall_s``, or when the uploader or the poll thread has died. A thread that
@@ -23,17 +25,18 @@ import numpy as np
 import torch
 
 from islandsync import __version__
-from islandsync.bucket.layout import PROTOCOL_VERSION, RUN_KEY, WORKER_ID_RE, heartbeat_key
-from islandsync.bucket.records import Head, read_heartbeat
+from islandsync.bucket.layout import PROTOCOL_VERSION, WORKER_ID_RE
+from islandsync.bucket.records import Head
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, check_fitness, spec_hash
-from islandsync.errors import CheckpointError, ConfigError, IslandSyncError, StoreError
+from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
 from islandsync.worker.engine import Engine, FitnessError, resolve_device
 from islandsync.worker.link import BucketLink, default_worker_id
 from islandsync.worker.progress import Progress, make_progress
+from islandsync.worker.stopping import check_id_free, run_deadline, stop_reason
 from islandsync.worker.uploader import Uploader, checkpoint_tag
 
 log = logging.getLogger(__name__)
@@ -240,8 +243,9 @@ class Worker:
         another live worker uses this worker id."""
         try:
             if self.check_id:
-                self._check_id_free()
-            self._run_ends_at = self._run_deadline()
+                check_id_free(self.store, self.worker_id, self.spec.heartbeat_interval_s)
+            self._run_ends_at = run_deadline(self.store, self.worker_id,
+                                             self.spec.stop.duration_s, self.link.beat_now)
         except BaseException:
             self.uploader.close(timeout=1)
             raise
@@ -269,37 +273,6 @@ class Worker:
         if self._failure is not None:
             raise WorkerFailed(f"worker {self.worker_id} stopped: {self._failure}", summary)
         return summary
-
-    def _check_id_free(self) -> None:
-        """ConfigError when another live worker heartbeats under our id: two processes of one
-        id would each take the other's HEAD writes for their own. Live means its heartbeat
-        blob changed within a heartbeat interval (on our clock) and does not say it exited;
-        a blob left by a killed worker of this id costs one interval of waiting, none at all
-        when there is no blob."""
-        key = heartbeat_key(self.worker_id)
-
-        def exited() -> bool:
-            try:
-                found = read_heartbeat(self.store, self.worker_id)
-            except CheckpointError as err:
-                log.warning("heartbeat of worker id %s unreadable: %s", self.worker_id, err)
-                return False
-            return found is None or found[0].state == "exited"
-
-        try:
-            first = self.store.stat(key)
-            if first is None or exited():
-                return
-            time.sleep(1.2 * self.spec.heartbeat_interval_s)
-            second = self.store.stat(key)
-            if second is None or second.generation == first.generation or exited():
-                return
-        except StoreError as err:  # best effort: the bucket may be down at start
-            log.warning("could not check that worker id %s is free: %s", self.worker_id, err)
-            return
-        raise ConfigError(f"worker id {self.worker_id} is already in use by a live worker "
-                          f"(its heartbeat changed within {self.spec.heartbeat_interval_s} s); "
-                          f"give this worker another id")
 
     def _loop(self, started: float) -> None:
         spec = self.spec
@@ -397,58 +370,17 @@ class Worker:
         if islands is None:
             self._last_checkpoint = time.monotonic()
 
-    def _run_deadline(self) -> float | None:
-        """``time.monotonic()`` at which the run's ``stop.duration_s`` is up, counted from
-        run.json's creation on the BUCKET'S clock: our first heartbeat is written now, and the
-        difference of its ``updated`` and run.json's (both stamped by the bucket) is the run's
-        age. No clock of this machine is compared with another's, so a notebook whose clock
-        runs ahead does not stop the run. When the bucket cannot tell (down, or no times), the
-        duration counts on our own monotonic clock from now."""
-        duration = self.spec.stop.duration_s
-        if duration is None:
-            return None
-        before = time.monotonic()
-        try:
-            self.link.beat_now()  # our first heartbeat, before the thread's
-            after = time.monotonic()
-            mine = self.store.stat(heartbeat_key(self.worker_id))
-            run = self.store.stat(RUN_KEY)
-            age = (mine.updated - run.updated).total_seconds()
-        except (StoreError, AttributeError, TypeError, ValueError, OverflowError) as err:
-            log.warning("run age unknown (%s): the run's %.0f s duration counts from now",
-                        err, duration)
-            return before + duration
-        return (before + after) / 2 + duration - max(0.0, age)
-
     def _check_stop_criteria(self) -> None:
-        stop = self.spec.stop
+        own = sum(self.engine.evals.values())
         if self._run_ends_at is not None and time.monotonic() >= self._run_ends_at:
-            self._finish("duration", sum(self.engine.evals.values()))
+            self._finish("duration", own)
             return
-        if stop.max_evals is None and stop.target is None:
-            return
-        remote = self._remote
-        # A follower has no remote HEADs: the leader's totals stand for the run (they count
-        # our islands as of their last checkpoints, so ours alone may be fresher).
-        leader_evals, leader_best = self._totals or (None, None)
-        if stop.max_evals is not None:
-            total = sum(self.engine.evals.values()) + sum(
-                h.evals for i, h in remote.items() if i not in self._hosted)
-            total = max(total, leader_evals or 0)
-            if total >= stop.max_evals:
-                self._finish("max_evals", total)
-                return
-        if stop.target is not None:
-            best = self._best_user()
-            remote_best = [h.best for i, h in remote.items()
-                           if h.best is not None and i not in self._hosted]
-            values = ([best] if best is not None else []) + remote_best \
-                + ([leader_best] if leader_best is not None else [])
-            if values:
-                reached = (min(values) <= stop.target if self.spec.problem.direction == "minimize"
-                           else max(values) >= stop.target)
-                if reached:
-                    self._finish("target", sum(self.engine.evals.values()))
+        # The best only when a target needs it: it costs a device sync.
+        best = self._best_user() if self.spec.stop.target is not None else None
+        reached = stop_reason(self.spec, own_evals=own, own_best=best, remote=self._remote,
+                              hosted=self._hosted, totals=self._totals)
+        if reached is not None:
+            self._finish(*reached)
 
     def _finish(self, reason: str, evals: int) -> None:
         self.link.declare_finished(reason, {"evals": int(evals), "best": self._best_user()})
