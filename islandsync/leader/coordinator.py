@@ -34,10 +34,7 @@ from islandsync.bucket.layout import (
     ASSIGNMENT_KEY,
     FINISHED_KEY,
     WORKER_ID_RE,
-    WORKERS_PREFIX,
-    parse_heartbeat_key,
 )
-from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
     Assignment,
     EliteHead,
@@ -46,7 +43,6 @@ from islandsync.bucket.records import (
     Heartbeat,
     landed,
     read_assignment,
-    read_record,
     stamp,
     write_assignment,
     write_record,
@@ -55,6 +51,7 @@ from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from islandsync.leader.elite_chain import EliteChain
+from islandsync.leader.heartbeats import HeartbeatWatch
 from islandsync.leader.lease import Lease, LeaseKeeper
 from islandsync.leader.placement import Policy, WorkerView, place
 from islandsync.leader.sweep import KEEP_FALLBACKS, sweep
@@ -64,7 +61,6 @@ from islandsync.store import BlobStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEAD_HEARTBEAT_S = 3600.0
 #: Distinct unexpected errors logged with a traceback; past this, one line each.
 MAX_LOGGED_ERRORS = 64
 #: GCS allows about one write a second to one object name (429 beyond): the leader writes
@@ -131,9 +127,10 @@ class Coordinator:
 
     def _reset(self) -> None:
         """Forget everything cached: a new term starts from what the bucket says."""
-        self._heartbeats: dict[str, tuple[Any, Heartbeat]] = {}
         # What we saw while leading an earlier term is stale: liveness starts over too.
-        self.liveness = Liveness(self.spec.worker_timeout_s, self.clock)
+        self._workers_watch = HeartbeatWatch(self.store, self.spec.worker_timeout_s,
+                                             clock=self.clock, readers=self.readers)
+        self.liveness = self._workers_watch.liveness
         self._chain = EliteChain(self.store, self.spec, leading=self._leading,
                                  paced=self._paced, delete=self._delete, metrics=self.metrics,
                                  readers=self.readers)
@@ -192,13 +189,7 @@ class Coordinator:
         return self._chain.head
 
     def _next_death(self) -> float | None:
-        """When (our clock) the first worker we hold alive is judged dead unless its
-        heartbeat moves; None when not leading or no worker is alive."""
-        if not self._acting_term:
-            return None
-        return min((self.liveness.since(w) + self.spec.worker_timeout_s
-                    for w, (_, hb) in self._heartbeats.items()
-                    if hb.state != "exited" and self.liveness.alive(w)), default=None)
+        return self._workers_watch.next_death() if self._acting_term else None
 
     def _leading(self) -> bool:
         """Still the leader of the term this cycle acts for: checked before every phase (the
@@ -304,39 +295,12 @@ class Coordinator:
     # -- reading -------------------------------------------------------------------------
 
     def _read_heartbeats(self) -> tuple[dict[str, tuple[Any, Heartbeat]], set[str]]:
-        seen: dict[str, tuple[Any, Heartbeat]] = {}
-        listing = self.store.list(WORKERS_PREFIX)
         # A leader that could not read the bucket for a while must not count that time
         # against the workers (they were most likely cut off by the same outage). A long
         # cycle is no outage: without its length here, cycles longer than the limit would
         # restart every clock each time, and no worker would ever be found dead.
-        self.liveness.watched(max(2 * self.interval, self.spec.heartbeat_interval_s)
-                              + self._cycle_s)
-        changed = []
-        for info in listing:
-            worker = parse_heartbeat_key(info.key)
-            if worker is None:
-                continue
-            self.liveness.observe(worker, info.generation)
-            cached = self._heartbeats.get(worker)
-            if cached is not None and cached[0] == info.generation:
-                seen[worker] = cached
-            else:
-                changed.append((worker, info))
-        for (worker, info), result in read_concurrently(
-                lambda item: read_record(self.store, item[1].key, Heartbeat), changed,
-                readers=self.readers):
-            if isinstance(result, StoreError):
-                raise result
-            if isinstance(result, Exception):  # one bad record skips that worker only
-                log.warning("coordinator: ignoring heartbeat %s: %s", info.key, _brief(result))
-                continue
-            if result is not None:
-                seen[worker] = (info.generation, result[0])
-        self._heartbeats = seen
-        alive = {w for w, (_, hb) in seen.items()
-                 if hb.state != "exited" and self.liveness.alive(w)}
-        return seen, alive
+        return self._workers_watch.look(
+            max(2 * self.interval, self.spec.heartbeat_interval_s) + self._cycle_s)
 
     def _read_heads(self) -> dict[int, Head]:
         """Every island's HEAD: one listing, then only the HEADs that moved (see
@@ -482,15 +446,11 @@ class Coordinator:
 
     def _housekeeping(self, heads: dict[int, Head], alive: set[str]) -> None:
         """Sweep old checkpoints (:mod:`islandsync.leader.sweep`: never one a HEAD names),
-        and heartbeats of workers dead an hour."""
+        and heartbeats of workers we have watched stand still for an hour (our clock: the
+        bucket's stamps are not compared with it)."""
         view = self._view if self._view is not None else self._heads.look()
         doomed, self._orphans = sweep(view, heads, self._orphans)
-        now = time.time()
-        for info in self.store.list(WORKERS_PREFIX):
-            worker = parse_heartbeat_key(info.key)
-            if worker is not None and worker not in alive \
-                    and now - info.updated.timestamp() > DEAD_HEARTBEAT_S:
-                doomed.append(info.key)
+        doomed += self._workers_watch.long_dead(alive)
         read_concurrently(self._delete, doomed, readers=self.readers)
 
     def _delete(self, key: str) -> None:
@@ -500,10 +460,6 @@ class Coordinator:
             self.store.delete(key)
         except (NotFound, StoreError):
             pass
-
-
-def _brief(err: Exception) -> str:
-    return str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
 
 
 def start_candidate(store: BlobStore, *, candidate: str, spec: RunSpec | None = None,
