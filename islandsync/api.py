@@ -119,6 +119,9 @@ def open_run(run: str, *, credentials: Any = None,
         found, where = find_credentials(credentials, platform=profile.name)
         log.info("credentials: %s", where)
         return open_store(run, credentials=found), profile
+    if str(run).startswith("s3://"):
+        # S3Store finds its own (islandsync.store.s3_credentials): the file, else the chain.
+        return open_store(run, credentials=credentials), profile
     if credentials is not None:
         raise ConfigError(f"run {run}: a local directory takes no credentials")
     return open_store(run), profile

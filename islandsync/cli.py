@@ -63,6 +63,8 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+_CREDENTIALS_HELP = ("gs://: a service-account JSON key file; s3://: a JSON or INI file with "
+                     "aws_access_key_id, aws_secret_access_key (endpoint_url, region)")
 _DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number with us, ms, "
                    "s, m, h or d, e.g. 90, 90s, 10m, 2h")
 
@@ -209,7 +211,7 @@ def _demo(args: argparse.Namespace) -> int:
     from islandsync.demo import run_demo
 
     return run_demo(workers=args.workers, duration=args.duration, directory=args.dir,
-                    kill_one=args.kill_one)
+                    kill_one=args.kill_one, url=args.url, credentials=args.credentials)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -318,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
     worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
                         help="this session's limit, e.g. 11h (default: the platform's)")
-    worker.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    worker.add_argument("--credentials", help=_CREDENTIALS_HELP)
     worker.add_argument("--metrics-port", dest="metrics_port", type=int,
                         help="serve this worker's Prometheus /metrics (0: any free port)")
     worker.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
@@ -343,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve Prometheus /metrics here (0: any free port, -1: off)")
     coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
                        help="address /metrics listens on (default: %(default)s)")
-    coord.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    coord.add_argument("--credentials", help=_CREDENTIALS_HELP)
     coord.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
     coord.add_argument("--history-every", dest="history_every", type=parse_duration,
                        default=30.0, help="while leader, add an entry to the run's history "
@@ -364,13 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
     best_out.add_argument("--npy", metavar="FILE", help="write the genomes as a .npy array")
     best.set_defaults(func=_best)
 
-    demo = sub.add_parser("demo", help="a coordinator and workers on a local directory",
+    demo = sub.add_parser("demo", help="a coordinator and workers on a local directory "
+                          "(or --url)",
                           epilog=_DURATIONS_HELP)
     demo.add_argument("--workers", type=int, default=3,
                       help="worker processes (default: %(default)s)")
     demo.add_argument("--duration", type=parse_duration, default=60.0,
                       help="how long the demo runs (default: 60s)")
     demo.add_argument("--dir", help="run directory (default: a new temporary one)")
+    demo.add_argument("--url", help="run the demo on this store instead of DIR/run: "
+                      "gs://bucket/prefix or s3://bucket/prefix (a fresh prefix; logs and "
+                      "the report stay in DIR)")
+    demo.add_argument("--credentials", help=_CREDENTIALS_HELP)
     demo.add_argument("--kill-one", dest="kill_one", action="store_true",
                       help="kill -9 one worker mid-run to show its islands moving")
     demo.set_defaults(func=_demo)
@@ -386,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE",
                         help="where to write the page (default: islandsync-report.html)")
     report.add_argument("--png", metavar="DIR", help="also write each figure as a PNG in DIR")
-    report.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    report.add_argument("--credentials", help=_CREDENTIALS_HELP)
     report.set_defaults(func=_report)
 
     publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/: the "
@@ -395,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--wheel", metavar="FILE",
                          help="publish this wheel instead of building one of the running "
                               "islandsync")
-    publish.add_argument("--credentials", help="service-account JSON file (gs:// runs)")
+    publish.add_argument("--credentials", help=_CREDENTIALS_HELP)
     publish.set_defaults(func=_publish)
     return parser
 

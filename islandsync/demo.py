@@ -27,6 +27,7 @@ from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.report import PLOT_EXTRA, build_report, sparkline
 from islandsync.status import best_genomes, collect_status
 from islandsync.store import open_store
+from islandsync.store.probe import check_fencing
 
 # Faster than the defaults, so that a one-minute demo shows a failure and its recovery.
 DEMO_TIMINGS = {"checkpoint_interval_s": 3.0, "heartbeat_interval_s": 1.0,
@@ -57,18 +58,26 @@ def _owners(store, islands: int) -> dict[int, tuple[str | None, int]]:
 
 def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None = None,
              kill_one: bool = False, problem: str = "rosenbrock", dim: int = 100,
-             out=sys.stdout) -> int:
-    """Run the demo; returns the process exit code. Prints progress and a summary to ``out``."""
+             url: str | None = None, credentials: str | None = None, out=sys.stdout) -> int:
+    """Run the demo; returns the process exit code. Prints progress and a summary to ``out``.
+
+    ``url``: the run's store (a ``gs://`` or ``s3://`` prefix, say, to see a bucket carry a
+    whole run; ``credentials`` as for ``islandsync worker``); default ``DIRECTORY/run``. Logs
+    and the report stay in ``directory`` either way."""
     if workers < 1:
         raise IslandSyncError("islandsync demo: --workers must be at least 1")
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="islandsync-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    url = str(root / "run")
+    url = url or str(root / "run")
     islands = max(4, 2 * workers)
     spec = spec_from_flags(problem=problem, dim=dim, islands=islands, pop=64, algorithm="de",
                            seed=1).model_copy(update=DEMO_TIMINGS)
-    store = open_store(url)
+    store = open_store(url, credentials=credentials)
+    if url != str(root / "run"):
+        check_fencing(store)  # as init does: never start a run on a bucket that cannot fence
     init_run(store, spec)
+    # Every process reaches the store as this one did: the same credentials, if given.
+    creds = ["--credentials", credentials] if credentials else []
     say = lambda text: print(text, file=out, flush=True)
     say(f"islandsync demo: {problem}-{dim}, {islands} islands of 64, DE; 1 coordinator and "
         f"{workers} workers as processes for {duration:g}s on {url}")
@@ -76,12 +85,12 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
         f"heartbeat {DEMO_TIMINGS['heartbeat_interval_s']:g}s, worker timeout "
         f"{DEMO_TIMINGS['worker_timeout_s']:g}s, lease {LEASE}; logs in {root})")
     procs = {"coordinator": _spawn(["coordinate", url, "--lease", LEASE, "--interval", CYCLE,
-                                    "--candidate-id", "demo-coordinator", *HISTORY],
+                                    "--candidate-id", "demo-coordinator", *HISTORY, *creds],
                                    root / "coordinator.log")}
     for k in range(workers):
         wid = f"demo-w{k}"
         procs[wid] = _spawn(["worker", url, "--no-coordinator", "--quiet", "--device", "cpu",
-                             "--worker-id", wid], root / f"{wid}.log")
+                             "--worker-id", wid, *creds], root / f"{wid}.log")
     started = time.monotonic()
     kill_at = started + duration / 3 if kill_one and workers > 1 else None
     victim: str | None = None

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from islandsync.store import BlobStore, open_store
+from islandsync.testing.processes import MOTO_ENV, start_moto_s3
 
 TEST_BUCKET = "islandsync-test"
 
@@ -85,58 +84,18 @@ def gcs_url(fake_gcs: str) -> str:
     return f"gs://{TEST_BUCKET}/t-{uuid.uuid4().hex[:12]}"
 
 
-# moto's S3 checks a precondition, then writes, without a lock; a threaded server could
-# interleave two requests between the two and let two conditional writers win, which real S3
-# never does. Serialising requests gives the atomic conditional write S3 promises.
-_MOTO_SERVER = """
-import sys, threading
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
-app = DomainDispatcherApplication(create_backend_app)
-lock = threading.Lock()
-def serialised(environ, start_response):
-    with lock:
-        return app(environ, start_response)
-run_simple(sys.argv[1], int(sys.argv[2]), serialised, threaded=True,
-           request_handler=MotoRequestHandler)
-"""
-
-#: Fake keys for moto: it accepts any; they only have to look like keys.
-MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret",
-            "AWS_REGION": "us-east-1"}
-
-
 @pytest.fixture(scope="session")
-def moto_s3() -> Iterator[str]:
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Endpoint URL of a moto S3 server (in-memory) on a free 127.0.0.1 port with the test
     bucket created; AWS_ENDPOINT_URL and fake AWS keys point at it for the whole session, so
-    that ``open_store("s3://...")`` in this process and in forked ones reaches it."""
-    import boto3
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    # The server logs every request to stderr: a file, not a pipe nobody drains.
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen([sys.executable, "-c", _MOTO_SERVER, "127.0.0.1", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.seek(0)
-                err = log.read().decode(errors="replace")[-2000:]
-                log.close()
-                raise RuntimeError(f"moto server did not start on {url}: {err}") from None
-            time.sleep(0.05)
+    that ``open_store("s3://...")`` in this process and in every process a test starts (they
+    inherit the environment) reaches it."""
+    # The server logs every request: to a file, not a pipe nobody drains.
+    log = tmp_path_factory.mktemp("moto") / "moto-server.log"
+    proc, url = start_moto_s3(TEST_BUCKET, log=log)
     env = {**MOTO_ENV, "AWS_ENDPOINT_URL": url}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    boto3.session.Session().client("s3", endpoint_url=url).create_bucket(Bucket=TEST_BUCKET)
     try:
         yield url
     finally:
@@ -150,7 +109,6 @@ def moto_s3() -> Iterator[str]:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ shipped with the package, usable by anyone who tests code built on it).
   stopped by pid (never by name pattern), all of them ended on the way out;
 * :func:`stop_all`: SIGCONT + SIGTERM, then SIGKILL whatever ignores it;
 * :func:`wait_for`: a bounded wait on a predicate (never a timed assertion);
-* :func:`start_fake_gcs`: a fake-gcs-server (memory backend) with a bucket.
+* :func:`start_fake_gcs`: a fake-gcs-server (memory backend) with a bucket;
+* :func:`start_moto_s3`: a moto S3 server (in memory, requests serialised) with a bucket.
 
 Times a caller compares with its own waits are ``time.monotonic()``; the wall-clock times kept
 beside them are for matching a process's log lines, on the same machine.
@@ -277,7 +278,72 @@ def start_fake_gcs(bucket: str, *, log: Path | None = None, project: str = "test
     return popen, url
 
 
+# moto's S3 checks a precondition, then writes, without a lock; a threaded server could
+# interleave two requests between the two and let two conditional writers win, which real S3
+# never does. Serialising requests gives the atomic conditional write S3 promises.
+_MOTO_SERVER = """
+import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serialised(environ, start_response):
+    with lock:
+        return app(environ, start_response)
+run_simple(sys.argv[1], int(sys.argv[2]), serialised, threaded=True,
+           request_handler=MotoRequestHandler)
+"""
+
+#: Keys for a moto server: it accepts any; these only have to look like keys. Give them (and
+#: ``AWS_ENDPOINT_URL``) to every process that opens an ``s3://`` store on it.
+MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret",
+            "AWS_REGION": "us-east-1"}
+
+
+def start_moto_s3(bucket: str, *, log: Path | None = None,
+                  timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
+    """A moto S3 server (``moto[server]``, a test dependency; in memory) on a free 127.0.0.1
+    port, with ``bucket`` created. Returns ``(process, endpoint url)``; point
+    ``AWS_ENDPOINT_URL`` at the url and use :data:`MOTO_ENV`'s keys. It logs every request:
+    to ``log``, else nowhere."""
+    import boto3
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-c", _MOTO_SERVER, "127.0.0.1", str(port)]
+    if log is not None:
+        with open(log, "ab") as err_out:
+            popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_out,
+                                     start_new_session=True)
+    else:
+        popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def up() -> bool:
+        if popen.poll() is not None:
+            raise TimedOut(f"the moto server exited with {popen.returncode}")
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout, f"a moto S3 server on {url}")
+    except TimedOut as err:
+        popen.kill()
+        popen.wait()
+        detail = f"; see {log}" if log is not None else ""
+        raise IslandSyncError(f"moto server did not start on {url}: {err}{detail}") from None
+    client = boto3.session.Session(
+        aws_access_key_id=MOTO_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=MOTO_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=MOTO_ENV["AWS_REGION"]).client("s3", endpoint_url=url)
+    client.create_bucket(Bucket=bucket)
+    return popen, url
+
+
 __all__ = [
-    "Proc", "Processes", "TimedOut", "child_env", "cpu_seconds", "free_port",
-    "islandsync_argv", "start_fake_gcs", "stop_all", "wait_for",
+    "MOTO_ENV", "Proc", "Processes", "TimedOut", "child_env", "cpu_seconds", "free_port",
+    "islandsync_argv", "start_fake_gcs", "start_moto_s3", "stop_all", "wait_for",
 ]

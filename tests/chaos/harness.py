@@ -26,11 +26,17 @@ CHAOS_DIR = Path(__file__).resolve().parent
 
 #: Store kinds for scenarios that run on both: a local directory and fake-gcs-server.
 KINDS = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
+#: ... and moto's S3 server too: only the kill scenarios, whose failovers and takeovers are
+#: what fencing on S3 must carry (each scenario on S3 costs ~20 s of CI's ~15 minutes).
+KINDS_S3 = [*KINDS, pytest.param("s3", marks=pytest.mark.s3)]
 
 
 def run_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A fresh run URL of the given kind (``gcs`` starts the session's fake-gcs-server)."""
-    return str(tmp_path / "run") if kind == "local" else request.getfixturevalue("gcs_url")
+    """A fresh run URL of the given kind (``gcs`` starts the session's fake-gcs-server,
+    ``s3`` the session's moto server, whose endpoint and keys child processes inherit)."""
+    if kind == "local":
+        return str(tmp_path / "run")
+    return request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url")
 
 #: The clock-skew wrapper: the process's wall clock (``time.time`` and ``time.time_ns``) runs
 #: ``offset`` seconds off; its monotonic clock is untouched (a machine's wall clock can be

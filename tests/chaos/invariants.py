@@ -95,6 +95,7 @@ class ChaosRecorder(Recorder):
         self.errors: list[str] = []
         self.polls = 0
         self._listed: dict[str, int] = {}
+        self._read: dict[str, int] = {}
 
     # -- polling -------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class ChaosRecorder(Recorder):
             self.leases.append((now, listing[LEASE_KEY], body if isinstance(body, dict) else {}))
         if self._changed(ASSIGNMENT_KEY, listing):
             a = read_assignment(self.store)
-            if a is not None:
+            if a is not None and self._new_read(ASSIGNMENT_KEY, a[1]):
                 self.assignment_records.append((now, a[0]))
                 self.seen.append(Seen(now, "assignment", a[0].epoch, a[0].term, a[0].leader,
                                       dict(a[0].islands)))
@@ -179,9 +180,18 @@ class ChaosRecorder(Recorder):
                 if gen > head.generation and tag_writer(tag) != writer_tag(head.owner):
                     self.orphans[island].setdefault(key, head.at)
 
+    def _new_read(self, key: str, generation: int) -> bool:
+        """Whether a read returned a version not read before. The listing says a record
+        changed, but the read after it may already hold a newer write, which the next listing
+        then reports again: a record is seen once per version read, not per version listed."""
+        if self._read.get(key) == generation:
+            return False
+        self._read[key] = generation
+        return True
+
     def _read_elite(self, now: float) -> None:
         e = read_elite_head(self.store)
-        if e is None:
+        if e is None or not self._new_read(ELITE_HEAD_KEY, e[1]):
             return
         head = e[0]
         try:

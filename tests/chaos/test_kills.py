@@ -1,5 +1,6 @@
 """kill -9: random workers, repeatedly, with a replacement started after each kill; and the
-leader, twice, with three candidates. On a local directory and on fake-gcs-server."""
+leader, twice, with three candidates. On a local directory, on fake-gcs-server and on moto's S3
+server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from islandsync.bucket.records import Head, read_head
 from islandsync.bucket.run import init_run
 
 from ..cluster import INTERVAL_S, LEASE_S, cluster_spec, wait_for
-from .harness import KINDS, Cluster, run_url
+from .harness import KINDS_S3, Cluster, run_url
 from .invariants import (
     ChaosRecorder,
     check_elites,
@@ -71,7 +72,7 @@ def kill_the_leader(cl: Cluster, rec: ChaosRecorder) -> float:
     return new.at - killed_at
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_S3)
 def test_kill9_random_workers_repeatedly(kind: str, tmp_path: Path,
                                          request: pytest.FixtureRequest) -> None:
     """Three workers and a coordinator; three rounds of: kill -9 a random worker that hosts
@@ -101,7 +102,7 @@ def test_kill9_random_workers_repeatedly(kind: str, tmp_path: Path,
         assert max(recoveries) < 15, recoveries
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_S3)
 def test_kill9_the_leader_twice(kind: str, tmp_path: Path,
                                 request: pytest.FixtureRequest) -> None:
     """Three candidates and two workers: kill -9 the leader, then the next one; each time

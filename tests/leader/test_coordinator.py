@@ -45,10 +45,13 @@ from ..cluster import (
 
 
 def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return str(tmp_path / "run") if kind == "local" else request.getfixturevalue("gcs_url")
+    if kind == "local":
+        return str(tmp_path / "run")
+    return request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url")
 
 
-KINDS = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
+KINDS = ["local", pytest.param("gcs", marks=pytest.mark.gcs),
+         pytest.param("s3", marks=pytest.mark.s3)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -306,3 +309,19 @@ def test_islands_leave_a_worker_before_its_session_deadline(tmp_path: Path) -> N
         assert hb["state"] == "exited"
     finally:
         stop_all(procs)
+
+
+@pytest.mark.s3
+def test_demo_runs_on_a_bucket_url(s3_url: str, tmp_path: Path) -> None:
+    """``islandsync demo --url s3://...``: the whole run lives in the bucket (the processes
+    find the endpoint and keys in the environment, as a user's would); logs stay in --dir."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "islandsync", "demo", "--url", s3_url,
+                           "--workers", "1", "--duration", "8s", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"on {s3_url}" in proc.stdout and "summary" in proc.stdout, proc.stdout
+    assert not (tmp_path / "run").exists()  # nothing of the run on disk
+    st = collect_status(open_store(s3_url))
+    assert st["evaluations"] > 0 and st["assignment"]["leader"] == "demo-coordinator", st
+    assert {w["id"] for w in st["workers"]} == {"demo-w0"}

@@ -254,10 +254,12 @@ def test_cli_init_is_idempotent_and_shows_differences(tmp_path: Path) -> None:
 # -- separate processes ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["local", pytest.param("gcs", marks=pytest.mark.gcs)])
+@pytest.mark.parametrize("kind", ["local", pytest.param("gcs", marks=pytest.mark.gcs),
+                                  pytest.param("s3", marks=pytest.mark.s3)])
 def test_kill9_then_restart_continues_each_island(kind: str, tmp_path: Path,
                                                    request: pytest.FixtureRequest) -> None:
-    url = str(tmp_path / "run") if kind == "local" else request.getfixturevalue("gcs_url")
+    url = (str(tmp_path / "run") if kind == "local"
+           else request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url"))
     store = open_store(url)
     init_run(store, fast_spec())
     proc = start_worker_process(url, "w1")
