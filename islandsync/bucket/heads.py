@@ -16,7 +16,7 @@ Used by the leader, ``status`` and solo workers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -72,6 +72,8 @@ class HeadView:
     listed: dict[int, BlobInfo] = field(default_factory=dict)  # each HEAD's listing entry
     #: Islands whose HEAD is there but not a valid record (skipped), with why.
     invalid: dict[int, str] = field(default_factory=dict)
+    #: The version each HEAD in ``heads`` was read at (what a CAS on it must name).
+    read_at: dict[int, Version] = field(default_factory=dict)
 
 
 class HeadWatch:
@@ -80,13 +82,16 @@ class HeadWatch:
     def __init__(self, store: BlobStore, islands: int, *, readers: int = DEFAULT_READERS,
                  what: str = "heads") -> None:
         self.store, self.islands, self.readers, self.what = store, islands, readers, what
-        # island -> (version the listing showed when we read it, the HEAD or None if invalid)
-        self._cache: dict[int, tuple[Version, Head | None]] = {}
+        # island -> (version the listing showed when we read it, the HEAD or None if invalid,
+        # the version the read returned: newer than the listing's when HEAD moved in between)
+        self._cache: dict[int, tuple[Version, Head | None, Version]] = {}
         self._why: dict[int, str] = {}  # why an island's cached HEAD is None
 
-    def look(self) -> HeadView:
-        """One listing, then the HEADs that moved. A failed listing raises StoreError (the
-        bucket is unreachable); a failed read keeps that island's previous HEAD, not fresh."""
+    def look(self, skip: Collection[int] = ()) -> HeadView:
+        """One listing, then the HEADs that moved, except those of islands in ``skip`` (a
+        worker's own: it knows them, and they move with every upload), which stay as last
+        read and are not fresh. A failed listing raises StoreError (the bucket is
+        unreachable); a failed read keeps that island's previous HEAD, not fresh."""
         listing = self.store.list(ISLANDS_PREFIX)
         versions: dict[int, Version] = {}
         listed: dict[int, BlobInfo] = {}
@@ -104,7 +109,7 @@ class HeadWatch:
             del self._cache[island]  # its HEAD is gone
             self._why.pop(island, None)
         moved = sorted(i for i, v in versions.items()
-                       if i not in self._cache or self._cache[i][0] != v)
+                       if (i not in self._cache or self._cache[i][0] != v) and i not in skip)
         failed = 0
         for island, result in read_concurrently(lambda i: read_head(self.store, i), moved,
                                                 readers=self.readers):
@@ -117,18 +122,20 @@ class HeadWatch:
                 why = result if isinstance(result, CheckpointError) \
                     else f"{type(result).__name__}: {result}"
                 log.warning("%s: island %d skipped: %s", self.what, island, why)
-                self._cache[island] = (versions[island], None)
+                self._cache[island] = (versions[island], None, versions[island])
                 self._why[island] = str(why)
                 continue
-            self._cache[island] = (versions[island], result[0] if result is not None else None)
+            self._cache[island] = (versions[island], *result) if result is not None \
+                else (versions[island], None, versions[island])
             self._why.pop(island, None)
-        heads = {i: h for i, (_, h) in self._cache.items() if h is not None}
+        heads = {i: h for i, (_, h, _) in self._cache.items() if h is not None}
+        read_at = {i: v for i, (_, h, v) in self._cache.items() if h is not None}
         invalid = {i: why for i, why in self._why.items() if i in listed and i in self._cache
                    and self._cache[i][1] is None}
         fresh = {i for i in range(self.islands)
                  if i not in versions or (i in self._cache and self._cache[i][0] == versions[i])}
         return HeadView(heads, fresh, checkpoints, read=len(moved) - failed, failed=failed,
-                        listed=listed, invalid=invalid)
+                        listed=listed, invalid=invalid, read_at=read_at)
 
 
 __all__ = ["DEFAULT_READERS", "HeadView", "HeadWatch", "read_concurrently"]

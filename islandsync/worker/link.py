@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from islandsync.bucket.elites import read_elite
-from islandsync.bucket.heads import HeadWatch
+from islandsync.bucket.heads import HeadView, HeadWatch
 from islandsync.bucket.layout import (
     ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
@@ -60,6 +60,7 @@ from islandsync.errors import (
     StoreError,
 )
 from islandsync.store import BlobStore
+from islandsync.store.base import Version
 from islandsync.worker.claims import Claim, take_island, take_over_garbage
 from islandsync.worker.health import Restarts
 
@@ -288,10 +289,11 @@ class BucketLink:
                 worker = parse_heartbeat_key(info.key)
                 if worker is not None and worker != self.worker_id:
                     self.liveness.observe(worker, info.generation)
-            self._claim_free(hosted)
+            view = self._look_heads(hosted)
+            self._claim_free(hosted, view)
+            self._read_remote(hosted, view)
         else:
             self._follow_assignment(hosted, claiming)
-        self._read_remote(hosted)
         self._read_elite()
 
     def _read_finished(self) -> Finished | None:
@@ -304,23 +306,44 @@ class BucketLink:
             return None
         return found[0] if found else None
 
-    def _claim_free(self, hosted: set[int]) -> None:
+    def _look_heads(self, hosted: set[int]) -> HeadView:
+        """Solo mode: the HEADs of islands we do not host (to claim, and to judge a stop),
+        with one listing and only the HEADs that moved since the last poll."""
+        if self._heads is None:
+            self._heads = HeadWatch(self.store, self.spec.islands, what="worker")
+        return self._heads.look(skip=hosted)
+
+    def _claim_free(self, hosted: set[int], view: HeadView) -> None:
         """Solo mode: claim every island without a live owner, up to max_islands."""
         def taken(head: Head) -> bool:
             return head.owner not in (None, self.worker_id) and not head.released \
                 and self.liveness.alive(head.owner)
-        self._claim_each(range(self.spec.islands), hosted, taken)
+
+        def head_of(island: int) -> tuple[Head, Version] | None | bool:
+            if island in view.invalid:
+                return False
+            if island not in view.fresh:
+                return True  # its read met bucket trouble: next poll
+            head = view.heads.get(island)
+            return None if head is None else (head, view.read_at[island])
+        self._claim_each(range(self.spec.islands), hosted, taken, head_of)
 
     def _claim_each(self, islands: Iterable[int], hosted: set[int],
-                    wait: Callable[[Head], bool]) -> None:
+                    wait: Callable[[Head], bool],
+                    head_of: Callable[[int], tuple[Head, Version] | None | bool] | None = None,
+                    ) -> None:
         """Claim each island not hosted yet, up to max_islands, unless ``wait(its HEAD)``; an
-        island whose HEAD is not a valid record is taken over (we are the one to repair it)."""
+        island whose HEAD is not a valid record is taken over (we are the one to repair it).
+        ``head_of(island)``: its HEAD and version, None when it has none, False when it is
+        not a valid record, True to skip it (default: read it now)."""
         for island in islands:
             if len(hosted) >= self.max_islands or self._stop.is_set():
                 return
             if island in hosted:
                 continue
-            current = self._head(island)
+            current = (head_of or self._head)(island)
+            if current is True:
+                continue
             if current is False:
                 claim = self._hand_over(take_over_garbage(self.store, self.spec,
                                                           self.worker_id, island))
@@ -358,19 +381,14 @@ class BucketLink:
         with self._lock:
             self._claiming.discard(island)
 
-    def _read_remote(self, hosted: set[int]) -> None:
-        """HEADs of islands hosted elsewhere, for a stop criterion; only a solo worker reads
-        them, with one listing and only the HEADs that moved since its last poll. A follower
-        reads none: the leader publishes the run's totals in the assignment and records the
-        stop decision itself, so W followers never make W x K reads a poll."""
-        stop = self.spec.stop
-        if (stop.max_evals is None and stop.target is None) or not self.solo:
-            return
-        if self._heads is None:
-            self._heads = HeadWatch(self.store, self.spec.islands, what="worker")
+    def _read_remote(self, hosted: set[int], view: HeadView) -> None:
+        """HEADs of islands hosted elsewhere, for a stop criterion; only a solo worker has
+        them (from the poll's one look). A follower reads none: the leader publishes the run's
+        totals in the assignment and records the stop decision itself, so W followers never
+        make W x K reads a poll."""
         # Validated by the record boundary (finite, bounded best and evals): a crafted HEAD
         # is skipped, never counted towards a stop criterion.
-        remote = {i: h for i, h in self._heads.look().heads.items() if i not in hosted}
+        remote = {i: h for i, h in view.heads.items() if i not in hosted}
         with self._lock:
             self._inbox.remote = remote
 

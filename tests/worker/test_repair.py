@@ -52,3 +52,30 @@ def test_the_head_that_replaces_garbage_names_the_checkpoint_resumed(tmp_path: P
     again = other.claim(0, read_head(store, 0))
     assert again is not None and again.snapshot is not None
     assert again.snapshot.generation == newest.generation
+
+
+def _quiet_poll_reads(tmp_path: Path, islands: int) -> int:
+    """Class B operations of a solo worker's poll when nothing moved: the other islands are
+    owned by a live worker whose HEADs stand still."""
+    from islandsync.bucket.records import Head, write_head
+    from islandsync.store.counting import CountingStore
+
+    inner = LocalStore(tmp_path / f"run{islands}")
+    spec = fast_spec(islands=islands)
+    init_run(inner, spec)
+    for i in range(islands):
+        write_head(inner, Head(island=i, owner="other"), if_generation=0)
+    store = CountingStore(inner)
+    link = BucketLink(store, spec, worker_id="w", solo=True, max_islands=islands,
+                      stats=dict, hosted=set)
+    link.liveness.alive = lambda worker: True  # "other" beats on
+    link._poll()
+    assert link.take().claims == []
+    before = store.counts()["ops"]["B"]
+    link._poll()
+    return store.counts()["ops"]["B"] - before
+
+
+def test_a_solo_workers_quiet_poll_reads_no_head_that_did_not_move(tmp_path: Path) -> None:
+    """One listing tells which HEADs moved: a poll's reads do not grow with the islands."""
+    assert _quiet_poll_reads(tmp_path, 2) == _quiet_poll_reads(tmp_path, 16)
