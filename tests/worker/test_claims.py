@@ -1,6 +1,7 @@
-"""Taking over an island whose HEAD is garbage: the HEAD that replaces the garbage names the
+"""Claiming islands. An island whose HEAD is garbage is taken over with a HEAD that names the
 checkpoint the island resumes from, so the leader's sweep keeps that lineage and a next owner
-resumes it too, should this one die before its first upload."""
+resumes it too, should this one die before its first upload. A solo worker's poll reads only
+the HEADs that moved."""
 
 from __future__ import annotations
 
