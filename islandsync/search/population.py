@@ -62,6 +62,8 @@ def _mix_(z: Tensor) -> Tensor:
     return z
 
 
+_NAN, _INF = float("nan"), float("inf")
+
 _t_consts: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
 _lock = threading.Lock()
 
@@ -103,12 +105,13 @@ def genome_ids(genomes: Tensor) -> Tensor:
         x = flat[a : a + rows]
         if x.is_floating_point():
             x = x.to(torch.float32) + 0.0  # IEEE: -0.0 + 0.0 == +0.0
-            x = torch.where(torch.isnan(x), torch.full_like(x, float("nan")), x)
+            # Every NaN to the one NaN (float32 of Python's nan: 0x7fc00000, numpy's too);
+            # nan_to_num is a vectorised pass, where() over a bool mask five times slower.
+            torch.nan_to_num_(x, nan=_NAN, posinf=_INF, neginf=-_INF)
             v = x.view(torch.int32).to(torch.int64)
         else:
-            v = x.to(torch.int64, copy=True)  # the in-place passes below must not touch x
-        v *= mult
-        v += salt
+            v = x.to(torch.int64)
+        v = torch.addcmul(salt, v, mult)  # v * C_j + S_j in one pass (wraps mod 2**64)
         torch.sum(_mix_(v), dim=-1, dtype=torch.int64, out=out[a : a + rows])
     out += _signed(d * _GOLDEN)
     return _mix_(out).reshape(genomes.shape[:-1])

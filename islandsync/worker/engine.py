@@ -107,20 +107,25 @@ class Engine:
                 f"fitness function raised on islands {self._evaluating} at generation "
                 f"{gens[0] if len(gens) == 1 else gens}: {type(err).__name__}: {err}"
             ) from err
-        raw = torch.as_tensor(raw, device=genomes.device)
+        if not isinstance(raw, torch.Tensor) or raw.device != genomes.device:
+            raw = torch.as_tensor(raw, device=genomes.device)
         if raw.shape != (k * n,):
             raise FitnessError(
                 f"fitness function returned shape {tuple(raw.shape)} for a batch of {k * n}; "
                 "it must return one value per genome"
             )
-        scores = raw.to(torch.float32).reshape(k, n)
+        scores = raw.reshape(k, n)
+        if scores.dtype != torch.float32:
+            scores = scores.to(torch.float32)
         if self.sign != 1.0:
             scores = scores * self.sign
-        bad = (~torch.isfinite(scores)).sum(dim=1)
+        # NaN, +inf and -inf all become +inf, so afterwards "== inf" counts exactly them.
+        scores = torch.nan_to_num(scores, nan=_INF, posinf=_INF, neginf=_INF)
+        bad = (scores == _INF).sum(dim=1)
         # Counted on the device and read only at snapshots: no host sync per generation.
-        self._bad = bad if self._bad is None else self._bad + bad
-        inf = float("inf")
-        return torch.nan_to_num(scores, nan=inf, posinf=inf, neginf=inf)
+        # (The first count is this method's own tensor, so adding in place is safe.)
+        self._bad = bad if self._bad is None else self._bad.add_(bad)
+        return scores
 
     def _collect_bad(self) -> None:
         """Move the device-side NaN/inf counts into ``nan_counts``."""
@@ -211,9 +216,10 @@ class Engine:
         """One generation of every island; returns the evaluations it made."""
         if self._state is None:
             return 0
-        if self._evaluating != self.islands:
+        islands = self.islands
+        if self._evaluating != islands:
             self._collect_bad()
-        self._evaluating, self._per_island = self.islands, 0
+        self._evaluating, self._per_island = islands, 0
         # _state, not state: the step needs no ids, so none are computed for it.
         self._state = self.algorithm.step(self._state, self.island_ids, self._evaluate,
                                           self.generator)
@@ -291,6 +297,9 @@ def _rows_per_block(flat: torch.Tensor) -> int:
     if flat.device.type != "cpu" or flat.shape[0] == 0:
         return flat.shape[0]
     return max(1, _CPU_EVAL_BLOCK_BYTES // max(1, flat[0].numel() * flat.element_size()))
+
+
+_INF = float("inf")
 
 
 def _seed_of(text: str) -> int:

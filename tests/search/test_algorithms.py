@@ -350,3 +350,54 @@ def test_de_cache_blocks_give_the_same_search(monkeypatch: pytest.MonkeyPatch) -
     for a, b in zip(whole[:4], blocked[:4], strict=True):
         assert torch.equal(a, b)
     assert all(torch.equal(whole.extra[n], blocked.extra[n]) for n in whole.extra)
+
+
+def test_de_partners_uniform_over_ordered_triples() -> None:
+    # Each ordered triple of distinct partners (none of them i) is equally likely, not only
+    # each partner on its own: the offsets are a bijection of the uniform draws.
+    from islandsync.search.algorithms.de import partners
+
+    g = torch.Generator().manual_seed(8)
+    p, n = 6, 60_000
+    r = partners(torch.rand((3, n, p), generator=g, dtype=torch.float64))
+    i = torch.arange(p)[None, :, None].expand(n, p, 1)
+    assert bool((torch.cat([i, r], -1).sort(-1).values.diff(dim=-1) > 0).all())
+    t = r[:, 2, :]  # individual 2's triples
+    counts = torch.bincount((t[:, 0] * p + t[:, 1]) * p + t[:, 2], minlength=p**3)
+    seen = counts[counts > 0].float()
+    assert seen.numel() == (p - 1) * (p - 2) * (p - 3)
+    # 60 triples, ~1000 draws each: a multinomial's spread is ~3%; a skew would be far more
+    assert float((seen / seen.mean() - 1).abs().max()) < 0.15
+
+
+def test_de_select_genomes_is_where_bit_for_bit() -> None:
+    from islandsync.search.algorithms.de import select_genomes
+
+    x = torch.tensor([[[0.0, -0.0, float("nan")], [1.0, 2.0, 3.0]]])
+    trial = torch.tensor([[[-0.0, float("nan"), 5.0], [float("inf"), -0.0, 7.0]]])
+    for win in ([[True, False]], [[False, True]], [[True, True]], [[False, False]]):
+        w = torch.tensor(win)
+        got = select_genomes(w, trial, x)
+        want = torch.where(w[..., None], trial, x)
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+
+
+@pytest.mark.parametrize("key", ["de", "ga"])
+def test_step_leaves_earlier_states_alone(key: str) -> None:
+    # A step may keep scratch buffers between generations; none of them may be a tensor of
+    # the state it was given or of a state it returned.
+    make, problem = ALGS[key]
+    alg, ev = make(), Counting(problem)
+    g = torch.Generator().manual_seed(2)
+    state = initial_state(alg, ISLANDS, ev, g)
+    states = [state]
+    for _ in range(3):
+        states.append(alg.step(states[-1], ISLANDS, ev, g))
+    copies = [(s.genomes.clone(), s.scores.clone(), s.origin.clone(),
+               {n: t.clone() for n, t in s.extra.items()}) for s in states]
+    for _ in range(3):
+        alg.step(states[-1], ISLANDS, ev, g)
+    for s, (genomes, scores, origin, extra) in zip(states, copies, strict=True):
+        assert torch.equal(s.genomes, genomes) and torch.equal(s.scores, scores)
+        assert torch.equal(s.origin, origin)
+        assert all(torch.equal(s.extra[n], extra[n]) for n in extra)

@@ -207,3 +207,17 @@ def test_inject_into_some_rows() -> None:
         inject(make_state([[1.0]], extra=True), None, torch.zeros(1, 1, 2), torch.zeros(1, 1),
                torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
                torch.ones(1, 1, dtype=torch.bool), {})
+
+
+def test_ids_every_nan_is_one_nan() -> None:
+    # Quiet, signalling and negative NaNs (any payload) hash alike, on both sides; so do
+    # -0.0 and 0.0; the infinities keep their own ids.
+    bits = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FFFFFFF, 0x80000000,
+                     0x00000000, 0x7F800000, 0xFF800000], dtype=np.uint32)
+    a = np.repeat(bits.view(np.float32)[:, None], 4, axis=1)
+    with np.errstate(invalid="ignore"):
+        want = genome_ids_numpy(a)
+    got = genome_ids(torch.from_numpy(a.copy())).numpy()
+    assert np.array_equal(got, want)
+    assert len(set(got[:5].tolist())) == 1 and got[5] == got[6]
+    assert len({got[0], got[5], got[7], got[8]}) == 4

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -48,76 +48,140 @@ def distinct_indices(k: int, p: int, n: int, g: torch.Generator) -> Tensor:
 def partners(a: Tensor) -> Tensor:
     """``[k, p, n]`` distinct partners from uniforms ``a [n, k, p]`` (float64: 53 bits, so
     ``floor(a * m)`` is uniform on ``0..m-1`` to within 2**-40 for any population). Partners
-    are offsets ``1..p-1`` from ``i`` (so never ``i``): the ``m``-th from the ``p - m`` offsets
-    left, stepping over the earlier ones in ascending order. No rejection loop, no ``[p, p]``
-    sort. Pure, so it compiles."""
+    are offsets ``1..p-1`` from ``i`` (so never ``i``), uniform over ordered n-tuples of
+    distinct ones: see :func:`offsets_`. No rejection loop, no ``[p, p]`` sort. Pure, so it
+    compiles."""
     n, _, p = a.shape
-    drawn: list[Tensor] = []
-    for m in range(1, n + 1):  # n is 3: a loop over draws, never over individuals
-        v = (a[m - 1] * (p - m)).to(torch.int64).clamp_(max=p - m - 1)
-        if m == 2:
-            v = v + (v >= drawn[0]).to(torch.int64)
-        elif m > 2:  # earlier offsets in ascending order (min/max when there are two)
-            prior = (torch.minimum(*drawn), torch.maximum(*drawn)) if m == 3 else \
-                torch.sort(torch.stack(drawn, dim=-1), dim=-1).values.unbind(-1)
-            for e in prior:
-                v = v + (v >= e).to(torch.int64)
-        drawn.append(v)
-    i = torch.arange(p, device=a.device)[None, :, None]
-    return torch.remainder(torch.stack(drawn, dim=-1) + (i + 1), p)
+    m = torch.arange(1, n + 1, device=a.device)[:, None, None]
+    v = offsets_(torch.minimum((a * (p - m)).to(torch.int64), p - m - 1), p)
+    return torch.remainder(v + torch.arange(1, p + 1, device=a.device), p).permute(1, 2, 0)
 
 
-def variation(x: Tensor, small: Tensor, c: Tensor, f_old: Tensor, cr_old: Tensor,
-              tau_f: float, tau_cr: float, f_lower: float, f_upper: float,
-              lo: float, hi: float) -> tuple[Tensor, Tensor, Tensor]:
-    """One jDE generation's trials and their F and CR, from its draws: ``small`` [9, K, P]
-    float64 uniforms (F redraw and value, CR redraw and value, three partners, jrand and its
-    repair uniform) and ``c`` [K, P, D] (crossover and repair). Pure apart from using ``c``
-    as scratch: eager and compiled runs compute the same thing."""
-    d = x.shape[2]
-    redraw_f, new_f, redraw_cr, new_cr = small[:4].to(torch.float32).unbind(0)
-    f = torch.where(redraw_f < tau_f, f_lower + new_f * (f_upper - f_lower), f_old)
-    cr = torch.where(redraw_cr < tau_cr, new_cr, cr_old)
-    r = partners(small[4:7])
-    jrand = (small[7] * d).to(torch.int64).clamp_(max=d - 1)[..., None]
-    u_j = small[8].to(torch.float32)[..., None]
-    return trial_vectors(x, r, f, cr, c, jrand, u_j, lo, hi), f, cr
+def offsets_(v: Tensor, p: int) -> Tensor:
+    """In place on ``v [n, k, p]`` int64 with ``v[m]`` uniform on ``0..p-2-m``: ``n`` distinct
+    offsets in ``0..p-2``, uniform over ordered n-tuples. The first is ``v[0]``; the others
+    are ``(v[0] + 1 + w[m]) mod (p - 1)``, which skips ``v[0]``, where ``w[1] = v[1]`` and each
+    later ``w[m]`` steps over the earlier ones in ascending order (``w[2] = v[2] + (v[2] >=
+    v[1])`` for DE's three). Each step is a bijection, so the tuple is uniform. 8 small ops for
+    three partners (stepping all three over each other took 14)."""
+    rows = v.unbind(0)
+    for m in range(2, len(rows)):  # n is 3: a loop over draws, never over individuals
+        prior = rows[1:2] if m == 2 else torch.sort(v[1:m], dim=0).values.unbind(0)
+        for e in prior:
+            rows[m].add_(rows[m] >= e)
+    if len(rows) > 1:
+        v[1:].add_(rows[0]).add_(1).remainder_(p - 1)
+    return v
 
 
-def trial_vectors(x: Tensor, r: Tensor, f: Tensor, cr: Tensor, c: Tensor, jrand: Tensor,
-                  u_j: Tensor, lo: float, hi: float) -> Tensor:
-    """DE/rand/1/bin trials with bound repair, from the generation's draws: partners ``r``
-    [K, P, 3], F and CR [K, P], crossover uniforms ``c`` [K, P, D], the forced gene ``jrand``
-    [K, P, 1] and its repair uniform ``u_j`` [K, P, 1]. Pure: ``c`` is the only input it
-    writes over (its own scratch), so eager and compiled runs compute the same thing."""
-    k, p, d = x.shape
+class Tables(NamedTuple):
+    """Constants of one ``[K, P, D]`` shape, made once instead of every generation (each
+    tensor built per step was a few microseconds: at small sizes the step is a few hundred).
+    """
+
+    scale: Tensor  # [4, 1, 1] float64: p-1, p-2, p-3 (partner offsets), d (jrand)
+    cap: Tensor  # [4, 1, 1] int64: the largest value of each (guards a product rounding up)
+    after: Tensor  # [P] int64: i + 1, the first offset from individual i
+    base: Tensor  # [K, 1] int64: k * P, island k's first row in the flattened stack
+    tau: Tensor  # [2, 1, 1] float32: redraw probabilities of F and CR
+    span: Tensor  # [2, 1, 1] float32: a redrawn F is f_lower + u * span; CR is u * 1 + 0
+    low: Tensor  # [2, 1, 1] float32
+
+
+def make_tables(k: int, p: int, d: int, tau_f: float, tau_cr: float, f_lower: float,
+                f_upper: float, device: torch.device) -> Tables:
+    f32 = {"dtype": torch.float32, "device": device}
+    return Tables(
+        scale=torch.tensor([p - 1, p - 2, p - 3, d], dtype=torch.float64,
+                           device=device)[:, None, None],
+        cap=torch.tensor([p - 2, p - 3, p - 4, d - 1], dtype=torch.int64,
+                         device=device)[:, None, None],
+        after=torch.arange(1, p + 1, dtype=torch.int64, device=device),
+        base=(torch.arange(k, dtype=torch.int64, device=device) * p)[:, None],
+        tau=torch.tensor([tau_f, tau_cr], **f32)[:, None, None],
+        span=torch.tensor([f_upper - f_lower, 1.0], **f32)[:, None, None],
+        low=torch.tensor([f_lower, 0.0], **f32)[:, None, None],
+    )
+
+
+# The largest float32 below 1: jrand's repair uniform, rounded from float64, stays below 1.
+_BELOW_ONE = 1.0 - 2.0**-24
+
+
+def draws(small: Tensor, fc_old: Tensor, t: Tables) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Everything per individual of one generation, from ``small`` [9, K, P] float64 uniforms
+    (F redraw and value, CR redraw and value, three partners, jrand, jrand's repair uniform)
+    and the parents' ``fc_old`` [2, K, P] (F and CR). Returns the trials' ``fc`` [2, K, P],
+    the partners' ``rows`` [3, K, P] into the stack flattened to ``[K * P, D]``, ``jrand``
+    [K, P, 1] and its repair uniform ``u_j`` [K, P, 1]. A dozen small ops in all: at small
+    sizes each op's call costs as much as its arithmetic."""
+    f32 = small.to(torch.float32)
+    fc = torch.where(f32[0:4:2] < t.tau, torch.addcmul(t.low, f32[1:4:2], t.span), fc_old)
+    v = torch.minimum((small[4:8] * t.scale).to(torch.int64), t.cap)
+    p = t.after.shape[0]
+    rows = offsets_(v[:3], p).add_(t.after).remainder_(p).add_(t.base)
+    return fc, rows, v[3, ..., None], f32[8, ..., None].clamp_(max=_BELOW_ONE)
+
+
+def trial_vectors(x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor, jrand: Tensor,
+                  u_j: Tensor, lo: float, hi: float, out: Tensor | None = None) -> Tensor:
+    """DE/rand/1/bin trials with bound repair of parents ``x`` [B, P, D], from the
+    generation's draws: the partners' ``rows`` [3, B, P] into ``source`` (all of the stack's
+    genomes flattened to [K * P, D]; ``x`` when omitted), F and CR [B, P], crossover uniforms
+    ``c`` [B, P, D], the forced gene ``jrand`` [B, P, 1] and its repair uniform ``u_j``
+    [B, P, 1]. Writes into ``out`` when given. ``c`` is the only input it writes over (its own
+    scratch), so eager and compiled runs compute the same thing."""
+    return _trials(x, x, rows, f, cr, c, jrand, u_j, lo, hi, out)
+
+
+def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor,
+            jrand: Tensor, u_j: Tensor, lo: float, hi: float, out: Tensor | None) -> Tensor:
+    b, p, d = x.shape
     # Partners as whole rows (index_select copies rows; a gather indexes every gene).
-    rows = r + (torch.arange(k, device=x.device) * p)[:, None, None]
-    picked = x.reshape(k * p, d).index_select(0, rows.reshape(-1)).view(k, p, 3, d)
-    p0, p1, p2 = picked.unbind(2)
+    picked = source.reshape(-1, d).index_select(0, rows.reshape(-1)).view(3, b, p, d)
+    p0, p1, p2 = picked.unbind(0)
     mutant = p0.addcmul_(f[..., None], p1.sub_(p2))  # x_r1 + F (x_r2 - x_r3), in place
 
     # One [K, P, D] draw serves crossover and bound repair: a gene is taken from the mutant
     # when c < CR, and given that, u = c / CR is uniform on [0, 1) and independent of the
     # choice, so it is the repair's uniform (drawing a second [K, P, D] tensor cost as much as
-    # the rest of the step's arithmetic). Gene jrand is always taken and has its own uniform.
-    # (CR is kept off 0 so u stays finite: a weight 0 * inf would be NaN. So CR = 0 also takes
-    # a gene drawn exactly 0.0: probability 2**-24.)
+    # the rest of the step's arithmetic). Gene jrand is always taken: its u is its own uniform,
+    # below 1. (CR is kept off 0 so u stays finite: a weight 0 * inf would be NaN. So CR = 0
+    # also takes a gene drawn exactly 0.0: probability 2**-24.)
     u = c.div_(cr.clamp(min=1e-30)[..., None])
-    # Choices are 0/1 float weights for lerp, which gives exactly one end at 0 and at 1: on a
-    # CPU, where() with a full bool mask costs five times a lerp.
-    take = torch.lt(u, 1.0, out=torch.empty_like(u))
-    take.scatter_(2, jrand, 1.0)
     u.scatter_(2, jrand, u_j)
-    trial = torch.lerp(x, mutant, take)
+    # Choices are 0/1 float weights for lerp, which gives exactly one end at 0 and at 1: on a
+    # CPU, where() with a full bool mask costs five times a lerp (and a bool result of a
+    # comparison four times a float one).
+    take = torch.lt(u, 1.0, out=p2)
+    trial = torch.lerp(x, mutant, take, out=mutant)
 
     # Out-of-box genes: uniform between the parent's gene and the violated bound, i.e.
     # lerp(bound, parent, u); the bound is what clamping gives, so out-of-box is where
     # clamping changed the gene (weight u there, 0 elsewhere). The last clamp only guards
     # lerp's rounding.
-    clamped = trial.clamp(lo, hi)
+    clamped = torch.clamp(trial, lo, hi, out=p1)
     weight = torch.ne(clamped, trial, out=take).mul_(u)
-    return torch.lerp(clamped, x, weight).clamp_(lo, hi)
+    return torch.lerp(clamped, x, weight, out=clamped if out is None else out).clamp_(lo, hi)
+
+
+def variation(x: Tensor, small: Tensor, c: Tensor, fc_old: Tensor, t: Tables, lo: float,
+              hi: float) -> tuple[Tensor, Tensor]:
+    """One jDE generation of the stack ``x`` [K, P, D]: its trials and their F and CR
+    (``fc`` [2, K, P]), from the draws ``small`` [9, K, P] float64 and ``c`` [K, P, D] (see
+    :func:`draws`). Pure apart from using ``c`` as scratch: eager and compiled runs compute
+    the same thing."""
+    fc, rows, jrand, u_j = draws(small, fc_old, t)
+    return _trials(x, x, rows, fc[0], fc[1], c, jrand, u_j, lo, hi, None), fc
+
+
+def select_genomes(win: Tensor, trial: Tensor, x: Tensor) -> Tensor:
+    """``where(win[..., None], trial, x)`` for float32 genomes, in three int32 passes over
+    their bits: exact (NaN and -0.0 included), and a third of where()'s time on a CPU."""
+    mask = win.to(torch.int32).neg_()[..., None]  # all bits set where the trial won
+    xb = x.view(torch.int32)
+    out = torch.bitwise_xor(trial.view(torch.int32), xb)
+    return out.bitwise_and_(mask).bitwise_xor_(xb).view(torch.float32)
 
 
 # On a CPU the step's dozen passes over [K, P, D] run over blocks of whole islands of about
@@ -127,19 +191,20 @@ _CPU_BLOCK_BYTES = 1 << 22
 
 
 def _islands_per_block(x: Tensor) -> int:
-    if x.device.type != "cpu":
-        return x.shape[0]
-    return max(1, _CPU_BLOCK_BYTES // max(1, x[0].numel() * x.element_size()))
+    k = x.shape[0]
+    if x.device.type != "cpu" or k == 0:
+        return k
+    return max(1, _CPU_BLOCK_BYTES // max(1, x.numel() // k * x.element_size()))
 
 
-def _compiled(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` through torch.compile, falling back to ``fn`` itself (one warning) wherever
     compiling or running the compiled code fails: no compiler, an old torch, a platform
     inductor does not support. Compiled results may differ from eager ones in the last bit
     (fused multiply-adds); each mode is deterministic on its own."""
-    state: dict[str, Callable[..., Tensor]] = {}
+    state: dict[str, Callable[..., Any]] = {}
 
-    def run(*args: Any) -> Tensor:
+    def run(*args: Any) -> Any:
         use = state.get("fn")
         if use is fn:
             return fn(*args)
@@ -177,7 +242,11 @@ class DifferentialEvolution:
         self.tau_f, self.tau_cr = config.tau_f, config.tau_cr
         self.f_lower, self.f_upper = config.f_lower, config.f_upper
         self.extra_defaults: dict[str, float] = {"F": self.f_init, "CR": self.cr_init}
-        self._variation = _compiled(variation) if config.compile else variation
+        self._compile = _compiled(variation) if config.compile else None
+        # Per-shape constants and the [K, P, D] uniform's buffer (scratch: never returned),
+        # kept from one step to the next. Calls are never concurrent for one object.
+        self._tables: dict[tuple[Any, ...], Tables] = {}
+        self._scratch: Tensor | None = None
 
     def __repr__(self) -> str:
         return (f"DifferentialEvolution(dim={self.dim}, pop={self.pop_size}, "
@@ -188,43 +257,70 @@ class DifferentialEvolution:
         return self.lower + (self.upper - self.lower) * _rand(generator, k, self.pop_size,
                                                               self.dim)
 
+    def _constants(self, x: Tensor) -> Tables:
+        key = (*x.shape, x.device)
+        t = self._tables.get(key)
+        if t is None:
+            if len(self._tables) > 8:  # the islands hosted changed many times: start afresh
+                self._tables.clear()
+            t = self._tables[key] = make_tables(*x.shape, self.tau_f, self.tau_cr,
+                                                self.f_lower, self.f_upper, x.device)
+        return t
+
+    def _uniforms(self, g: torch.Generator, x: Tensor) -> Tensor:
+        """The generation's [K, P, D] uniform (the values torch.rand would give), drawn into
+        a buffer kept between steps: a fresh one was a page-faulting allocation of the whole
+        population's size every generation."""
+        c = self._scratch
+        if c is None or c.shape != x.shape or c.device != x.device:
+            c = self._scratch = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        return c.uniform_(generator=g)
+
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
         g = generator
         x = state.genomes
         k, p, d = x.shape
         lo, hi = self.lower, self.upper
-        f_old, cr_old = state.extra["F"], state.extra["CR"]
         if p < 4:
             raise ConfigError(f"de: needs pop >= 4 to draw 3 distinct partners, got {p}")
+        t = self._constants(x)
         # Two draws a generation: every per-individual uniform in one [9, K, P] tensor (at
         # small sizes each call's overhead counts), and the [K, P, D] one. The arithmetic
         # after them is pure (and can be compiled: ``compile`` in the settings).
         small = torch.rand((9, k, p), generator=g, device=g.device, dtype=torch.float64)
-        c = _rand(g, k, p, d)
-        consts = (self.tau_f, self.tau_cr, self.f_lower, self.f_upper, lo, hi)
+        c = self._uniforms(g, x)
+        fc_old = torch.stack((state.extra["F"], state.extra["CR"]))
         step = _islands_per_block(x)
-        if step >= k:
-            trial, f, cr = self._variation(x, small, c, f_old, cr_old, *consts)
+        if self._compile is not None:
+            trial, fc = self._compile(x, small, c, fc_old, t, lo, hi)
+        elif step >= k:
+            trial, fc = variation(x, small, c, fc_old, t, lo, hi)
         else:  # CPU, big islands: a few islands at a time, so each pass stays in cache
-            parts = [self._variation(x[a:a + step], small[:, a:a + step], c[a:a + step],
-                                     f_old[a:a + step], cr_old[a:a + step], *consts)
-                     for a in range(0, k, step)]
-            trial, f, cr = (torch.cat(t) for t in zip(*parts))
+            fc, rows, jrand, u_j = draws(small, fc_old, t)
+            trial = torch.empty_like(x)
+            f, cr = fc
+            for a in range(0, k, step):
+                b = slice(a, a + step)
+                _trials(x, x[b], rows[:, b], f[b], cr[b], c[b], jrand[b], u_j[b], lo, hi,
+                        trial[b])
 
-        trial_scores = evaluate(trial).to(torch.float32)
+        trial_scores = evaluate(trial)
+        if trial_scores.dtype != torch.float32:
+            trial_scores = trial_scores.to(torch.float32)
         win = trial_scores <= state.scores
-        born = island_ids.to(device=x.device, dtype=torch.int64)[:, None].expand(k, p)
+        fc = torch.where(win, fc, fc_old)
+        born = island_ids if island_ids.dtype == torch.int64 else island_ids.to(torch.int64)
         return IslandState(
-            genomes=torch.where(win[..., None], trial, x),
+            genomes=select_genomes(win, trial, x),
             scores=torch.where(win, trial_scores, state.scores),
             # Ids are left to the engine, which hashes genomes only where ids are read
             # (migration, snapshots): hashing every trial was half the step's time.
             ids=None,
-            origin=torch.where(win, born, state.origin),
-            extra={"F": torch.where(win, f, f_old), "CR": torch.where(win, cr, cr_old)},
+            origin=torch.where(win, born[:, None], state.origin),
+            extra={"F": fc[0], "CR": fc[1]},
         )
 
 
-__all__ = ["DifferentialEvolution", "distinct_indices", "partners", "trial_vectors",
-           "variation"]
+__all__ = ["DifferentialEvolution", "Tables", "distinct_indices", "draws", "make_tables",
+           "partners", "select_genomes", "trial_vectors", "variation"]
