@@ -16,6 +16,7 @@ Used by the leader, ``status`` and solo workers.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,11 +37,29 @@ I = TypeVar("I")
 R = TypeVar("R")
 
 
+#: The reader threads, shared by every caller in this process and kept between calls: a
+#: store keeps one client (and its open connections) per thread, so threads made afresh for
+#: each call would open new connections, and build new clients, every cycle.
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+_in_reader = threading.local()
+
+
+def _pool(readers: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(readers)
+        if pool is None:
+            pool = _pools[readers] = ThreadPoolExecutor(
+                max_workers=readers, thread_name_prefix="islandsync-read")
+        return pool
+
+
 def read_concurrently(fn: Callable[[I], R], items: Iterable[I], *,
                       readers: int = DEFAULT_READERS) -> list[tuple[I, R | Exception]]:
     """``fn(item)`` for every item, at most ``readers`` at a time, in the items' order; an
     exception is returned in place of its result (the caller decides, per item, what a
-    failure means). One item, or ``readers <= 1``, runs on the calling thread."""
+    failure means). One item, ``readers <= 1``, or a call from a reader thread itself (which
+    must not wait on its own pool) runs on the calling thread."""
     items = list(items)
 
     def one(item: I) -> R | Exception:
@@ -49,11 +68,13 @@ def read_concurrently(fn: Callable[[I], R], items: Iterable[I], *,
         except Exception as err:  # noqa: BLE001 - handed to the caller, per item
             return err
 
-    if len(items) <= 1 or readers <= 1:
+    def marked(item: I) -> R | Exception:
+        _in_reader.active = True
+        return one(item)
+
+    if len(items) <= 1 or readers <= 1 or getattr(_in_reader, "active", False):
         return [(item, one(item)) for item in items]
-    with ThreadPoolExecutor(max_workers=min(readers, len(items)),
-                            thread_name_prefix="islandsync-read") as pool:
-        return list(zip(items, pool.map(one, items)))
+    return list(zip(items, _pool(readers).map(marked, items)))
 
 
 @dataclass

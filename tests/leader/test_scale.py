@@ -238,10 +238,12 @@ def test_a_solo_worker_reads_only_the_heads_that_moved(tmp_path: Path) -> None:
     gens = {i: _head(store, i, 1) for i in range(12)}
     link = BucketLink(store, spec, worker_id="w", solo=True, max_islands=0,
                       stats=lambda: {}, hosted=lambda: set())
-    link._read_remote(set())
+    def poll() -> None:  # the solo part of a poll: one look serves claims and the stop check
+        link._read_remote(set(), link._look_heads(set()))
+    poll()
     assert store.head_reads() == 12 and len(link.take().remote) == 12
-    link._read_remote(set())
+    poll()
     assert store.head_reads() == 12  # nothing moved: nothing read
     _head(store, 4, 2, gens[4])
-    link._read_remote(set())
+    poll()
     assert store.head_reads() == 13 and link.take().remote[4].generation == 2
