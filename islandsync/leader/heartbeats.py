@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 #: A worker's heartbeat is deleted once it has not moved for this long, as we watched it.
 DEAD_HEARTBEAT_S = 3600.0
+#: Heartbeat states of a worker whose islands are not evolving: ``exited`` (it released them)
+#: and ``stalled`` (its loop or a thread of it stopped; it says so once, then falls silent).
+#: Either is not alive at once, rather than a worker timeout later: its islands move now.
+NOT_WORKING = ("exited", "stalled")
 
 
 class HeartbeatWatch:
@@ -68,14 +72,15 @@ class HeartbeatWatch:
                 seen[worker] = (info.generation, result[0])
         self.heartbeats = seen
         return seen, {w for w, (_, hb) in seen.items()
-                      if hb.state != "exited" and self.liveness.alive(w)}
+                      if hb.state not in NOT_WORKING and self.liveness.alive(w)}
 
     def next_death(self) -> float | None:
         """When (our clock) the first worker held alive is judged dead unless its heartbeat
         moves; None when none is alive."""
         return min((self.liveness.since(w) + self.timeout
                     for w, (_, hb) in self.heartbeats.items()
-                    if hb.state != "exited" and self.liveness.alive(w)), default=None)
+                    if hb.state not in NOT_WORKING and self.liveness.alive(w)),
+                   default=None)
 
     def long_dead(self, alive: set[str], seconds: float = DEAD_HEARTBEAT_S) -> list[str]:
         """Heartbeat keys of workers not alive whose heartbeat has not moved for ``seconds``
@@ -89,4 +94,4 @@ def _brief(err: Exception) -> str:
     return str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
 
 
-__all__ = ["DEAD_HEARTBEAT_S", "HeartbeatWatch"]
+__all__ = ["DEAD_HEARTBEAT_S", "NOT_WORKING", "HeartbeatWatch"]

@@ -65,3 +65,16 @@ def test_a_bad_heartbeat_skips_that_worker_only(tmp_path: Path) -> None:
     store.put(heartbeat_key("bad"), b"{ not json")
     seen, alive = HeartbeatWatch(store, timeout=10.0, clock=clock).look(gap_limit=1e9)
     assert set(seen) == {"good"} and alive == {"good"}
+
+
+def test_a_worker_that_says_it_stalled_is_not_alive_at_once(tmp_path: Path) -> None:
+    """Its heartbeat is fresh, but it vouches for no work: its islands move now, not a worker
+    timeout later; once it beats ``running`` again it is alive again."""
+    store, clock = LocalStore(tmp_path / "run"), Clock()
+    watch = HeartbeatWatch(store, timeout=10.0, clock=clock)
+    _beat(store, "w", state="running")
+    assert watch.look(gap_limit=1e9)[1] == {"w"}
+    _beat(store, "w", state="stalled")
+    assert watch.look(gap_limit=1e9)[1] == set()
+    _beat(store, "w", state="running")
+    assert watch.look(gap_limit=1e9)[1] == {"w"}
