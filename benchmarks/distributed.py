@@ -258,10 +258,14 @@ class Cadence:
 
 
 def leader_calls_s(latency: float, islands: int, workers: int) -> float:
-    """Bucket calls of a leader cycle up to its assignment write (lease, list and changed
-    heartbeats, every HEAD, up to two ranged reads per moved island, the elite write, the
-    assignment read and write), at ``latency`` each."""
-    return round(latency * (2 + workers + islands + 2 * islands + 4 + 2), 2)
+    """Round trips of a new leader's path to its first assignment write, at ``latency`` each
+    (leader/coordinator.py: the assignment comes before the HEADs and the merge): the lease
+    read and takeover write, the listing of workers/, every heartbeat (read DEFAULT_READERS at
+    a time), the assignment read and its write. ``islands``: the HEADs are read after it."""
+    from islandsync.bucket.heads import DEFAULT_READERS
+
+    heartbeat_rounds = -(-workers // DEFAULT_READERS)
+    return round(latency * (2 + 1 + heartbeat_rounds + 2), 2)
 
 
 def claim_calls_s(latency: float) -> float:
@@ -316,17 +320,19 @@ def worker_ops_model(c: Cadence, islands_per_worker: float,
 
 def leader_ops_model(c: Cadence, islands: int, workers: int,
                      elite_epochs_per_h: float) -> dict[str, Any]:
-    """Operations per hour of the leader (coordinator.step): per cycle a lease renewal (A, at
-    most every lease_s/3), list workers/ (A), get each changed heartbeat (B), get every HEAD
-    (B), get assignment.json (B); per island checkpoint a ranged read of its elite frame (2 B);
-    per elite epoch put blob, put HEAD, list elite/, delete the oldest (4 A)."""
+    """Operations per hour of the leader (leader/coordinator.py), as the code reads today: a
+    lease renewal every lease_s/3 (A; its own thread); per cycle a listing of workers/ and one
+    of islands/ (2 A), the heartbeats that changed (B) and the HEADs that moved (B: each once
+    per checkpoint), assignment.json (B); per island checkpoint a ranged read of its elite
+    frame (2 B); per elite epoch put blob, put HEAD, list elite/, delete the oldest (4 A).
+    Housekeeping sweeps from the cycle's own listings: its deletes only (not billed by GCS)."""
     cycles = 3600 / c.cycle_s
-    renewals = min(cycles, 3600 / (c.lease_s / 3))
+    renewals = 3600 / (c.lease_s / 3)
     beats = min(workers * 3600 / c.heartbeat_s, workers * cycles)
-    island_ckpts = islands * 3600 / c.checkpoint_s
+    island_ckpts = min(islands * 3600 / c.checkpoint_s, islands * cycles)
     epochs = min(cycles, elite_epochs_per_h)
-    a = renewals + cycles + 4 * epochs + (3600 / 300) * (islands + 1)
-    b = cycles * (islands + 1) + beats + 2 * island_ckpts
+    a = renewals + 2 * cycles + 4 * epochs
+    b = cycles + beats + island_ckpts + 2 * island_ckpts
     return {"A": round(a), "B": round(b)}
 
 
