@@ -4,9 +4,11 @@ few seconds, the install cell skipped (the package is already installed here), a
 cell runs exactly as shipped.
 
 The install cell itself runs on a real kernel too: it installs the wheel ``islandsync publish``
-put in a run (a local directory, and a fake-gcs-server bucket), into a temporary target folder
-(``PIP_TARGET``, first on the kernel's PYTHONPATH) so that the test venv is never touched, and
-the notebook then joins the run with that islandsync."""
+put in a run (a local directory, a fake-gcs-server bucket and a moto S3 bucket), into a
+temporary target folder (``PIP_TARGET``, first on the kernel's PYTHONPATH) so that the test
+venv is never touched, and the notebook then joins the run with that islandsync. The Kaggle
+and Colab install cells read S3 keys from stand-ins for their platforms' secret stores, as
+islandsync's S3Store does."""
 
 from __future__ import annotations
 
@@ -74,6 +76,11 @@ def test_notebook_shape(name: str) -> None:
     assert "islandsync publish RUN" in install.source and "dist/" in install.source
     assert 'wheel or "islandsync"' in install.source
     assert "github.com" not in install.source
+    # s3:// runs too: boto3 installed when missing, the listing paged, the platform's secrets.
+    assert 's3.get_paginator("list_objects_v2")' in install.source
+    assert 'pip_install("boto3>=1.36")' in install.source
+    assert ("kaggle_secrets" in install.source) == (name == "kaggle")
+    assert ("google.colab import userdata" in install.source) == (name == "colab")
     assert "parameters" not in install.metadata.get("tags", [])
 
     assert params.metadata.get("tags") == ["parameters"]
@@ -89,6 +96,21 @@ def test_notebook_shape(name: str) -> None:
     assert "islandsync.run(RUN, spec=spec, duration=DURATION)" in run.source
     for word in ("credentials", "secret", "kaggle_secrets", "google.colab", "os.environ"):
         assert word not in run.source.lower(), word
+
+
+PLATFORM_PARTS = re.compile(r"^def (secret|storage_client)\(.*?(?=^def )", re.M | re.S)
+
+
+def test_install_cells_differ_only_where_the_platform_does() -> None:
+    """Only ``secret`` (the platform's secret store, for s3://) and ``storage_client`` (its
+    GCS credentials) differ; local.ipynb adds a torch hint at the end."""
+    cells = {}
+    for name in SECRETS:
+        source = load(name).cells[INSTALL].source
+        assert [m[1] for m in PLATFORM_PARTS.finditer(source)] == ["secret", "storage_client"]
+        cells[name] = PLATFORM_PARTS.sub("", source).removesuffix(
+            "\n# %pip install -q torch  # only if this Jupyter has no torch yet")
+    assert len(set(cells.values())) == 1, cells
 
 
 def parameterize(params_source: str, run: Path | str, duration: float) -> str:
@@ -378,3 +400,103 @@ def test_install_cell_installs_the_wheel_published_in_a_bucket(
     text = run_installing("kaggle", gcs_url, tmp_path, kernel_specs, monkeypatch)
     assert re.search(r"best_fitness=\d", text), text
     assert read_spec(store).islands == SPEC["islands"]
+
+
+@pytest.mark.s3
+def test_install_cell_installs_the_wheel_published_in_an_s3_bucket(
+        tmp_path: Path, wheel: Path, s3_url: str, kernel_specs,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local notebook against the moto S3 server. Its keys, endpoint and region are the
+    AWS_* variables the moto_s3 fixture set, which the kernel inherits. boto3 is installed
+    here, so the cell must not pip-install it (run_installing allows no index)."""
+    import os
+
+    from islandsync.publish import publish, published
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        assert os.environ.get(var), var
+    store = open_store(s3_url)
+    publish(store, wheel)
+    publish(store, wheel)
+    assert [s for s, _ in published(store)] == [1, 2]
+    text = run_installing("local", s3_url, tmp_path, kernel_specs, monkeypatch)
+    assert re.search(r"best_fitness=\d", text), text
+    assert not list((tmp_path / "site").glob("boto3*")), "the cell installed boto3"
+    # It joined the run: every island checkpointed by the notebook's worker.
+    assert read_spec(store).islands == SPEC["islands"]
+    heads = sorted(i.key for i in store.list("islands/") if i.key.endswith("/HEAD.json"))
+    assert len(heads) == SPEC["islands"], heads
+
+
+def install_cell_functions(name: str) -> dict:
+    """The install cell's definitions, executed in this process: all of it but the last lines,
+    which find and install the wheel."""
+    source = load(name).cells[INSTALL].source
+    definitions, found, _ = source.partition("\nwheel = newest_wheel(RUN)\n")
+    assert found, "the install cell no longer ends with its newest_wheel(RUN) call"
+    namespace: dict = {"__name__": "__notebook__"}
+    exec(compile(definitions, f"{name}.ipynb:install", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("name", ["kaggle", "colab"])
+def test_install_cell_reads_s3_secrets_as_islandsync_does(
+        name: str, wheel: Path, s3_url: str, moto_s3: str, on_platform,
+        capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    """On Kaggle and Colab the S3 keys are secrets named like the AWS variables. With no
+    AWS_* variable set, the install cell reads them from a stand-in of the platform's secret
+    store and downloads the newest wheel from the moto bucket; islandsync's own store (the
+    run cell's) reads the same secrets from the same store. No secret is ever shown."""
+    import types
+
+    from islandsync.bucket.layout import dist_key
+    from islandsync.publish import publish
+    from islandsync.testing.processes import MOTO_ENV
+
+    caplog.set_level(logging.DEBUG)
+    store = open_store(s3_url)
+    store.put(dist_key(1, wheel.name), b"an older wheel")
+    assert publish(store, wheel) == dist_key(2, wheel.name)
+    # moto takes any keys: a marked secret, to look for in everything shown.
+    secrets = {**MOTO_ENV, "AWS_SECRET_ACCESS_KEY": f"{MARKER}-secret",
+               "AWS_ENDPOINT_URL": moto_s3}
+    for var in (*secrets, "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_REGION",
+                "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        on_platform.delenv(var, raising=False)
+    # No ~/.aws either: the keys can come from the secret store only.
+    on_platform.setenv("AWS_SHARED_CREDENTIALS_FILE", str(wheel.parent / "no-credentials"))
+    on_platform.setenv("AWS_CONFIG_FILE", str(wheel.parent / "no-config"))
+    asked: list[str] = []
+
+    class Missing(Exception):
+        pass
+
+    def get(label: str) -> str:
+        asked.append(label)
+        if label not in secrets:
+            raise Missing(label)
+        return secrets[label]
+
+    if name == "kaggle":
+        platform_module(on_platform, "kaggle_secrets",
+                        UserSecretsClient=lambda: types.SimpleNamespace(get_secret=get))
+    else:
+        platform_module(on_platform, "google.colab", userdata=types.SimpleNamespace(get=get))
+
+    path = install_cell_functions(name)["newest_wheel"](s3_url)
+    assert path is not None and Path(path).name == wheel.name
+    assert Path(path).read_bytes() == wheel.read_bytes(), "not the newest wheel (dist/000002)"
+    cell_asked = set(asked)
+    asked.clear()
+
+    from islandsync.store.s3_credentials import FIELDS
+
+    run_store = open_store(s3_url)  # as islandsync.run opens it
+    assert [i.key for i in run_store.list("dist/")] == [dist_key(1, wheel.name),
+                                                        dist_key(2, wheel.name)]
+    label = {"kaggle": "Kaggle secrets", "colab": "Colab secrets"}[name]
+    assert label in caplog.text
+    assert cell_asked == set(asked) == set(FIELDS.values())
+    shown = caplog.text + "".join(capsys.readouterr())
+    assert MARKER not in shown
