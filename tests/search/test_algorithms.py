@@ -401,3 +401,19 @@ def test_step_leaves_earlier_states_alone(key: str) -> None:
         assert torch.equal(s.genomes, genomes) and torch.equal(s.scores, scores)
         assert torch.equal(s.origin, origin)
         assert all(torch.equal(s.extra[n], extra[n]) for n in extra)
+
+
+@pytest.mark.parametrize("shape", [(4, 50, 100), (3, 7, 5)])  # even: from bits; odd: uniform_
+def test_uniform_fill_is_uniform_and_deterministic(shape: tuple[int, ...]) -> None:
+    from islandsync.search.algorithms.base import uniform_
+
+    def draw(seed: int) -> torch.Tensor:
+        return uniform_(torch.empty(shape), torch.Generator().manual_seed(seed))
+
+    u = draw(1)
+    assert torch.equal(u, draw(1)) and not torch.equal(u, draw(2))
+    assert bool(((u >= 0) & (u < 1)).all())
+    many = torch.cat([draw(s).flatten() for s in range(400_000 // u.numel() + 1)])
+    assert abs(many.mean().item() - 0.5) < 0.005 and abs(many.var().item() - 1 / 12) < 0.002
+    share = torch.histc(many, 16, 0, 1) / many.numel()
+    assert float((share * 16 - 1).abs().max()) < 0.05

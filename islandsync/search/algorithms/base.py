@@ -119,6 +119,26 @@ def check_settings(algorithm: Any, config: Any, genome: Any) -> None:
         raise ConfigError("; ".join(f"algorithm.{field}: {msg}" for field, msg in bad))
 
 
+def uniform_(out: Tensor, generator: torch.Generator) -> Tensor:
+    """Fill float32 ``out`` with uniforms on [0, 1), in place, and return it.
+
+    On a CPU, when ``out`` is contiguous with an even number of elements: 23-bit uniforms
+    built from random bits, two from each 64-bit draw of ``random_()`` (which gives 63 random
+    bits: bits 0-22 and 32-54 are used), as ``1.m - 1`` from a float32 with mantissa ``m``.
+    torch's ``uniform_()`` costs one generator call per value, which was a quarter of a
+    small DE generation; this is 0.6-0.8x its time (one ``random_`` of half the count and
+    three vectorised passes in place). Elsewhere (a GPU's generator is fast, odd sizes):
+    ``uniform_()``. Deterministic given the generator's state either way.
+    """
+    n = out.numel()
+    if out.device.type != "cpu" or n % 2 or not out.is_contiguous() \
+            or out.dtype != torch.float32:
+        return out.uniform_(generator=generator)
+    bits = out.view(-1).view(torch.int64).random_(generator=generator).view(torch.int32)
+    bits.bitwise_and_(0x7FFFFF).bitwise_or_(0x3F800000)  # [1, 2), 23 random mantissa bits
+    return out.sub_(1.0)
+
+
 def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
                   generator: torch.Generator, genomes: Tensor | None = None) -> IslandState:
     """Fresh islands: ``algorithm.init`` (unless ``genomes`` are given), one ``evaluate`` of
@@ -134,4 +154,4 @@ def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
 
 
 __all__ = ["Algorithm", "Evaluate", "IslandState", "check_algorithm", "check_settings",
-           "initial_state"]
+           "initial_state", "uniform_"]

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from islandsync.config import DEConfig, RealGenome
 from islandsync.errors import ConfigError
-from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings, uniform_
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: T
     # choice, so it is the repair's uniform (drawing a second [K, P, D] tensor cost as much as
     # the rest of the step's arithmetic). Gene jrand is always taken: its u is its own uniform,
     # below 1. (CR is kept off 0 so u stays finite: a weight 0 * inf would be NaN. So CR = 0
-    # also takes a gene drawn exactly 0.0: probability 2**-24.)
+    # also takes a gene drawn exactly 0.0: probability 2**-23.)
     u = c.div_(cr.clamp(min=1e-30)[..., None])
     u.scatter_(2, jrand, u_j)
     # Choices are 0/1 float weights for lerp, which gives exactly one end at 0 and at 1: on a
@@ -268,13 +268,13 @@ class DifferentialEvolution:
         return t
 
     def _uniforms(self, g: torch.Generator, x: Tensor) -> Tensor:
-        """The generation's [K, P, D] uniform (the values torch.rand would give), drawn into
-        a buffer kept between steps: a fresh one was a page-faulting allocation of the whole
-        population's size every generation."""
+        """The generation's [K, P, D] uniforms (:func:`~islandsync.search.algorithms.base.
+        uniform_`), drawn into a buffer kept between steps: a fresh one was a page-faulting
+        allocation of the whole population's size every generation."""
         c = self._scratch
         if c is None or c.shape != x.shape or c.device != x.device:
             c = self._scratch = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-        return c.uniform_(generator=g)
+        return uniform_(c, g)
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
