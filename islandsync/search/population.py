@@ -228,6 +228,7 @@ def inject(
     migrant_origin: Tensor,
     valid: Tensor,
     extra_defaults: dict[str, float],
+    valid_first: bool = False,
 ) -> IslandState:
     """Replace each island's worst individuals with its valid migrants.
 
@@ -237,6 +238,8 @@ def inject(
     by position), which become its valid migrants with their scores, ids and origin as
     given; every ``extra`` field of an injected individual is set to ``extra_defaults``.
     Everything else is unchanged. Returns a new state; the input is not modified.
+    ``valid_first``: the caller vouches that each row's valid slots come first (as
+    :func:`select_migrants` returns them), which saves sorting them there.
     """
     p, d = state.genomes.shape[1:]
     m = valid.shape[1]
@@ -256,31 +259,37 @@ def inject(
                           f"{tuple(valid.shape)} do not match {r} target rows")
 
     # Valid migrants first (stable), paired with the worst residents first.
-    mo = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
-    ok = torch.gather(valid, 1, mo)
+    if valid_first:
+        mo, ok = None, valid
+    else:
+        mo = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+        ok = torch.gather(valid, 1, mo)
     worst = torch.sort(sub.scores, dim=1, descending=True, stable=True).indices[:, :m]
 
-    def put(cur: Tensor, new: Tensor) -> Tensor:
+    def put(cur: Tensor, new: Tensor | float) -> Tensor:
         # Slots without a valid migrant write back the resident's own value: a no-op scatter
         # with distinct indices per row, hence deterministic on every device.
         if cur.dim() == 3:
             wi = worst[..., None].expand(-1, -1, d)
             old = torch.gather(cur, 1, wi)
-            new = torch.gather(new.to(cur.dtype), 1, mo[..., None].expand(-1, -1, d))
+            if isinstance(new, Tensor):
+                new = new.to(cur.dtype)
+                if mo is not None:
+                    new = torch.gather(new, 1, mo[..., None].expand(-1, -1, d))
             return cur.scatter(1, wi, torch.where(ok[..., None], new, old))
         old = torch.gather(cur, 1, worst)
-        new = torch.gather(new.to(cur.dtype), 1, mo)
+        if isinstance(new, Tensor):
+            new = new.to(cur.dtype)
+            if mo is not None:
+                new = torch.gather(new, 1, mo)
         return cur.scatter(1, worst, torch.where(ok, new, old))
-
-    def default(t: Tensor, name: str) -> Tensor:
-        return torch.full((r, m), float(extra_defaults[name]), dtype=t.dtype, device=t.device)
 
     out = sub._replace(
         genomes=put(sub.genomes, migrant_genomes),
         scores=put(sub.scores, migrant_scores),
         ids=put(sub.ids, migrant_ids),
         origin=put(sub.origin, migrant_origin),
-        extra={n: put(t, default(t, n)) for n, t in sub.extra.items()},
+        extra={n: put(t, float(extra_defaults[n])) for n, t in sub.extra.items()},
     )
     if rows is None:
         return out

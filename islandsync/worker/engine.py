@@ -53,6 +53,7 @@ class Engine:
         self._evaluating: list[int] = []
         self._per_island = 0  # evaluations per island during the current call
         self._bad: torch.Tensor | None = None  # NaN/inf per row of _evaluating, on device
+        self._bad_rows: torch.Tensor | None = None  # the same, per [row, genome slot]
         self._islands_of: tuple[torch.Tensor, list[int]] | None = None
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -121,14 +122,26 @@ class Engine:
             scores = scores * self.sign
         # NaN, +inf and -inf all become +inf, so afterwards "== inf" counts exactly them.
         scores = torch.nan_to_num(scores, nan=_INF, posinf=_INF, neginf=_INF)
-        bad = (scores == _INF).sum(dim=1)
         # Counted on the device and read only at snapshots: no host sync per generation.
-        # (The first count is this method's own tensor, so adding in place is safe.)
-        self._bad = bad if self._bad is None else self._bad.add_(bad)
+        # Per genome slot, summed over the slots only when read (one op a call fewer).
+        bad = scores == _INF
+        rows = self._bad_rows
+        if rows is not None and rows.shape == bad.shape:
+            rows.add_(bad)
+        else:
+            self._fold_bad()
+            self._bad_rows = bad.to(torch.int32)  # this method's own tensor: added to in place
         return scores
+
+    def _fold_bad(self) -> None:
+        rows, self._bad_rows = self._bad_rows, None
+        if rows is not None:
+            per_island = rows.sum(dim=1)
+            self._bad = per_island if self._bad is None else self._bad + per_island
 
     def _collect_bad(self) -> None:
         """Move the device-side NaN/inf counts into ``nan_counts``."""
+        self._fold_bad()
         if self._bad is not None:
             for island, count in zip(self._evaluating, self._bad.tolist()):
                 self.nan_counts[island] += int(count)
@@ -252,7 +265,7 @@ class Engine:
             return 0
         self.state = population.inject(
             self.state, None, cand[0][idx], cand[1][idx], cand[2][idx], cand[3][idx], valid,
-            self.algorithm.extra_defaults,
+            self.algorithm.extra_defaults, valid_first=True,  # select_migrants' promise
         )
         return int(valid.sum())
 

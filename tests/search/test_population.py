@@ -221,3 +221,19 @@ def test_ids_every_nan_is_one_nan() -> None:
     assert np.array_equal(got, want)
     assert len(set(got[:5].tolist())) == 1 and got[5] == got[6]
     assert len({got[0], got[5], got[7], got[8]}) == 4
+
+
+def test_inject_valid_first_is_the_same_injection() -> None:
+    # The engine passes select_migrants' valid-first slots with valid_first=True (no sort);
+    # on such input the result must be the one of the general path.
+    g = torch.Generator().manual_seed(5)
+    st_ = make_state(torch.rand(3, 6, generator=g).tolist(), extra=True)
+    mg = torch.rand(3, 2, 2, generator=g)
+    ms, mo = torch.rand(3, 2, generator=g), torch.tensor([[7, 8], [9, 9], [4, 5]])
+    valid = torch.tensor([[True, True], [True, False], [False, False]])
+    a = inject(st_, None, mg, ms, genome_ids(mg), mo, valid, {"F": 0.5})
+    b = inject(st_, None, mg, ms, genome_ids(mg), mo, valid, {"F": 0.5}, valid_first=True)
+    for x, y in zip(a[:4], b[:4], strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(a.extra["F"], b.extra["F"])
+    assert not torch.equal(a.scores, st_.scores)

@@ -177,11 +177,11 @@ def variation(x: Tensor, small: Tensor, c: Tensor, fc_old: Tensor, t: Tables, lo
 
 def select_genomes(win: Tensor, trial: Tensor, x: Tensor) -> Tensor:
     """``where(win[..., None], trial, x)`` for float32 genomes, in three int32 passes over
-    their bits: exact (NaN and -0.0 included), and a third of where()'s time on a CPU."""
-    mask = win.to(torch.int32).neg_()[..., None]  # all bits set where the trial won
+    their bits, ``x ^ ((trial ^ x) * win)``: exact (NaN and -0.0 included), and a half of
+    where()'s time on a CPU."""
     xb = x.view(torch.int32)
     out = torch.bitwise_xor(trial.view(torch.int32), xb)
-    return out.bitwise_and_(mask).bitwise_xor_(xb).view(torch.float32)
+    return out.mul_(win[..., None]).bitwise_xor_(xb).view(torch.float32)
 
 
 # On a CPU the step's dozen passes over [K, P, D] run over blocks of whole islands of about
