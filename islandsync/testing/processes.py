@@ -231,6 +231,39 @@ class Processes:
                     pass
 
 
+def _start_server(name: str, argv: list[str], probe: str, log: Path | None,
+                  timeout: float, *, chatty: bool = False) -> subprocess.Popen:
+    """Start a local test server and wait until ``probe`` (a URL) answers. Its stderr goes to
+    ``log``, else it is kept for the message should it fail to start, unless the server is
+    ``chatty`` (writes a line per request: an unread pipe would fill and stop it)."""
+    if log is not None:
+        with open(log, "ab") as err_out:
+            popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_out,
+                                     start_new_session=True)
+    else:
+        popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL if chatty else subprocess.PIPE)
+
+    def up() -> bool:
+        if popen.poll() is not None:
+            raise TimedOut(f"{name} exited with {popen.returncode}")
+        try:
+            urllib.request.urlopen(probe, timeout=1).read()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout, f"{name} at {probe}")
+    except TimedOut as err:
+        popen.kill()
+        popen.wait()
+        detail = f"see {log}" if log is not None else \
+            (popen.stderr.read().decode(errors="replace") if popen.stderr else "")
+        raise IslandSyncError(f"{name} did not start at {probe}: {err}; {detail}") from None
+    return popen
+
+
 def start_fake_gcs(bucket: str, *, log: Path | None = None, project: str = "test",
                    timeout: float = 20.0) -> tuple[subprocess.Popen, str]:
     """A fake-gcs-server (memory backend; the binary bundled by
@@ -246,31 +279,7 @@ def start_fake_gcs(bucket: str, *, log: Path | None = None, project: str = "test
     url = f"http://127.0.0.1:{port}"
     argv = [str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
             "-host", "127.0.0.1", "-port", str(port), "-external-url", url, "-log-level", "error"]
-    if log is not None:
-        with open(log, "ab") as err_out:
-            popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_out,
-                                     start_new_session=True)
-    else:
-        popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def up() -> bool:
-        if popen.poll() is not None:
-            raise TimedOut(f"fake-gcs-server exited with {popen.returncode}")
-        try:
-            urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, timeout, f"fake-gcs-server on {url}")
-    except TimedOut as err:
-        popen.kill()
-        popen.wait()
-        detail = f"see {log}" if log is not None else \
-            (popen.stderr.read().decode(errors="replace") if popen.stderr else "")
-        raise IslandSyncError(f"fake-gcs-server did not start on {url}: {err}; {detail}"
-                              ) from None
+    popen = _start_server("fake-gcs-server", argv, f"{url}/storage/v1/b", log, timeout)
     req = urllib.request.Request(
         f"{url}/storage/v1/b?project={project}", data=json.dumps({"name": bucket}).encode(),
         headers={"Content-Type": "application/json"}, method="POST")
@@ -312,29 +321,7 @@ def start_moto_s3(bucket: str, *, log: Path | None = None,
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-c", _MOTO_SERVER, "127.0.0.1", str(port)]
-    if log is not None:
-        with open(log, "ab") as err_out:
-            popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_out,
-                                     start_new_session=True)
-    else:
-        popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up() -> bool:
-        if popen.poll() is not None:
-            raise TimedOut(f"the moto server exited with {popen.returncode}")
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, timeout, f"a moto S3 server on {url}")
-    except TimedOut as err:
-        popen.kill()
-        popen.wait()
-        detail = f"; see {log}" if log is not None else ""
-        raise IslandSyncError(f"moto server did not start on {url}: {err}{detail}") from None
+    popen = _start_server("moto S3 server", argv, f"{url}/moto-api/", log, timeout, chatty=True)
     client = boto3.session.Session(
         aws_access_key_id=MOTO_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=MOTO_ENV["AWS_SECRET_ACCESS_KEY"],
