@@ -87,78 +87,6 @@ def _scrape(port: int) -> str:
         return r.read().decode()
 
 
-@pytest.mark.gcs
-def test_marked_secret_appears_nowhere(gcs_url: str, token_server, tmp_path: Path) -> None:
-    token_uri, hits = token_server
-    info, key_line = _service_account(token_uri)
-    key_file = tmp_path / "key.json"
-    key_file.write_text(json.dumps(info))
-    init_run(open_store(gcs_url), cluster_spec(islands=2))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ports = [_free_port(), _free_port()]
-    base = [sys.executable, "-m", "islandsync"]
-    logs = [tmp_path / "coordinator.log", tmp_path / "worker.log"]
-    with logs[0].open("wb") as c_out, logs[1].open("wb") as w_out:
-        coordinator = subprocess.Popen(
-            base + ["coordinate", gcs_url, "--credentials", str(key_file), "--lease", "3s",
-                    "--interval", "0.5s", "--duration", "12s", "--metrics-port", str(ports[0])],
-            env=env, stdout=c_out, stderr=subprocess.STDOUT)
-        worker = subprocess.Popen(
-            base + ["worker", gcs_url, "--credentials", str(key_file), "--no-coordinator",
-                    "--worker-id", "sw", "--device", "cpu", "--duration", "10s", "-v",
-                    "--metrics-port", str(ports[1])],
-            env=env, stdout=w_out, stderr=subprocess.STDOUT)
-        scrapes = []
-        deadline = time.monotonic() + 60
-        while len(scrapes) < 2 and time.monotonic() < deadline:
-            time.sleep(1.0)
-            try:
-                text = [_scrape(p) for p in ports]
-            except OSError:
-                continue
-            if 'worker="sw"' in text[0]:  # the coordinator re-exports the worker's heartbeat
-                scrapes.append("\n".join(text))
-        assert worker.wait(timeout=90) == 0, logs[1].read_text()
-        assert coordinator.wait(timeout=90) == 0, logs[0].read_text()
-    assert scrapes, "never saw the worker on the coordinator's /metrics"
-    assert hits, "the key's token endpoint was never used: the secret path was not exercised"
-    status = subprocess.run(base + ["status", gcs_url, "--json"], env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert status.returncode == 0, status.stderr
-    store = open_store(gcs_url)
-    blobs = [store.get(i.key).data.decode("utf-8", "replace") for i in store.list("")
-             if not i.key.endswith(".isz")]
-    haystacks = {"coordinator log": logs[0].read_text(), "worker log": logs[1].read_text(),
-                 "status": status.stdout + status.stderr, "metrics": "\n".join(scrapes),
-                 "bucket records": "\n".join(blobs)}
-    assert "credentials" in haystacks["worker log"].lower()  # it did log where they came from
-    for name, text in haystacks.items():
-        for needle in (MARKER, key_line, "PRIVATE KEY"):
-            assert needle not in text, f"{needle[:12]}... leaked into the {name}"
-
-
-@pytest.mark.gcs
-def test_unusable_secret_fails_with_a_message_that_does_not_echo_it(gcs_url: str,
-                                                                    tmp_path: Path) -> None:
-    bad = tmp_path / "key.json"
-    bad.write_text('{"type": "service_account", "private_key": "' + MARKER + '", oops')
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "islandsync", "worker", gcs_url,
-                           "--credentials", str(bad), "--quiet"], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "credentials" in proc.stderr and "Traceback" not in proc.stderr
-    assert MARKER not in proc.stdout + proc.stderr
-
-
-# -- S3 -------------------------------------------------------------------------------------
-
-#: Marked S3 secrets: the worker's (a --credentials file) and the coordinator's (environment).
-S3_FILE_SECRET = f"{MARKER}-file/secretAccessKey+0123456789abcdefABCDEF"
-S3_ENV_SECRET = f"{MARKER}-env/secretAccessKey+0123456789abcdefABCDEF"
-S3_TOKEN = f"{MARKER}-session-token"
-
-
 def _run_worker_and_coordinator(url: str, tmp_path: Path, *, worker_args: list[str],
                                 worker_env: dict[str, str], coordinator_args: list[str],
                                 coordinator_env: dict[str, str]) -> dict[str, str]:
@@ -199,6 +127,47 @@ def _run_worker_and_coordinator(url: str, tmp_path: Path, *, worker_args: list[s
     return {"coordinator log": logs[0].read_text(), "worker log": logs[1].read_text(),
             "status": status.stdout + status.stderr, "metrics": "\n".join(scrapes),
             "bucket records": "\n".join(blobs)}
+
+
+@pytest.mark.gcs
+def test_marked_secret_appears_nowhere(gcs_url: str, token_server, tmp_path: Path) -> None:
+    token_uri, hits = token_server
+    info, key_line = _service_account(token_uri)
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(info))
+    init_run(open_store(gcs_url), cluster_spec(islands=2))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    credentials = ["--credentials", str(key_file)]
+    haystacks = _run_worker_and_coordinator(
+        gcs_url, tmp_path, worker_args=credentials, worker_env=env,
+        coordinator_args=credentials, coordinator_env=env)
+    assert hits, "the key's token endpoint was never used: the secret path was not exercised"
+    assert "credentials" in haystacks["worker log"].lower()  # it did log where they came from
+    for name, text in haystacks.items():
+        for needle in (MARKER, key_line, "PRIVATE KEY"):
+            assert needle not in text, f"{needle[:12]}... leaked into the {name}"
+
+
+@pytest.mark.gcs
+def test_unusable_secret_fails_with_a_message_that_does_not_echo_it(gcs_url: str,
+                                                                    tmp_path: Path) -> None:
+    bad = tmp_path / "key.json"
+    bad.write_text('{"type": "service_account", "private_key": "' + MARKER + '", oops')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "islandsync", "worker", gcs_url,
+                           "--credentials", str(bad), "--quiet"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "credentials" in proc.stderr and "Traceback" not in proc.stderr
+    assert MARKER not in proc.stdout + proc.stderr
+
+
+# -- S3 -------------------------------------------------------------------------------------
+
+#: Marked S3 secrets: the worker's (a --credentials file) and the coordinator's (environment).
+S3_FILE_SECRET = f"{MARKER}-file/secretAccessKey+0123456789abcdefABCDEF"
+S3_ENV_SECRET = f"{MARKER}-env/secretAccessKey+0123456789abcdefABCDEF"
+S3_TOKEN = f"{MARKER}-session-token"
 
 
 @pytest.mark.s3
