@@ -15,22 +15,12 @@ from islandsync.leader.sweep import sweep
 from islandsync.store import LocalStore
 from islandsync.worker.link import BucketLink
 
-from .test_faults import _claimed, _snapshots, _uploader
+from .test_faults import checkpointed_island
 from .test_worker import fast_spec
 
 
 def test_the_head_that_replaces_garbage_names_the_checkpoint_resumed(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path / "run")
-    spec = fast_spec()
-    init_run(store, spec)
-    snaps = _snapshots(spec)
-    up = _uploader(store)
-    up.adopt(0, _claimed(store), [])
-    for _ in range(3):
-        up.submit(next(snaps))
-        assert up.flush(10)
-    up.close()
-    newest = read_head(store, 0)[0]
+    store, spec, newest = checkpointed_island(tmp_path)
     store.put(head_key(0), b"\x00 not a HEAD \xff")
     link = BucketLink(store, spec, worker_id="w2", solo=True, max_islands=1, stats=dict,
                       hosted=set)

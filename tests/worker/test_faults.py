@@ -80,6 +80,22 @@ def _claimed(store, island: int = 0, owner: str = "w") -> int:
     return write_head(store, Head(island=island, owner=owner), if_generation=0)
 
 
+def checkpointed_island(tmp_path: Path, checkpoints: int = 3):
+    """A run whose island 0 has ``checkpoints`` checkpoints by worker "w": (store, spec, its
+    HEAD)."""
+    store = LocalStore(tmp_path / "run")
+    spec = fast_spec()
+    init_run(store, spec)
+    snaps = _snapshots(spec)
+    up = _uploader(store)
+    up.adopt(0, _claimed(store), [])
+    for _ in range(checkpoints):
+        up.submit(next(snaps))
+        assert up.flush(10)
+    up.close()
+    return store, spec, read_head(store, 0)[0]
+
+
 def _worker(store, **kw) -> Worker:
     kw.setdefault("worker_id", "w")
     return Worker(store, solo=True, progress=False, device="cpu", check_id=False, **kw)
@@ -326,17 +342,7 @@ def test_an_island_whose_head_is_garbage_resumes_from_its_newest_checkpoint(
         tmp_path: Path) -> None:
     """A crafted or corrupted HEAD is skipped by every reader: unless the island's assigned
     worker takes it over, the island stops for good. It resumes, never restarts."""
-    store = LocalStore(tmp_path / "run")
-    spec = fast_spec()
-    init_run(store, spec)
-    snaps = _snapshots(spec)
-    up = _uploader(store)
-    up.adopt(0, _claimed(store), [])
-    for _ in range(3):
-        up.submit(next(snaps))
-        assert up.flush(10)
-    up.close()
-    newest = read_head(store, 0)[0]
+    store, spec, newest = checkpointed_island(tmp_path)
     store.put(head_key(0), b"[" * 200_000)  # the garbage replaces the HEAD
     write_assignment(store, Assignment(term=1, epoch=1, leader="l", islands={0: "w2"},
                                        workers=["w2"]), if_generation=0)
