@@ -18,6 +18,16 @@ from islandsync.store import Blob, BlobInfo, BlobStore, LocalStore, open_store
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562
+    # per_solution is torch code: imported when used, so `import islandsync` stays torch-free.
+    if name == "per_solution":
+        from islandsync.search.per_solution import per_solution
+
+        return per_solution
+    raise AttributeError(f"module 'islandsync' has no attribute {name!r}")
+
+
 __all__ = [
     "Blob",
     "BlobInfo",
@@ -33,6 +43,7 @@ __all__ = [
     "__version__",
     "fitness_ref",
     "open_store",
+    "per_solution",
     "run",
     "spec_from_flags",
 ]

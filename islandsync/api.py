@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from islandsync.bucket.records import check_protocol
 from islandsync.bucket.run import init_run
+from islandsync.config import load_fitness
 from islandsync.credentials import find_credentials
 from islandsync.errors import ConfigError
 from islandsync.platforms import PlatformProfile, resolve_platform, session_deadline
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def run(
     run: str,
     *,
-    fitness: Callable | None = None,
+    fitness: Callable | str | None = None,
     spec: RunSpec | None = None,
     device: str = "auto",
     max_islands: int | None = None,
@@ -41,10 +42,12 @@ def run(
     seconds pass, or the cell is interrupted; final checkpoints are written either way.
 
     ``spec`` creates the run when it does not exist yet (and must match when it does).
-    ``fitness`` is your own function for a run with a custom problem: it never comes from the
-    bucket. The worker follows the run's leader; with ``coordinator=True`` it also stands as a
-    candidate for leader, so notebooks alone make a complete run (one of them leads, and takes
-    over when the leader's session dies). ``solo=True`` instead claims every island that has
+    ``fitness`` is your own function for a run with a custom problem (or a reference to it:
+    ``"fit.py:score"``, ``"module:score"``, ``"__main__:score"``); it never comes from the
+    bucket, and must have the fingerprint run.json records. A function of one solution is
+    wrapped: ``fitness=islandsync.per_solution(fn)``. The worker follows the run's leader;
+    with ``coordinator=True`` it also stands as a candidate for leader, so notebooks alone
+    make a complete run (one of them leads, and takes over when the leader's session dies). ``solo=True`` instead claims every island that has
     no live owner, with no leader needed (and no candidate).
 
     The platform (Kaggle, Colab, Paperspace or local) is detected unless ``platform`` names
@@ -71,6 +74,9 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
     applied. ``worker_options`` go to :class:`~islandsync.worker.loop.Worker`."""
     from islandsync import __version__
     from islandsync.worker.loop import Worker  # torch is imported only by those who step islands
+
+    if isinstance(worker_options.get("fitness"), str):
+        worker_options["fitness"] = load_fitness(worker_options["fitness"])
 
     started = time.monotonic()
     store, profile = open_run(run, credentials=credentials, platform=platform)

@@ -73,16 +73,35 @@ _DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number w
 parse_duration = durations.duration_type()
 
 
+def _fitness(args: argparse.Namespace):  # noqa: ANN202 - a user's function, any signature
+    """The function ``--fitness`` names (``--per-solution``: wrapped), or None."""
+    from islandsync.config import load_fitness
+
+    if args.fitness is None:
+        if args.per_solution:
+            raise ConfigError("--per-solution applies to a --fitness function; give --fitness")
+        return None
+    # In this process __main__ is the islandsync command, never the user's notebook or script.
+    fn = load_fitness(args.fitness, main_is_users=False)
+    if args.per_solution:
+        from islandsync.search.per_solution import per_solution
+
+        fn = per_solution(fn)
+    return fn
+
+
 def _init(args: argparse.Namespace) -> int:
     from islandsync.bucket.run import init_run
     from islandsync.config import load_toml, spec_from_flags
     from islandsync.store import open_store
     from islandsync.store.probe import check_fencing
 
+    fitness = _fitness(args)
+    problem = args.problem or ("custom" if fitness is not None else None)
     if args.config:
-        spec = load_toml(args.config)
+        spec = load_toml(args.config, fitness=fitness)
     else:
-        if not args.problem:
+        if not problem:
             raise ConfigError("islandsync init: give --config run.toml or at least --problem")
         flags = {k: getattr(args, k) for k in (
             "dim", "length", "vocab", "lower", "upper", "islands", "pop", "algorithm",
@@ -93,7 +112,7 @@ def _init(args: argparse.Namespace) -> int:
             flags["duration_s"] = args.duration
         if args.maximize:
             flags["direction"] = "maximize"
-        spec = spec_from_flags(problem=args.problem, **flags)
+        spec = spec_from_flags(problem=problem, fitness=fitness, **flags)
     store = open_store(args.run)
     check_fencing(store)  # never create a run on a bucket that cannot fence
     outcome = init_run(store, spec)
@@ -108,11 +127,10 @@ def _worker(args: argparse.Namespace) -> int:
     import logging
 
     from islandsync.api import make_worker
-    from islandsync.config import load_fitness
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fitness = load_fitness(args.fitness) if args.fitness else None
+    fitness = _fitness(args)
     observe = None
     if args.metrics_port is not None:
         from islandsync.metrics import WorkerMetrics, serve
@@ -243,6 +261,15 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--fitness", metavar="FILE.py:FN",
+                        help=f"the {what}: path/to/file.py:function or module:function; it "
+                             f"takes the whole batch, x: Tensor[batch, dim] -> Tensor[batch]")
+    parser.add_argument("--per-solution", dest="per_solution", action="store_true",
+                        help="the --fitness function takes one solution, x: Tensor[dim] -> "
+                             "float (vectorised with torch.func.vmap where it can be)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="islandsync",
@@ -270,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     init.add_argument("--config", help="a TOML run spec (instead of the flags below)")
     init.add_argument("--problem", help="built-in problem name, e.g. rastrigin")
+    _fitness_flags(init, "custom problem's fitness function, fingerprinted into run.json "
+                   "(implies --problem custom)")
     init.add_argument("--dim", type=int, help="real genome length (default: the problem's)")
     init.add_argument("--length", type=int, help="token genome length")
     init.add_argument("--vocab", type=int, help="token vocabulary size")
@@ -312,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="claim every island without a live owner: no leader, no candidate")
     worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
                         help="do not stand as a coordinator candidate")
-    worker.add_argument("--fitness", help="module:function of a custom fitness function")
+    _fitness_flags(worker, "the run's custom fitness function (its fingerprint must match "
+                   "run.json's)")
     worker.add_argument("--worker-id", dest="worker_id",
                         help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
                              "stable one lets a restarted worker reclaim its islands at once "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from islandsync.errors import ConfigError
 
 from .algorithms import ALGORITHM_CONFIGS
-from .fitness import FitnessRef
+from .fitness import FitnessRef, fitness_ref, load_fitness, resolve_fitness
 from .problems import BUILTIN_PROBLEMS
 from .spec import RunSpec
 
@@ -96,8 +97,15 @@ def parse_spec(data: dict[str, Any] | str | bytes, *, source: str) -> RunSpec:
         raise ConfigError(_format_errors(err, source)) from err
 
 
-def load_toml(path: str | os.PathLike[str]) -> RunSpec:
-    """Read a run spec from a TOML file; errors name the file."""
+def load_toml(path: str | os.PathLike[str], *,
+              fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
+    """Read a run spec from a TOML file; errors name the file.
+
+    A custom problem names its function under ``[problem]`` as ``fitness = "fit.py:score"``
+    (a path relative to the TOML file, or ``module:function``; ``fitness = {ref = "...",
+    per_solution = true}`` for a function of one solution), and its fingerprint is computed
+    here; or as run.json stores it (``name`` and ``fingerprint``). ``fitness`` (``init
+    --fitness``) fills it in, or must be the same function as the one the file names."""
     source = os.fspath(path)
     if _toml is None:  # pragma: no cover - Python 3.10 without tomli
         raise ConfigError(f"{source}: reading TOML on Python 3.10 needs `pip install tomli`")
@@ -108,7 +116,39 @@ def load_toml(path: str | os.PathLike[str]) -> RunSpec:
         raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from err
     except _toml.TOMLDecodeError as err:
         raise ConfigError(f"{source}: invalid TOML: {err}") from err
-    return parse_spec(data, source=source)
+    given = None if fitness is None else resolve_fitness(fitness)
+    problem = data.get("problem")
+    if isinstance(problem, dict):
+        if named := _named_fitness(problem.get("fitness"), source):
+            data["problem"] = {**problem, "fitness": named.model_dump()}
+        elif given and "fitness" not in problem:
+            data["problem"] = {**problem, "fitness": given.model_dump()}
+    spec = parse_spec(data, source=source)
+    named = spec.problem.fitness
+    if given and named and named.fingerprint != given.fingerprint:
+        raise ConfigError(
+            f"{source}: problem.fitness names {named.name} (fingerprint "
+            f"{named.fingerprint[:16]}) but --fitness gives {given.name} (fingerprint "
+            f"{given.fingerprint[:16]}): not the same function; give one of them")
+    return spec
+
+
+def _named_fitness(value: Any, source: str) -> FitnessRef | None:
+    """A TOML file's ``problem.fitness`` loaded and fingerprinted when it names a function
+    (``"fit.py:score"``, ``{ref = ..., per_solution = ...}``); None for anything else
+    (run.json's form, validated with the rest of the spec)."""
+    if isinstance(value, dict) and "ref" in value:
+        if set(value) - {"ref", "per_solution"} or not isinstance(value["ref"], str) \
+                or not isinstance(value.get("per_solution", False), bool):
+            raise ConfigError(f"{source}: problem.fitness: expected {{ref = \"fit.py:score\"}}"
+                              f" with an optional per_solution = true")
+        ref, per_solution = value["ref"], value.get("per_solution", False)
+    elif isinstance(value, str):
+        ref, per_solution = value, False
+    else:
+        return None
+    return fitness_ref(load_fitness(ref, base=os.path.dirname(os.path.abspath(source))),
+                       per_solution=per_solution)
 
 
 def spec_from_flags(
@@ -120,14 +160,24 @@ def spec_from_flags(
         migrants: int | None = None, topology: str | None = None, elite_size: int | None = None,
         checkpoint_interval_s: float | None = None, heartbeat_interval_s: float | None = None,
         seed: int | None = None, params: dict[str, Any] | None = None,
-        fitness: FitnessRef | None = None) -> RunSpec:
+        fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
     """The spec ``islandsync init RUN --problem ... --dim ...`` builds. ``None`` means the
     model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`. A custom
-    problem's genome kind follows from the flags given (``--dim`` real, ``--length`` tokens)."""
+    problem's genome kind follows from the flags given (``--dim`` real, ``--length`` tokens).
+    A custom problem's ``fitness`` is the function itself (fingerprinted here), a reference
+    ``"fit.py:score"`` / ``"module:score"`` / ``"__main__:score"``, or a ready FitnessRef."""
     source = "command line"
     if problem != "custom" and problem not in BUILTIN_PROBLEMS:
         raise ConfigError(f"{source}: --problem: unknown problem {problem!r}; expected one of "
                           f"{', '.join(BUILTIN_PROBLEMS)} or custom")
+    if problem == "custom" and fitness is None:
+        raise ConfigError(f"{source}: problem custom needs its fitness function: --fitness "
+                          f"path/to/file.py:function (or module:function) on the command "
+                          f"line, fitness=your_function in Python")
+    if fitness is not None and problem != "custom":
+        raise ConfigError(f"{source}: built-in problem {problem} takes no fitness function; "
+                          f"use --problem custom for your own")
+    fitness = None if fitness is None else resolve_fitness(fitness)
     fields = {"real": {"dim": dim, "lower": lower, "upper": upper},
               "tokens": {"length": length, "vocab": vocab}}
     given = {k: [n for n, v in f.items() if v is not None] for k, f in fields.items()}

@@ -90,7 +90,9 @@ class ProblemSpec(BaseModel):
         bad: list[tuple[str, str]] = []
         name, genome, meta = self.name, self.genome, BUILTIN_PROBLEMS.get(self.name)
         if meta is None and self.fitness is None:
-            bad.append(("fitness", "a custom problem needs a fitness reference"))
+            bad.append(("fitness", "a custom problem needs its fitness function: "
+                                   "fitness = \"path/to/file.py:function\" (TOML) or "
+                                   "--fitness path/to/file.py:function"))
         if meta is not None and self.fitness is not None:
             bad.append(("fitness", f"built-in problem {name} takes no fitness reference"))
         if meta is not None and genome.kind != meta.kind:

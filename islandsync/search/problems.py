@@ -21,6 +21,7 @@ from torch import Tensor
 
 from islandsync.config.problems import BUILTIN_PROBLEMS, SYMREG_TOKENS
 from islandsync.errors import ConfigError
+from islandsync.search.per_solution import wrong_shape
 
 # ---------------------------------------------------------------------------- the record
 
@@ -231,8 +232,8 @@ def _custom(name: str, fitness: Callable[[Tensor], Tensor], direction: str,
         if not isinstance(y, Tensor):
             y = torch.as_tensor(y, device=x.device)
         if y.shape != x.shape[:1]:
-            raise ConfigError(f"problem {name!r}: fitness returned shape {tuple(y.shape)} "
-                              f"for a batch of {x.shape[0]}; expected [{x.shape[0]}]")
+            raise ConfigError(f"problem {name!r}: "
+                              + wrong_shape(tuple(y.shape), tuple(x.shape)))
         return y
 
     return Problem(name, kind, evaluate, direction,  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from islandsync.config import RunSpec
 from islandsync.errors import FitnessError, IslandSyncError  # FitnessError: also from here
 from islandsync.search import population
 from islandsync.search.algorithms import IslandState, initial_state, make_algorithm
+from islandsync.search.per_solution import wrong_shape
 from islandsync.search.problems import Problem
 
 
@@ -111,10 +112,7 @@ class Engine:
         if not isinstance(raw, torch.Tensor) or raw.device != genomes.device:
             raw = torch.as_tensor(raw, device=genomes.device)
         if raw.shape != (k * n,):
-            raise FitnessError(
-                f"fitness function returned shape {tuple(raw.shape)} for a batch of {k * n}; "
-                "it must return one value per genome"
-            )
+            raise FitnessError(wrong_shape(tuple(raw.shape), (k * n, *genomes.shape[2:])))
         scores = raw.reshape(k, n)
         if scores.dtype != torch.float32:
             scores = scores.to(torch.float32)
