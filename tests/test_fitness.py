@@ -35,6 +35,12 @@ def my_fitness(x):
     return sum(v * v for v in x)
 
 
+@pytest.fixture(autouse=True)
+def _sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_fitness puts a file's folder first on sys.path: restored after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 # One function, with a constant and a helper beside it, as three places hold it.
 LAPTOP = '''import torch
 

@@ -43,6 +43,7 @@ SECRETS = {
 PARAM_LINE = {"RUN": re.compile(r"^RUN = .+$"), "DURATION": re.compile(r"^DURATION = .+$")}
 SPEC = {"problem": "rastrigin", "dim": 100, "islands": 8, "pop": 64, "algorithm": "de"}
 ABOUT, PARAMS, INSTALL, RUN_CELL = range(4)
+CUSTOM = "custom_problem"  # the template for a user's own fitness function: a fitness cell more
 TEST_DURATION = 8  # seconds: a leader is elected and islands assigned within ~2-5 s under load
 
 
@@ -51,7 +52,8 @@ def load(name: str):
 
 
 def test_there_is_one_notebook_per_platform() -> None:
-    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(SECRETS)
+    """One per platform, and the template for a custom problem."""
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*SECRETS, CUSTOM])
 
 
 @pytest.mark.parametrize("name", sorted(SECRETS))
@@ -500,3 +502,92 @@ def test_install_cell_reads_s3_secrets_as_islandsync_does(
     assert cell_asked == set(asked) == set(FIELDS.values())
     shown = caplog.text + "".join(capsys.readouterr())
     assert MARKER not in shown
+
+
+# -- your own problem: the template notebook, joined from a file --------------------------
+
+def test_custom_problem_notebook_shape() -> None:
+    nb = load(CUSTOM)
+    nbformat.validate(nb)
+    assert [c.id for c in nb.cells] == ["about", "parameters", "install", "fitness", "run"]
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code"), "outputs are stored"
+    assert nb.cells[PARAMS].metadata.get("tags") == ["parameters"]
+    # The same install cell as the platform notebooks (Kaggle's, whose secrets it reads).
+    assert nb.cells[INSTALL].source == load("kaggle").cells[INSTALL].source
+    assert "def fitness(x):" in nb.cells[3].source
+    assert "--fitness fit.py:fitness" in nb.cells[ABOUT].source
+    assert "islandsync.per_solution(" in nb.cells[ABOUT].source
+    run = nb.cells[4].source
+    assert "fitness=fitness" in run and "islandsync.run(RUN, spec=spec, fitness=fitness" in run
+    assert "max_evals=" in run  # a budget: a forgotten run does not burn a platform's quota
+
+
+def island_generations(store) -> dict[int, int]:
+    from islandsync.bucket.records import read_head
+
+    spec = read_spec(store)
+    return {i: read_head(store, i)[0].generation for i in range(spec.islands)}
+
+
+def test_custom_problem_from_a_notebook_joined_by_a_worker_with_the_function_in_a_file(
+        tmp_path: Path, kernel_specs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: the run is created by the template notebook on a real kernel, its fitness
+    defined in a cell (``__main__``); `islandsync worker RUN --fitness fit.py:fitness`, a
+    process on "a laptop" with the same function in a file, advances its islands. The same
+    file with one constant changed is refused, naming both places and both fingerprints."""
+    import subprocess
+
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    from islandsync.testing.processes import child_env, islandsync_argv
+
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    nb = load(CUSTOM)
+    nb.cells[INSTALL].source = "# install skipped in tests: islandsync is already installed"
+    run_dir = tmp_path / "run"
+    nb.cells[PARAMS].source = parameterize(nb.cells[PARAMS].source, run_dir, TEST_DURATION)
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_specs)
+    NotebookClient(nb, km=km, kernel_name="python3", timeout=120,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = outputs_text(nb.cells[4])
+    assert "RunSummary(" in text and "stopped='duration elapsed'" in text, text
+
+    store = open_store(str(run_dir))
+    recorded = read_spec(store).problem.fitness
+    assert recorded is not None and recorded.name == "__main__:fitness"
+    before = island_generations(store)
+
+    # The laptop's copy of the fitness cell: a file, with a comment and a docstring of its own.
+    cell = nb.cells[3].source
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    (laptop / "fit.py").write_text("# my laptop's copy\n" + cell.replace(
+        "def fitness(x):\n", 'def fitness(x):\n    """Shifted Rastrigin."""\n'))
+    (laptop / "changed.py").write_text(cell.replace("SHIFT = 1.25", "SHIFT = 1.5"))
+    env = child_env(Path(__file__).resolve().parent.parent)
+    args = [str(run_dir), "--solo", "--quiet"]
+    # Both at once: a joining worker, and one with the changed function (refused at start).
+    joins = subprocess.Popen(islandsync_argv("worker", *args, "--fitness", "fit.py:fitness",
+                                             "--duration", "3"),
+                             cwd=laptop, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    refused = subprocess.run(islandsync_argv("worker", *args, "--fitness",
+                                             "changed.py:fitness"),
+                             cwd=laptop, env=env, capture_output=True, text=True, timeout=120)
+    out, _ = joins.communicate(timeout=120)
+    assert joins.returncode == 0, out
+
+    after = island_generations(store)
+    assert all(after[i] > before[i] for i in before), (before, after)
+
+    from islandsync.config import fitness_ref, load_fitness
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_fitness puts laptop/ first
+    given = fitness_ref(load_fitness(str(laptop / "changed.py") + ":fitness")).fingerprint
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert (f"run.json records __main__:fitness (fingerprint {recorded.fingerprint[:16]}), "
+            f"given changed.py:fitness (fingerprint {given[:16]})") in line, line
