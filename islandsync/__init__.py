@@ -19,7 +19,7 @@ from islandsync.store import Blob, BlobInfo, BlobStore, LocalStore, open_store
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562
+def __getattr__(name: str) -> object:  # PEP 562
     # per_solution is torch code: imported when used, so `import islandsync` stays torch-free.
     if name == "per_solution":
         from islandsync.search.per_solution import per_solution

@@ -47,8 +47,9 @@ def run(
     bucket, and must have the fingerprint run.json records. A function of one solution is
     wrapped: ``fitness=islandsync.per_solution(fn)``. The worker follows the run's leader;
     with ``coordinator=True`` it also stands as a candidate for leader, so notebooks alone
-    make a complete run (one of them leads, and takes over when the leader's session dies). ``solo=True`` instead claims every island that has
-    no live owner, with no leader needed (and no candidate).
+    make a complete run (one of them leads, and takes over when the leader's session dies).
+    ``solo=True`` instead claims every island that has no live owner, with no leader needed
+    (and no candidate).
 
     The platform (Kaggle, Colab, Paperspace or local) is detected unless ``platform`` names
     it; its profile gives the session limit (``session_limit`` seconds overrides it), before

@@ -7,7 +7,8 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from islandsync import __version__, durations
 from islandsync.errors import ConfigError, IslandSyncError
@@ -73,7 +74,7 @@ _DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number w
 parse_duration = durations.duration_type()
 
 
-def _fitness(args: argparse.Namespace):  # noqa: ANN202 - a user's function, any signature
+def _fitness(args: argparse.Namespace) -> Callable[..., Any] | None:
     """The function ``--fitness`` names (``--per-solution``: wrapped), or None."""
     from islandsync.config import load_fitness
 

@@ -21,7 +21,6 @@ from islandsync.config import (
     FitnessRef,
     GAConfig,
     RealGenome,
-    RunSpec,
     TokenGenome,
     fitness_ref,
     load_toml,

@@ -68,8 +68,9 @@ class PerSolution:
 
 def per_solution(fn: Callable[[Tensor], Any]) -> PerSolution:
     """Wrap ``fn(x: Tensor[dim]) -> float`` (one solution) as a batch fitness for
-    ``islandsync.run(..., fitness=...)``; also usable as a decorator."""
-    return PerSolution(fn)
+    ``islandsync.run(..., fitness=...)``; also usable as a decorator. Wrapping twice (a
+    decorated function given ``--per-solution`` too) wraps once."""
+    return fn if isinstance(fn, PerSolution) else PerSolution(fn)
 
 
 __all__ = ["PerSolution", "per_solution", "wrong_shape"]

@@ -38,6 +38,7 @@ def test_per_solution_vectorises_or_loops(fn, vectorised: bool) -> None:
     ref = fitness_ref(wrapped)
     assert ref.per_solution and ref.name.endswith(f":{fn.__name__}")
     assert ref == fitness_ref(fn, per_solution=True)
+    assert islandsync.per_solution(wrapped) is wrapped  # a decorated function given twice
 
 
 def test_wrong_shape_says_to_use_per_solution() -> None:
