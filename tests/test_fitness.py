@@ -123,6 +123,39 @@ def test_what_the_fingerprint_covers(change: tuple[str, str], tmp_path: Path) ->
     assert fitness_ref(same).fingerprint != fitness_ref(same, per_solution=True).fingerprint
 
 
+# Constructs whose ast.unparse or ast.dump differ between Python 3.10, 3.11, 3.12 and 3.13
+# (tuple targets, f-string quotes, empty fields): the fingerprint below was the same on each
+# of them (checked with pyenv's 3.10.13, 3.11.7, 3.12.1, 3.13.0). It is stored in run.json,
+# so it must never change: not with the Python version, not with islandsync's.
+ACROSS_PYTHONS = r'''import torch
+
+K = 3
+
+
+def f1(x: "torch.Tensor", *, scale: float = 2.0, eps=1e-9) -> torch.Tensor:
+    """Doc."""
+    # comment
+    z = (x - 0.5) ** 2 * scale + eps
+    y = -z.sum(dim=1) if K > 2 else z.mean(1)
+    w = [a @ b for a, b in zip(x, x) if a is not None and not (0 < a.sum() <= 1)]
+    g = lambda t: t[..., 0] + t[:, 1:3].sum(-1)
+    s = f"{K!r:>4} {'q'} {x.shape[0]}" + 'it\'s' + "say \"hi\""
+    if (n := len(w)) > 0:
+        pass
+    a, *b = x.shape
+    d = {"k": 1, **{}}
+    return torch.where(x > 0, x, -x).sum(dim=1) + g(x) * 1_000 + 0x10 + 1e-3 + (1, 2)[0] + d["k"]
+
+'''
+ACROSS_PYTHONS_FINGERPRINT = "147fd280ddd85f2d6e6c048dfa64a2e93351b095581971e210f18a1e3c03a49a"
+
+
+def test_the_fingerprint_is_the_same_on_every_python(tmp_path: Path) -> None:
+    (tmp_path / "sample.py").write_text(ACROSS_PYTHONS)
+    ref = fitness_ref(load_fitness(f"{tmp_path}/sample.py:f1"))
+    assert ref.fingerprint == ACROSS_PYTHONS_FINGERPRINT
+
+
 def test_a_changed_function_is_refused_naming_both(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     spec = custom_spec(notebook_cell(LAPTOP, tmp_path).score)

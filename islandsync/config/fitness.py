@@ -5,9 +5,9 @@ Nothing here imports code named in a bucket: a custom fitness function comes fro
 own caller (code, ``--fitness``, the user's own TOML) and is only *compared* with the
 fingerprint recorded in run.json.
 
-What counts as "the same function": the fingerprint covers the function's source after
-parsing (``ast.unparse``, so whitespace, comments and line endings do not count), without its
-name, decorators, docstring or type hints, plus the values of the plain constants (numbers,
+What counts as "the same function": the fingerprint covers the function's syntax tree
+(so whitespace, comments and line endings do not count), without its name, decorators,
+docstring or type hints, plus the values of the plain constants (numbers,
 strings) and the source of the helper functions defined beside it that it uses. Where it is
 defined does not count: the same function in a notebook cell (``__main__``), a laptop's file
 and an installed module has one fingerprint. Module-level data of other kinds (tensors,
@@ -100,9 +100,10 @@ def _definition(tree: ast.AST, name: str) -> ast.AST | None:
                  ast.AsyncFunctionDef)) and n.name == name), None)
 
 
-def canonical_source(fn: Callable[..., Any]) -> str | None:
-    """The function's source as the fingerprint sees it (None when there is no source): parsed
-    and unparsed, without its name, decorators, docstring and type hints."""
+def canonical_form(fn: Callable[..., Any]) -> str | None:
+    """The function's definition as the fingerprint sees it (None when there is no source):
+    its syntax tree without its name, decorators, docstring and type hints, written out by
+    :func:`_dump`."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):  # no source, or a lambda mid-expression
@@ -112,16 +113,30 @@ def canonical_source(fn: Callable[..., Any]) -> str | None:
         return None
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         node.name, node.decorator_list, node.returns = "_", [], None
-        if hasattr(node, "type_params"):  # Python 3.12+
-            node.type_params = []
         body = node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
     for arg in ast.walk(node.args):
         if isinstance(arg, ast.arg):
-            arg.annotation, arg.type_comment = None, None
-    return ast.unparse(node)
+            arg.annotation = None
+    return _dump(node)
+
+
+def _dump(node: Any) -> str:
+    """A syntax tree as text that is the same on every Python version: ``ast.unparse`` is not
+    (3.11 writes ``for a, b in`` where 3.10 wrote ``for (a, b) in``; 3.12 changed f-string
+    quotes), nor is ``ast.dump`` (3.13 leaves out empty fields). Fields that are None or empty
+    are left out, so a field a newer Python added (3.12's ``type_params``) changes nothing;
+    positions and type comments are not fields written."""
+    if isinstance(node, ast.AST):
+        fields = [f"{name}={_dump(value)}" for name in node._fields
+                  if name != "type_comment"
+                  and (value := getattr(node, name, None)) is not None and value != []]
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(_dump(item) for item in node)}]"
+    return repr(node)
 
 
 def _global_loads(code: types.CodeType) -> set[str]:
@@ -153,7 +168,7 @@ def _uses(fn: Callable[..., Any], seen: set[int]) -> list[str]:
         elif isinstance(value, types.FunctionType) and value.__module__ == fn.__module__ \
                 and id(value) not in seen:
             seen.add(id(value))
-            lines.append(f"{name} = def {canonical_source(value)}")
+            lines.append(f"{name} = def {canonical_form(value)}")
             lines += _uses(value, seen)
     return lines
 
@@ -175,7 +190,7 @@ def _place(fn: Callable[..., Any]) -> str:
 
 def fitness_ref(fn: Callable[..., Any], *, per_solution: bool = False) -> FitnessRef:
     """Where a user's fitness function is defined, and its fingerprint: sha256 over its
-    canonical source (:func:`canonical_source`) and the constants and helper functions beside
+    canonical form (:func:`canonical_form`) and the constants and helper functions beside
     it that it uses, and whether it takes one solution (wrapped by ``islandsync.per_solution``,
     or ``per_solution=True``, ``--per-solution``: the same fingerprint).
 
@@ -186,7 +201,7 @@ def fitness_ref(fn: Callable[..., Any], *, per_solution: bool = False) -> Fitnes
     name = _place(inner)
     h = hashlib.sha256(b"islandsync fitness source\0"
                        + (b"per-solution" if per_solution else b"batch"))
-    source = canonical_source(inner)
+    source = canonical_form(inner)
     code = getattr(inner, "__code__", None)
     if source is not None:
         h.update(b"\0source\0" + source.encode("utf-8", "backslashreplace"))
@@ -352,5 +367,5 @@ def resolve_fitness(fitness: FitnessRef | Callable[..., Any] | str, *,
     return fitness_ref(fitness)
 
 
-__all__ = ["PER_SOLUTION_ATTR", "FitnessRef", "canonical_source", "check_fitness",
+__all__ = ["PER_SOLUTION_ATTR", "FitnessRef", "canonical_form", "check_fitness",
            "fitness_ref", "load_fitness", "resolve_fitness"]
