@@ -147,13 +147,22 @@ def f1(x: "torch.Tensor", *, scale: float = 2.0, eps=1e-9) -> torch.Tensor:
     return torch.where(x > 0, x, -x).sum(dim=1) + g(x) * 1_000 + 0x10 + 1e-3 + (1, 2)[0] + d["k"]
 
 '''
-ACROSS_PYTHONS_FINGERPRINT = "147fd280ddd85f2d6e6c048dfa64a2e93351b095581971e210f18a1e3c03a49a"
+ACROSS_PYTHONS_FINGERPRINT = "ec329a384a8bbc8b3b1c2d9a3410d4b6f090cc97e475f1a67e92904357ca2a75"
 
 
 def test_the_fingerprint_is_the_same_on_every_python(tmp_path: Path) -> None:
     (tmp_path / "sample.py").write_text(ACROSS_PYTHONS)
     ref = fitness_ref(load_fitness(f"{tmp_path}/sample.py:f1"))
     assert ref.fingerprint == ACROSS_PYTHONS_FINGERPRINT
+
+
+def test_a_closure_is_fingerprinted_with_what_it_encloses(tmp_path: Path) -> None:
+    factory = notebook_cell("def make_fitness(shift):\n"
+                            "    def fitness(x):\n"
+                            "        return ((x - shift) ** 2).sum(dim=1)\n"
+                            "    return fitness\n", tmp_path).make_fitness
+    assert fitness_ref(factory(0.5)) == fitness_ref(factory(0.5))
+    assert fitness_ref(factory(0.5)).fingerprint != fitness_ref(factory(0.7)).fingerprint
 
 
 def test_a_changed_function_is_refused_naming_both(tmp_path: Path, monkeypatch) -> None:

@@ -8,7 +8,8 @@ fingerprint recorded in run.json.
 What counts as "the same function": the fingerprint covers the function's syntax tree
 (so whitespace, comments and line endings do not count), without its name, decorators,
 docstring or type hints, plus the values of the plain constants (numbers,
-strings) and the source of the helper functions defined beside it that it uses. Where it is
+strings) and the source of the helper functions defined beside it that it uses (as globals
+or from an enclosing function), and its default arguments' values. Where it is
 defined does not count: the same function in a notebook cell (``__main__``), a laptop's file
 and an installed module has one fingerprint. Module-level data of other kinds (tensors,
 arrays, objects) is not covered.
@@ -155,15 +156,25 @@ def _constant(value: Any) -> bool:
 
 
 def _uses(fn: Callable[..., Any], seen: set[int]) -> list[str]:
-    """``name = value`` of each plain constant, and ``name = def ...`` of each helper function
-    defined beside ``fn`` (same module), that ``fn`` reads as a global, recursively."""
+    """``name = value`` of each plain constant and ``name = def ...`` of each helper function
+    defined beside ``fn`` (same module) that ``fn`` reads as a global or from an enclosing
+    function (so ``make_fitness(0.5)`` and ``make_fitness(0.7)`` differ), recursively; and
+    the values of its default arguments."""
     code, scope = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
     if not isinstance(code, types.CodeType) or not isinstance(scope, dict):
         return []
+    found = [(name, scope[name]) for name in sorted(_global_loads(code)) if name in scope]
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            found.append((f"(enclosing) {name}", cell.cell_contents))
+        except ValueError:  # a cell not filled yet
+            continue
+    found += [("(defaults)", getattr(fn, "__defaults__", None)),
+              ("(keyword defaults)", tuple(sorted((getattr(fn, "__kwdefaults__", None)
+                                                   or {}).items())))]
     lines = []
-    for name in sorted(_global_loads(code)):
-        value = scope.get(name)
-        if name in scope and _constant(value):
+    for name, value in found:
+        if _constant(value):
             lines.append(f"{name} = {value!r}")
         elif isinstance(value, types.FunctionType) and value.__module__ == fn.__module__ \
                 and id(value) not in seen:
