@@ -182,7 +182,7 @@ def test_a_changed_function_is_refused_naming_both(tmp_path: Path, monkeypatch) 
         check_fitness(spec, per_solution(load_fitness("fit.py:score")))
 
 
-def test_check_fitness() -> None:
+def test_check_fitness(tmp_path: Path) -> None:
     spec = custom_spec(my_fitness)
     check_fitness(spec, my_fitness)
 
@@ -192,7 +192,10 @@ def test_check_fitness() -> None:
         check_fitness(spec, ns["my_fitness"])
     with pytest.raises(ConfigError) as info:
         check_fitness(spec, None)
-    assert "--fitness path/to/file.py:function" in str(info.value) and "fitness=" in str(info.value)
+    assert f"--fitness {__name__}:my_fitness" in str(info.value)
+    assert "fitness=" in str(info.value)
+    with pytest.raises(ConfigError, match="`--fitness path/to/file.py:score` on the command line"):
+        check_fitness(custom_spec(notebook_cell(LAPTOP, tmp_path).score), None)
 
     builtin = parse_spec({**base_custom(), "problem": {"name": "rastrigin", "genome": {
         "dim": 3, "lower": 0.0, "upper": 1.0}}}, source="t")

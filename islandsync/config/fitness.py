@@ -254,9 +254,12 @@ def check_fitness(spec: RunSpec, fn: Callable[..., Any] | None) -> None:
     recorded = problem.fitness
     assert recorded is not None  # ProblemSpec guarantees it for custom problems
     if fn is None:
-        raise ConfigError(f"run uses custom fitness function {recorded.name}; pass it: "
-                          f"`fitness=` in Python, `--fitness {_HOW}` on the command line"
-                          + (" with --per-solution" if recorded.per_solution else ""))
+        where, _, qualname = recorded.name.rpartition(":")
+        # A notebook's __main__ is no file another process can name: the same source in one.
+        ref = f"path/to/file.py:{qualname}" if where == "__main__" else recorded.name
+        raise ConfigError(f"run uses custom fitness function {recorded.name}; pass the same "
+                          f"function: `fitness=` in Python, `--fitness {ref}` on the command "
+                          f"line" + (" with --per-solution" if recorded.per_solution else ""))
     if recorded.covers == "module+source":
         _check_module_source(recorded, fn)
         return
