@@ -121,6 +121,10 @@ def _init(args: argparse.Namespace) -> int:
         print(f"created {store.url}/run.json")
     else:
         print(f"{store.url}/run.json already holds this spec; nothing to do")
+    if (ref := spec.problem.fitness) is not None:
+        print(f"fitness {ref.name}, fingerprint {ref.fingerprint[:16]}: every worker passes "
+              f"the same function (--fitness FILE.py:FUNCTION"
+              + (" --per-solution)" if ref.per_solution else ")"))
     return 0
 
 

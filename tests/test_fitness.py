@@ -338,6 +338,8 @@ def test_init_takes_fitness_and_says_to_pass_it(tmp_path: Path, monkeypatch, cap
     assert main(["init", "run", "--fitness", "fit.py:score", *box]) == 0
     spec = read_spec(open_store("run"))
     assert spec.problem.fitness == fitness_ref(load_fitness("fit.py:score"))
+    assert f"fitness fit.py:score, fingerprint {spec.problem.fitness.fingerprint[:16]}" \
+        in capsys.readouterr().out
     assert main(["init", "run2", "--fitness", "fit.py:score", "--per-solution", *box]) == 0
     assert read_spec(open_store("run2")).problem.fitness.per_solution is True
     assert main(["worker", "run", "--fitness", "__main__:score", "--solo"]) == 2
