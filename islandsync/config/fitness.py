@@ -5,14 +5,13 @@ Nothing here imports code named in a bucket: a custom fitness function comes fro
 own caller (code, ``--fitness``, the user's own TOML) and is only *compared* with the
 fingerprint recorded in run.json.
 
-What counts as "the same function": the fingerprint covers the function's syntax tree
-(so whitespace, comments and line endings do not count), without its name, decorators,
-docstring or type hints, plus the values of the plain constants (numbers,
-strings) and the source of the helper functions defined beside it that it uses (as globals
-or from an enclosing function), and its default arguments' values. Where it is
-defined does not count: the same function in a notebook cell (``__main__``), a laptop's file
-and an installed module has one fingerprint. Module-level data of other kinds (tensors,
-arrays, objects) is not covered.
+What counts as "the same function": the fingerprint covers the function's syntax tree (so
+whitespace, comments and line endings do not count), without its name, decorators, docstring
+or type hints, plus the values of the plain constants (numbers, strings) and the source of
+the helper functions defined beside it that it uses (as globals or from an enclosing
+function), and its default arguments' values. Where it is defined does not count: the same
+function in a notebook cell (``__main__``), a laptop's file and an installed module has one
+fingerprint. Module-level data of other kinds (tensors, arrays, objects) is not covered.
 """
 
 from __future__ import annotations
