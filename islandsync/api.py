@@ -85,6 +85,7 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
         init_run(store, spec)
     # A worker of another bucket protocol must not write to this run: refuse, clearly.
     check_protocol(store, version=__version__)
+    _say_if_not_the_published_version(store)
     companion = None
     if coordinator and not solo:
         companion = leader_candidate(lease_s=worker_options.pop("lease_s", 15.0))
@@ -92,6 +93,21 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
                   companion=companion, platform=profile.name,
                   deadline=session_deadline(profile, started=started, override_s=session_limit),
                   **worker_options)
+
+
+def _say_if_not_the_published_version(store: BlobStore) -> None:
+    """One warning line when this islandsync is not the run's newest published wheel. Only a
+    listing of dist/ (nothing is downloaded); a failure to look never stops a worker."""
+    from islandsync.errors import StoreError
+    from islandsync.publish import version_note
+
+    try:
+        note = version_note(store)
+    except StoreError as err:
+        log.debug("dist/ not listed: %s", err)
+        return
+    if note:
+        log.warning("islandsync: %s", note)
 
 
 def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],

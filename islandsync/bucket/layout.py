@@ -13,7 +13,10 @@ A run lives under one URL; everything below is relative to it::
     elite/<epoch:012>.isz                     a merged elite epoch (immutable, create-only)
     protocol.json                             the run's bucket-protocol version (create-only)
     history/<first:012>-<last:012>.json       run history entries first..last (immutable)
-    dist/<seq:06>/islandsync-<v>-py3-none-any.whl  a published wheel (immutable, create-only)
+    dist/<sha256>/islandsync-<v>-py3-none-any.whl  a published wheel, named by its content's
+                                              sha256 (64 hex; immutable, create-only)
+    dist/<seq:06>/islandsync-<v>-py3-none-any.whl  the same, as runs before the content
+                                              address wrote it (read, never written)
 
 Parsers return None for a key that is not of their shape, so a stray or crafted blob in a
 listing is skipped, never trusted. See docs/design.md for who writes and who reads each.
@@ -49,7 +52,12 @@ _ELITE_RE = re.compile(r"^elite/(\d{12})\.isz$")
 _HISTORY_RE = re.compile(r"^history/(\d{12})-(\d{12})\.json$")
 #: Only a pure-Python islandsync wheel: the install cells download nothing else.
 WHEEL_NAME_RE = re.compile(r"^islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl$")
-_DIST_RE = re.compile(r"^dist/(\d{6})/(islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl)$")
+_DIST_RE = re.compile(
+    r"^dist/([0-9a-f]{64})/(islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl)$")
+_LEGACY_DIST_RE = re.compile(
+    r"^dist/(\d{6})/(islandsync-[A-Za-z0-9_.+]{1,64}-py3-none-any\.whl)$")
+#: The sha256 of a wheel, as its dist key and the install line's ``#sha256=`` carry it.
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEAD_RE = re.compile(r"^islands/(\d{1,9})/HEAD\.json$")
 
 
@@ -134,17 +142,26 @@ def parse_history_key(key: str) -> tuple[int, int] | None:
     return int(m[1]), int(m[2])
 
 
-def dist_key(seq: int, wheel: str) -> str:
-    """Where the ``seq``-th published wheel lives; ``wheel`` must be an islandsync wheel name."""
+def dist_key(sha256: str, wheel: str) -> str:
+    """Where the wheel of content hash ``sha256`` (64 lowercase hex) lives. Content-addressed:
+    a key names one content forever, so no later wheel can outrank or replace it by its name,
+    and publishing the same bytes twice is the same key."""
     if not WHEEL_NAME_RE.match(wheel):
         raise ValueError(f"not an islandsync wheel name: {wheel!r}")
-    return f"{DIST_PREFIX}{seq:06d}/{wheel}"
+    if not SHA256_RE.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{DIST_PREFIX}{sha256}/{wheel}"
 
 
-def parse_dist_key(key: str) -> tuple[int, str] | None:
-    """(publish sequence, wheel file name) of a dist key, or None."""
-    m = _DIST_RE.match(key)
-    return (int(m[1]), m[2]) if m else None
+def parse_dist_key(key: str) -> tuple[str | None, str] | None:
+    """(sha256 or None, wheel file name) of a dist key, or None for anything else. The sha256
+    is None for a key of the earlier numbered layout (``dist/<seq:06>/``), which is listed but
+    vouches for no content."""
+    if m := _DIST_RE.match(key):
+        return m[1], m[2]
+    if m := _LEGACY_DIST_RE.match(key):
+        return None, m[2]
+    return None
 
 
 __all__ = [
@@ -155,6 +172,7 @@ __all__ = [
     # checkpoint writer tags
     "TAG_SUFFIX_HEX", "checkpoint_tag", "tag_writer", "written_by",
     # run history, published wheels, the protocol version
-    "DIST_PREFIX", "HISTORY_PREFIX", "PROTOCOL_KEY", "PROTOCOL_VERSION", "WHEEL_NAME_RE",
+    "DIST_PREFIX", "HISTORY_PREFIX", "PROTOCOL_KEY", "PROTOCOL_VERSION", "SHA256_RE",
+    "WHEEL_NAME_RE",
     "dist_key", "history_key", "parse_dist_key", "parse_history_key",
 ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import abc
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Final, Union
+from typing import Final, Protocol, Union, runtime_checkable
+
+from ..errors import ConfigError
 
 #: A blob's version: an opaque token that callers compare only for equality. LocalStore and
 #: GCSStore happen to use increasing integers (generations); S3Store uses the object's ETag
@@ -131,3 +133,36 @@ class BlobStore(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+#: The longest a signed URL may live: both GCS V4 and S3 SigV4 signatures stop at 7 days.
+MAX_URL_EXPIRY_S = 7 * 86400
+
+
+@runtime_checkable
+class SignsURLs(Protocol):
+    """An optional capability of a store, not part of the :class:`BlobStore` contract: a URL
+    anyone can GET a blob's bytes from, without credentials, until it expires. GCSStore (V4
+    signed URL, needs a service-account key), S3Store (presigned URL) and LocalStore (a
+    ``file://`` URL) have it; :func:`signed_url` refuses a store without it."""
+
+    def signed_url(self, key: str, *, expires_s: float) -> str:
+        """The URL of ``key``'s bytes, valid for ``expires_s`` seconds (at most
+        :data:`MAX_URL_EXPIRY_S`). Raises ConfigError, in one line saying what works instead,
+        when these credentials cannot sign."""
+
+
+def signed_url(store: BlobStore, key: str, *, expires_s: float) -> str:
+    """``store``'s signed URL of ``key`` (through wrappers such as CountingStore), or a
+    ConfigError naming the store that cannot make one."""
+    if not 0 < expires_s <= MAX_URL_EXPIRY_S:
+        raise ConfigError(f"a signed URL lives more than 0 s and at most 7 days "
+                          f"({MAX_URL_EXPIRY_S} s), not {expires_s:g} s")
+    inner = store
+    while not isinstance(inner, SignsURLs) and isinstance(getattr(inner, "inner", None),
+                                                          BlobStore):
+        inner = inner.inner  # type: ignore[attr-defined]
+    if not isinstance(inner, SignsURLs):
+        raise ConfigError(f"store {store.url}: {type(inner).__name__} cannot make a URL of a "
+                          f"blob that others can download")
+    return inner.signed_url(key, expires_s=expires_s)

@@ -1,4 +1,4 @@
-"""GCSStore: the BlobStore contract on Google Cloud Storage (google-cloud-storage >= 3)."""
+"""GCSStore: the BlobStore contract on Google Cloud Storage (google-cloud-storage >= 2.19)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ class GCSStore(BlobStore):
         check_bucket: bool = True,
     ) -> None:
         if storage is None:  # pragma: no cover
-            raise ConfigError("gs:// stores need google-cloud-storage: pip install islandsync")
+            raise ConfigError("gs:// stores need google-cloud-storage: "
+                              "pip install 'google-cloud-storage>=2.19'")
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self.url = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
@@ -234,6 +235,26 @@ class GCSStore(BlobStore):
                 retry=self._read_retry if if_generation is not None else None,
             ),
         )
+
+    def signed_url(self, key: str, *, expires_s: float) -> str:
+        """A V4 signed GET URL of ``key``, signed locally with the service account's private
+        key (no request is sent). A user sign-in (gcloud, Colab's) has no key to sign with:
+        ConfigError, saying what works instead. Under STORAGE_EMULATOR_HOST the URL points at
+        the emulator."""
+        import datetime as dt
+
+        from google.auth.credentials import Signing
+
+        if not isinstance(self._credentials, Signing):
+            kind = type(self._credentials).__name__
+            raise ConfigError(
+                f"store {self.url}: these credentials ({kind}: a sign-in, not a key) cannot "
+                f"sign a URL; pass --credentials with a service-account JSON key (e.g. the one "
+                f"the notebooks' GCS_SERVICE_ACCOUNT secret holds)")
+        blob = self._bucket().blob(self._name(key))
+        return self._call("sign", key, lambda: blob.generate_signed_url(
+            version="v4", method="GET", expiration=dt.timedelta(seconds=expires_s),
+            credentials=self._credentials))
 
     def close(self) -> None:
         client = getattr(self._local, "client", None)

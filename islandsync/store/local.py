@@ -225,6 +225,18 @@ class LocalStore(BlobStore):
         finally:
             os.close(dfd)
 
+    def signed_url(self, key: str, *, expires_s: float) -> str:
+        """A ``file://`` URL of ``key``'s bytes, for another program on this machine (pip):
+        a plain copy under ``.islandsync/plain/<key>``, since the blob's own file starts with
+        the record header. It does not expire; what it holds is as current as this call."""
+        data = self.get(key).data
+        path = self.root / _RESERVED / "plain" / key
+        try:
+            self._write_atomically(path, data)
+        except OSError as err:
+            raise self._wrap("copy", key, err) from err
+        return path.as_uri()
+
     def delete(self, key: str, *, if_generation: int | None = None) -> None:
         path = self._path(key)
         try:

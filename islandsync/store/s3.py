@@ -48,8 +48,9 @@ def _import_boto3() -> tuple[Any, Any, Any]:
         import botocore.exceptions
     except ImportError:
         raise ConfigError(
-            "s3:// stores need boto3, which the core install leaves out: "
-            "pip install 'islandsync[s3]'"
+            "s3:// stores need boto3 1.36 or newer, which the core install leaves out: "
+            "pip install 'boto3>=1.36' (the install line `islandsync publish` prints for an "
+            "s3:// run brings it)"
         ) from None
     return boto3, botocore.config, botocore.exceptions
 
@@ -149,6 +150,9 @@ class S3Store(BlobStore):
             # carry their own crc32c (the .isz codec), so send only what S3 requires.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            # SigV4 also for presigned URLs, which botocore would sign V2 on a custom
+            # endpoint: the one R2 and MinIO accept, and the one that expires (7 days at most).
+            signature_version="s3v4",
         )
         # One client for all threads: boto3 documents low-level clients as thread-safe.
         self._client = session.client(
@@ -335,6 +339,23 @@ class S3Store(BlobStore):
             raise PreconditionFailed(
                 f"{self.url}: write {key!r}: no blob at version {if_generation!r}") from None
         return _token(resp.get("ETag"))
+
+    def signed_url(self, key: str, *, expires_s: float) -> str:
+        """A presigned GET URL of ``key`` (SigV4, signed locally with this store's keys: no
+        request is sent). Anyone holding it reads the blob until it expires; it carries no
+        secret key, only a signature."""
+        name = self._name(key)
+        try:
+            return self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket_name, "Key": name},
+                ExpiresIn=int(expires_s))
+        except self._exc.NoCredentialsError:
+            raise ConfigError(f"store {self.url}: no S3 keys to sign a URL with; set "
+                              f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or pass "
+                              f"--credentials)") from None
+        except self._exc.BotoCoreError as err:
+            raise ConfigError(f"store {self.url}: cannot sign a URL of {key!r}: "
+                              f"{self._brief(err)}") from None
 
     def delete(self, key: str, *, if_generation: Version | None = None) -> None:
         name = self._name(key)

