@@ -97,14 +97,14 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
 
 def _say_if_not_the_published_version(store: BlobStore) -> None:
     """One warning line when this islandsync is not the run's newest published wheel. Only a
-    listing of dist/ (nothing is downloaded); a failure to look never stops a worker."""
+    listing of the published wheels (nothing is downloaded); a failure to look never stops a worker."""
     from islandsync.errors import StoreError
     from islandsync.publish import version_note
 
     try:
         note = version_note(store)
     except StoreError as err:
-        log.debug("dist/ not listed: %s", err)
+        log.debug("published wheels not listed: %s", err)
         return
     if note:
         log.warning("islandsync: %s", note)
