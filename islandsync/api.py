@@ -97,7 +97,8 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
 
 def _say_if_not_the_published_version(store: BlobStore) -> None:
     """One warning line when this islandsync is not the run's newest published wheel. Only a
-    listing of the published wheels (nothing is downloaded); a failure to look never stops a worker."""
+    listing of the published wheels (nothing is downloaded); a failure to look never stops
+    a worker."""
     from islandsync.errors import StoreError
     from islandsync.publish import version_note
 

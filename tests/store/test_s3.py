@@ -328,7 +328,10 @@ def test_environment_wins_over_secrets(monkeypatch: pytest.MonkeyPatch, moto_s3:
     assert settings.session_kwargs() == {"region_name": "us-east-1"}  # boto3 reads the keys
 
 
-def test_missing_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_boto3_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 itself, never islandsync from a package index (issue 17: the project does not
+    hold that name there)."""
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 now raises ImportError
-    with pytest.raises(ConfigError, match=r"islandsync\[s3\]"):
+    with pytest.raises(ConfigError, match=r"pip install 'boto3>=1\.36'") as err:
         open_store("s3://bucket/run")
+    assert "pip install 'islandsync" not in str(err.value)
