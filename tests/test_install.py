@@ -54,6 +54,10 @@ def check_line_installs_then_refuses(line: str, store, tmp_path: Path, wheel: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     where = imported_from(python, tmp_path)
     assert where.startswith(str(tmp_path / "venv")), where
+    # pip recorded the hash it checked: what the worker's version note compares.
+    done = venv_run(python, "-c", "from islandsync.publish import _installed_sha256; "
+                    "print(_installed_sha256())", cwd=tmp_path)
+    assert done.stdout.strip() == m["sha"], done.stdout + done.stderr
 
     # Other bytes at the key: the same line is refused by pip, and nothing is installed.
     assert pip(python, "uninstall", "-y", "islandsync", cwd=tmp_path).returncode == 0
@@ -92,9 +96,22 @@ def test_publish_line_installs_from_gcs_and_a_replaced_wheel_is_refused(
 @pytest.mark.gcs
 def test_credentials_that_cannot_sign_get_one_line_and_nothing_is_published(
         gcs_url: str, wheel: Path, capsys: pytest.CaptureFixture) -> None:
-    """A user sign-in (here the emulator's anonymous credentials: no private key either)."""
+    """A user sign-in (gcloud's, Colab's) holds no private key: one line saying what works
+    instead, and the run is left as it was. From the command line the emulator's anonymous
+    credentials stand in (no key either)."""
+    from google.oauth2.credentials import Credentials
+
+    from islandsync.errors import ConfigError
+
+    store = open_store(gcs_url, credentials=Credentials(token="a user's access token"))
+    with pytest.raises(ConfigError) as err:
+        publish_line(store, wheel)
+    assert "google.oauth2.credentials.Credentials) cannot sign a URL" in str(err.value)
+    assert "service-account JSON key" in str(err.value) and "\n" not in str(err.value)
+    assert published(store) == []
+
     assert main(["publish", gcs_url, "--wheel", str(wheel)]) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and len(err.strip().splitlines()) == 1, err
-    assert "cannot sign a URL" in err and "service-account JSON key" in err, err
+    out, err_text = capsys.readouterr()
+    assert out == "" and len(err_text.strip().splitlines()) == 1, err_text
+    assert "cannot sign a URL" in err_text and "service-account JSON key" in err_text
     assert published(open_store(gcs_url)) == []

@@ -246,11 +246,12 @@ class GCSStore(BlobStore):
         from google.auth.credentials import Signing
 
         if not isinstance(self._credentials, Signing):
-            kind = type(self._credentials).__name__
+            kind = f"{type(self._credentials).__module__}.{type(self._credentials).__name__}"
             raise ConfigError(
-                f"store {self.url}: these credentials ({kind}: a sign-in, not a key) cannot "
-                f"sign a URL; pass --credentials with a service-account JSON key (e.g. the one "
-                f"the notebooks' GCS_SERVICE_ACCOUNT secret holds)")
+                f"store {self.url}: these credentials ({kind}) cannot sign a URL: that needs "
+                f"a service account's private key, which a user sign-in (gcloud's, Colab's) "
+                f"does not hold; pass --credentials with a service-account JSON key (e.g. the "
+                f"one the notebooks' GCS_SERVICE_ACCOUNT secret holds)")
         blob = self._bucket().blob(self._name(key))
         return self._call("sign", key, lambda: blob.generate_signed_url(
             version="v4", method="GET", expiration=dt.timedelta(seconds=expires_s),
