@@ -187,3 +187,13 @@ def test_nothing_installs_or_imports_from_dist() -> None:
         assert "zipimport" not in text, rel
         if "DIST_PREFIX" in text or "dist_key" in text or '"dist/' in text:
             assert rel in ("publish.py", "bucket/layout.py"), rel
+
+
+def test_the_line_is_signed_through_a_wrapping_store(tmp_path: Path, wheel: Path) -> None:
+    """ISLANDSYNC_STORE_LATENCY wraps the store in a CountingStore: signing reaches the store
+    it wraps (signing is an optional capability, not part of the BlobStore contract)."""
+    from islandsync.store.counting import CountingStore
+
+    inner = LocalStore(tmp_path / "run")
+    line = publish_line(CountingStore(inner), wheel)
+    assert line == publish_line(inner, wheel) and line.startswith('%pip install "file://')
