@@ -1,15 +1,19 @@
 """Which old checkpoints the leader's housekeeping deletes: a pure function of one listing.
 
-Never a blob that a HEAD names. Each island keeps every checkpoint on HEAD's lineage, and of
-the others at or below HEAD the :data:`KEEP_FALLBACKS` newest (a reader's last resort); an
-orphan of a killed owner must not push the real lineage out. Blobs above HEAD (a writer that
-lost the island) go once seen twice, a housekeeping period apart. A blob above HEAD written by
-HEAD's owner (any process of that worker id) is not an orphan at all: it is an upload whose
-HEAD CAS is in flight, which an outage can hold up for longer than any period; swept, it would
+The rule: a blob that a HEAD may name by the time its CAS lands is never swept. That is every
+blob a HEAD names, and every blob written by HEAD's owner (any process of that worker id), *at
+any generation*: only the owner's CAS can move HEAD on, and its upload in flight may sit above
+HEAD or at or below it (a claimer that resumed an older checkpoint than HEAD's, or restarted
+from the seed, uploads generations at or below the HEAD it claimed until its first HEAD CAS
+lands); an outage can hold that CAS up for longer than any period, and swept, the blob would
 leave the HEAD that finally lands naming a deleted blob. The owner deletes its own leftovers
 (it knows which it wrote); those of an owner that died go once the island has another owner.
-Checkpoints are those the cycle's listing of ``islands/``
-showed; an island whose HEAD could not be read fresh from that listing is left alone.
+
+Of the other blobs, each island keeps those at or below HEAD up to the :data:`KEEP_FALLBACKS`
+newest (a reader's last resort; an orphan of a killed owner must not push the real lineage
+out), and blobs above HEAD (a writer that lost the island) go once seen twice, a housekeeping
+period apart. Checkpoints are those the cycle's listing of ``islands/`` showed; an island whose
+HEAD could not be read fresh from that listing is left alone.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ def sweep(view: HeadView, heads: dict[int, Head],
     for island, head in heads.items():
         if island not in view.fresh:
             continue
-        keys = sorted(view.checkpoints.get(island, ()), reverse=True)
-        fallbacks = [k for g, k in keys if g <= head.generation and k not in named]
-        doomed += fallbacks[KEEP_FALLBACKS:]
-        orphans |= {k for g, k in keys if g > head.generation and k not in named
-                    and not written_by(k, head.owner)}
+        # Named, or the owner's (an upload whose HEAD CAS may be in flight): never swept.
+        keys = sorted(((g, k) for g, k in view.checkpoints.get(island, ())
+                       if k not in named and not written_by(k, head.owner)), reverse=True)
+        doomed += [k for g, k in keys if g <= head.generation][KEEP_FALLBACKS:]
+        orphans |= {k for g, k in keys if g > head.generation}
     doomed += sorted(orphans & seen_orphans)
     return doomed, orphans - seen_orphans
 

@@ -46,7 +46,28 @@ def test_once_another_worker_owns_the_island_a_former_owners_leftovers_go() -> N
 def test_below_head_only_the_newest_fallbacks_off_the_lineage_stay() -> None:
     tag = checkpoint_tag("w0")
     keys = [checkpoint_key(0, g, tag) for g in (10, 20, 30, 40, 50, 60)]
-    head = Head(island=0, checkpoint=keys[-1], generation=60, owner="w0", previous=[keys[-2]])
+    # Owned by another worker now (the owner's own blobs are never swept, see below).
+    head = Head(island=0, checkpoint=keys[-1], generation=60, owner="w1", previous=[keys[-2]])
     doomed, _ = sweep(_view(head, keys), {0: head}, set())
     off_lineage = keys[:-2]
     assert sorted(doomed) == sorted(off_lineage[:len(off_lineage) - KEEP_FALLBACKS])
+
+
+def test_a_claimers_upload_at_or_below_head_outlives_any_number_of_sweeps() -> None:
+    """N1: a claimer that resumed an older checkpoint than HEAD's (HEAD's was unreadable)
+    uploads generations at or below the HEAD it claimed until its first HEAD CAS lands; an
+    outage holds that CAS up across sweeps. Swept, the HEAD that lands names a deleted blob."""
+    former, claimer = checkpoint_tag("w1"), checkpoint_tag("w2")
+    corrupt = checkpoint_key(0, 173, former)  # HEAD names it; unreadable
+    strays = [checkpoint_key(0, g, checkpoint_tag("ghost")) for g in (171, 172)]
+    # The claimer resumed generation 100 and has uploaded 120, 150, 160 meanwhile.
+    uploads = [checkpoint_key(0, g, claimer) for g in (120, 150, 160)]
+    head = Head(island=0, checkpoint=corrupt, generation=173, owner="w2")
+    view = _view(head, [corrupt, *strays, *uploads])
+    seen: set[str] = set()
+    doomed_all: list[str] = []
+    for _ in range(3):
+        doomed, seen = sweep(view, {0: head}, seen)
+        doomed_all += doomed
+    assert not set(uploads) & set(doomed_all)
+    assert corrupt not in doomed_all
