@@ -248,11 +248,14 @@ class Uploader:
         return True
 
     def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` whatever is submitted meanwhile (a ``submit()`` notifies the
+        condition: were it to end the pause, every checkpoint interval would retry, and
+        upload a blob, at the loop's pace through an outage); False when closing."""
+        deadline = time.monotonic() + seconds
         with self._cond:
-            if self._closing:
-                return False  # the final flush has given up on an unreachable bucket
-            self._cond.wait(seconds)
-        return True
+            while not self._closing and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return not self._closing  # closing: the final flush gave up on the bucket
 
     def _requeue(self, island: int, snap: IslandSnapshot, release: bool) -> None:
         with self._cond:  # keep it unless a newer snapshot arrived meanwhile
@@ -271,6 +274,12 @@ class Uploader:
             key = state.current_key  # the same checkpoint, now released
         else:
             key = checkpoint_key(snap.island, snap.generation, self.tag)
+            if state.stored != key and self._unsettled(state):
+                # The blob already up waits for its HEAD write: settle that first, so that
+                # an outage of HEAD writes leaves one blob above HEAD per island, not one per
+                # checkpoint interval (nor does a worker that exits meanwhile leave more).
+                if not self._settle(snap.island, state):
+                    return  # lost, or released
             if state.stored != key:
                 blob = encode_island(snap, elite=self.elite,
                                      meta={**self.meta, "owner": self.owner})
@@ -287,17 +296,8 @@ class Uploader:
             try:
                 generation = write_head(self.store, head, if_generation=state.head_generation)
             except PreconditionFailed:
-                # Maybe another worker owns the island now; maybe an earlier write of ours
-                # landed and only its reply was lost. Read HEAD back before deciding
-                # (StoreError passes: the write is retried, and decided, later).
-                try:
-                    current = read_head(self.store, snap.island)
-                except CheckpointError as err:
-                    log.warning("island %d: HEAD unreadable after our write failed: %s",
-                                snap.island, err)
-                    current = None
-                if current is None or not self._is_ours(current[0], state, head):
-                    self._lose(snap.island, state, current)
+                current = self._read_back(snap.island, state, head)
+                if current is None:
                     return
                 found, generation = current
                 if found.nonce != head.nonce:
@@ -307,6 +307,45 @@ class Uploader:
             self.stats.observe(time.perf_counter() - t0)
             return
         raise StoreError(f"HEAD of island {snap.island} keeps changing under our writes")
+
+    @staticmethod
+    def _unsettled(state: _Island) -> bool:
+        """Whether the last blob put waits for a HEAD write of unknown outcome."""
+        return state.attempt is not None and state.stored is not None \
+            and state.attempt.checkpoint == state.stored != state.current_key
+
+    def _settle(self, island: int, state: _Island) -> bool:
+        """Write (again) the HEAD naming the blob already up; False when the island is no
+        longer ours to write (lost, or that HEAD released it). StoreError passes."""
+        head = state.attempt
+        assert head is not None
+        try:
+            generation = write_head(self.store, head, if_generation=state.head_generation)
+        except PreconditionFailed:
+            current = self._read_back(island, state, head)
+            if current is None:
+                return False
+            found, generation = current
+            if found.nonce != head.nonce:
+                self._rebase(state, found, generation)
+                return True
+        self._landed(island, state, head, generation, head.released)
+        return not head.released
+
+    def _read_back(self, island: int, state: _Island, head: Head) -> tuple[Head, int] | None:
+        """After our HEAD write was refused: maybe another worker owns the island now; maybe
+        an earlier write of ours landed and only its reply was lost. HEAD as read back when
+        it is ours, else None (the island is dropped here). StoreError passes: the write is
+        retried, and decided, later."""
+        try:
+            current = read_head(self.store, island)
+        except CheckpointError as err:
+            log.warning("island %d: HEAD unreadable after our write failed: %s", island, err)
+            current = None
+        if current is None or not self._is_ours(current[0], state, head):
+            self._lose(island, state, current)
+            return None
+        return current
 
     def _head_for(self, state: _Island, snap: IslandSnapshot, key: str, release: bool) -> Head:
         """The HEAD to write: the attempt in flight when it says the same (so its nonce is

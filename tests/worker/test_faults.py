@@ -36,7 +36,7 @@ from islandsync.bucket.run import init_run
 from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
 from islandsync.store import LocalStore
-from islandsync.store.faulty import FaultyStore, LostReply
+from islandsync.store.faulty import ErrorBefore, FaultyStore, LostReply
 from islandsync.worker.engine import Engine
 from islandsync.worker.link import BucketLink
 from islandsync.worker.loop import Worker
@@ -166,6 +166,53 @@ def test_a_lost_reply_then_a_takeover_keeps_the_blob_the_new_head_names(tmp_path
     head = read_head(inner, 0)[0]
     assert lost == [0] and head.owner == "b"
     assert inner.stat(head.checkpoint) is not None, "deleted the blob B's HEAD names"
+
+
+def test_an_outage_of_head_writes_backs_off_and_leaves_one_blob_above_head(
+        tmp_path: Path) -> None:
+    """N8: while HEAD writes fail, submits must neither cut the backoff short nor each put a
+    new full blob (22 blobs above HEAD after 7 s; a worker exiting then left them all)."""
+    inner = LocalStore(tmp_path / "run")
+    gen = _claimed(inner)
+    store = FaultyStore(inner, rules=[ErrorBefore(ops=("put",), keys="islands/0/HEAD.json",
+                                                  rate=1.0)])
+    up = _uploader(store)
+    up.adopt(0, gen, [])
+    snaps = _snapshots(fast_spec())
+    try:
+        for _ in range(20):
+            up.submit(next(snaps))
+            time.sleep(0.02)
+        blobs = [i.key for i in inner.list("islands/0/") if i.key.endswith(".isz")]
+        head_writes = store.counts().get("error_before", 0)
+    finally:
+        up.close(0.1)
+    assert len(blobs) == 1, f"{len(blobs)} blobs above HEAD during the outage"
+    # Backoff from 0.5 s doubling: a handful of tries, not one per submit (a slow machine
+    # only makes fewer).
+    assert head_writes <= 5, f"{head_writes} HEAD writes for 20 submits"
+
+
+def test_after_an_outage_of_head_writes_head_names_a_blob_that_exists(tmp_path: Path) -> None:
+    inner = LocalStore(tmp_path / "run")
+    gen = _claimed(inner)
+    store = FaultyStore(inner, rules=[ErrorBefore(ops=("put",), keys="islands/0/HEAD.json",
+                                                  calls=(1, 2))])
+    up = _uploader(store, max_backoff=0.5)
+    up.adopt(0, gen, [])
+    snaps = _snapshots(fast_spec())
+    try:
+        up.submit(next(snaps))
+        wait_for(lambda: store.counts().get("error_before", 0) >= 1, 10, "a failed HEAD write")
+        last = next(snaps)
+        up.submit(last)
+        assert up.flush(30)
+    finally:
+        up.close(5)
+    head = read_head(inner, 0)[0]
+    blobs = {i.key for i in inner.list("islands/0/") if i.key.endswith(".isz")}
+    assert head.generation == last.generation and head.checkpoint in blobs
+    assert blobs <= set(head.lineage())
 
 
 # -- 2. retention keeps the lineage; a restart from the seed is loud -------------------------
