@@ -178,9 +178,7 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
         raise NotFound(f"run {store.url} has no elite yet: a coordinator writes the first "
                        f"one after the first checkpoints")
     head = current[0]
-    genomes, scores, ids, origin = read_elite(
-        store, head.key, width=spec.problem.genome.width, max_size=spec.elite_size,
-        kind=spec.problem.genome.kind)
+    genomes, scores, ids, origin = read_elite(store, head.key, spec=spec)
     n = min(top, scores.shape[0])
     sign = 1.0 if spec.problem.direction == "minimize" else -1.0
     return {"epoch": head.epoch, "term": head.term,

@@ -128,6 +128,13 @@ def max_checkpoint_bytes(spec: RunSpec) -> int:
     return _WIDEST * ((pop + elite) * (width + 3) + MAX_EXTRA_FRAMES * pop)
 
 
+def max_checkpoint_blob(spec: RunSpec) -> int:
+    """The most stored bytes a checkpoint of this run can take (every frame it may have, at
+    zstd's compress bound): a larger blob is refused before download."""
+    frames = 2 * len(ROW_FRAMES) + 1 + MAX_EXTRA_FRAMES
+    return codec.max_blob_size(max_checkpoint_bytes(spec), frames)
+
+
 def _kinds(*kinds: str) -> Callable[[np.dtype], bool]:
     return lambda dtype: dtype.kind in kinds
 
@@ -207,8 +214,9 @@ def decode_island(data: bytes, *, key: str, spec: RunSpec | None = None) -> Isla
 
 
 def _try(store: BlobStore, island: int, key: str, spec: RunSpec | None) -> IslandSnapshot | None:
+    cap = codec.MAX_UNSHAPED_BLOB if spec is None else max_checkpoint_blob(spec)
     try:
-        snap = decode_island(store.get(key).data, key=key, spec=spec)
+        snap = decode_island(codec.read_capped(store, key, cap), key=key, spec=spec)
     except (CheckpointError, NotFound) as err:
         log.warning("island %d: skipping checkpoint %s: %s", island, key, err)
         return None

@@ -61,6 +61,9 @@ FILTERS = ("none", "shuffle")
 ALLOWED_DTYPES = frozenset(
     ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"]
 )
+#: A blob read without a run's shapes to bound it (a tool's or a test's observer) is still
+#: refused past this many stored bytes, before download.
+MAX_UNSHAPED_BLOB = 256 << 20
 # A zstd block holds at most 128 KiB and costs at least 4 bytes, so no frame expands more
 # than 32768x; allowing twice that still stops a forged raw_length from costing gigabytes.
 _MAX_EXPANSION = 1 << 16
@@ -275,6 +278,28 @@ def encode(
     return b"".join([start, struct.pack("<I", crc), body, *payloads])
 
 
+def max_stored_length(raw_length: int) -> int:
+    """The most stored bytes a frame of ``raw_length`` raw bytes takes: zstd's compress bound
+    (``ZSTD_COMPRESSBOUND``: size + size/256 + at most 64), with room for its frame header."""
+    return raw_length + (raw_length >> 8) + 128
+
+
+def max_blob_size(raw_total: int, frames: int) -> int:
+    """The most bytes a blob of ``frames`` frames holding ``raw_total`` raw bytes in all can
+    take: a blob larger than that is refused before download (:func:`read_capped`)."""
+    return PREFIX_SIZE + raw_total + (raw_total >> 8) + 128 * frames
+
+
+def read_capped(store: BlobStore, key: str, max_size: int) -> bytes:
+    """The whole blob at ``key``, fetching at most ``max_size`` + 1 bytes (a ranged read): a
+    larger blob raises CheckpointError naming it, unread beyond that. NotFound passes."""
+    data = _to_bytes(store.get(key, start=0, end=max_size + 1).data)
+    if len(data) > max_size:
+        raise CheckpointError(f"checkpoint {key}: larger than the {max_size} bytes this run's "
+                              f"shapes allow; refused unread")
+    return data
+
+
 def _is_uint(value: object) -> bool:
     return type(value) is int and value >= 0  # type(), not isinstance: True is no length
 
@@ -319,6 +344,10 @@ def _frame_info(f: object, i: int, fail: Callable[[str], CheckpointError]) -> Fr
         raise bad(f"raw_length {info.raw_length} does not match shape {shape} of {dtype}")
     if info.raw_length > _MAX_EXPANSION * (info.length + 1):
         raise bad(f"{info.length} stored bytes cannot hold {info.raw_length}")
+    if info.length > max_stored_length(info.raw_length):
+        # So a reader that bounds raw lengths (the run's shapes) bounds what it downloads.
+        raise bad(f"{info.length} stored bytes for {info.raw_length} raw: zstd needs at most "
+                  f"{max_stored_length(info.raw_length)}")
     if info.crc32c >= 1 << 32:
         raise bad("crc32c out of range")
     return info
@@ -364,6 +393,10 @@ def _parse_header(data: bytes, name: str, blob_size: int | None
     for a, b in itertools.pairwise(ordered):
         if b.offset < a.end:
             raise fail(f"frames {_short(a.name)} and {_short(b.name)} overlap")
+    if blob_size is not None and (extra := blob_size - header_end - sum(i.length for i in infos)):
+        # The writer lays frames end to end after the header: any other byte is padding
+        # that a reader would download for nothing (a 1.7 KB checkpoint with 300 MB of it).
+        raise fail(f"{extra} bytes beyond the header and frames")
     return doc["meta"], infos
 
 
@@ -480,6 +513,7 @@ def read_frame(store: BlobStore, key: str, frame: str) -> tuple[dict[str, Any], 
 
 __all__ = [
     "ALLOWED_DTYPES", "DEFAULT_LEVEL", "FILTERS", "MAGIC", "MAX_HEADER_SIZE", "MAX_RAW_LENGTH",
-    "PREFIX_SIZE", "VERSION", "FrameInfo", "choose_codec", "choose_filter", "decode", "encode",
-    "read_frame", "read_frames", "read_header",
+    "MAX_UNSHAPED_BLOB", "PREFIX_SIZE", "VERSION", "FrameInfo", "choose_codec", "choose_filter",
+    "decode", "encode", "max_blob_size", "max_stored_length", "read_capped", "read_frame",
+    "read_frames", "read_header",
 ]

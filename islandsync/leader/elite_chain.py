@@ -70,8 +70,7 @@ class EliteChain:
             keys = [self.head[0].key] + [k for k in keys if k != self.head[0].key]
         for key in keys:
             try:
-                elite = read_elite(self.store, key, width=self.islands.width,
-                                   max_size=self.spec.elite_size, kind=self.spec.problem.genome.kind)
+                elite = read_elite(self.store, key, spec=self.spec)
             except (CheckpointError, NotFound) as err:
                 log.warning("coordinator: elite %s unreadable: %s", key, err)
                 continue

@@ -30,7 +30,8 @@ class CountingStore(BlobStore):
       call is still billed, so it is still counted);
     * ``counts()["errors"]`` — failures by operation name: only :class:`StoreError`\\ s that are
       not :class:`NotFound` or :class:`PreconditionFailed` (those are normal outcomes of reads
-      and compare-and-swaps, not faults). The error is always re-raised unchanged.
+      and compare-and-swaps, not faults). The error is always re-raised unchanged;
+    * ``counts()["bytes_read"]`` — bytes that reads returned (downloaded), all keys together.
 
     ``latency_s`` (default 0) sleeps that many seconds before every call, to simulate a remote
     bucket (e.g. ``0.05`` for a 50 ms round trip) in benchmarks on a local directory. It adds
@@ -45,15 +46,18 @@ class CountingStore(BlobStore):
         self._lock = threading.Lock()
         self._ops = {"A": 0, "B": 0}
         self._errors = {name: 0 for name in OPERATION_CLASS}
+        self._bytes_read = 0
 
     @property
     def url(self) -> str:  # type: ignore[override]
         return self.inner.url
 
     def counts(self) -> dict:
-        """``{"ops": {"A": int, "B": int}, "errors": {"get": int, "put": int, ...}}`` (copies)."""
+        """``{"ops": {"A": int, "B": int}, "errors": {"get": int, "put": int, ...},
+        "bytes_read": int}`` (copies)."""
         with self._lock:
-            return {"ops": dict(self._ops), "errors": dict(self._errors)}
+            return {"ops": dict(self._ops), "errors": dict(self._errors),
+                    "bytes_read": self._bytes_read}
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         if self.latency_s > 0:
@@ -70,7 +74,10 @@ class CountingStore(BlobStore):
             raise
 
     def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
-        return self._call("get", lambda: self.inner.get(key, start=start, end=end))
+        blob = self._call("get", lambda: self.inner.get(key, start=start, end=end))
+        with self._lock:
+            self._bytes_read += len(blob.data)
+        return blob
 
     def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
         return self._call("put", lambda: self.inner.put(key, data, if_generation=if_generation))

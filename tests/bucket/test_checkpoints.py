@@ -307,3 +307,26 @@ def test_lineage_comes_before_newer_blobs_it_does_not_name(tmp_path: Path) -> No
     head_blob = _put(store, 0, 20, "b", b"truncated")
     head = Head(island=0, checkpoint=head_blob, generation=20, owner="b", previous=[named])
     assert load_island(store, 0, head, spec=REAL).meta["key"] == named
+
+
+# -- what a reader downloads (issue 18, N5) ---------------------------------------------------
+
+
+def test_a_padded_checkpoint_is_refused_without_downloading_the_padding(tmp_path: Path) -> None:
+    """A valid checkpoint padded with junk once loaded (1.7 KB + 300 MB: peak RSS 75 -> 675
+    MiB). The run's shapes cap what a reader fetches; what is left must be header and frames."""
+    from islandsync.bucket.checkpoints import max_checkpoint_blob
+    from islandsync.store.counting import CountingStore
+
+    store = CountingStore(LocalStore(tmp_path))
+    good = blob(snapshot())
+    cap = max_checkpoint_blob(REAL)
+    head = Head(island=0, checkpoint=KEY, generation=5, owner="w")
+    for padding in (1, cap):  # a little (refused by the codec), a lot (refused unread)
+        store.put(KEY, good + bytes(padding))
+        before = store.counts()["bytes_read"]
+        assert load_island(store, 0, head, spec=REAL) is None
+        assert store.counts()["bytes_read"] - before <= cap + 1
+    store.put(KEY, good)
+    assert load_island(store, 0, head, spec=REAL) is not None
+    assert len(good) < cap < 1 << 20  # the cap follows the run's (tiny) shapes

@@ -535,3 +535,50 @@ def test_adaptive_raises_the_level_only_where_it_pays() -> None:
     assert codec.choose_codec(converged(1024, 1000, rng)) == ("shuffle", 3)
     blob = codec.encode({}, {"pop": converged(64, 100, rng)}, filter="auto")
     assert codec.read_header(blob)[1][0].filter == "shuffle"
+
+
+# -- nothing but the header and the frames (issue 18, N5) ----------------------------------
+
+
+def test_bytes_beyond_the_header_and_frames_are_refused() -> None:
+    """A valid checkpoint padded with junk once loaded whole (1.7 KB + 300 MB: RSS 75 -> 675
+    MiB); the writer lays frames end to end after the header, so any other byte is refused."""
+    good = codec.encode({"k": 1}, {"a": np.arange(50, dtype=np.int64)})
+    codec.decode(good)
+    for junk in (b"\x00", bytes(4096)):
+        with pytest.raises(CheckpointError, match="bytes beyond the header and frames"):
+            codec.decode(good + junk)
+    gap = forge([entry(ZPAYLOAD, offset=8)], bytes(8) + ZPAYLOAD)  # junk before the frame
+    with pytest.raises(CheckpointError, match="beyond the header and frames"):
+        codec.decode(gap)
+
+
+def _skippable(n: int) -> bytes:
+    """A zstd skippable frame of ``n`` bytes: zstd decoders step over it."""
+    return struct.pack("<II", 0x184D2A50, n) + bytes(n)
+
+
+def test_a_frame_longer_than_zstd_needs_for_its_raw_bytes_is_refused() -> None:
+    """A frame's stored length bounds a ranged read (the merge's second one): it may not
+    exceed zstd's compress bound of the raw length the run's shapes allow."""
+    padded = ZPAYLOAD + _skippable(1 << 20)
+    with pytest.raises(CheckpointError, match="zstd needs at most"):
+        codec.decode(forge([entry(padded)], padded))
+    assert codec.max_stored_length(16) < len(padded)
+    for n in (0, 1, 1000, 1 << 20):  # incompressible bytes stay within the bound
+        raw = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
+        blob = codec.encode({}, {"r": raw}, filter="none")
+        assert codec.decode(blob)[1]["r"].tobytes() == raw.tobytes()
+
+
+def test_a_capped_read_fetches_at_most_the_cap_plus_one(tmp_path: Path) -> None:
+    from islandsync.store import LocalStore
+    from islandsync.store.counting import CountingStore
+
+    store = CountingStore(LocalStore(tmp_path))
+    store.put("b.isz", bytes(10_000))
+    assert len(codec.read_capped(store, "b.isz", 10_000)) == 10_000
+    before = store.counts()["bytes_read"]
+    with pytest.raises(CheckpointError, match="larger than the 100 bytes"):
+        codec.read_capped(store, "b.isz", 100)
+    assert store.counts()["bytes_read"] - before == 101

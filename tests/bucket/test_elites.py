@@ -62,3 +62,24 @@ def test_an_elite_bomb_is_refused_before_it_inflates(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20, peak
+
+
+def test_an_epoch_is_read_only_up_to_what_the_runs_shapes_allow(tmp_path: Path) -> None:
+    """N5: every bucket read has a size cap before download; with the run's spec, an epoch's
+    is its elite_size x width at the widest dtype. Bytes past the frames are refused too."""
+    from islandsync.bucket.elites import max_elite_blob
+    from islandsync.config import spec_from_flags
+    from islandsync.store.counting import CountingStore
+
+    spec = spec_from_flags(problem="rastrigin", dim=5, pop=16, islands=2, elite_size=4)
+    store = CountingStore(LocalStore(tmp_path))
+    good = encode_elite(_elite(np.ones((4, 5), np.float32)), epoch=3, term=1)
+    store.put(KEY, good)
+    assert read_elite(store, KEY, spec=spec)[0].shape == (4, 5)
+    cap = max_elite_blob(5, 4)
+    for padding in (1, 4 * cap):
+        store.put(KEY, good + bytes(padding))
+        before = store.counts()["bytes_read"]
+        with pytest.raises(CheckpointError, match=rf"{KEY}: .*(beyond|larger)"):
+            read_elite(store, KEY, spec=spec)
+        assert store.counts()["bytes_read"] - before <= cap + 1

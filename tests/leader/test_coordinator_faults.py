@@ -281,7 +281,10 @@ def test_housekeeping_keeps_heads_lineage_among_orphans_of_killed_owners(tmp_pat
     store = _run(tmp_path, islands=())
     lineage = [_checkpoint(store, 0, g, "a") for g in (20, 14, 12, 10)]
     below = [_checkpoint(store, 0, g, "o") for g in (19, 18, 17, 16)]
-    old = _checkpoint(store, 0, 2, "a")
+    old = _checkpoint(store, 0, 2, "p")  # a former owner's, off the lineage
+    # HEAD's owner's own, off the lineage: maybe an upload whose HEAD CAS is in flight (a
+    # claimer that resumed an older checkpoint): never swept (issue 18, N1)
+    owners = _checkpoint(store, 0, 3, "a")
     above = _checkpoint(store, 0, 25, "o")
     gen = write_head(store, Head(island=0, checkpoint=lineage[0], generation=20, owner="a",
                                  previous=lineage[1:]), if_generation=0)
@@ -293,7 +296,7 @@ def test_housekeeping_keeps_heads_lineage_among_orphans_of_killed_owners(tmp_pat
 
     c._housekeeping(c._read_heads(), set())
     assert set(lineage) <= keys()
-    assert keys() == set(lineage) | set(below[:KEEP_FALLBACKS]) | {above}
+    assert keys() == set(lineage) | set(below[:KEEP_FALLBACKS]) | {above, owners}
     assert old not in keys()
     # the upload at 25 was a CAS in flight: HEAD names it now, so it stays
     write_head(store, Head(island=0, checkpoint=above, generation=25, owner="o",

@@ -87,3 +87,59 @@ def test_merge_of_a_million_candidates_is_vectorised() -> None:
     result = merge_elites([part], 64)
     assert len(np.unique(result.elite[2])) == 64
     assert result.duplicates > 0
+
+
+def _padded_frame(data: bytes, name: str, extra: int) -> bytes:
+    """``data`` (an ``.isz`` blob) with ``extra`` bytes of a zstd skippable frame appended to
+    frame ``name``'s payload, its length and crc32c made to match: a decoder steps over it."""
+    import json
+    import struct
+
+    import google_crc32c
+
+    from islandsync.bucket import codec
+
+    _, infos = codec.read_header(data)
+    header_len = struct.unpack_from("<I", data, 6)[0]
+    doc = json.loads(data[14:14 + header_len])
+    payloads = [data[i.offset:i.end] for i in infos]
+    for entry, info in zip(doc["frames"], infos):
+        if info.name == name:
+            k = infos.index(info)
+            payloads[k] += struct.pack("<II", 0x184D2A50, extra) + bytes(extra)
+            entry["length"], entry["crc32c"] = len(payloads[k]), google_crc32c.value(payloads[k])
+    header_len += 64  # room for the offsets' extra digits
+    offset = 14 + header_len
+    for entry, payload in zip(doc["frames"], payloads):
+        entry["offset"], offset = offset, offset + len(payload)
+    body = json.dumps(doc, separators=(",", ":")).encode().ljust(header_len)
+    start = struct.pack("<4sHI", codec.MAGIC, codec.VERSION, header_len)
+    crc = google_crc32c.extend(google_crc32c.value(start), body)
+    return start + struct.pack("<I", crc) + body + b"".join(payloads)
+
+
+def test_the_merges_second_read_is_bounded_by_the_runs_shapes(tmp_path) -> None:
+    """N5: the merge's ranged read of elite frames past the first 64 KiB was bounded only by
+    the lengths the header states; a frame may hold no more than zstd needs for the raw
+    bytes the run's shapes allow."""
+    from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
+    from islandsync.bucket.layout import checkpoint_key
+    from islandsync.bucket.records import Head
+    from islandsync.config import spec_from_flags
+    from islandsync.leader.merge import IslandElites
+    from islandsync.store import LocalStore
+    from islandsync.store.counting import CountingStore
+
+    spec = spec_from_flags(problem="rastrigin", dim=5, pop=16, islands=2, elite_size=4)
+    genomes = np.random.default_rng(0).random((16, 5)).astype(np.float32)
+    snap = IslandSnapshot(0, 5, 80, 0, {
+        "genomes": genomes, "scores": np.arange(16, dtype=np.float32),
+        "ids": genome_ids_numpy(genomes), "origin": np.zeros(16, np.int64)})
+    key = checkpoint_key(0, 5, "w.00000000")
+    store = CountingStore(LocalStore(tmp_path))
+    store.put(key, _padded_frame(encode_island(snap, elite=4, meta={}), "elite.genomes",
+                                 16 << 20))
+    elites = IslandElites(store, spec)
+    elites.refresh({0: Head(island=0, checkpoint=key, generation=5, owner="w")})
+    assert elites.parts() == []  # refused
+    assert store.counts()["bytes_read"] < 1 << 20

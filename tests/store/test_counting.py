@@ -40,10 +40,12 @@ def test_forwards_and_counts_by_class(tmp_path: Path) -> None:
     store = CountingStore(inner)
     assert store.url == inner.url
     assert store.counts() == {"ops": {"A": 0, "B": 0},
-                              "errors": {"put": 0, "list": 0, "delete": 0, "get": 0, "stat": 0}}
+                              "errors": {"put": 0, "list": 0, "delete": 0, "get": 0, "stat": 0},
+                              "bytes_read": 0}
     gen = store.put("a/b.json", b"one", if_generation=0)             # A
     assert store.get("a/b.json").data == b"one"                      # B
     assert store.get("a/b.json", start=0, end=2).data == b"on"       # B
+    assert store.counts()["bytes_read"] == 5
     info = store.stat("a/b.json")                                    # B
     assert info is not None and info.generation == gen
     assert [i.key for i in store.list("a/")] == ["a/b.json"]         # A
