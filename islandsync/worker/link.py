@@ -399,6 +399,7 @@ class BucketLink:
         try:
             current = read_elite_head(self.store)
         except CheckpointError as err:
+            self._elite_generation = info.generation  # refused: not read again
             self._warn(f"elite HEAD unreadable, keeping the previous elite: {err}", "elite")
             return
         if current is None:
@@ -407,13 +408,18 @@ class BucketLink:
         if head.term < self.max_term:
             return  # written by a leader that has been replaced: fenced off
         try:
-            foreign = read_elite(self.store, head.key)
-        except (CheckpointError, NotFound) as err:
-            self._warn(f"elite epoch {head.epoch} unreadable, keeping the previous one: {err}",
+            # Capped by the run's shapes: at most what they allow is downloaded or
+            # decompressed (an 18.7 KiB epoch once decoded to 576 MiB here).
+            foreign = read_elite(self.store, head.key, spec=self.spec)
+        except NotFound as err:  # HEAD named it: maybe a lagging listing, read again
+            self._warn(f"elite epoch {head.epoch} missing, keeping the previous one: {err}",
                        "elite-epoch")
             return
-        if foreign[0].shape[1] != self.spec.problem.genome.width:
-            self._warn(f"elite epoch {head.epoch} does not fit this run's genomes; ignored",
+        except CheckpointError as err:
+            # Refused: remembered by the version of the HEAD that named it, so the epoch is
+            # not fetched again on every poll; the next epoch moves HEAD.
+            self._elite_generation = generation
+            self._warn(f"elite epoch {head.epoch} refused, keeping the previous one: {err}",
                        "elite-epoch")
             return
         self._elite_generation = generation
