@@ -17,7 +17,28 @@ class ConfigError(IslandSyncError, ValueError):
 
 
 class StoreError(IslandSyncError):
-    """A bucket or directory operation failed (outage, permission, timeout)."""
+    """A bucket or directory operation failed (outage, permission, timeout).
+
+    What is known of its outcome is said once, by the store that raised it, through the
+    subclass: :class:`NotSent` and :class:`Refused` changed nothing; :class:`OutcomeUnknown`,
+    and a plain StoreError, may have been applied (:func:`maybe_applied`).
+    """
+
+
+class NotSent(StoreError):
+    """The request never reached the store (the connection never opened, no credentials):
+    nothing changed, and sending it again is safe."""
+
+
+class Refused(StoreError):
+    """The store answered that it did not apply the request (throttled, a conflicting
+    request, no permission): nothing changed."""
+
+
+class OutcomeUnknown(StoreError):
+    """The request may have been applied (a timeout, a reset connection, a lost reply, a 5xx
+    from a server or a proxy in front of it). A conditional write is never resent blindly
+    after it: the writer reads the record back (``records.landed``, by its nonce) first."""
 
 
 class NotFound(StoreError, KeyError):
@@ -35,6 +56,13 @@ class PreconditionFailed(StoreError):
     """
 
 
+def maybe_applied(err: BaseException) -> bool:
+    """Whether a failed store request may have been applied: the one classification every
+    caller decides by (a write that may have landed must be read back before deciding)."""
+    return isinstance(err, StoreError) and not isinstance(
+        err, (NotSent, Refused, NotFound, PreconditionFailed))
+
+
 class CheckpointError(IslandSyncError, ValueError):
     """A checkpoint blob is corrupt, truncated, or otherwise not a valid ``.isz`` file.
 
@@ -50,6 +78,10 @@ __all__ = [
     "IslandSyncError",
     "ConfigError",
     "StoreError",
+    "NotSent",
+    "Refused",
+    "OutcomeUnknown",
+    "maybe_applied",
     "NotFound",
     "PreconditionFailed",
     "CheckpointError",

@@ -51,7 +51,14 @@ from islandsync.bucket.layout import (
     parse_checkpoint_key,
     parse_elite_key,
 )
-from islandsync.errors import CheckpointError, ConfigError, NotFound, PreconditionFailed
+from islandsync.errors import (
+    CheckpointError,
+    ConfigError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+    maybe_applied,
+)
 from islandsync.store.base import BlobStore
 
 #: No record is larger than this; a bigger blob is refused unread.
@@ -311,6 +318,23 @@ def landed(store: BlobStore, key: str, record: Record, model: type[M]) -> int | 
     return None
 
 
+def write_fenced(store: BlobStore, key: str, record: Record, model: type[M], *,
+                 if_generation: int) -> int | None:
+    """A conditional write of ``record`` (stamp it first) that decides by outcome: the new
+    generation when it landed, also when its reply was lost or a resend of it met its own
+    412 (read back by nonce); None when another writer holds the key (a lost race). A
+    failure whose outcome is unknown and whose write is not found raises it (retry later)."""
+    try:
+        return write_record(store, key, record, if_generation=if_generation)
+    except (PreconditionFailed, StoreError) as err:
+        if not isinstance(err, PreconditionFailed) and not maybe_applied(err):
+            raise  # not sent, or refused: nothing changed
+        found = landed(store, key, record, model)
+        if found is None and not isinstance(err, PreconditionFailed):
+            raise
+        return found
+
+
 def read_head(store: BlobStore, island: int) -> tuple[Head, int] | None:
     """(HEAD, its generation), None when the island was never claimed. A HEAD that is not
     valid, or that names another island's checkpoints, raises CheckpointError naming it."""
@@ -396,8 +420,8 @@ __all__ = [
     "MAX_PREVIOUS", "MAX_RECORD_BYTES", "UPLOAD_BUCKETS", "Assignment", "EliteHead", "Finished",
     "Head", "Heartbeat", "LeaseRecord", "Record", "parse_record", "read_assignment",
     "read_elite_head", "read_finished", "read_head", "read_heartbeat", "read_lease",
-    "read_record", "landed", "stamp", "write_assignment", "write_elite_head", "write_head",
-    "write_record",
+    "read_record", "landed", "stamp", "write_assignment", "write_elite_head", "write_fenced",
+    "write_head", "write_record",
     # the protocol version (the history's records: islandsync.bucket.history)
     "ProtocolMismatch", "ProtocolRecord", "check_protocol",
     # the field types other records' modules build on

@@ -27,14 +27,13 @@ from islandsync.bucket.layout import LEASE_KEY
 from islandsync.bucket.records import (
     MAX_RECORD_BYTES,
     LeaseRecord,
-    landed,
     parse_record,
     read_assignment,
     read_elite_head,
     stamp,
-    write_record,
+    write_fenced,
 )
-from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from islandsync.errors import CheckpointError, NotFound, StoreError
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
@@ -110,14 +109,12 @@ class Lease:
     def _write(self, term: int, if_generation: int) -> bool:
         started = self.clock()
         record = stamp(LeaseRecord(holder=self.candidate, term=term, lease_s=self.lease_s))
-        try:
-            gen = write_record(self.store, LEASE_KEY, record, if_generation=if_generation)
-        except PreconditionFailed:
-            # A retried write whose first attempt landed fails its own precondition: the
-            # blob then carries our nonce, and the lease is ours.
-            gen = landed(self.store, LEASE_KEY, record, LeaseRecord)
-            if gen is None:
-                return False
+        # A write whose reply was lost, or a resend that met its own 412, is read back by
+        # this record's nonce now: the next renewal, freshly stamped, could not tell.
+        gen = write_fenced(self.store, LEASE_KEY, record, LeaseRecord,
+                           if_generation=if_generation)
+        if gen is None:
+            return False
         self._generation, self.term = gen, term
         # Validity counts from when the write *started*: it may have landed at once.
         self._valid_until = started + self.lease_s - self.margin_s

@@ -7,8 +7,10 @@ calls whose operation is in ``ops`` and whose key (a listing's prefix) matches `
 ``fnmatch`` pattern, or ``"re:<regex>"`` searched in the key), and fires on the matching calls
 ``calls`` names (1-based, counted per rule) or else with probability ``rate``:
 
-* :class:`ErrorBefore` — StoreError before the call: nothing happened;
-* :class:`LostReply` — the call happens, then StoreError: the caller cannot tell it landed;
+* :class:`ErrorBefore` — :class:`~islandsync.errors.NotSent` before the call: nothing
+  happened;
+* :class:`LostReply` — the call happens, then :class:`~islandsync.errors.OutcomeUnknown`: the
+  caller cannot tell it landed;
 * :class:`Latency` — the call is ``seconds`` slower;
 * :class:`Outage` — windows in which every call fails (by call count or by seconds since the
   store was made, once or every ``every``); :meth:`FaultyStore.start_outage` /
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import CheckpointError, ConfigError, NotFound, StoreError
+from ..errors import CheckpointError, ConfigError, NotFound, NotSent, OutcomeUnknown
 from .base import Blob, BlobInfo, BlobStore
 
 T = TypeVar("T")
@@ -107,7 +109,7 @@ class ErrorBefore(Rule):
     kind: ClassVar[str] = "error_before"
 
     def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
-        raise StoreError(f"{store.url}: {call.op} {call.key!r} failed (injected, not done)")
+        raise NotSent(f"{store.url}: {call.op} {call.key!r} failed (injected, not done)")
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class LostReply(Rule):
     after: ClassVar[bool] = True
 
     def inject(self, store: FaultyStore, call: Call, seed: int) -> None:
-        raise StoreError(f"{store.url}: {call.op} {call.key!r}: reply lost (injected; the call "
+        raise OutcomeUnknown(f"{store.url}: {call.op} {call.key!r}: reply lost (injected; the call "
                          f"may have happened)")
 
 
@@ -158,7 +160,7 @@ class Outage(Rule):
 
 
 def _unreachable(store: FaultyStore, call: Call) -> None:
-    raise StoreError(f"{store.url}: {call.op} {call.key!r} failed: the bucket is unreachable "
+    raise NotSent(f"{store.url}: {call.op} {call.key!r} failed: the bucket is unreachable "
                      f"(injected outage)")
 
 

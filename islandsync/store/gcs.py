@@ -9,7 +9,15 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, NotFound, PreconditionFailed, StoreError
+from ..errors import (
+    ConfigError,
+    NotFound,
+    NotSent,
+    OutcomeUnknown,
+    PreconditionFailed,
+    Refused,
+    StoreError,
+)
 from .base import Blob, BlobInfo, BlobStore
 from .keys import check_key, check_range
 
@@ -106,11 +114,16 @@ class GCSStore(BlobStore):
             raise PreconditionFailed(
                 f"{self.url}: {op} {key!r}: generation precondition failed"
             ) from err
-        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError, OSError, ValueError) as err:
-            raise StoreError(f"{self.url}: {op} {key!r} failed: {_brief(err)}") from err
+        except gexc.ClientError as err:  # a 4xx: the request was not applied
+            outcome = OutcomeUnknown if err.code == 408 else Refused
+            raise outcome(f"{self.url}: {op} {key!r} failed: {_brief(err)}") from err
+        except auth_exc.GoogleAuthError as err:  # no token: nothing was sent
+            raise NotSent(f"{self.url}: {op} {key!r} failed: {_brief(err)}") from err
+        except (gexc.GoogleAPIError, OSError, ValueError) as err:  # 5xx, timeouts, resets
+            raise OutcomeUnknown(f"{self.url}: {op} {key!r} failed: {_brief(err)}") from err
         except Exception as err:  # requests/urllib3 errors have no common base we import
             if type(err).__module__.split(".")[0] in ("requests", "urllib3", "google"):
-                raise StoreError(f"{self.url}: {op} {key!r} failed: {_brief(err)}") from err
+                raise OutcomeUnknown(f"{self.url}: {op} {key!r} failed: {_brief(err)}") from err
             raise
 
     def _check_bucket(self) -> None:

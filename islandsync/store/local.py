@@ -27,7 +27,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ConfigError, NotFound, PreconditionFailed, StoreError
+from ..errors import (
+    ConfigError,
+    NotFound,
+    OutcomeUnknown,
+    PreconditionFailed,
+    Refused,
+    StoreError,
+)
 from .base import Blob, BlobInfo, BlobStore
 from .keys import check_key, check_range
 
@@ -78,7 +85,10 @@ class LocalStore(BlobStore):
         return self.root / key
 
     def _wrap(self, op: str, key: str, err: OSError) -> StoreError:
-        return StoreError(f"store {self.url}: {op} {key!r} failed: {err}")
+        # A failed read changed nothing; a failed write or delete may have got as far as
+        # the rename or unlink before the error.
+        outcome = Refused if op in ("read", "stat", "list") else OutcomeUnknown
+        return outcome(f"store {self.url}: {op} {key!r} failed: {err}")
 
     # -- reading -------------------------------------------------------------------------
 

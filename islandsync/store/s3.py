@@ -16,25 +16,33 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, NotFound, PreconditionFailed, StoreError
+from ..errors import (
+    ConfigError,
+    NotFound,
+    NotSent,
+    OutcomeUnknown,
+    PreconditionFailed,
+    Refused,
+    StoreError,
+)
 from .base import ABSENT, Blob, BlobInfo, BlobStore, Version
 from .keys import check_key, check_range
 from .s3_credentials import DEFAULT_REGION, resolve_s3_settings
 
 T = TypeVar("T")
 
-#: Error codes that say the request was refused before it changed anything: safe to send again
-#: even when it carries a precondition. 409 ConditionalRequestConflict is S3's answer to two
-#: conditional writes racing on one key, and AWS asks clients to retry it.
-_REFUSED_CODES = frozenset({
+#: Answers that say the request was refused before it changed anything, and that S3 asks
+#: clients to send again (also a conditional write): 409 ConditionalRequestConflict is S3's
+#: answer to two conditional writes racing on one key; 429 and the throttling codes of a 4xx.
+#: A 5xx is never among them, whatever its code (503 SlowDown included): a server, or a proxy
+#: in front of it, may answer 5xx for a request it applied, so its outcome is unknown.
+_RETRY_REFUSED_CODES = frozenset({
     "ConditionalRequestConflict", "OperationAborted", "SlowDown", "Throttling",
     "ThrottlingException", "TooManyRequests", "RequestLimitExceeded", "RequestThrottled",
 })
-_REFUSED_STATUS = frozenset({409, 429, 503})
-#: Failures whose outcome is unknown (the request may have been applied): retried only for
-#: requests that are harmless to repeat (reads, unconditional writes).
-_TRANSIENT_CODES = frozenset({"InternalError", "RequestTimeout", "ServiceUnavailable"})
-_TRANSIENT_STATUS = frozenset({500, 502, 504})
+_RETRY_REFUSED_STATUS = frozenset({409, 429})
+#: 4xx answers whose request may still have been applied: the server timed out reading it.
+_UNKNOWN_4XX_CODES = frozenset({"RequestTimeout"})
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
 #: Hosts whose S3 API documents conditional PutObject but not conditional DeleteObject.
@@ -79,15 +87,20 @@ class S3Store(BlobStore):
     Retry rule (one place, :meth:`_call`; boto3's own retries are off so that nothing resends
     a request behind this rule's back):
 
+    * Each failure is classified once, by outcome: :class:`~islandsync.errors.NotSent` (the
+      connection never opened), :class:`~islandsync.errors.Refused` (a 4xx: nothing applied),
+      :class:`~islandsync.errors.OutcomeUnknown` (any 5xx, 503 SlowDown included, a timeout,
+      a reset connection: a server or a proxy may answer so for a request it applied).
     * Every request is resent, with exponential backoff and jitter, at most ``max_attempts``
-      times and within ``retry_deadline`` seconds, when the server refused it without applying
-      it: 409 ConditionalRequestConflict, 429, 503 SlowDown, or a connection that never opened.
+      times and within ``retry_deadline`` seconds, when it was not sent, or refused with an
+      answer S3 asks clients to retry: 409 ConditionalRequestConflict, 429, throttling.
     * Reads, stats, lists and unconditional writes are also resent after failures whose
-      outcome is unknown (500, timeouts, a reset connection): repeating them is harmless.
+      outcome is unknown: repeating them is harmless.
     * A conditional write or delete is never resent after such a failure. It may have landed,
       and a resent ``If-None-Match`` create that had landed would get 412 and look like a lost
-      race. It raises :class:`StoreError` instead; records carry a nonce, so the caller reads
-      the key back (``islandsync.bucket.records.landed``) to learn whether it won.
+      race. It raises :class:`~islandsync.errors.OutcomeUnknown` at once; records carry a
+      nonce, so the caller reads the key back (``islandsync.bucket.records.landed``) to learn
+      whether it won.
 
     ``conditional_delete`` (default: auto, False for Cloudflare R2 endpoints, whose S3 API does
     not document ``If-Match`` on DeleteObject): when False, ``delete(if_generation=)`` checks the
@@ -197,8 +210,15 @@ class S3Store(BlobStore):
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         return code, status
 
+    def _classify(self, code: str, status: int | None) -> tuple[type[StoreError], bool]:
+        """(what is known of a failed request's outcome, whether S3 asks for it again)."""
+        if status is not None and 400 <= status < 500 and code not in _UNKNOWN_4XX_CODES:
+            return Refused, (status in _RETRY_REFUSED_STATUS or code in _RETRY_REFUSED_CODES)
+        return OutcomeUnknown, True  # a 5xx, a timeout: maybe applied
+
     def _call(self, op: str, key: str, fn: Callable[[], T], *, conditional: bool = False) -> T:
-        """Run one request under the retry rule, converting boto errors at the boundary."""
+        """Run one request under the retry rule, converting boto errors at the boundary into
+        the one classification by outcome (errors.NotSent, Refused, OutcomeUnknown)."""
         exc = self._exc
         deadline = time.monotonic() + self._retry_deadline
         attempt = 0
@@ -213,31 +233,31 @@ class S3Store(BlobStore):
                 if status == 412 or code == "PreconditionFailed":
                     raise PreconditionFailed(
                         f"{self.url}: {op} {key!r}: version precondition failed") from None
-                retry = (code in _REFUSED_CODES or status in _REFUSED_STATUS
-                         or (not conditional and (code in _TRANSIENT_CODES
-                                                  or status in _TRANSIENT_STATUS)))
+                outcome, retry = self._classify(code, status)
                 failure = self._brief(err)
             except (exc.EndpointConnectionError, exc.ConnectTimeoutError) as err:
-                retry = True  # the connection never opened: nothing was sent
+                outcome, retry = NotSent, True  # the connection never opened
                 failure = self._brief(err)
             except (exc.NoCredentialsError, exc.PartialCredentialsError) as err:
-                raise StoreError(f"{self.url}: {op} {key!r}: no usable S3 credentials "
-                                 f"({type(err).__name__}; looked in: {self._where})") from None
+                raise NotSent(f"{self.url}: {op} {key!r}: no usable S3 credentials "
+                              f"({type(err).__name__}; looked in: {self._where})") from None
             except exc.BotoCoreError as err:
-                if conditional:
-                    raise StoreError(
-                        f"{self.url}: {op} {key!r}: the reply was lost ({self._brief(err)}); "
-                        "the conditional request may have been applied: read the key back "
-                        "before deciding") from None
-                retry = True  # a timeout or reset connection on a request safe to repeat
+                outcome, retry = OutcomeUnknown, True  # a timeout or a reset connection
                 failure = self._brief(err)
+            if conditional and outcome is OutcomeUnknown:
+                # Never resent: a resent create that had landed would get 412 and look like
+                # a lost race. The caller reads the record back (its nonce) to learn.
+                raise OutcomeUnknown(
+                    f"{self.url}: {op} {key!r}: the outcome is unknown ({failure}); the "
+                    "conditional request may have been applied: read the key back before "
+                    "deciding") from None
             delay = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
             delay *= 0.5 + random.random() / 2  # jitter: racing writers do not retry in step
             if not retry or attempt >= self._max_attempts or \
                     time.monotonic() + delay > deadline:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 # from None: botocore exceptions carry the request, which we do not show.
-                raise StoreError(f"{self.url}: {op} {key!r} failed{tries}: {failure}") from None
+                raise outcome(f"{self.url}: {op} {key!r} failed{tries}: {failure}") from None
             time.sleep(delay)
 
     def _check_bucket(self) -> None:

@@ -1,7 +1,8 @@
 """Taking an island: the HEAD CAS that makes a worker its owner, then the checkpoint to resume.
 
 A claim copies the HEAD it read with ``owner`` set to us, fenced by that HEAD's version (so of
-several workers racing for an island exactly one wins; losing is normal and returns None),
+several workers racing for an island exactly one wins; losing is normal and returns None; a
+refusal or an unknown outcome is read back by the claim's nonce before it counts as lost),
 then loads the newest readable checkpoint along HEAD's lineage
 (:func:`islandsync.bucket.checkpoints.load_island`).
 
@@ -20,9 +21,8 @@ from dataclasses import dataclass, field
 
 from islandsync.bucket.checkpoints import IslandSnapshot, load_island
 from islandsync.bucket.layout import head_key, island_prefix, parse_checkpoint_key
-from islandsync.bucket.records import MAX_INT, Head, write_head
+from islandsync.bucket.records import MAX_INT, Head, stamp, write_fenced
 from islandsync.config import RunSpec
-from islandsync.errors import PreconditionFailed
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,13 @@ def take_island(store: BlobStore, spec: RunSpec, worker_id: str, island: int,
     name ``worker_id``, then load the checkpoint it names (unless ``loaded`` already is it).
     None when another worker won the race."""
     head, version = current if current is not None else (Head(island=island), 0)
-    try:
-        new_version = write_head(store, head.model_copy(
-            update={"owner": worker_id, "released": False}), if_generation=version)
-    except PreconditionFailed:
-        return None
+    # Stamped once: its nonce tells, on reading HEAD back, whether this very write landed
+    # (a lost reply, or a store or proxy that resent it and met its own 412, would otherwise
+    # leave HEAD naming us while we walked away).
+    mine = stamp(head.model_copy(update={"owner": worker_id, "released": False}))
+    new_version = write_fenced(store, head_key(island), mine, Head, if_generation=version)
+    if new_version is None:
+        return None  # another worker won the race: normal
     snapshot, keys, from_seed = loaded, [], False
     if head.checkpoint or head.generation:
         if snapshot is None:

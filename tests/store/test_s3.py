@@ -18,7 +18,15 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from islandsync.bucket.records import Heartbeat, landed, read_record, stamp, write_record
-from islandsync.errors import ConfigError, NotFound, PreconditionFailed, StoreError
+from islandsync.errors import (
+    ConfigError,
+    NotFound,
+    OutcomeUnknown,
+    PreconditionFailed,
+    Refused,
+    StoreError,
+    maybe_applied,
+)
 from islandsync.store import open_store
 from islandsync.store.base import ABSENT
 from islandsync.store.s3 import S3Store
@@ -52,8 +60,9 @@ def _error(status: int, code: str) -> AWSResponse:
 
 class Faults:
     """Counts the requests of one operation that reach the wire, and injects ``plan``: a list
-    of actions for the first sends, each ``("answer", AWSResponse)`` or ``("lose", None)``
-    (send for real, then raise as if the reply was lost); later sends pass through."""
+    of actions for the first sends, each ``("answer", AWSResponse)``, ``("lose", None)``
+    (send for real, then raise as if the reply was lost) or ``("land", AWSResponse)`` (send
+    for real, then answer this instead); later sends pass through."""
 
     def __init__(self, store: S3Store, operation: str, plan: list[tuple[str, Any]]) -> None:
         self.store, self.plan, self.sent = store, list(plan), 0
@@ -67,6 +76,8 @@ class Faults:
         if action == "answer":
             return response
         self.store._client._endpoint.http_session.send(request)  # it lands ...
+        if action == "land":
+            return response  # ... and a proxy answers in its place (a 503, say)
         raise ReadTimeoutError(endpoint_url=request.url)  # ... and the reply is lost
 
 
@@ -139,6 +150,32 @@ def test_internal_error_on_a_conditional_write_is_not_retried(store: S3Store) ->
         store.put("lease.json", b"x", if_generation=ABSENT)
     assert not isinstance(info.value, PreconditionFailed)
     assert faults.sent == 1
+
+
+@pytest.mark.parametrize("status, code", [(503, "ServiceUnavailable"), (503, "SlowDown"),
+                                          (502, "BadGateway")])
+def test_a_5xx_on_a_conditional_write_is_an_unknown_outcome_never_resent(
+        store: S3Store, status: int, code: str) -> None:
+    """N9: a 503 was taken for "refused", so a conditional write that had landed (a proxy's
+    503, say) was resent, met its own 412, and its writer believed it had lost the race."""
+    record = stamp(Heartbeat(worker="w1", generations=1))
+    faults = Faults(store, "PutObject", [("land", _error(status, code))])
+    with pytest.raises(OutcomeUnknown, match="read the key back"):
+        write_record(store, "workers/w1.json", record, if_generation=ABSENT)
+    assert faults.sent == 1
+    assert landed(store, "workers/w1.json", record, Heartbeat) is not None
+
+
+def test_failures_are_classified_by_outcome(store: S3Store) -> None:
+    store.put("k", b"data")
+    Faults(store, "HeadObject", [("answer", _error(403, "AccessDenied"))])
+    with pytest.raises(Refused):
+        store.stat("k")
+    Faults(store, "PutObject", [("answer", _error(409, "ConditionalRequestConflict"))] * 9)
+    with pytest.raises(Refused, match="after 6 attempts"):
+        store.put("k", b"x", if_generation=store.stat("k").generation)
+    assert not maybe_applied(Refused("x")) and maybe_applied(OutcomeUnknown("x"))
+    assert maybe_applied(StoreError("x")) and not maybe_applied(PreconditionFailed("x"))
 
 
 def test_errors_are_islandsync_errors(store: S3Store, moto_s3: str) -> None:

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from islandsync.bucket.heads import HeadWatch
 from islandsync.bucket.layout import head_key
-from islandsync.bucket.records import read_head
+from islandsync.bucket.records import Head, read_head, write_head
 from islandsync.bucket.run import init_run
 from islandsync.leader.sweep import sweep
-from islandsync.store import LocalStore
+from islandsync.store import LocalStore, open_store
+from islandsync.store.faulty import FaultyStore, LostReply
+from islandsync.worker.claims import take_island
 from islandsync.worker.link import BucketLink
 
 from .test_faults import checkpointed_island
@@ -70,3 +74,70 @@ def _quiet_poll_reads(tmp_path: Path, islands: int) -> int:
 def test_a_solo_workers_quiet_poll_reads_no_head_that_did_not_move(tmp_path: Path) -> None:
     """One listing tells which HEADs moved: a poll's reads do not grow with the islands."""
     assert _quiet_poll_reads(tmp_path, 2) == _quiet_poll_reads(tmp_path, 16)
+
+
+# -- a claim whose outcome is unknown (issue 18, N9) ----------------------------------------
+
+
+def test_a_claim_whose_reply_was_lost_is_read_back_and_kept(tmp_path: Path) -> None:
+    """The claim's HEAD CAS landed but its reply was lost: the claimer reads HEAD back (by the
+    claim's nonce) and keeps the island, rather than leaving HEAD naming it while it walks
+    away."""
+    inner = LocalStore(tmp_path / "run")
+    spec = fast_spec()
+    init_run(inner, spec)
+    store = FaultyStore(inner, rules=[LostReply(ops=("put",), keys=head_key(0), calls=(1,))])
+    claim = take_island(store, spec, "w2", 0, None)
+    assert store.counts() == {"lost_reply": 1}
+    assert claim is not None and read_head(inner, 0)[0].owner == "w2"
+    assert claim.head_generation == read_head(inner, 0)[1]
+
+
+def test_a_lost_race_is_still_none(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "run")
+    spec = fast_spec()
+    init_run(store, spec)
+    write_head(store, Head(island=0, owner="w1"), if_generation=0)
+    assert take_island(store, spec, "w2", 0, None) is None
+    assert read_head(store, 0)[0].owner == "w1"
+
+
+@pytest.mark.s3
+def test_a_claim_answered_503_after_it_landed_is_kept_on_s3(s3_url: str) -> None:
+    """N9 on S3: a 503 was taken for "refused", the claim resent, met its own 412, and
+    take_island returned None while HEAD named us."""
+    from botocore.awsrequest import AWSResponse
+
+    store = open_store(s3_url, backoff_s=0.001, max_backoff_s=0.01)
+    spec = fast_spec()
+    init_run(store, spec)
+    sent: list[str] = []
+
+    class Body:
+        def __init__(self) -> None:
+            self.body = (b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message>"
+                         b"</Error>")
+
+        def stream(self, **_: object):  # noqa: ANN202 - botocore's raw body protocol
+            yield self.body
+
+        def read(self, *_: object) -> bytes:
+            body, self.body = self.body, b""
+            return body
+
+        def close(self) -> None:
+            pass
+
+    def land_then_503(request, **_: object):  # noqa: ANN001, ANN202 - botocore's hook
+        if not request.url.endswith(head_key(0)):
+            return None
+        sent.append(request.url)
+        if len(sent) > 1:
+            return None
+        store._client._endpoint.http_session.send(request)  # it lands, then a proxy's 503
+        return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, Body())
+
+    store._client.meta.events.register("before-send.s3.PutObject", land_then_503)
+    claim = take_island(store, spec, "w2", 0, None)
+    assert len(sent) == 1, "a conditional write was resent after a 503"
+    assert claim is not None and read_head(store, 0)[0].owner == "w2"
