@@ -108,3 +108,18 @@ def test_garbage_lease_blob_is_taken_over_after_a_lease(store) -> None:
     assert not a.step()
     clock.advance(15)
     assert a.step() and a.term == 1
+
+
+def test_a_renewal_whose_reply_was_lost_keeps_the_lease(store) -> None:
+    """N9: a renewal that landed but whose reply was lost is read back by its nonce at once;
+    the next renewal, freshly stamped, would find the blob moved and believe it deposed."""
+    from islandsync.store.faulty import FaultyStore, LostReply
+
+    clock = Clock()
+    faulty = FaultyStore(store, rules=[LostReply(ops=("put",), keys=LEASE_KEY, calls=(2,))])
+    a = Lease(faulty, "a", lease_s=15, clock=clock)
+    assert a.step() and a.term == 1  # the claim
+    for _ in range(3):
+        clock.advance(5)
+        assert a.step(), "the holder gave the lease up after its own renewal landed"
+    assert faulty.counts() == {"lost_reply": 1} and a.renewal_failures == 0
