@@ -38,6 +38,8 @@ class Claim:
     lineage: list[str] = field(default_factory=list)  # HEAD's checkpoint and its previous
     #: The island had progress but none of it was readable: it restarts from the seed.
     from_seed: bool = False
+    #: The nonce of the claim's HEAD write: a write of this process (see Uploader.also_ours).
+    nonce: str = ""
 
 
 def take_island(store: BlobStore, spec: RunSpec, worker_id: str, island: int,
@@ -65,7 +67,7 @@ def take_island(store: BlobStore, spec: RunSpec, worker_id: str, island: int,
                         "restarting it from the seed", island, head.generation)
     return Claim(island, new_version, snapshot, keys,
                  snapshot.meta.get("key") if snapshot is not None else None, head.lineage(),
-                 from_seed)
+                 from_seed, mine.nonce)
 
 
 def take_over_garbage(store: BlobStore, spec: RunSpec, worker_id: str,

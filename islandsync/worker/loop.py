@@ -321,9 +321,11 @@ class Worker:
         for claim in inbox.claims:
             if claim.island in self._hosted:
                 # Never host an island twice: the engine would step two copies and the
-                # uploader fence one out. Our HEAD write reads the claim's write back as ours.
+                # uploader fence one out. The claim's write is this process's: the uploader
+                # learns its nonce, so that reading HEAD back it takes the claim as its own.
                 log.warning("island %d claimed again while hosted; keeping the hosted one",
                             claim.island)
+                self.uploader.also_ours(claim.island, claim.nonce)
                 self.link.claimed(claim.island)
                 continue
             if claim.snapshot is not None:

@@ -24,7 +24,6 @@ from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
 from islandsync.bucket.layout import (
     checkpoint_key,
     checkpoint_tag,
-    parse_checkpoint_key,
     tag_writer,
 )
 from islandsync.bucket.records import (
@@ -157,6 +156,14 @@ class Uploader:
         state.previous = lineage[:MAX_PREVIOUS]
         with self._cond:
             self._islands[island] = state
+
+    def also_ours(self, island: int, nonce: str) -> None:
+        """A HEAD write of this process made elsewhere (a duplicate claim by our bucket
+        thread): reading HEAD back, the uploader takes it for its own (see ``_is_ours``)."""
+        with self._cond:
+            state = self._islands.get(island)
+            if state is not None and nonce:
+                state.nonces.append(nonce)
 
     def submit(self, snap: IslandSnapshot, *, release: bool = False) -> None:
         with self._cond:
@@ -362,17 +369,14 @@ class Uploader:
         state.nonces.append(state.attempt.nonce)
         return state.attempt
 
-    def _is_ours(self, found: Head, state: _Island, head: Head) -> bool:
-        """Whether HEAD as read back was written by this process: one of our nonces, or our
-        owner naming a blob of our (per-process) tag or the checkpoint we know as current (a
-        claim of ours that copied our HEAD)."""
-        if found.nonce and (found.nonce == head.nonce or found.nonce in state.nonces):
-            return True
-        if found.owner != self.owner:
-            return False
-        parsed = parse_checkpoint_key(found.checkpoint) if found.checkpoint else None
-        return (parsed is not None and parsed[2] == self.tag) \
-            or found.checkpoint == state.current_key
+    @staticmethod
+    def _is_ours(found: Head, state: _Island, head: Head) -> bool:
+        """Whether HEAD as read back is a write of this process: one of our nonces (ours, or
+        a claim of this process's, :meth:`also_ours`), nothing else. Owner and blob tag do not vouch: a process restarted under our worker id claims
+        the island with a HEAD of our owner naming our blob (a claim is stamped afresh, so it
+        never carries our nonce), and a zombie that took that for its own wrote on top of the
+        claim, forking the lineage."""
+        return bool(found.nonce) and (found.nonce == head.nonce or found.nonce in state.nonces)
 
     def _rebase(self, state: _Island, found: Head, generation: int) -> None:
         state.head_generation = generation

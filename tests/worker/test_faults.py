@@ -215,6 +215,37 @@ def test_after_an_outage_of_head_writes_head_names_a_blob_that_exists(tmp_path: 
     assert blobs <= set(head.lineage())
 
 
+def test_a_zombie_of_our_worker_id_never_overwrites_a_restarted_process_claim(
+        tmp_path: Path) -> None:
+    """Reasoning case of issue 18: a zombie process and the restarted process share a worker
+    id. The restarted one claims the island (its HEAD names the zombie's blob, owner the same
+    id); the zombie's next HEAD write is refused, and reading HEAD back must not take that
+    claim for a write of its own (by owner and blob tag, or by a nonce the claim copied), or
+    it writes on top of the claim and the lineage forks."""
+    from islandsync.worker.claims import take_island
+
+    store = LocalStore(tmp_path / "run")
+    spec = fast_spec()
+    init_run(store, spec)
+    lost: list[int] = []
+    zombie = _uploader(store, owner="w", lost=lost)
+    zombie.adopt(0, _claimed(store), [])
+    snaps = _snapshots(spec)
+    try:
+        zombie.submit(next(snaps))
+        assert zombie.flush(30)
+        claim = take_island(store, spec, "w", 0, read_head(store, 0))  # the restarted "w"
+        assert claim is not None
+        zombie.submit(next(snaps))
+        assert zombie.flush(30)
+    finally:
+        zombie.close(5)
+    head, version = read_head(store, 0)
+    assert version == claim.head_generation, "the zombie wrote on top of the new claim"
+    assert lost == [0] and head.owner == "w"
+    assert store.stat(head.checkpoint) is not None
+
+
 # -- 2. retention keeps the lineage; a restart from the seed is loud -------------------------
 
 
