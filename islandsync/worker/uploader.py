@@ -325,7 +325,8 @@ class Uploader:
         """Write (again) the HEAD naming the blob already up; False when the island is no
         longer ours to write (lost, or that HEAD released it). StoreError passes."""
         head = state.attempt
-        assert head is not None
+        if head is None:
+            return True
         try:
             generation = write_head(self.store, head, if_generation=state.head_generation)
         except PreconditionFailed:
@@ -372,10 +373,11 @@ class Uploader:
     @staticmethod
     def _is_ours(found: Head, state: _Island, head: Head) -> bool:
         """Whether HEAD as read back is a write of this process: one of our nonces (ours, or
-        a claim of this process's, :meth:`also_ours`), nothing else. Owner and blob tag do not vouch: a process restarted under our worker id claims
-        the island with a HEAD of our owner naming our blob (a claim is stamped afresh, so it
-        never carries our nonce), and a zombie that took that for its own wrote on top of the
-        claim, forking the lineage."""
+        a claim of this process's, :meth:`also_ours`), nothing else. Owner and blob tag do
+        not vouch: a process restarted under our worker id claims the island with a HEAD of
+        our owner naming our blob (a claim is stamped afresh, so it never carries our
+        nonce), and a zombie that took that for its own wrote on top of the claim, forking
+        the lineage."""
         return bool(found.nonce) and (found.nonce == head.nonce or found.nonce in state.nonces)
 
     def _rebase(self, state: _Island, found: Head, generation: int) -> None:
