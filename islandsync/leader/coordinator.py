@@ -41,10 +41,9 @@ from islandsync.bucket.records import (
     Finished,
     Head,
     Heartbeat,
-    landed,
     read_assignment,
     stamp,
-    write_assignment,
+    write_fenced,
     write_record,
 )
 from islandsync.bucket.run import read_spec
@@ -378,13 +377,11 @@ class Coordinator:
         with self._paced(ASSIGNMENT_KEY):
             if not self._leading():
                 return
-            try:
-                write_assignment(self.store, new, if_generation=gen)
-            except PreconditionFailed:
-                if landed(self.store, ASSIGNMENT_KEY, new, Assignment) is None:
-                    log.warning("coordinator: assignment changed under us; re-reading next "
-                                "cycle")
-                    return
+            # Read back by nonce after a lost reply or our own resent write's 412.
+            if write_fenced(self.store, ASSIGNMENT_KEY, new, Assignment,
+                            if_generation=gen) is None:
+                log.warning("coordinator: assignment changed under us; re-reading next cycle")
+                return
         self._totals_at = now
         if unchanged:
             return  # the run's totals only

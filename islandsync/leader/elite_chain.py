@@ -23,10 +23,9 @@ from islandsync.bucket.layout import ELITE_HEAD_KEY, ELITE_PREFIX, elite_key, pa
 from islandsync.bucket.records import (
     EliteHead,
     Head,
-    landed,
     read_elite_head,
     stamp,
-    write_elite_head,
+    write_fenced,
 )
 from islandsync.config import RunSpec
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
@@ -129,12 +128,10 @@ class EliteChain:
         with self.paced(ELITE_HEAD_KEY):
             if not self.leading():
                 return
-            try:
-                new_gen = write_elite_head(self.store, new, if_generation=gen)
-            except PreconditionFailed:
-                # A retried write whose first attempt landed fails its own precondition:
-                # then HEAD names our epoch, which must not be deleted.
-                new_gen = landed(self.store, ELITE_HEAD_KEY, new, EliteHead)
+            # Read back by nonce after a lost reply or our own resent write's 412: then
+            # HEAD names our epoch, which must not be deleted.
+            new_gen = write_fenced(self.store, ELITE_HEAD_KEY, new, EliteHead,
+                                   if_generation=gen)
         if new_gen is None:
             log.warning("coordinator: elite HEAD changed under us; re-reading next cycle")
             self.loaded = False
