@@ -27,7 +27,7 @@ except ImportError:  # run from a checkout without installing
 import torch
 
 from islandsync.bucket.run import init_run
-from islandsync.config import spec_from_flags
+from islandsync.config import ALGORITHM_CONFIGS, spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.store import open_store
 from islandsync.worker.engine import Engine, resolve_device
@@ -109,7 +109,7 @@ def main() -> int:
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--islands", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
     p.add_argument("--device", default="auto")
-    p.add_argument("--algorithm", choices=["ga", "de"], default="ga")
+    p.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS), default="ga")
     p.add_argument("--ckpt-seconds", dest="ckpt_seconds", type=float, default=20.0)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from islandsync import __version__, durations
+from islandsync.config import ALGORITHM_CONFIGS
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
 
@@ -337,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="maximise the fitness (default: minimise)")
     init.add_argument("--islands", type=int, help="number of islands (populations)")
     init.add_argument("--pop", type=int, help="genomes per island")
-    init.add_argument("--algorithm", choices=["ga", "de"],
-                      help="ga (genetic algorithm) or de (differential evolution)")
+    init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
+                      help="the island algorithm (README.md, Algorithms)")
     init.add_argument("--max-evals", dest="max_evals", type=int,
                       help="stop the run after this many evaluations in all")
     init.add_argument("--target", type=float,

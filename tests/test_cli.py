@@ -41,3 +41,15 @@ def test_every_option_of_every_subcommand_has_help() -> None:
                if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
     assert missing == []
     assert {"report", "publish"} <= set(sub.choices)
+
+
+def test_init_accepts_every_registered_algorithm(tmp_path: Path) -> None:
+    """`--algorithm` takes its choices from the registry: each algorithm makes a run."""
+    from islandsync.bucket.run import read_spec
+    from islandsync.search.algorithms import ALGORITHMS
+
+    for name in ALGORITHMS:
+        url = str(tmp_path / name)
+        assert main(["init", url, "--problem", "sphere", "--dim", "4", "--islands", "2",
+                     "--algorithm", name]) == 0
+        assert read_spec(open_store(url)).algorithm.name == name

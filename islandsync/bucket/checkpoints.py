@@ -13,6 +13,7 @@ to at the same generation.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,12 +121,20 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def island_frames(spec: RunSpec) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The per-island state frames (``island.<name>``) a checkpoint of this run holds, by
+    frame name: shape and dtype kind, as the algorithm's settings model declares them."""
+    declared = spec.algorithm.island_frames(spec.problem.genome.width)
+    return {f"island.{name}": value for name, value in declared.items()}
+
+
 def max_checkpoint_bytes(spec: RunSpec) -> int:
     """The most raw (decompressed) bytes a checkpoint of this run can hold: every frame it
     may have at the codec's widest dtype. A blob claiming more is refused unread."""
     pop, width = spec.algorithm.pop, spec.problem.genome.width
     elite = min(spec.elite_size, pop)
-    return _WIDEST * ((pop + elite) * (width + 3) + MAX_EXTRA_FRAMES * pop)
+    island = sum(math.prod(shape) for shape, _ in island_frames(spec).values())
+    return _WIDEST * ((pop + elite) * (width + 3) + MAX_EXTRA_FRAMES * pop + island)
 
 
 def max_checkpoint_blob(spec: RunSpec) -> int:
@@ -152,8 +161,10 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
     ``genomes`` ``(pop, width)`` of the genome's dtype family (float for real genomes, int for
     tokens), ``scores`` ``(pop,)`` float, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
     at most :data:`MAX_EXTRA_FRAMES` ``extra.*`` of ``(pop,)``, the ``elite.*`` four alike
-    with one row count of at most ``min(elite_size, pop)``, no other frame, and in all at
-    most :func:`max_checkpoint_bytes`. Any misfit raises CheckpointError naming ``key``."""
+    with one row count of at most ``min(elite_size, pop)``, exactly the ``island.*`` frames
+    the algorithm declares (:func:`island_frames`: none for GA and DE, so their checkpoints,
+    old ones included, read as before), no other frame, and in all at most
+    :func:`max_checkpoint_bytes`. Any misfit raises CheckpointError naming ``key``."""
     def fail(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {key}: {why}")
 
@@ -171,6 +182,8 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
              else (("", pop), ("elite.", rows)))
     if "order" in by_name:
         expected["order"] = ((pop,), _kinds("i", "u"))
+    expected.update({name: (shape, _kinds(kind))
+                     for name, (shape, kind) in island_frames(spec).items()})
     for prefix, n in parts:
         expected.update({f"{prefix}genomes": ((n, width), genes),
                          f"{prefix}scores": ((n,), _kinds("f")),

@@ -8,7 +8,15 @@ flags). Everything public is importable from ``islandsync.config`` itself.
 
 from __future__ import annotations
 
-from .algorithms import ALGORITHM_CONFIGS, CROSSOVERS, MUTATIONS, AlgorithmSpec, DEConfig, GAConfig
+from .algorithms import (
+    ALGORITHM_CONFIGS,
+    CROSSOVERS,
+    MUTATIONS,
+    AlgorithmSpec,
+    CMAESConfig,
+    DEConfig,
+    GAConfig,
+)
 from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
 from .loading import load_toml, parse_spec, spec_from_flags
 from .problems import BUILTIN_PROBLEMS, SYMREG_TOKENS, BuiltinProblem
@@ -27,8 +35,9 @@ from .spec import (
 
 __all__ = [
     "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SYMREG_TOKENS",
-    "AlgorithmSpec", "BuiltinProblem", "DEConfig", "FitnessRef", "GAConfig", "GenomeSpec",
-    "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "StopSpec", "TokenGenome",
+    "AlgorithmSpec", "BuiltinProblem", "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig",
+    "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "StopSpec",
+    "TokenGenome",
     "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
     "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from ._base import STRICT, conflicts, tagged_union
+from .strategies import CMAESConfig
 
 #: Operators per genome kind; the first is the default (``None`` in the settings).
 CROSSOVERS: dict[str, tuple[str, ...]] = {"real": ("sbx", "uniform", "one_point"),
@@ -54,6 +55,10 @@ class GAConfig(BaseModel):
         return [(f, f"{op} does not apply to a {kind} genome")
                 for f, ops in allowed.items() if (op := getattr(self, f)) not in (None, *ops)]
 
+    def island_frames(self, width: int) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Per-island state (``IslandState.island``) by name: shape and dtype kind. None."""
+        return {}
+
 
 class DEConfig(BaseModel):
     """Self-adaptive DE (jDE): each individual carries F and CR, resampled with prob tau
@@ -84,13 +89,18 @@ class DEConfig(BaseModel):
             return [("name", "de works on real genomes only; use ga for tokens")]
         return []
 
+    def island_frames(self, width: int) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Per-island state (``IslandState.island``) by name: shape and dtype kind. None."""
+        return {}
+
 
 #: Every algorithm's settings by name; search.algorithms.ALGORITHMS has the same names.
-ALGORITHM_CONFIGS: dict[str, type[GAConfig] | type[DEConfig]] = {"ga": GAConfig, "de": DEConfig}
+ALGORITHM_CONFIGS: dict[str, type[BaseModel]] = {
+    "ga": GAConfig, "de": DEConfig, "cmaes": CMAESConfig}
 
 AlgorithmSpec = tagged_union(ALGORITHM_CONFIGS, field="name", default="ga",
                              error_type="algorithm_name")
 
 
-__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "AlgorithmSpec", "DEConfig",
-           "GAConfig"]
+__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "AlgorithmSpec", "CMAESConfig",
+           "DEConfig", "GAConfig"]

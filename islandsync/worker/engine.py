@@ -180,6 +180,10 @@ class Engine:
                 k[6:]: torch.as_tensor(v, device=self.device)[None]
                 for k, v in a.items() if k.startswith("extra.")
             },
+            island={
+                k[7:]: torch.as_tensor(v, device=self.device)[None]
+                for k, v in a.items() if k.startswith("island.")
+            },
         )
         self._check_shapes(snap, state)
         self._collect_bad()
@@ -197,6 +201,13 @@ class Engine:
                 f"checkpoint of island {snap.island} holds genomes {tuple(state.genomes.shape[1:])}"
                 f" {state.genomes.dtype}, but the run needs {tuple(expected.shape[1:])} "
                 f"{expected.dtype}"
+            )
+        declared = self.spec.algorithm.island_frames(self.spec.problem.genome.width)
+        got = {n: tuple(t.shape[1:]) for n, t in state.island.items()}
+        if got != {n: shape for n, (shape, _) in declared.items()}:
+            raise IslandSyncError(
+                f"checkpoint of island {snap.island} holds island state {got}, but the run's "
+                f"{self.spec.algorithm.name} needs {dict((n, s) for n, (s, _) in declared.items())}"
             )
 
     def _append(self, ids: torch.Tensor, state: IslandState) -> None:
@@ -289,6 +300,7 @@ class Engine:
             "ids": part.ids.cpu().numpy(),
             "origin": part.origin.cpu().numpy(),
             **{f"extra.{k}": v.cpu().numpy() for k, v in part.extra.items()},
+            **{f"island.{k}": v.cpu().numpy() for k, v in part.island.items()},
         }
         return [
             IslandSnapshot(
@@ -322,6 +334,7 @@ def _cat(a: IslandState, b: IslandState) -> IslandState:
         torch.cat([a.genomes, b.genomes]), torch.cat([a.scores, b.scores]),
         torch.cat([a.ids, b.ids]), torch.cat([a.origin, b.origin]),
         {k: torch.cat([a.extra[k], b.extra[k]]) for k in a.extra},
+        {k: torch.cat([a.island[k], b.island[k]]) for k in a.island},
     )
 
 
@@ -329,4 +342,5 @@ def _take(s: IslandState, rows: torch.Tensor) -> IslandState:
     return IslandState(
         s.genomes[rows], s.scores[rows], s.ids[rows], s.origin[rows],
         {k: v[rows] for k, v in s.extra.items()},
+        {k: v[rows] for k, v in s.island.items()},
     )

@@ -34,6 +34,8 @@ REAL = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_s
 DE = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE,
                      algorithm="de")
 TOKENS = spec_from_flags(problem="symbolic_regression", pop=POP, islands=4, elite_size=ELITE)
+CMAES = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE,
+                        algorithm="cmaes")
 KEY = "islands/0/000000000005-w.isz"
 
 
@@ -48,6 +50,8 @@ def arrays(spec: RunSpec, *, island: int = 0, seed: int = 0) -> dict[str, np.nda
            "ids": genome_ids_numpy(genomes), "origin": np.full(pop, island, np.int64)}
     if spec.algorithm.name == "de":
         out |= {"extra.F": np.full(pop, 0.5, np.float32), "extra.CR": np.full(pop, 0.9, np.float32)}
+    for name, (shape, kind) in spec.algorithm.island_frames(width).items():
+        out[f"island.{name}"] = rng.random(shape) if kind == "f" else np.zeros(shape, np.int64)
     return out
 
 
@@ -102,7 +106,7 @@ def zeros_payload(n: int) -> bytes:
 # -- the frame list against the run -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", [REAL, DE, TOKENS], ids=["real", "de", "tokens"])
+@pytest.mark.parametrize("spec", [REAL, DE, TOKENS, CMAES], ids=["real", "de", "tokens", "cmaes"])
 def test_valid_checkpoints_decode_against_their_run(spec: RunSpec) -> None:
     snap = snapshot(spec)
     got = decode_island(blob(snap), key=KEY, spec=spec)
@@ -170,6 +174,43 @@ def test_frames_that_do_not_fit_the_run_are_refused(case: str) -> None:
     data = assemble(HEADER, _with(frames_of(snapshot()), name, dtype, shape))
     with pytest.raises(CheckpointError, match=rf"^checkpoint {KEY}: "):
         decode_island(data, key=KEY, spec=REAL)
+
+
+ISLAND_MISFITS = {
+    "covariance missing": ("island.cov", "drop", None),
+    "covariance of another width": ("island.cov", None, [DIM + 1, DIM + 1]),
+    "covariance of ints": ("island.cov", "<i8", None),
+    "a mean per individual": ("island.mean", None, [POP, DIM]),
+    "sigma as a vector": ("island.sigma", None, [1]),
+    "an undeclared island frame": ("island.huge", "<f8", [1 << 20]),
+}
+
+
+@pytest.mark.parametrize("case", ISLAND_MISFITS)
+def test_island_frames_must_be_the_ones_the_algorithm_declares(case: str) -> None:
+    name, dtype, shape = ISLAND_MISFITS[case]
+    frames = frames_of(snapshot(CMAES))
+    if dtype == "drop":
+        frames = [f for f in frames if f[0] != name]
+    elif name in {f[0] for f in frames}:
+        frames = _with(frames, name, dtype, shape)
+    else:
+        frames.append((name, dtype, shape, zeros_payload(int(np.prod(shape)) * 8)))
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {KEY}: .*island\."):
+        decode_island(assemble(HEADER, frames), key=KEY, spec=CMAES)
+
+
+def test_island_frames_are_refused_in_a_run_without_island_state() -> None:
+    frames = frames_of(snapshot(REAL))
+    frames.append(("island.mean", "<f8", [DIM], zeros_payload(DIM * 8)))
+    with pytest.raises(CheckpointError, match=r"unexpected frame 'island.mean'"):
+        decode_island(assemble(HEADER, frames), key=KEY, spec=REAL)
+
+
+def test_the_size_cap_grows_by_the_declared_island_state_only() -> None:
+    # CMA-ES's full covariance is D x D an island: the cap makes room for it, and no more.
+    extra = max_checkpoint_bytes(CMAES) - max_checkpoint_bytes(REAL)
+    assert extra == 8 * (DIM * DIM + 3 * DIM + 6)  # cov; mean, pc, ps; six scalars
 
 
 def test_each_genome_is_stored_once_and_the_population_order_comes_back() -> None:

@@ -121,8 +121,9 @@ def check_contract(alg: Algorithm, problem: str) -> None:
         state = alg.step(prev, ISLANDS, ev, g)
         assert state.ids is None  # the built-ins leave ids to whoever reads them
         state = with_ids(state)
-        n = p - getattr(alg, "elite", 0)
-        assert ev.shapes == [(k, n, d)]  # exactly one call, only the new genomes
+        # exactly one call, only the new genomes: a GA's offspring, a distribution's samples
+        n = getattr(alg, "samples", p - getattr(alg, "elite", 0))
+        assert ev.shapes == [(k, n, d)]
         real = alg.kind == "real" if hasattr(alg, "kind") else True
         assert state.genomes.shape == (k, p, d)
         assert state.genomes.dtype == (torch.float32 if real else torch.int64)
@@ -131,6 +132,12 @@ def check_contract(alg: Algorithm, problem: str) -> None:
         assert state.ids.dtype == state.origin.dtype == torch.int64
         assert set(state.extra) == set(alg.extra_defaults)
         assert all(t.shape == (k, p) for t in state.extra.values())
+        # per-island state: exactly what the settings declare (and checkpoints store)
+        declared = alg.config.island_frames(d) if hasattr(alg, "config") else {}
+        assert {name: tuple(t.shape) for name, t in state.island.items()} == {
+            name: (k, *shape) for name, (shape, _) in declared.items()}
+        assert all(t.dtype.is_floating_point == (declared[name][1] == "f")
+                   for name, t in state.island.items())
         assert torch.equal(state.ids, genome_ids(state.genomes))
         if real:
             assert bool(((state.genomes >= -5.12) & (state.genomes <= 5.12)).all())

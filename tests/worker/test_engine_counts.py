@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from islandsync.config import spec_from_flags
+from islandsync.search.algorithms import ALGORITHMS
 from islandsync.search.problems import make_problem
 from islandsync.worker.engine import Engine
 
@@ -26,7 +27,7 @@ def _bad_pattern(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
-@pytest.mark.parametrize("algorithm", ["de", "ga"])
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_nan_and_inf_counted_exactly_per_island(algorithm: str, direction: str) -> None:
     spec = spec_from_flags(problem="sphere", dim=4, islands=8, pop=12, algorithm=algorithm,
                            seed=1)

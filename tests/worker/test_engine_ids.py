@@ -11,6 +11,7 @@ import torch
 from islandsync.bucket.ids import genome_ids_numpy
 from islandsync.config import spec_from_flags
 from islandsync.search.population import genome_ids
+from islandsync.search.algorithms import ALGORITHMS
 from islandsync.search.problems import make_problem
 from islandsync.worker.engine import Engine
 
@@ -23,7 +24,7 @@ def _engine(algorithm: str, migrants: int = 2) -> Engine:
     return engine
 
 
-@pytest.mark.parametrize("algorithm", ["de", "ga"])
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_ids_right_wherever_read(algorithm: str) -> None:
     engine = _engine(algorithm)
     for gen in range(12):

@@ -20,12 +20,13 @@ from islandsync.search.algorithms.base import (
     check_settings,
     initial_state,
 )
+from islandsync.search.algorithms.cmaes import CMAES
 from islandsync.search.algorithms.de import DifferentialEvolution
 from islandsync.search.algorithms.ga import GeneticAlgorithm
 
 #: Every built-in algorithm by name; the names are those of config.ALGORITHM_CONFIGS.
-ALGORITHMS: dict[str, type[GeneticAlgorithm] | type[DifferentialEvolution]] = {
-    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution)}
+ALGORITHMS: dict[str, type[Any]] = {
+    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES)}
 
 
 def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome) -> Algorithm:
@@ -48,6 +49,7 @@ def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome) -> Alg
 
 __all__ = [
     "ALGORITHMS",
+    "CMAES",
     "Algorithm",
     "DifferentialEvolution",
     "Evaluate",

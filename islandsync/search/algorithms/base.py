@@ -30,6 +30,11 @@ class IslandState(NamedTuple):
              population.with_ids`). Never stale: either right or None.
     origin:  [K, P] int64 global island number where each genome was born.
     extra:   algorithm-specific per-individual state, each tensor [K, P] (DE: "F", "CR"; GA: {}).
+    island:  algorithm-specific per-island state, each tensor [K, ...] (CMA-ES: mean [K, D],
+             sigma [K], cov [K, D, D], paths, restart counters; SHADE: archive [K, P, D] and
+             its success memories; GA and DE: {}). Shapes and dtypes are those the settings
+             model declares (``island_frames``): a checkpoint stores one frame of each, and
+             a resumed island continues from them exactly.
     """
 
     genomes: Tensor
@@ -37,6 +42,7 @@ class IslandState(NamedTuple):
     ids: Tensor | None
     origin: Tensor
     extra: dict[str, Tensor]
+    island: dict[str, Tensor] = {}  # never mutated: states are replaced, not changed
 
 
 Evaluate = Callable[[Tensor], Tensor]
@@ -61,14 +67,22 @@ class Algorithm(Protocol):
             Random genomes on ``generator.device``, within the genome's bounds or vocabulary.
         step(state, island_ids [K], evaluate, generator) -> IslandState
             One generation of all K islands at once. Calls ``evaluate`` exactly once, with
-            one batch ``[K, N, D]`` of new genomes (N <= P; a GA with elitism passes only
-            its P - elite offspring). Returns a new state of the same shapes and dtypes;
+            one batch ``[K, N, D]`` of new genomes (a GA with elitism passes only its
+            P - elite offspring). Returns a new state of the same shapes and dtypes;
             new genomes get ``origin = island_ids[:, None]``, survivors keep theirs. ``ids``
             is None (the engine hashes genomes when it needs their ids: the built-ins do
             this) or ``genome_ids(genomes)`` for all of them, never partly updated. Must be deterministic given the generator, and contain no
             Python loop over islands or individuals. The input state is not modified.
 
-    May implement: nothing else is called. Calls are never concurrent for one object.
+    May implement:
+        start(state) -> IslandState
+            Called by :func:`initial_state` on fresh, evaluated islands (extra fields at their
+            defaults): returns the state with its ``island`` tensors (and extra fields) as a
+            first generation needs them. Without it, ``island`` is ``{}``.
+
+    ``step`` may evaluate any number N of genomes per island (a distribution-based algorithm
+    samples lambda, which need not be P, and keeps the best P it has seen as its population).
+    Nothing else is called. Calls are never concurrent for one object.
     """
 
     name: str
@@ -150,7 +164,9 @@ def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
     origin = island_ids.to(device=genomes.device, dtype=torch.int64)[:, None].expand(k, p)
     extra = {n: torch.full((k, p), float(v), dtype=torch.float32, device=genomes.device)
              for n, v in algorithm.extra_defaults.items()}
-    return IslandState(genomes, scores, genome_ids(genomes), origin.contiguous(), extra)
+    state = IslandState(genomes, scores, genome_ids(genomes), origin.contiguous(), extra, {})
+    start = getattr(algorithm, "start", None)
+    return start(state) if callable(start) else state
 
 
 __all__ = ["Algorithm", "Evaluate", "IslandState", "check_algorithm", "check_settings",

@@ -1,0 +1,62 @@
+"""Settings of the algorithms that keep per-island state (CMA-ES), torch-free:
+the one declaration of every field, default and limit, and of the per-island state each one
+checkpoints (``island_frames``: name -> (shape, dtype kind)), from which the checkpoint
+reader derives its frame list and size cap.
+
+Distribution-based islands (``cmaes``) sample ``samples`` points a generation from
+a search distribution and keep, as their population of ``pop`` rows, the best points they
+have seen: that population is what migration, elites and checkpoints see, while the
+distribution is island state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ._base import STRICT
+
+Frames = dict[str, tuple[tuple[int, ...], str]]
+
+
+def default_samples(dim: int) -> int:
+    """lambda = 4 + floor(3 ln D), Hansen's default for CMA-ES (and Wierstra et al.'s for NES)."""
+    return 4 + int(3 * math.log(dim))
+
+
+class CMAESConfig(BaseModel):
+    """CMA-ES with IPOP restarts (:class:`~islandsync.search.algorithms.cmaes.CMAES`)."""
+
+    model_config = STRICT
+    name: Literal["cmaes"] = "cmaes"
+    pop: int = Field(16, ge=4)  # the best points seen, kept as the island's population
+    samples: int | None = Field(None, ge=4)  # lambda of the first run; None: 4 + 3 ln D
+    sigma_init: float = Field(0.25, gt=0.0, le=1.0)  # sigma0 as a fraction of the box width
+    # None: full covariance up to full_max_dim, sep-CMA-ES (diagonal, linear cost) above.
+    diagonal: bool | None = None
+    full_max_dim: int = Field(300, ge=1)
+    restarts: bool = True  # IPOP: restart a stagnated island with lambda doubled
+    max_doublings: int = Field(5, ge=0)  # lambda grows to at most samples * 2**max_doublings
+    tol_fun: float = Field(1e-12, ge=0.0)  # spread of a generation's scores that is flat
+    tol_x: float = Field(1e-12, ge=0.0)  # step size (relative to sigma0) that is converged
+
+    def is_diagonal(self, width: int) -> bool:
+        return self.diagonal if self.diagonal is not None else width > self.full_max_dim
+
+    def island_frames(self, width: int) -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and dtype kind."""
+        d = (width,)
+        cov = d if self.is_diagonal(width) else (width, width)
+        return {"mean": (d, "f"), "sigma": ((), "f"), "cov": (cov, "f"), "pc": (d, "f"),
+                "ps": (d, "f"), "gen": ((), "i"), "lam": ((), "i"), "restarts": ((), "i"),
+                "best": ((), "f"), "stall": ((), "i")}
+
+    def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
+        if kind != "real":
+            return [("name", "cmaes works on real genomes only; use ga for tokens")]
+        return []
+
+
+__all__ = ["CMAESConfig", "default_samples"]

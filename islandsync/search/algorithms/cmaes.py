@@ -1,0 +1,305 @@
+"""CMA-ES (Hansen & Ostermeier 2001) with IPOP restarts (Auger & Hansen 2005), vectorised over
+islands: each island's mean, step size, covariance and paths are rows of ``[K, ...]`` tensors,
+and one batched ``torch.linalg.eigh`` on ``[K, D, D]`` serves every island's sampling.
+
+The update is pycma's ``purecma`` (its ``CMAES.tell``) term for term: positive recombination
+weights ``ln((lambda+1)/2) - ln i`` over the best ``mu = lambda // 2``, cumulation for C and
+sigma, the ``hsig`` stall of the rank-one path, rank-one plus rank-mu covariance update, and
+its step-size rule ``sigma *= exp(min(1, cs/damps (|ps|^2/D - 1)/2))``; the eigensystem is
+refreshed every generation (purecma's lazy gap set to zero). Above ``full_max_dim`` (or with
+``diagonal``) the covariance is diagonal: sep-CMA-ES (Ros & Hansen 2008), whose c1 and cmu are
+scaled by (D + 2) / 3, in O(D) a sample.
+
+State: the island tensors (``IslandState.island``, see :class:`~islandsync.config.
+CMAESConfig`) hold the distribution; the population (``pop`` rows) holds the best points the
+island has seen, which is what migration, elites and checkpoints see.
+
+Box: a sample outside it is clamped onto it, and a migrant arrives from elsewhere; both enter
+the update as Hansen's injected solutions (Hansen 2011, "Injecting external solutions into
+CMA-ES"): their step ``(x - m) / sigma`` is shortened to Mahalanobis length at most
+``sqrt(D) + 2D / (D + 2)``. Migrants (population rows whose ``injected`` flag is set, which
+the engine's migration sets) replace the worst samples of the next generation, keeping
+their scores, so they steer the mean and covariance without being re-evaluated.
+
+Restarts (IPOP): an island restarts from a uniform mean, sigma0 and C = I when its
+generation's scores are flat (spread <= tol_fun), its step is converged (sigma * max
+sqrt(C_ii) < tol_x * sigma0), C's condition number passes 1e14, its best has not improved for
+``100 + 100 D^1.5 / lambda`` generations (pycma's tolstagnation), or anything is not finite;
+its lambda doubles, up to ``samples * 2**max_doublings``. The stack samples the largest
+lambda of its islands; an island with a smaller one ignores its surplus samples (they are
+evaluated and counted, not used).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from islandsync.config import CMAESConfig, RealGenome
+from islandsync.config.strategies import default_samples
+from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+
+_F64 = torch.float64
+_MAX_CONDITION = 1e14
+
+
+class Params(NamedTuple):
+    """Strategy parameters of each island's lambda, ``[K]`` float64 (weights ``[K, N]``)."""
+
+    weights: Tensor  # [K, N]: positive over the best mu, 0 beyond; each row sums to 1
+    mueff: Tensor
+    cc: Tensor
+    cs: Tensor
+    c1: Tensor
+    cmu: Tensor
+    damps: Tensor
+
+
+def params(lam: Tensor, n: int, d: int, diagonal: bool) -> Params:
+    """purecma's ``CMAESParameters`` for each island's lambda ``lam`` [K], as tensors, with
+    weights padded to ``n`` samples; sep-CMA-ES's learning rates when ``diagonal``."""
+    lam = lam.to(_F64)
+    mu = torch.floor(lam / 2)
+    i = torch.arange(n, dtype=_F64, device=lam.device)
+    w = torch.log(lam / 2 + 0.5)[:, None] - torch.log(i + 1)
+    w = torch.where(i < mu[:, None], w, torch.zeros_like(w))
+    w = w / w.sum(1, keepdim=True)
+    mueff = 1.0 / (w * w).sum(1)
+    cc = (4 + mueff / d) / (d + 4 + 2 * mueff / d)
+    cs = (mueff + 2) / (d + mueff + 5)
+    c1 = 2 / ((d + 1.3) ** 2 + mueff)
+    cmu = torch.minimum(1 - c1, 2 * (mueff - 2 + 1 / mueff) / ((d + 2) ** 2 + mueff))
+    if diagonal:  # Ros & Hansen 2008: a diagonal learns (D + 2) / 3 times faster
+        c1 = c1 * (d + 2) / 3
+        cmu = torch.minimum(1 - c1, cmu * (d + 2) / 3)
+    damps = 2 * mueff / lam + 0.3 + cs
+    return Params(w, mueff, cc, cs, c1, cmu, damps)
+
+
+class Eigen(NamedTuple):
+    """C = B diag(ev) B^T for every island; ``basis`` None for a diagonal C (then ev = C)."""
+
+    sqrt_ev: Tensor  # [K, D]
+    basis: Tensor | None  # [K, D, D]
+
+
+def eigen(cov: Tensor) -> Eigen:
+    if cov.dim() == 2:
+        return Eigen(cov.clamp(min=0).sqrt(), None)
+    sym = (cov + cov.transpose(1, 2)) / 2  # as purecma's _enforce_symmetry
+    ev, basis = torch.linalg.eigh(sym)
+    return Eigen(ev.clamp(min=0).sqrt(), basis)
+
+
+def whiten(y: Tensor, e: Eigen) -> Tensor:
+    """C^(-1/2) y for ``y`` [K, ..., D] (each island's own C)."""
+    if e.basis is None:
+        return y / e.sqrt_ev.view(e.sqrt_ev.shape[0], *([1] * (y.dim() - 2)), -1)
+    shape = y.shape
+    flat = y.reshape(shape[0], -1, shape[-1])
+    b = e.basis
+    out = ((flat @ b) / e.sqrt_ev[:, None]) @ b.transpose(1, 2)
+    return out.reshape(shape)
+
+
+def clip_steps(x: Tensor, mean: Tensor, sigma: Tensor, e: Eigen, mask: Tensor) -> Tensor:
+    """Hansen (2011): the points of ``x`` [K, N, D] where ``mask`` [K, N] with their step from
+    the mean shortened to Mahalanobis length ``sqrt(D) + 2D / (D + 2)``; the others as they
+    are (pycma's ``repair_genotype``)."""
+    d = x.shape[-1]
+    y = (x - mean[:, None]) / sigma[:, None, None]
+    length = whiten(y, e).norm(dim=-1)
+    limit = math.sqrt(d) + 2 * d / (d + 2)
+    factor = torch.where(mask & (length > limit), limit / length.clamp(min=1e-300), 1.0)
+    return mean[:, None] + sigma[:, None, None] * y * factor[..., None]
+
+
+def update(island: dict[str, Tensor], x: Tensor, f: Tensor, e: Eigen,
+           diagonal: bool) -> dict[str, Tensor]:
+    """One CMA-ES update of every island from its samples ``x`` [K, N, D] float64 and scores
+    ``f`` [K, N] (minimised; samples at or beyond an island's lambda are ignored), ``e`` the
+    eigensystem of the C they were drawn from. purecma's ``tell``, term for term. Returns the
+    new mean, sigma, cov, pc, ps and gen; the other island tensors as they were."""
+    mean, sigma, cov = island["mean"], island["sigma"], island["cov"]
+    lam = island["lam"]
+    k, n, d = x.shape
+    par = params(lam, n, d, diagonal)
+    idx = torch.arange(n, device=x.device)
+    ranked = torch.where(idx < lam[:, None], f.to(_F64), torch.inf)
+    order = torch.sort(ranked, dim=1, stable=True).indices
+    xs = torch.gather(x, 1, order[..., None].expand(-1, -1, d))
+    new_mean = (par.weights[..., None] * xs).sum(1)
+    y = new_mean - mean
+    cs, cc, mueff = par.cs[:, None], par.cc[:, None], par.mueff[:, None]
+    ps = (1 - cs) * island["ps"] + (cs * (2 - cs) * mueff).sqrt() / sigma[:, None] * whiten(y, e)
+    gen = island["gen"] + 1
+    norm2 = (ps * ps).sum(1)
+    hsig = (norm2 / d / (1 - (1 - par.cs) ** (2 * gen.to(_F64))) < 2 + 4 / (d + 1)).to(_F64)
+    pc = (1 - cc) * island["pc"] + (cc * (2 - cc) * mueff).sqrt() / sigma[:, None] \
+        * hsig[:, None] * y
+    c1a = par.c1 * (1 - (1 - hsig) * par.cc * (2 - par.cc))
+    keep = 1 - c1a - par.cmu * par.weights.sum(1)
+    dy = (xs - mean[:, None]) / sigma[:, None, None]
+    wdy = dy * (par.cmu[:, None] * par.weights)[..., None]
+    if diagonal:
+        cov = keep[:, None] * cov + par.c1[:, None] * pc * pc + (wdy * dy).sum(1)
+    else:
+        cov = keep[:, None, None] * cov + par.c1[:, None, None] * pc[:, :, None] * pc[:, None] \
+            + wdy.transpose(1, 2) @ dy
+    sigma = sigma * torch.exp(torch.clamp(par.cs / par.damps * (norm2 / d - 1) / 2, max=1.0))
+    return {**island, "mean": new_mean, "sigma": sigma, "cov": cov, "pc": pc, "ps": ps,
+            "gen": gen}
+
+
+def fresh_island(k: int, d: int, sigma0: float, lam0: int, diagonal: bool,
+                 device: torch.device) -> dict[str, Tensor]:
+    """A distribution's initial tensors (mean zero: the caller sets it)."""
+    f = {"dtype": _F64, "device": device}
+    i = {"dtype": torch.int64, "device": device}
+    cov = torch.ones(k, d, **f) if diagonal else torch.eye(d, **f).expand(k, d, d).clone()
+    return {"mean": torch.zeros(k, d, **f), "sigma": torch.full((k,), sigma0, **f), "cov": cov,
+            "pc": torch.zeros(k, d, **f), "ps": torch.zeros(k, d, **f),
+            "gen": torch.zeros(k, **i), "lam": torch.full((k,), lam0, **i),
+            "restarts": torch.zeros(k, **i), "best": torch.full((k,), torch.inf, **f),
+            "stall": torch.zeros(k, **i)}
+
+
+def keep_best(state: IslandState, x: Tensor, f: Tensor, use: Tensor,
+              island_ids: Tensor) -> IslandState:
+    """The population as the best P of itself and the samples ``x`` [K, N, D] (float32) with
+    scores ``f`` where ``use`` [K, N]; migrant flags cleared. Residents win ties."""
+    k, p, d = state.genomes.shape
+    n = x.shape[1]
+    scores = torch.cat([state.scores, torch.where(use, f, torch.inf)], dim=1)
+    order = torch.sort(scores, dim=1, stable=True).indices[:, :p]
+    genomes = torch.cat([state.genomes, x], dim=1)
+    born = island_ids.to(device=x.device, dtype=torch.int64)[:, None].expand(k, n)
+    origin = torch.cat([state.origin, born], dim=1)
+    return state._replace(
+        genomes=torch.gather(genomes, 1, order[..., None].expand(-1, -1, d)),
+        scores=torch.gather(scores, 1, order), ids=None,
+        origin=torch.gather(origin, 1, order),
+        extra={name: torch.zeros_like(t) for name, t in state.extra.items()})
+
+
+class CMAES:
+    """CMA-ES with IPOP restarts on real genomes. See the module docstring."""
+
+    name = "cmaes"
+    Config = CMAESConfig
+
+    def __init__(self, config: CMAESConfig, genome: RealGenome) -> None:
+        check_settings(self, config, genome)
+        self.config = config
+        self.dim, self.lower, self.upper = genome.dim, genome.lower, genome.upper
+        self.pop_size = config.pop
+        self.diagonal = config.is_diagonal(genome.dim)
+        self.samples = config.samples or default_samples(genome.dim)
+        self.max_samples = self.samples * 2 ** config.max_doublings if config.restarts \
+            else self.samples
+        self.sigma0 = config.sigma_init * (genome.upper - genome.lower)
+        self.extra_defaults: dict[str, float] = {"injected": 1.0}
+
+    def __repr__(self) -> str:
+        return (f"CMAES(dim={self.dim}, pop={self.pop_size}, lambda={self.samples}, "
+                f"diagonal={self.diagonal}, sigma0={self.sigma0:.4g})")
+
+    def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
+        shape = (island_ids.shape[0], self.pop_size, self.dim)
+        u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
+        return self.lower + (self.upper - self.lower) * u
+
+    def start(self, state: IslandState) -> IslandState:
+        """The first distribution: centred on each island's best initial point."""
+        k, _, d = state.genomes.shape
+        island = fresh_island(k, d, self.sigma0, self.samples, self.diagonal,
+                              state.genomes.device)
+        best = state.scores.argmin(1)
+        island["mean"] = state.genomes[torch.arange(k), best].to(_F64)
+        island["best"] = state.scores.min(1).values.to(_F64)
+        extra = {name: torch.zeros_like(t) for name, t in state.extra.items()}
+        return state._replace(island=island, extra=extra)
+
+    def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
+             generator: torch.Generator) -> IslandState:
+        g, st = generator, state.island
+        k, _, d = state.genomes.shape
+        n = int(st["lam"].max())  # one host sync a generation: the batch's size
+        e = eigen(st["cov"])
+        z = torch.randn((k, n, d), generator=g, device=g.device, dtype=_F64)
+        y = z * e.sqrt_ev[:, None]
+        if e.basis is not None:
+            y = y @ e.basis.transpose(1, 2)
+        raw = st["mean"][:, None] + st["sigma"][:, None, None] * y
+        genomes = raw.clamp(self.lower, self.upper).to(torch.float32)
+        f = evaluate(genomes).to(torch.float32)
+        x = genomes.to(_F64)
+        repaired = (x != raw).any(-1)
+        x, fu, replaced = self._inject(state, x, f)
+        x = clip_steps(x, st["mean"], st["sigma"], e, repaired | replaced)
+        island = update(st, x, fu, e, self.diagonal)
+        island = self._restart(island, fu, e, g)
+        live = torch.arange(n, device=g.device) < st["lam"][:, None]
+        out = keep_best(state, genomes, f, live & ~replaced, island_ids)
+        return out._replace(island=island)
+
+    def _inject(self, state: IslandState, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Migrants (rows flagged ``injected``) in place of each island's worst samples, at
+        most lambda // 2 of them. Returns the samples, their scores and where migrants are."""
+        flag = state.extra["injected"] > 0.5
+        k, n, d = x.shape
+        j = min(int(flag.sum(1).max()), n)
+        if j == 0:
+            return x, f, torch.zeros(f.shape, dtype=torch.bool, device=f.device)
+        rows = torch.sort((~flag).to(torch.int8), dim=1, stable=True).indices[:, :j]
+        lam = state.island["lam"]
+        ok = torch.gather(flag, 1, rows) & (torch.arange(j, device=x.device) < lam[:, None] // 2)
+        live = torch.arange(n, device=x.device) < lam[:, None]
+        worst = torch.sort(torch.where(live, f, -torch.inf), dim=1, descending=True,
+                           stable=True).indices[:, :j]
+        mx = torch.gather(state.genomes, 1, rows[..., None].expand(-1, -1, d)).to(_F64)
+        mf = torch.gather(state.scores, 1, rows)
+        wi = worst[..., None].expand(-1, -1, d)
+        x = x.scatter(1, wi, torch.where(ok[..., None], mx, torch.gather(x, 1, wi)))
+        f = f.scatter(1, worst, torch.where(ok, mf, torch.gather(f, 1, worst)))
+        replaced = torch.zeros(f.shape, dtype=torch.bool, device=f.device).scatter(1, worst, ok)
+        return x, f, replaced
+
+    def _restart(self, island: dict[str, Tensor], f: Tensor, e: Eigen,
+                 g: torch.Generator) -> dict[str, Tensor]:
+        """IPOP: stagnated islands start afresh with lambda doubled. See the module docstring."""
+        c = self.config
+        lam, k, d = island["lam"], *island["mean"].shape
+        live = torch.arange(f.shape[1], device=f.device) < lam[:, None]
+        fl = f.to(_F64)
+        gen_best = torch.where(live, fl, torch.inf).min(1).values
+        spread = torch.where(live, fl, -torch.inf).max(1).values - gen_best
+        improved = gen_best < island["best"] - c.tol_fun
+        best = torch.minimum(island["best"], gen_best)
+        stall = torch.where(improved, 0, island["stall"] + 1)
+        sigma, cov = island["sigma"], island["cov"]
+        diag = cov if cov.dim() == 2 else torch.diagonal(cov, dim1=1, dim2=2)
+        width = sigma * diag.clamp(min=0).max(1).values.sqrt()
+        cond = (e.sqrt_ev.max(1).values / e.sqrt_ev.min(1).values.clamp(min=1e-300)) ** 2
+        finite = torch.isfinite(island["mean"]).all(1) & torch.isfinite(sigma) \
+            & torch.isfinite(cov.reshape(k, -1)).all(1)
+        stuck = (spread <= c.tol_fun) | (width < c.tol_x * self.sigma0) \
+            | (cond > _MAX_CONDITION) | (stall > 100 + 100 * d ** 1.5 / lam) \
+            | (width > 1e3 * (self.upper - self.lower))
+        again = ~finite | (stuck & c.restarts)
+        # Drawn every generation, used where an island restarts: the stream does not depend
+        # on which islands restart.
+        u = torch.rand((k, d), generator=g, device=g.device, dtype=_F64)
+        new = fresh_island(k, d, self.sigma0, 0, self.diagonal, u.device)
+        new["mean"] = self.lower + (self.upper - self.lower) * u
+        new["lam"] = torch.clamp(lam * 2, max=self.max_samples) if c.restarts else lam
+        new["restarts"] = island["restarts"] + 1
+        out = {**island, "best": best, "stall": stall}
+        return {name: torch.where(again.view(k, *([1] * (t.dim() - 1))), new[name], t)
+                for name, t in out.items()}
+
+
+__all__ = ["CMAES", "Eigen", "Params", "clip_steps", "eigen", "params", "update"]

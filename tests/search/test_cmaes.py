@@ -1,0 +1,134 @@
+"""CMA-ES against pycma's purecma, step for step, and its island-level behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from cma import purecma  # the reference; in the test extra
+
+from islandsync.config import CMAESConfig, RealGenome
+from islandsync.search.algorithms import CMAES, initial_state
+from islandsync.search.algorithms.cmaes import clip_steps, eigen, fresh_island, update
+from islandsync.search.problems import make_problem
+
+
+def _ellipsoid(x: np.ndarray) -> float:
+    d = len(x)
+    return float(sum(10 ** (6 * i / (d - 1)) * x[i] ** 2 for i in range(d)))
+
+
+@pytest.mark.parametrize("dim,lam", [(5, 8), (8, 11)])
+def test_update_matches_purecma_step_for_step(dim: int, lam: int) -> None:
+    """Both take the same samples (purecma's, from its own ask()) and the same scores; after
+    every tell the mean, sigma, C and both paths agree to rounding."""
+    import random
+    random.seed(3)
+    es = purecma.CMAES(dim * [0.7], 0.4, popsize=lam)
+    es.params.lazy_gap_evals = 0  # eigensystem every generation, as islandsync does
+    island = fresh_island(1, dim, 0.4, lam, False, torch.device("cpu"))
+    island["mean"] = torch.full((1, dim), 0.7, dtype=torch.float64)
+    for _ in range(25):
+        xs = es.ask()
+        fs = [_ellipsoid(np.asarray(x)) for x in xs]
+        e = eigen(island["cov"])
+        x = torch.tensor([xs], dtype=torch.float64)
+        island = update(island, x, torch.tensor([fs], dtype=torch.float64), e, False)
+        es.tell(xs, fs)
+        assert np.allclose(island["mean"][0].numpy(), es.xmean, rtol=1e-9, atol=1e-12)
+        assert island["sigma"].item() == pytest.approx(es.sigma, rel=1e-9)
+        assert np.allclose(island["cov"][0].numpy(), np.asarray(es.C), rtol=1e-8, atol=1e-12)
+        assert np.allclose(island["ps"][0].numpy(), es.ps, rtol=1e-8, atol=1e-12)
+        assert np.allclose(island["pc"][0].numpy(), es.pc, rtol=1e-8, atol=1e-12)
+    assert es.sigma != 0.4 and not np.allclose(np.asarray(es.C), np.eye(dim))  # it moved
+
+
+def test_surplus_samples_of_a_smaller_lambda_are_ignored() -> None:
+    """Two islands in one stack, lambda 6 and 12: the first one's update is the one it makes
+    alone from its own 6 samples, whatever the other 6 in its row hold."""
+    dim = 4
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(2, 12, dim)))
+    f = torch.tensor(rng.random((2, 12)))
+    both = fresh_island(2, dim, 0.3, 12, False, torch.device("cpu"))
+    both["lam"] = torch.tensor([6, 12])
+    alone = fresh_island(1, dim, 0.3, 6, False, torch.device("cpu"))
+    got = update(both, x, f, eigen(both["cov"]), False)
+    want = update(alone, x[:1, :6], f[:1, :6], eigen(alone["cov"]), False)
+    for name in ("mean", "sigma", "cov", "pc", "ps"):
+        assert torch.allclose(got[name][:1], want[name], rtol=1e-12, atol=1e-15), name
+
+
+def test_injected_steps_clipped_to_hansens_length() -> None:
+    dim = 6
+    isl = fresh_island(1, dim, 0.5, 8, False, torch.device("cpu"))
+    e = eigen(isl["cov"])
+    far = torch.zeros(1, 2, dim, dtype=torch.float64)
+    far[0, 0, 0], far[0, 1, 0] = 100.0, 0.3
+    out = clip_steps(far, isl["mean"], isl["sigma"], e, torch.tensor([[True, True]]))
+    limit = dim ** 0.5 + 2 * dim / (dim + 2)
+    assert out[0, 0, 0].item() == pytest.approx(0.5 * limit)  # shortened to the limit
+    assert out[0, 1, 0].item() == 0.3  # within it: unchanged
+
+
+def _run(alg: CMAES, problem: str, gens: int, seed: int = 0):
+    pr = make_problem(problem)
+
+    def ev(x: torch.Tensor) -> torch.Tensor:
+        return pr.evaluate(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1]).float()
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.tensor([0, 1])
+    state = initial_state(alg, ids, ev, g)
+    for _ in range(gens):
+        state = alg.step(state, ids, ev, g)
+    return state
+
+
+def test_ipop_restarts_double_lambda_on_stagnation() -> None:
+    # rastrigin traps each run in a local optimum; each island restarts on its own with
+    # lambda doubled, and the population keeps the best ever seen.
+    alg = CMAES(CMAESConfig(samples=6, max_doublings=2), RealGenome(dim=3, lower=-5, upper=5))
+    state = _run(alg, "rastrigin", 160)
+    restarts, lam = state.island["restarts"], state.island["lam"]
+    assert bool((restarts >= 1).all())
+    assert torch.equal(lam, torch.clamp(6 * 2 ** restarts, max=24))
+
+
+def test_separable_above_the_threshold() -> None:
+    genome = RealGenome(dim=12, lower=-5, upper=5)
+    alg = CMAES(CMAESConfig(full_max_dim=10), genome)
+    state = _run(alg, "sphere", 150)
+    assert state.island["cov"].shape == (2, 12)  # the diagonal only
+    assert float(state.scores.min()) < 1e-8
+
+
+def test_migrants_replace_the_worst_samples_then_their_flags_clear() -> None:
+    """Migration flags rows (``injected``); the next step puts each flagged row in place of
+    one of the island's worst samples, with its own score, and clears the flag."""
+    from islandsync.config import spec_from_flags
+    from islandsync.worker.engine import Engine
+
+    spec = spec_from_flags(problem="sphere", dim=4, islands=2, pop=8, algorithm="cmaes",
+                           migrants=2, seed=1)
+    engine = Engine(spec, make_problem("sphere"), torch.device("cpu"))
+    engine.add_fresh([0, 1])
+    for _ in range(3):
+        engine.step()
+    assert engine.migrate() > 0
+    state = engine.state
+    flag = state.extra["injected"] > 0.5
+    assert int(flag.sum()) == 4  # two an island, each the best of the other island
+    alg = engine.algorithm
+    x = torch.randn(2, alg.samples, 4, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    f = (x * x).sum(-1).float() + 100.0  # every sample worse than every migrant
+    xi, fi, replaced = alg._inject(state, x, f)
+    assert replaced.sum(1).tolist() == [2, 2]
+    worst = torch.sort(f, dim=1, descending=True, stable=True).indices[:, :2]
+    assert torch.equal(replaced, torch.zeros_like(replaced).scatter(1, worst, True))
+    for r in range(2):
+        got = sorted(fi[r][replaced[r]].tolist())
+        assert got == sorted(state.scores[r][flag[r]].tolist())
+    assert torch.equal(xi[~replaced], x[~replaced])
+    engine.step()
+    assert not bool((engine.state.extra["injected"] > 0).any())
