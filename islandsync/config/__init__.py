@@ -16,6 +16,7 @@ from .algorithms import (
     CMAESConfig,
     DEConfig,
     GAConfig,
+    SHADEConfig,
 )
 from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
 from .loading import load_toml, parse_spec, spec_from_flags
@@ -36,8 +37,8 @@ from .spec import (
 __all__ = [
     "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SYMREG_TOKENS",
     "AlgorithmSpec", "BuiltinProblem", "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig",
-    "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "StopSpec",
-    "TokenGenome",
+    "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig",
+    "StopSpec", "TokenGenome",
     "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
     "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

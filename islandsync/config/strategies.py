@@ -1,4 +1,4 @@
-"""Settings of the algorithms that keep per-island state (CMA-ES), torch-free:
+"""Settings of the algorithms that keep per-island state (CMA-ES, SHADE), torch-free:
 the one declaration of every field, default and limit, and of the per-island state each one
 checkpoints (``island_frames``: name -> (shape, dtype kind)), from which the checkpoint
 reader derives its frame list and size cap.
@@ -59,4 +59,30 @@ class CMAESConfig(BaseModel):
         return []
 
 
-__all__ = ["CMAESConfig", "default_samples"]
+class SHADEConfig(BaseModel):
+    """SHADE: success-history adaptive DE, current-to-pbest/1/bin with an external archive
+    (:class:`~islandsync.search.algorithms.shade.SHADE`). Defaults are Tanabe & Fukunaga's
+    (2013): memories at 0.5, pbest rates uniform on [2/P, p_max], an archive of P."""
+
+    model_config = STRICT
+    name: Literal["shade"] = "shade"
+    pop: int = Field(64, ge=4)  # current-to-pbest/1 needs x_i, r1, r2 apart and a pbest
+    memory: int | None = Field(None, ge=1)  # H, entries of M_CR and M_F; None: pop
+    p_max: float = Field(0.2, gt=0.0, le=1.0)
+
+    def memory_size(self) -> int:
+        return self.memory if self.memory is not None else self.pop
+
+    def island_frames(self, width: int) -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and dtype kind."""
+        h = (self.memory_size(),)
+        return {"archive": ((self.pop, width), "f"), "archive_n": ((), "i"),
+                "m_cr": (h, "f"), "m_f": (h, "f"), "m_pos": ((), "i")}
+
+    def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
+        if kind != "real":
+            return [("name", "shade works on real genomes only; use ga for tokens")]
+        return []
+
+
+__all__ = ["CMAESConfig", "SHADEConfig", "default_samples"]

@@ -23,10 +23,11 @@ from islandsync.search.algorithms.base import (
 from islandsync.search.algorithms.cmaes import CMAES
 from islandsync.search.algorithms.de import DifferentialEvolution
 from islandsync.search.algorithms.ga import GeneticAlgorithm
+from islandsync.search.algorithms.shade import SHADE
 
 #: Every built-in algorithm by name; the names are those of config.ALGORITHM_CONFIGS.
 ALGORITHMS: dict[str, type[Any]] = {
-    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES)}
+    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES, SHADE)}
 
 
 def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome) -> Algorithm:
@@ -55,6 +56,7 @@ __all__ = [
     "Evaluate",
     "GeneticAlgorithm",
     "IslandState",
+    "SHADE",
     "check_algorithm",
     "check_settings",
     "initial_state",
