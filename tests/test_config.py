@@ -135,7 +135,7 @@ def test_bad_values_name_their_path(path: str, value: object) -> None:
 
 def test_bad_tags_are_reported_at_the_tag_field() -> None:
     assert error(edit(base(), "algorithm.name", "nsga2")) == \
-        "run.toml: algorithm.name: Input should be 'ga', 'de', 'cmaes' or 'shade'"
+        "run.toml: algorithm.name: Input should be 'ga', 'de', 'cmaes', 'shade' or 'snes'"
     assert error(edit(base(), "problem.genome.kind", "bits")) == \
         "run.toml: problem.genome.kind: Input should be 'real' or 'tokens'"
 

@@ -17,6 +17,7 @@ from .algorithms import (
     DEConfig,
     GAConfig,
     SHADEConfig,
+    SNESConfig,
 )
 from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
 from .loading import load_toml, parse_spec, spec_from_flags
@@ -38,7 +39,7 @@ __all__ = [
     "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SYMREG_TOKENS",
     "AlgorithmSpec", "BuiltinProblem", "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig",
     "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig",
-    "StopSpec", "TokenGenome",
+    "SNESConfig", "StopSpec", "TokenGenome",
     "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
     "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from ._base import STRICT, conflicts, tagged_union
-from .strategies import CMAESConfig, SHADEConfig
+from .strategies import CMAESConfig, SHADEConfig, SNESConfig
 
 #: Operators per genome kind; the first is the default (``None`` in the settings).
 CROSSOVERS: dict[str, tuple[str, ...]] = {"real": ("sbx", "uniform", "one_point"),
@@ -96,11 +96,12 @@ class DEConfig(BaseModel):
 
 #: Every algorithm's settings by name; search.algorithms.ALGORITHMS has the same names.
 ALGORITHM_CONFIGS: dict[str, type[BaseModel]] = {
-    "ga": GAConfig, "de": DEConfig, "cmaes": CMAESConfig, "shade": SHADEConfig}
+    "ga": GAConfig, "de": DEConfig, "cmaes": CMAESConfig, "shade": SHADEConfig,
+    "snes": SNESConfig}
 
 AlgorithmSpec = tagged_union(ALGORITHM_CONFIGS, field="name", default="ga",
                              error_type="algorithm_name")
 
 
 __all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "AlgorithmSpec", "CMAESConfig",
-           "DEConfig", "GAConfig", "SHADEConfig"]
+           "DEConfig", "GAConfig", "SHADEConfig", "SNESConfig"]

@@ -1,9 +1,9 @@
-"""Settings of the algorithms that keep per-island state (CMA-ES, SHADE), torch-free:
+"""Settings of the algorithms that keep per-island state (CMA-ES, SHADE, SNES), torch-free:
 the one declaration of every field, default and limit, and of the per-island state each one
 checkpoints (``island_frames``: name -> (shape, dtype kind)), from which the checkpoint
 reader derives its frame list and size cap.
 
-Distribution-based islands (``cmaes``) sample ``samples`` points a generation from
+Distribution-based islands (``cmaes``, ``snes``) sample ``samples`` points a generation from
 a search distribution and keep, as their population of ``pop`` rows, the best points they
 have seen: that population is what migration, elites and checkpoints see, while the
 distribution is island state.
@@ -85,4 +85,26 @@ class SHADEConfig(BaseModel):
         return []
 
 
-__all__ = ["CMAESConfig", "SHADEConfig", "default_samples"]
+class SNESConfig(BaseModel):
+    """Separable natural evolution strategy (Schaul, Glasmachers, Schmidhuber 2011;
+    :class:`~islandsync.search.algorithms.snes.SNES`): O(D) state, for large D."""
+
+    model_config = STRICT
+    name: Literal["snes"] = "snes"
+    pop: int = Field(8, ge=2)  # the best points seen; keep it small for a large D
+    samples: int | None = Field(None, ge=2)  # lambda; None: 4 + 3 ln D
+    sigma_init: float = Field(0.25, gt=0.0, le=1.0)  # as a fraction of the box width
+    lr_center: float = Field(1.0, gt=0.0)
+    lr_sigma: float | None = Field(None, gt=0.0)  # None: (3 + ln D) / (5 sqrt D)
+
+    def island_frames(self, width: int) -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and dtype kind."""
+        return {"mean": ((width,), "f"), "sigma": ((width,), "f")}
+
+    def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
+        if kind != "real":
+            return [("name", "snes works on real genomes only; use ga for tokens")]
+        return []
+
+
+__all__ = ["CMAESConfig", "SHADEConfig", "SNESConfig", "default_samples"]

@@ -10,6 +10,7 @@ from cma import purecma  # the reference; in the test extra
 from islandsync.config import CMAESConfig, RealGenome
 from islandsync.search.algorithms import CMAES, initial_state
 from islandsync.search.algorithms.cmaes import clip_steps, eigen, fresh_island, update
+from islandsync.search.algorithms.sampling import inject_samples
 from islandsync.search.problems import make_problem
 
 
@@ -122,7 +123,7 @@ def test_migrants_replace_the_worst_samples_then_their_flags_clear() -> None:
     x = torch.randn(2, alg.samples, 4, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(0))
     f = (x * x).sum(-1).float() + 100.0  # every sample worse than every migrant
-    xi, fi, replaced = alg._inject(state, x, f)
+    xi, fi, replaced = inject_samples(state, x, f, state.island["lam"])
     assert replaced.sum(1).tolist() == [2, 2]
     worst = torch.sort(f, dim=1, descending=True, stable=True).indices[:, :2]
     assert torch.equal(replaced, torch.zeros_like(replaced).scatter(1, worst, True))

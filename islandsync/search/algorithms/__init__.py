@@ -24,10 +24,11 @@ from islandsync.search.algorithms.cmaes import CMAES
 from islandsync.search.algorithms.de import DifferentialEvolution
 from islandsync.search.algorithms.ga import GeneticAlgorithm
 from islandsync.search.algorithms.shade import SHADE
+from islandsync.search.algorithms.snes import SNES
 
 #: Every built-in algorithm by name; the names are those of config.ALGORITHM_CONFIGS.
 ALGORITHMS: dict[str, type[Any]] = {
-    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES, SHADE)}
+    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES, SHADE, SNES)}
 
 
 def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome) -> Algorithm:
@@ -57,6 +58,7 @@ __all__ = [
     "GeneticAlgorithm",
     "IslandState",
     "SHADE",
+    "SNES",
     "check_algorithm",
     "check_settings",
     "initial_state",

@@ -71,8 +71,9 @@ class Algorithm(Protocol):
             P - elite offspring). Returns a new state of the same shapes and dtypes;
             new genomes get ``origin = island_ids[:, None]``, survivors keep theirs. ``ids``
             is None (the engine hashes genomes when it needs their ids: the built-ins do
-            this) or ``genome_ids(genomes)`` for all of them, never partly updated. Must be deterministic given the generator, and contain no
-            Python loop over islands or individuals. The input state is not modified.
+            this) or ``genome_ids(genomes)`` for all of them, never partly updated. Must
+            be deterministic given the generator, and contain no Python loop over islands
+            or individuals. The input state is not modified.
 
     May implement:
         start(state) -> IslandState

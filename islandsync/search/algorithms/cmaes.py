@@ -32,7 +32,6 @@ evaluated and counted, not used).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -41,6 +40,7 @@ from torch import Tensor
 from islandsync.config import CMAESConfig, RealGenome
 from islandsync.config.strategies import default_samples
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.algorithms.sampling import clip_length, inject_samples, keep_best
 
 _F64 = torch.float64
 _MAX_CONDITION = 1e14
@@ -109,11 +109,8 @@ def clip_steps(x: Tensor, mean: Tensor, sigma: Tensor, e: Eigen, mask: Tensor) -
     """Hansen (2011): the points of ``x`` [K, N, D] where ``mask`` [K, N] with their step from
     the mean shortened to Mahalanobis length ``sqrt(D) + 2D / (D + 2)``; the others as they
     are (pycma's ``repair_genotype``)."""
-    d = x.shape[-1]
     y = (x - mean[:, None]) / sigma[:, None, None]
-    length = whiten(y, e).norm(dim=-1)
-    limit = math.sqrt(d) + 2 * d / (d + 2)
-    factor = torch.where(mask & (length > limit), limit / length.clamp(min=1e-300), 1.0)
+    factor = torch.where(mask, clip_length(whiten(y, e).norm(dim=-1), x.shape[-1]), 1.0)
     return mean[:, None] + sigma[:, None, None] * y * factor[..., None]
 
 
@@ -165,24 +162,6 @@ def fresh_island(k: int, d: int, sigma0: float, lam0: int, diagonal: bool,
             "gen": torch.zeros(k, **i), "lam": torch.full((k,), lam0, **i),
             "restarts": torch.zeros(k, **i), "best": torch.full((k,), torch.inf, **f),
             "stall": torch.zeros(k, **i)}
-
-
-def keep_best(state: IslandState, x: Tensor, f: Tensor, use: Tensor,
-              island_ids: Tensor) -> IslandState:
-    """The population as the best P of itself and the samples ``x`` [K, N, D] (float32) with
-    scores ``f`` where ``use`` [K, N]; migrant flags cleared. Residents win ties."""
-    k, p, d = state.genomes.shape
-    n = x.shape[1]
-    scores = torch.cat([state.scores, torch.where(use, f, torch.inf)], dim=1)
-    order = torch.sort(scores, dim=1, stable=True).indices[:, :p]
-    genomes = torch.cat([state.genomes, x], dim=1)
-    born = island_ids.to(device=x.device, dtype=torch.int64)[:, None].expand(k, n)
-    origin = torch.cat([state.origin, born], dim=1)
-    return state._replace(
-        genomes=torch.gather(genomes, 1, order[..., None].expand(-1, -1, d)),
-        scores=torch.gather(scores, 1, order), ids=None,
-        origin=torch.gather(origin, 1, order),
-        extra={name: torch.zeros_like(t) for name, t in state.extra.items()})
 
 
 class CMAES:
@@ -238,35 +217,13 @@ class CMAES:
         f = evaluate(genomes).to(torch.float32)
         x = genomes.to(_F64)
         repaired = (x != raw).any(-1)
-        x, fu, replaced = self._inject(state, x, f)
+        x, fu, replaced = inject_samples(state, x, f, st["lam"])
         x = clip_steps(x, st["mean"], st["sigma"], e, repaired | replaced)
         island = update(st, x, fu, e, self.diagonal)
         island = self._restart(island, fu, e, g)
         live = torch.arange(n, device=g.device) < st["lam"][:, None]
         out = keep_best(state, genomes, f, live & ~replaced, island_ids)
         return out._replace(island=island)
-
-    def _inject(self, state: IslandState, x: Tensor, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Migrants (rows flagged ``injected``) in place of each island's worst samples, at
-        most lambda // 2 of them. Returns the samples, their scores and where migrants are."""
-        flag = state.extra["injected"] > 0.5
-        k, n, d = x.shape
-        j = min(int(flag.sum(1).max()), n)
-        if j == 0:
-            return x, f, torch.zeros(f.shape, dtype=torch.bool, device=f.device)
-        rows = torch.sort((~flag).to(torch.int8), dim=1, stable=True).indices[:, :j]
-        lam = state.island["lam"]
-        ok = torch.gather(flag, 1, rows) & (torch.arange(j, device=x.device) < lam[:, None] // 2)
-        live = torch.arange(n, device=x.device) < lam[:, None]
-        worst = torch.sort(torch.where(live, f, -torch.inf), dim=1, descending=True,
-                           stable=True).indices[:, :j]
-        mx = torch.gather(state.genomes, 1, rows[..., None].expand(-1, -1, d)).to(_F64)
-        mf = torch.gather(state.scores, 1, rows)
-        wi = worst[..., None].expand(-1, -1, d)
-        x = x.scatter(1, wi, torch.where(ok[..., None], mx, torch.gather(x, 1, wi)))
-        f = f.scatter(1, worst, torch.where(ok, mf, torch.gather(f, 1, worst)))
-        replaced = torch.zeros(f.shape, dtype=torch.bool, device=f.device).scatter(1, worst, ok)
-        return x, f, replaced
 
     def _restart(self, island: dict[str, Tensor], f: Tensor, e: Eigen,
                  g: torch.Generator) -> dict[str, Tensor]:
