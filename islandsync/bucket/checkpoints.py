@@ -123,7 +123,7 @@ def _short(value: object) -> str:
 
 def island_frames(spec: RunSpec) -> dict[str, tuple[tuple[int, ...], str]]:
     """The per-island state frames (``island.<name>``) a checkpoint of this run holds, by
-    frame name: shape and dtype kind, as the algorithm's settings model declares them."""
+    frame name: shape and numpy dtype, as the algorithm's settings model declares them."""
     declared = spec.algorithm.island_frames(spec.problem.genome.width)
     return {f"island.{name}": value for name, value in declared.items()}
 
@@ -148,6 +148,10 @@ def _kinds(*kinds: str) -> Callable[[np.dtype], bool]:
     return lambda dtype: dtype.kind in kinds
 
 
+def _exactly(want: str) -> Callable[[np.dtype], bool]:
+    return lambda dtype: dtype == np.dtype(want)
+
+
 def _int64(dtype: np.dtype) -> bool:
     return dtype == np.int64
 
@@ -162,9 +166,9 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
     tokens), ``scores`` ``(pop,)`` float, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
     at most :data:`MAX_EXTRA_FRAMES` ``extra.*`` of ``(pop,)``, the ``elite.*`` four alike
     with one row count of at most ``min(elite_size, pop)``, exactly the ``island.*`` frames
-    the algorithm declares (:func:`island_frames`: none for GA and DE, so their checkpoints,
-    old ones included, read as before), no other frame, and in all at most
-    :func:`max_checkpoint_bytes`. Any misfit raises CheckpointError naming ``key``."""
+    the algorithm declares at exactly their shapes and dtypes (:func:`island_frames`: none
+    for GA and DE, so their checkpoints, old ones included, read as before), no other frame,
+    and in all at most :func:`max_checkpoint_bytes`. Any misfit raises CheckpointError naming ``key``."""
     def fail(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {key}: {why}")
 
@@ -182,8 +186,8 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
              else (("", pop), ("elite.", rows)))
     if "order" in by_name:
         expected["order"] = ((pop,), _kinds("i", "u"))
-    expected.update({name: (shape, _kinds(kind))
-                     for name, (shape, kind) in island_frames(spec).items()})
+    expected.update({name: (shape, _exactly(dtype))
+                     for name, (shape, dtype) in island_frames(spec).items()})
     for prefix, n in parts:
         expected.update({f"{prefix}genomes": ((n, width), genes),
                          f"{prefix}scores": ((n,), _kinds("f")),

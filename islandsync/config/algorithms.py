@@ -56,7 +56,7 @@ class GAConfig(BaseModel):
                 for f, ops in allowed.items() if (op := getattr(self, f)) not in (None, *ops)]
 
     def island_frames(self, width: int) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Per-island state (``IslandState.island``) by name: shape and dtype kind. None."""
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype. None."""
         return {}
 
 
@@ -90,7 +90,7 @@ class DEConfig(BaseModel):
         return []
 
     def island_frames(self, width: int) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Per-island state (``IslandState.island``) by name: shape and dtype kind. None."""
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype. None."""
         return {}
 
 

@@ -1,7 +1,7 @@
 """Settings of the algorithms that keep per-island state (CMA-ES, SHADE, SNES), torch-free:
 the one declaration of every field, default and limit, and of the per-island state each one
-checkpoints (``island_frames``: name -> (shape, dtype kind)), from which the checkpoint
-reader derives its frame list and size cap.
+checkpoints (``island_frames``: name -> (shape, numpy dtype)), from which the checkpoint
+reader derives its frame list, dtypes and size cap.
 
 Distribution-based islands (``cmaes``, ``snes``) sample ``samples`` points a generation from
 a search distribution and keep, as their population of ``pop`` rows, the best points they
@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 
 from ._base import STRICT
 
+#: Per-island state by name: (shape, numpy dtype string), exactly as checkpoints hold it.
 Frames = dict[str, tuple[tuple[int, ...], str]]
+F4, F8, I8 = "<f4", "<f8", "<i8"
 
 
 def default_samples(dim: int) -> int:
@@ -46,12 +48,12 @@ class CMAESConfig(BaseModel):
         return self.diagonal if self.diagonal is not None else width > self.full_max_dim
 
     def island_frames(self, width: int) -> Frames:
-        """Per-island state (``IslandState.island``) by name: shape and dtype kind."""
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype."""
         d = (width,)
         cov = d if self.is_diagonal(width) else (width, width)
-        return {"mean": (d, "f"), "sigma": ((), "f"), "cov": (cov, "f"), "pc": (d, "f"),
-                "ps": (d, "f"), "gen": ((), "i"), "lam": ((), "i"), "restarts": ((), "i"),
-                "best": ((), "f"), "stall": ((), "i")}
+        return {"mean": (d, F8), "sigma": ((), F8), "cov": (cov, F8), "pc": (d, F8),
+                "ps": (d, F8), "gen": ((), I8), "lam": ((), I8), "restarts": ((), I8),
+                "best": ((), F8), "stall": ((), I8)}
 
     def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
         if kind != "real":
@@ -74,10 +76,10 @@ class SHADEConfig(BaseModel):
         return self.memory if self.memory is not None else self.pop
 
     def island_frames(self, width: int) -> Frames:
-        """Per-island state (``IslandState.island``) by name: shape and dtype kind."""
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype."""
         h = (self.memory_size(),)
-        return {"archive": ((self.pop, width), "f"), "archive_n": ((), "i"),
-                "m_cr": (h, "f"), "m_f": (h, "f"), "m_pos": ((), "i")}
+        return {"archive": ((self.pop, width), F4), "archive_n": ((), I8),
+                "m_cr": (h, F4), "m_f": (h, F4), "m_pos": ((), I8)}
 
     def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
         if kind != "real":
@@ -98,8 +100,8 @@ class SNESConfig(BaseModel):
     lr_sigma: float | None = Field(None, gt=0.0)  # None: (3 + ln D) / (5 sqrt D)
 
     def island_frames(self, width: int) -> Frames:
-        """Per-island state (``IslandState.island``) by name: shape and dtype kind."""
-        return {"mean": ((width,), "f"), "sigma": ((width,), "f")}
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype."""
+        return {"mean": ((width,), F4), "sigma": ((width,), F4)}
 
     def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
         if kind != "real":

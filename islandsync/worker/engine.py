@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 
 from islandsync.bucket.checkpoints import IslandSnapshot
@@ -203,11 +204,13 @@ class Engine:
                 f"{expected.dtype}"
             )
         declared = self.spec.algorithm.island_frames(self.spec.problem.genome.width)
-        got = {n: tuple(t.shape[1:]) for n, t in state.island.items()}
-        if got != {n: shape for n, (shape, _) in declared.items()}:
+        got = {n: (tuple(t.shape[1:]), t.dtype) for n, t in state.island.items()}
+        want = {n: (shape, torch.from_numpy(np.empty(0, dt)).dtype)
+                for n, (shape, dt) in declared.items()}
+        if got != want:
             raise IslandSyncError(
                 f"checkpoint of island {snap.island} holds island state {got}, but the run's "
-                f"{self.spec.algorithm.name} needs {dict((n, s) for n, (s, _) in declared.items())}"
+                f"{self.spec.algorithm.name} needs {declared}"
             )
 
     def _append(self, ids: torch.Tensor, state: IslandState) -> None:

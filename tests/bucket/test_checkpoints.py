@@ -50,8 +50,8 @@ def arrays(spec: RunSpec, *, island: int = 0, seed: int = 0) -> dict[str, np.nda
            "ids": genome_ids_numpy(genomes), "origin": np.full(pop, island, np.int64)}
     if spec.algorithm.name == "de":
         out |= {"extra.F": np.full(pop, 0.5, np.float32), "extra.CR": np.full(pop, 0.9, np.float32)}
-    for name, (shape, kind) in spec.algorithm.island_frames(width).items():
-        out[f"island.{name}"] = rng.random(shape) if kind == "f" else np.zeros(shape, np.int64)
+    for name, (shape, dtype) in spec.algorithm.island_frames(width).items():
+        out[f"island.{name}"] = rng.random(shape).astype(dtype)
     return out
 
 
@@ -180,6 +180,7 @@ ISLAND_MISFITS = {
     "covariance missing": ("island.cov", "drop", None),
     "covariance of another width": ("island.cov", None, [DIM + 1, DIM + 1]),
     "covariance of ints": ("island.cov", "<i8", None),
+    "covariance of float32": ("island.cov", "<f4", None),
     "a mean per individual": ("island.mean", None, [POP, DIM]),
     "sigma as a vector": ("island.sigma", None, [1]),
     "an undeclared island frame": ("island.huge", "<f8", [1 << 20]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
@@ -136,7 +137,7 @@ def check_contract(alg: Algorithm, problem: str) -> None:
         declared = alg.config.island_frames(d) if hasattr(alg, "config") else {}
         assert {name: tuple(t.shape) for name, t in state.island.items()} == {
             name: (k, *shape) for name, (shape, _) in declared.items()}
-        assert all(t.dtype.is_floating_point == (declared[name][1] == "f")
+        assert all(t.numpy().dtype == np.dtype(declared[name][1])
                    for name, t in state.island.items())
         assert torch.equal(state.ids, genome_ids(state.genomes))
         if real:

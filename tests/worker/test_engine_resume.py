@@ -64,3 +64,30 @@ def test_resumed_island_continues_bit_exact(algorithm: str) -> None:
         resumed.step()
     _same(first.state, resumed.state)
     assert first.evals == resumed.evals
+
+
+@pytest.mark.parametrize("integer", [10**15, -7])
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_garbled_island_values_never_break_a_step(algorithm: str, integer: int) -> None:
+    """A checkpoint's frames may fit the run and still hold hostile values (the bucket is
+    untrusted): integers out of range (lambda, archive counts, memory positions), NaN and
+    infinities. The resumed island steps on, inside the box."""
+    spec = _spec(algorithm)
+    engine = Engine(spec, make_problem("rastrigin"), torch.device("cpu"))
+    engine.add_fresh([0])
+    engine.step()
+    snap = engine.snapshot()[0]
+    for name, array in list(snap.arrays.items()):
+        if name.startswith("island."):
+            bad = integer if array.dtype.kind == "i" else \
+                np.nan if name.endswith(("cov", "mean")) else np.inf
+            snap.arrays[name] = np.full(np.shape(array), bad, dtype=array.dtype)
+    back = decode_island(encode_island(snap, elite=spec.elite_size, meta={}), key=KEY,
+                         spec=spec)
+    resumed = Engine(spec, make_problem("rastrigin"), torch.device("cpu"))
+    resumed.add_snapshot(back)
+    for _ in range(3):
+        resumed.step()
+    state = resumed.state
+    assert bool(torch.isfinite(state.scores).any())
+    assert bool(((state.genomes >= -5.12) & (state.genomes <= 5.12)).all())

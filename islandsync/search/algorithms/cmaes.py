@@ -204,9 +204,9 @@ class CMAES:
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
-        g, st = generator, state.island
+        g = generator
         k, _, d = state.genomes.shape
-        n = int(st["lam"].max())  # one host sync a generation: the batch's size
+        st, n = self._checked(state)
         e = eigen(st["cov"])
         z = torch.randn((k, n, d), generator=g, device=g.device, dtype=_F64)
         y = z * e.sqrt_ev[:, None]
@@ -224,6 +224,27 @@ class CMAES:
         live = torch.arange(n, device=g.device) < st["lam"][:, None]
         out = keep_best(state, genomes, f, live & ~replaced, island_ids)
         return out._replace(island=island)
+
+    def _checked(self, state: IslandState) -> tuple[dict[str, Tensor], int]:
+        """The island state as this step may use it, and the batch's size (lambda's largest).
+
+        It came from a checkpoint, which the bucket may have garbled, or from a run that
+        broke down numerically: lambda is kept to what this run can ask for (a forged 10**15
+        must not size the batch), and an island whose distribution is not finite (or whose
+        sigma is not positive) starts afresh at its best point, before anything is sampled
+        (eigh refuses NaN)."""
+        st = {**state.island, "lam": state.island["lam"].clamp(self.samples, self.max_samples)}
+        k = st["lam"].shape[0]
+        ok = torch.isfinite(st["sigma"]) & (st["sigma"] > 0) & ~torch.isnan(st["best"])
+        for name in ("mean", "cov", "pc", "ps"):
+            ok &= torch.isfinite(st[name].reshape(k, -1)).all(1)
+        n, broken = torch.stack([st["lam"].max(), (~ok).sum()]).tolist()  # one host sync
+        if broken:
+            fresh = self.start(state).island
+            fresh["lam"] = st["lam"]
+            st = {name: torch.where(ok.view(k, *([1] * (t.dim() - 1))), t, fresh[name])
+                  for name, t in st.items()}
+        return st, int(n)
 
     def _restart(self, island: dict[str, Tensor], f: Tensor, e: Eigen,
                  g: torch.Generator) -> dict[str, Tensor]:

@@ -126,9 +126,17 @@ class SHADE:
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
-        g, st = generator, state.island
+        g = generator
         x, scores = state.genomes, state.scores
         k, p, d = x.shape
+        # Indices came from a checkpoint, which the bucket may have garbled: keep them in range.
+        # So are memories: an entry that is not a valid CR or F reads as the initial 0.5.
+        isl = state.island
+        m_f = isl["m_f"]
+        st = {**isl, "archive_n": isl["archive_n"].clamp(0, p),
+              "m_pos": isl["m_pos"].remainder(self.memory),
+              "m_cr": torch.nan_to_num(isl["m_cr"], nan=0.5).clamp(0.0, 1.0),
+              "m_f": torch.where(torch.isfinite(m_f) & (m_f > 0), m_f, 0.5).clamp(max=1.0)}
         u = torch.rand((7, k, p), generator=g, device=g.device, dtype=_F64)
         normal = torch.randn((k, p), generator=g, device=g.device, dtype=torch.float32)
         r = torch.clamp((u[0] * self.memory).to(torch.int64), max=self.memory - 1)

@@ -86,8 +86,14 @@ class SNES:
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
         g = generator
-        mean, sigma = state.island["mean"], state.island["sigma"]
         k, _, d = state.genomes.shape
+        mean, sigma = state.island["mean"], state.island["sigma"]
+        # A garbled checkpoint or a numerical breakdown: such an island starts afresh at its
+        # best point (no host sync: a where over [K, D]).
+        ok = (torch.isfinite(mean).all(1) & torch.isfinite(sigma).all(1)
+              & (sigma > 0).all(1))[:, None]
+        fresh = self.start(state).island
+        mean, sigma = torch.where(ok, mean, fresh["mean"]), torch.where(ok, sigma, fresh["sigma"])
         lam = self.samples
         z = torch.randn((k, lam, d), generator=g, device=g.device, dtype=torch.float32)
         raw = torch.addcmul(mean[:, None], sigma[:, None], z)
