@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import islandsync
+from islandsync.bucket.checkpoints import decode_island
 from islandsync.bucket.layout import parse_checkpoint_key
 from islandsync.bucket.records import MAX_PREVIOUS, read_head
 from islandsync.bucket.run import init_run
@@ -254,14 +255,18 @@ def test_cli_init_is_idempotent_and_shows_differences(tmp_path: Path) -> None:
 # -- separate processes ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["local", pytest.param("gcs", marks=pytest.mark.gcs),
-                                  pytest.param("s3", marks=pytest.mark.s3)])
-def test_kill9_then_restart_continues_each_island(kind: str, tmp_path: Path,
+@pytest.mark.parametrize("kind,algorithm", [
+    ("local", "ga"), pytest.param("gcs", "ga", marks=pytest.mark.gcs),
+    pytest.param("s3", "ga", marks=pytest.mark.s3),
+    ("local", "cmaes"),  # island state (mean, sigma, covariance, paths) through the bucket
+])
+def test_kill9_then_restart_continues_each_island(kind: str, algorithm: str, tmp_path: Path,
                                                    request: pytest.FixtureRequest) -> None:
     url = (str(tmp_path / "run") if kind == "local"
            else request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url"))
     store = open_store(url)
-    init_run(store, fast_spec())
+    spec = fast_spec(algorithm=algorithm)
+    init_run(store, spec)
     proc = start_worker_process(url, "w1")
     try:
         def checkpointed() -> bool:  # one read: all() of an empty first read would be True
@@ -287,6 +292,10 @@ def test_kill9_then_restart_continues_each_island(kind: str, tmp_path: Path,
         assert gens and min(gens) > before[i].generation  # continued from HEAD: no fork
     assert time.monotonic() - t0 >= 2.0  # waited a worker_timeout (2 s) before claiming
     assert set(summary.islands) == {0, 1, 2, 3}
+    declared = {f"island.{n}" for n in spec.algorithm.island_frames(10)}
+    for key in [before[0].checkpoint, after[0].checkpoint]:
+        snap = decode_island(store.get(key).data, key=key, spec=spec)
+        assert {n for n in snap.arrays if n.startswith("island.")} == declared
 
 
 def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
