@@ -1,4 +1,4 @@
-"""GA and jDE: contracts of the Algorithm plug point, and that they actually optimise."""
+"""Every registered algorithm: contracts of the Algorithm plug point; GA and jDE: that they optimise."""
 
 from __future__ import annotations
 
@@ -75,6 +75,17 @@ ALGS = {
     "ga-tokens": (tok_ga, "symbolic_regression"),
     "ga-tokens-onepoint": (lambda: tok_ga(crossover="one_point", elite=0), "symbolic_regression"),
 }
+
+
+def registered(name: str) -> Algorithm:
+    """A registered algorithm with its settings' defaults, as a run builds it."""
+    spec = spec_from_flags(problem="rastrigin", dim=10, algorithm=name, pop=16)
+    return make_algorithm(spec.algorithm, spec.problem.genome)
+
+
+#: The registry's algorithms beyond those above, each with its defaults: every body below
+#: that runs over the registry runs them too.
+ALGS.update({n: (lambda n=n: registered(n), "rastrigin") for n in ALGORITHMS if n not in ALGS})
 
 
 def evolve(alg: Algorithm, ev: Counting, gens: int, seed: int = 0) -> IslandState:
@@ -165,7 +176,7 @@ def test_origin_kept_for_survivors_and_migrants() -> None:
     assert bool((out.origin[:, 4:] == ISLANDS[:, None]).all())
 
 
-@pytest.mark.parametrize("key", ["ga", "de", "ga-tokens"])
+@pytest.mark.parametrize("key", ["ga-tokens", *ALGORITHMS])
 def test_deterministic(key: str) -> None:
     make, problem = ALGS[key]
     a = evolve(make(), Counting(problem), 10, seed=5)
@@ -174,6 +185,7 @@ def test_deterministic(key: str) -> None:
     for x, y in zip(a[:4], b[:4], strict=True):
         assert torch.equal(x, y)
     assert all(torch.equal(a.extra[n], b.extra[n]) for n in a.extra)
+    assert all(torch.equal(a.island[n], b.island[n]) for n in a.island)
     assert not torch.equal(a.genomes, c.genomes)
 
 
@@ -390,7 +402,7 @@ def test_de_select_genomes_is_where_bit_for_bit() -> None:
         assert torch.equal(got.view(torch.int32), want.view(torch.int32))
 
 
-@pytest.mark.parametrize("key", ["de", "ga"])
+@pytest.mark.parametrize("key", list(ALGORITHMS))
 def test_step_leaves_earlier_states_alone(key: str) -> None:
     # A step may keep scratch buffers between generations; none of them may be a tensor of
     # the state it was given or of a state it returned.
@@ -402,13 +414,15 @@ def test_step_leaves_earlier_states_alone(key: str) -> None:
     for _ in range(3):
         states.append(alg.step(states[-1], ISLANDS, ev, g))
     copies = [(s.genomes.clone(), s.scores.clone(), s.origin.clone(),
-               {n: t.clone() for n, t in s.extra.items()}) for s in states]
+               {n: t.clone() for n, t in s.extra.items()},
+               {n: t.clone() for n, t in s.island.items()}) for s in states]
     for _ in range(3):
         alg.step(states[-1], ISLANDS, ev, g)
-    for s, (genomes, scores, origin, extra) in zip(states, copies, strict=True):
+    for s, (genomes, scores, origin, extra, island) in zip(states, copies, strict=True):
         assert torch.equal(s.genomes, genomes) and torch.equal(s.scores, scores)
         assert torch.equal(s.origin, origin)
         assert all(torch.equal(s.extra[n], extra[n]) for n in extra)
+        assert all(torch.equal(s.island[n], island[n]) for n in island)
 
 
 @pytest.mark.parametrize("shape", [(4, 50, 100), (3, 7, 5)])  # even: from bits; odd: uniform_
