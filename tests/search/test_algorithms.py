@@ -1,4 +1,4 @@
-"""Every registered algorithm: contracts of the Algorithm plug point; GA and jDE: that they optimise."""
+"""Every registered algorithm: the Algorithm plug point's contracts; GA and jDE optimise."""
 
 from __future__ import annotations
 
