@@ -26,8 +26,10 @@ generation's scores are flat (spread <= tol_fun), its step is converged (sigma *
 sqrt(C_ii) < tol_x * sigma0), C's condition number passes 1e14, its best has not improved for
 ``100 + 100 D^1.5 / lambda`` generations (pycma's tolstagnation), or anything is not finite;
 its lambda doubles, up to ``samples * 2**max_doublings``. The stack samples the largest
-lambda of its islands; an island with a smaller one ignores its surplus samples (they are
-evaluated and counted, not used).
+lambda of its islands; an island with a smaller one leaves its surplus samples out of its
+update (they are evaluated and counted, and may join its best points): islands of one worker
+that restarted different numbers of times spend up to ``2**max_doublings`` times the
+evaluations their own lambda needs.
 """
 
 from __future__ import annotations
@@ -221,8 +223,9 @@ class CMAES:
         x = clip_steps(x, st["mean"], st["sigma"], e, repaired | replaced)
         island = update(st, x, fu, e, self.diagonal)
         island = self._restart(island, fu, e, g)
-        live = torch.arange(n, device=g.device) < st["lam"][:, None]
-        out = keep_best(state, genomes, f, live & ~replaced, island_ids)
+        # Surplus samples (beyond an island's lambda) stay out of its update but were
+        # evaluated all the same: they may join its best points.
+        out = keep_best(state, genomes, f, ~replaced, island_ids)
         return out._replace(island=island)
 
     def _checked(self, state: IslandState) -> tuple[dict[str, Tensor], int]:
