@@ -140,7 +140,7 @@ def max_checkpoint_bytes(spec: RunSpec) -> int:
 def max_checkpoint_blob(spec: RunSpec) -> int:
     """The most stored bytes a checkpoint of this run can take (every frame it may have, at
     zstd's compress bound): a larger blob is refused before download."""
-    frames = 2 * len(ROW_FRAMES) + 1 + MAX_EXTRA_FRAMES
+    frames = 2 * len(ROW_FRAMES) + 1 + MAX_EXTRA_FRAMES + len(island_frames(spec))
     return codec.max_blob_size(max_checkpoint_bytes(spec), frames)
 
 
