@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from islandsync.bucket.records import check_protocol
-from islandsync.bucket.run import init_run
+from islandsync.bucket.run import init_run, require_run
 from islandsync.config import load_fitness
 from islandsync.credentials import find_credentials
 from islandsync.errors import ConfigError
@@ -80,7 +80,9 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
         worker_options["fitness"] = load_fitness(worker_options["fitness"])
 
     started = time.monotonic()
-    store, profile = open_run(run, credentials=credentials, platform=platform)
+    # Without a spec, the run must exist: a mistyped URL is refused before anything is written.
+    store, profile = open_run(run, credentials=credentials, platform=platform,
+                              existing=spec is None)
     if spec is not None:
         init_run(store, spec)
     # A worker of another bucket protocol must not write to this run: refuse, clearly.
@@ -134,18 +136,23 @@ def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],
     return start
 
 
-def open_run(run: str, *, credentials: Any = None,
-             platform: str | None = None) -> tuple[BlobStore, PlatformProfile]:
+def open_run(run: str, *, credentials: Any = None, platform: str | None = None,
+             existing: bool = False) -> tuple[BlobStore, PlatformProfile]:
     """The run's store, with credentials found as :func:`run` describes, and this machine's
-    platform profile."""
+    platform profile. ``existing``: the run must already exist (ConfigError naming the URL
+    otherwise, and nothing created: not even a local directory)."""
     profile = resolve_platform(platform)
     if str(run).startswith("gs://"):
         found, where = find_credentials(credentials, platform=profile.name)
         log.info("credentials: %s", where)
-        return open_store(run, credentials=found), profile
-    if str(run).startswith("s3://"):
+        store = open_store(run, credentials=found)
+    elif str(run).startswith("s3://"):
         # S3Store finds its own (islandsync.store.s3_credentials): the file, else the chain.
-        return open_store(run, credentials=credentials), profile
-    if credentials is not None:
+        store = open_store(run, credentials=credentials)
+    elif credentials is not None:
         raise ConfigError(f"run {run}: a local directory takes no credentials")
-    return open_store(run), profile
+    else:
+        store = open_store(run, create=not existing)
+    if existing:
+        require_run(store)
+    return store, profile

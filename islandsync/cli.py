@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,59 +15,19 @@ from islandsync.config import ALGORITHM_CONFIGS
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
 
-#: smoke works under <run>/<this><random>/, never among the run's own records.
-SMOKE_PREFIX = "smoke-"
-
 
 def _smoke(args: argparse.Namespace) -> int:
-    """Exercise the store and the codec end to end on a run directory: the first thing a
-    newcomer runs, and a quick check that a bucket URL and its credentials work."""
-    import numpy as np
+    from islandsync.smoke import run_smoke
 
-    from islandsync.bucket import codec
-    from islandsync.store import open_store
-    from islandsync.store.probe import check_fencing
-
-    rng = np.random.default_rng(args.seed)
-    # A prefix of its own: smoke may run against a live run's URL, and must never touch a
-    # record of that run (it once overwrote islands/0/HEAD.json and stopped a solo worker).
-    store = open_store(args.run)
-    prefix = f"{SMOKE_PREFIX}{secrets.token_hex(4)}/"
-    print(f"store      {store!r}, under {prefix}")
-    t0 = time.perf_counter()
-    pop = (rng.standard_normal((args.pop, args.dim)) * 5).astype(np.float32)
-    fitness = (pop**2).sum(axis=1)
-    order = np.argsort(fitness)[: args.elite]
-    frames = {
-        "elite": pop[order],
-        "elite_fitness": fitness[order],
-        "population": pop,
-        "fitness": fitness,
-    }
-    blob = codec.encode({"island": 0, "generation": 1}, frames)
-    raw = sum(a.nbytes for a in frames.values())
-    key = f"{prefix}checkpoint.isz"
-    store.put(key, blob, if_generation=0)
-    print(f"checkpoint {key}: {raw / 1e6:.2f} MB raw -> {len(blob) / 1e6:.2f} MB "
-          f"({raw / len(blob):.2f}x)")
-
-    _, elite = codec.read_frame(store, key, "elite")
-    if not np.array_equal(elite, pop[order]):
-        raise IslandSyncError(f"smoke: elite frame read back from {key} differs")
-    _, decoded = codec.decode(store.get(key).data, name=key)
-    if not all(np.array_equal(decoded[n], a) for n, a in frames.items()):
-        raise IslandSyncError(f"smoke: checkpoint {key} did not round-trip")
-    print(f"read back  elite {elite.shape} by ranged read, full checkpoint verified")
-
-    check_fencing(store)
-    print("fencing    create-only, compare-and-swap, conditional delete and ranged reads hold")
-    store.delete(key)
-    print(f"ok in {time.perf_counter() - t0:.2f} s ({prefix} cleaned up)")
+    run_smoke(_open(args, existing=False), pop=args.pop, dim=args.dim, elite=args.elite,
+              seed=args.seed)
     return 0
 
 
 _CREDENTIALS_HELP = ("gs://: a service-account JSON key file; s3://: a JSON or INI file with "
-                     "aws_access_key_id, aws_secret_access_key (endpoint_url, region)")
+                     "aws_access_key_id, aws_secret_access_key (endpoint_url, region); a "
+                     "local directory takes none")
+_RUN_HELP = "run URL: a directory, file:///path, gs://bucket/prefix or s3://bucket/prefix"
 _DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number with us, ms, "
                    "s, m, h or d, e.g. 90, 90s, 10m, 2h")
 
@@ -93,30 +53,65 @@ def _fitness(args: argparse.Namespace) -> Callable[..., Any] | None:
     return fn
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, durations in seconds (``15s``); nothing where
+    there is no default to show (None, a switch's False) or the help says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, False, argparse.SUPPRESS)
+                or (not action.option_strings and action.nargs != argparse.OPTIONAL)):
+            return text
+        shown = f"{default:g}s" if action.type is parse_duration else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+def _run_arguments(parser: argparse.ArgumentParser, *, credentials_help: str = _CREDENTIALS_HELP,
+                   **run: Any) -> None:
+    """The run URL and the credentials to open it with: every command that opens a run."""
+    parser.add_argument("run", help=_RUN_HELP, **run)
+    parser.add_argument("--credentials", metavar="FILE", help=credentials_help)
+
+
+def _open(args: argparse.Namespace, *, existing: bool = True) -> Any:
+    """The run's store; ``existing``: refuse (one line, exit 2, nothing created) when there
+    is no run at the URL, as every command that only reads one does."""
+    from islandsync.api import open_run
+
+    return open_run(args.run, credentials=args.credentials, existing=existing)[0]
+
+
+def _spec_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec flags given, by their SPEC_FLAGS names (--duration sets duration_s,
+    --maximize the direction)."""
+    from islandsync.config import SPEC_FLAGS
+
+    values = {**vars(args), "duration_s": args.duration,
+              "direction": "maximize" if args.maximize else None}
+    return {name: values[name] for name in SPEC_FLAGS if values.get(name) is not None}
+
+
 def _init(args: argparse.Namespace) -> int:
     from islandsync.bucket.run import init_run
     from islandsync.config import load_toml, spec_from_flags
-    from islandsync.store import open_store
     from islandsync.store.probe import check_fencing
 
     fitness = _fitness(args)
-    problem = args.problem or ("custom" if fitness is not None else None)
+    flags = _spec_flags(args)
     if args.config:
-        spec = load_toml(args.config, fitness=fitness)
+        # Flags beside --config replace the file's values: never silently ignored.
+        spec = load_toml(args.config, fitness=fitness, overrides=flags)
     else:
+        problem = args.problem or ("custom" if fitness is not None else None)
         if not problem:
             raise ConfigError("islandsync init: give --config run.toml or at least --problem")
-        flags = {k: getattr(args, k) for k in (
-            "dim", "length", "vocab", "lower", "upper", "islands", "pop", "algorithm",
-            "max_evals", "target", "migration_interval", "migrants", "topology",
-            "elite_size", "checkpoint_interval_s", "heartbeat_interval_s", "seed")
-            if getattr(args, k) is not None}
-        if args.duration is not None:
-            flags["duration_s"] = args.duration
-        if args.maximize:
-            flags["direction"] = "maximize"
-        spec = spec_from_flags(problem=problem, fitness=fitness, **flags)
-    store = open_store(args.run)
+        spec = spec_from_flags(**{**flags, "problem": problem}, fitness=fitness)
+    store = _open(args, existing=False)
     check_fencing(store)  # never create a run on a bucket that cannot fence
     outcome = init_run(store, spec)
     if outcome == "created":
@@ -199,7 +194,8 @@ def _coordinate(args: argparse.Namespace) -> int:
     from islandsync.worker.link import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform)
+    store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform,
+                              existing=True)
     store = CountingStore(store)
     candidate = args.candidate_id or "coord-" + default_worker_id(profile.name)
     metrics = None
@@ -224,23 +220,27 @@ def _coordinate(args: argparse.Namespace) -> int:
     coordinator = Coordinator(store, candidate=candidate, lease_s=args.lease,
                               interval=args.interval, metrics=metrics, drain_s=args.drain)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     print(f"islandsync coordinate: candidate {candidate} on {store.url} "
           f"(lease {args.lease:g}s, cycle {args.interval:g}s)", file=sys.stderr, flush=True)
     try:
-        coordinator.run(stop, duration=args.duration)
+        coordinator.run(stop, duration=args.duration, until_finished=True)
     finally:
+        for sig, handler in previous.items():  # main() may be called in-process again
+            signal.signal(sig, handler)
         if history is not None:
             history.close()  # what this leader sampled since its last segment
+    if coordinator.finish_reason is not None:
+        print(f"islandsync coordinate: the run is finished ({coordinator.finish_reason}); "
+              f"exiting", file=sys.stderr, flush=True)
     return 0
 
 
 def _best(args: argparse.Namespace) -> int:
     from islandsync.status import best_genomes
-    from islandsync.store import open_store
 
-    best = best_genomes(open_store(args.run), top=args.top)
+    best = best_genomes(_open(args), top=args.top)
     if args.npy:
         import numpy as np
 
@@ -265,10 +265,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from islandsync.api import open_run
     from islandsync.report import build_report
 
-    store, _ = open_run(args.run, credentials=args.credentials)
+    store = _open(args)
     path = build_report(store, html_path=args.html, png_dir=args.png)
     print(f"wrote {path}" + (f" and the figures' PNGs in {args.png}" if args.png else ""))
     return 0
@@ -284,11 +283,112 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from islandsync.status import collect_status, format_status
-    from islandsync.store import open_store
 
-    status = collect_status(open_store(args.run))
-    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
-    return 0
+    store = _open(args)
+
+    def show() -> str:
+        st = collect_status(store)
+        if args.json:  # with --watch, one document a line (JSON Lines)
+            return json.dumps(st, indent=None if args.watch else 2, default=str)
+        return format_status(st)
+
+    if args.watch is None:
+        print(show())
+        return 0
+    # Like watch(1) in a terminal: the screen redrawn in place. Piped: one block a refresh.
+    redraw = sys.stdout.isatty()
+    try:
+        while True:
+            try:
+                text = show()
+            except IslandSyncError as err:  # bucket trouble: say so, and look again
+                text = f"islandsync status: {err}"
+            if redraw:
+                print(f"\033[H\033[2J{time.strftime('%H:%M:%S')}  every {args.watch:g}s: "
+                      f"islandsync status {args.run}  (Ctrl-C to stop)\n")
+            print(text, flush=True)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _init_arguments(init: argparse.ArgumentParser) -> None:
+    """``init``'s flags; names, choices and defaults come from the registries and the spec's
+    models (one home each), so the help never lists a name or a default that is not so."""
+    import inspect
+    import typing
+
+    from islandsync.config import (
+        ALGORITHM_CONFIGS,
+        BUILTIN_PROBLEMS,
+        MigrationSpec,
+        RunSpec,
+        spec_from_flags,
+    )
+
+    flags = inspect.signature(spec_from_flags).parameters
+    algorithm = flags["algorithm"].default
+    run, migration = RunSpec.model_fields, MigrationSpec.model_fields
+    real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real"]
+    tokens = [p for p in BUILTIN_PROBLEMS.values() if p.kind == "tokens"]
+    box = BUILTIN_PROBLEMS[real[0]] if real else None
+    _run_arguments(init)
+    init.add_argument("--config", metavar="TOML", help="a TOML run spec; flags given beside "
+                      "it replace the file's values")
+    init.add_argument("--problem", choices=[*BUILTIN_PROBLEMS, "custom"],
+                      help="a built-in problem, or custom: your own function (--fitness)")
+    _fitness_flags(init, "custom problem's fitness function, fingerprinted into run.json "
+                   "(implies --problem custom)")
+    init.add_argument("--dim", type=int, help="genes per genome of a real-valued problem: "
+                      f"required for {', '.join(real)} and a real custom problem (no default)")
+    init.add_argument("--length", type=int, help="tokens per genome of a token problem "
+                      "(default: the problem's: "
+                      + ", ".join(f"{p.name} {p.length}" for p in tokens) + ")")
+    init.add_argument("--vocab", type=int, help="token vocabulary size of a custom token "
+                      "problem (a built-in one has its own)")
+    bounds = f", e.g. {box.name} {box.lower:g} to {box.upper:g}" if box else ""
+    init.add_argument("--lower", type=float, help="lower bound of each real gene (default: "
+                      f"the problem's{bounds}; required for custom)")
+    init.add_argument("--upper", type=float, help="upper bound of each real gene (default: "
+                      "the problem's; required for custom)")
+    init.add_argument("--maximize", action="store_true",
+                      help="maximise the fitness (default: minimise)")
+    init.add_argument("--islands", type=int, help="number of islands (populations) "
+                      f"(default: {flags['islands'].default})")
+    init.add_argument("--pop", type=int, help="genomes per island (default: "
+                      f"{ALGORITHM_CONFIGS[algorithm].model_fields['pop'].default})")
+    init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
+                      help=f"island algorithm: ga (genetic algorithm), de (differential "
+                           f"evolution) (default: {algorithm})")
+    init.add_argument("--max-evals", dest="max_evals", type=int,
+                      help="stop the run after this many evaluations in all (default: none)")
+    init.add_argument("--target", type=float,
+                      help="stop the run once the best fitness reaches this (default: none)")
+    init.add_argument("--duration", type=parse_duration,
+                      help="stop the run after this long, e.g. 2h (default: none)")
+    init.add_argument("--migration-interval", dest="migration_interval", type=int,
+                      help="generations between migrations "
+                           f"(default: {migration['interval'].default})")
+    init.add_argument("--migrants", type=int, help="genomes each island takes in per "
+                      f"migration (default: {migration['migrants'].default})")
+    init.add_argument("--topology", choices=typing.get_args(migration["topology"].annotation),
+                      help="pool: migrants from the global elite; ring: from the next island "
+                           f"(default: {migration['topology'].default})")
+    init.add_argument("--elite-size", dest="elite_size", type=int, help="genomes kept in "
+                      f"the merged global elite (default: {run['elite_size'].default})")
+    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration,
+                      help="how often a worker checkpoints its islands, e.g. 60s "
+                           f"(default: {run['checkpoint_interval_s'].default:g}s)")
+    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration,
+                      help="how often a worker writes its heartbeat, e.g. 30s "
+                           f"(default: {run['heartbeat_interval_s'].default:g}s)")
+    init.add_argument("--seed", type=int,
+                      help=f"the run's random seed (default: {run['seed'].default})")
+    init.add_argument("--no-publish", dest="no_publish", action="store_true",
+                      help="do not publish this islandsync's wheel (see `publish`)")
+    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
+                      help="how long the printed install line works (default: 7d, the most)")
+    init.set_defaults(func=_init)
 
 
 def _fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
@@ -307,10 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"islandsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from islandsync.platforms import known_platforms
+
+    platforms = known_platforms()
 
     smoke = sub.add_parser("smoke", help="write, read back and CAS a checkpoint in RUN")
-    smoke.add_argument("run", nargs="?", default="./islandsync-smoke",
-                       help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(smoke, nargs="?", default="./islandsync-smoke")
     smoke.add_argument("--pop", type=int, default=1024,
                        help="rows of the test population (default: %(default)s)")
     smoke.add_argument("--dim", type=int, default=100,
@@ -322,50 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random seed of the test data (default: %(default)s)")
     smoke.set_defaults(func=_smoke)
 
-    init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)",
-                          epilog=_DURATIONS_HELP)
-    init.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
-    init.add_argument("--config", help="a TOML run spec (instead of the flags below)")
-    init.add_argument("--problem", help="built-in problem name, e.g. rastrigin")
-    _fitness_flags(init, "custom problem's fitness function, fingerprinted into run.json "
-                   "(implies --problem custom)")
-    init.add_argument("--dim", type=int, help="real genome length (default: the problem's)")
-    init.add_argument("--length", type=int, help="token genome length")
-    init.add_argument("--vocab", type=int, help="token vocabulary size")
-    init.add_argument("--lower", type=float, help="lower bound of each real gene")
-    init.add_argument("--upper", type=float, help="upper bound of each real gene")
-    init.add_argument("--maximize", action="store_true",
-                      help="maximise the fitness (default: minimise)")
-    init.add_argument("--islands", type=int, help="number of islands (populations)")
-    init.add_argument("--pop", type=int, help="genomes per island")
-    init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
-                      help="the island algorithm (README.md, Algorithms)")
-    init.add_argument("--max-evals", dest="max_evals", type=int,
-                      help="stop the run after this many evaluations in all")
-    init.add_argument("--target", type=float,
-                      help="stop the run once the best fitness reaches this")
-    init.add_argument("--duration", type=parse_duration, help="wall-clock limit, e.g. 2h")
-    init.add_argument("--migration-interval", dest="migration_interval", type=int,
-                      help="generations between migrations")
-    init.add_argument("--migrants", type=int, help="genomes each island takes in per migration")
-    init.add_argument("--topology", choices=["pool", "ring"],
-                      help="migrants from the global elite pool, or from the next island")
-    init.add_argument("--elite-size", dest="elite_size", type=int,
-                      help="genomes kept in the merged global elite")
-    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration,
-                      help="how often a worker checkpoints its islands, e.g. 60s")
-    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration,
-                      help="how often a worker writes its heartbeat, e.g. 30s")
-    init.add_argument("--seed", type=int, help="the run's random seed")
-    init.add_argument("--no-publish", dest="no_publish", action="store_true",
-                      help="do not publish this islandsync's wheel (see `publish`)")
-    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
-                      help="how long the printed install line works (default: 7d, the most)")
-    init.set_defaults(func=_init)
+    _init_arguments(sub.add_parser("init", help="create a run: write RUN/run.json "
+                                   "(create-only)", epilog=_DURATIONS_HELP))
 
     worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
                           epilog=_DURATIONS_HELP)
-    worker.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(worker)
     worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
     worker.add_argument("--max-islands", dest="max_islands", type=int,
                         help="host at most this many islands (default: the platform "
@@ -381,10 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
                              "stable one lets a restarted worker reclaim its islands at once "
                              "(default: platform-host-random)")
-    worker.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
+    worker.add_argument("--platform", type=_lower, choices=platforms, help="the platform's profile (default: detect)")
     worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
                         help="this session's limit, e.g. 11h (default: the platform's)")
-    worker.add_argument("--credentials", help=_CREDENTIALS_HELP)
     worker.add_argument("--metrics-port", dest="metrics_port", type=int,
                         help="serve this worker's Prometheus /metrics (0: any free port)")
     worker.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
@@ -396,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     coord = sub.add_parser("coordinate",
                            help="stand as the run's coordinator (leader election)",
                            epilog=_DURATIONS_HELP)
-    coord.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(coord)
     coord.add_argument("--lease", type=parse_duration, default=15.0, help="lease, e.g. 15s")
     coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
     coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
@@ -409,9 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve Prometheus /metrics here (0: any free port, -1: off)")
     coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
                        help="address /metrics listens on (default: %(default)s)")
-    coord.add_argument("--credentials", help=_CREDENTIALS_HELP)
-    coord.add_argument("--platform", help="kaggle, colab, paperspace or local (default: detect)")
-    coord.add_argument("--history-every", dest="history_every", type=parse_duration,
+    coord.add_argument("--platform", type=_lower, choices=platforms, help="the platform's profile (default: detect)")
+    coord.add_argument("--history-every", dest="history_every",
+                       type=durations.duration_type(allow_zero=True),
                        default=30.0, help="while leader, add an entry to the run's history "
                        "(history/, read by `islandsync report`) this often; 0: no history "
                        "(default: 30s)")
@@ -421,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     coord.set_defaults(func=_coordinate)
 
     best = sub.add_parser("best", help="the best genomes of RUN's newest elite")
-    best.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(best)
     best.add_argument("--top", type=int, default=10,
                       help="how many genomes (default: %(default)s)")
     best_out = best.add_mutually_exclusive_group()
@@ -447,44 +510,61 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     status = sub.add_parser("status", help="islands, workers, leader and elite of RUN")
-    status.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(status)
     status.add_argument("--json", action="store_true", help="machine-readable (stable keys)")
+    status.add_argument("--watch", nargs="?", const=5.0, type=parse_duration, metavar="SECONDS",
+                        help="refresh every SECONDS (5s when not given) until Ctrl-C")
     status.set_defaults(func=_status)
 
     report = sub.add_parser("report", help="the run's history as one self-contained HTML page "
                             "(needs the plot extra: pip install 'islandsync[plot]')")
-    report.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(report)
     report.add_argument("--html", metavar="FILE",
                         help="where to write the page (default: islandsync-report.html)")
     report.add_argument("--png", metavar="DIR", help="also write each figure as a PNG in DIR")
-    report.add_argument("--credentials", help=_CREDENTIALS_HELP)
     report.set_defaults(func=_report)
 
     publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/ and "
                              "print the one install line (%%pip install \"URL#sha256=...\") "
                              "for the notebooks", epilog=_DURATIONS_HELP)
-    publish.add_argument("run", help="run URL: a directory, file:///path or gs://bucket/prefix")
+    _run_arguments(publish, credentials_help=_CREDENTIALS_HELP + " (gs://: it must be a "
+                   "service-account key, to sign the URL)")
     publish.add_argument("--wheel", metavar="FILE",
                          help="publish this wheel instead of building one of the running "
                               "islandsync")
     publish.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
                          help="how long the signed URL in the line works (default: 7d, the "
                               "most GCS and S3 allow)")
-    publish.add_argument("--credentials", help=_CREDENTIALS_HELP + " (gs://: it must be a "
-                         "service-account key, to sign the URL)")
     publish.set_defaults(func=_publish)
+    for command in sub.choices.values():  # every command's help shows its defaults
+        command.formatter_class = HelpFormatter
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        args = build_parser().parse_args(argv)
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
     except IslandSyncError as err:
         print(f"islandsync: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `islandsync status RUN --json | head -1`: the reader has what it wanted. Stop
+        # quietly, as a Unix filter does; Python's own flush at exit would raise again.
+        _drop_stdout()
+        return 128 + 13  # what a shell reports for a filter stopped by SIGPIPE
+
+
+def _drop_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a captured stream): nothing to do
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

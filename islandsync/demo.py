@@ -25,7 +25,7 @@ from islandsync.bucket.run import init_run
 from islandsync.config import spec_from_flags
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.report import PLOT_EXTRA, build_report, sparkline
-from islandsync.status import best_genomes, collect_status
+from islandsync.status import best_genomes, collect_status, islands_text
 from islandsync.store import open_store
 from islandsync.store.probe import check_fencing
 
@@ -111,13 +111,14 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
                     lost = {i: g for i, (o, g) in owners.items() if o == victim}
                     procs[victim].send_signal(signal.SIGKILL)
                     killed_at = now
-                    say(f"[{now - started:5.1f}s] kill -9 {victim} (islands {sorted(lost)})")
+                    say(f"[{now - started:5.1f}s] kill -9 {victim} (islands "
+                        f"{islands_text(list(lost))})")
             if victim is not None and recovered_at is None:
                 owners = _owners(store, islands)
                 if all(i in owners and owners[i][0] not in (victim, None)
                        and owners[i][1] > g for i, g in lost.items()):
                     recovered_at = now
-                    moved = {i: owners[i][0] for i in sorted(lost)}
+                    moved = ", ".join(f"{i} -> {owners[i][0]}" for i in sorted(lost))
                     say(f"[{now - started:5.1f}s] recovered in {recovered_at - killed_at:.1f}s: "
                         f"islands {moved} evolving again")
             if now >= next_line:
@@ -168,16 +169,18 @@ def _progress_line(store, elapsed: float) -> tuple[str, float | None]:
     elite = st["elite"] or {}
     best = elite.get("best", st["best"])
     best_text = "-" if best is None else f"{best:.6g}"
+    shares = ", ".join(f"{w} {n}" for w, n in sorted(per.items())) or "none"
     return (f"[{elapsed:5.1f}s] best {best_text}  {rate:,.0f} evals/s  "
             f"{st['evaluations']:,} evals  leader {leader}  elite epoch {elite.get('epoch', '-')}  "
-            f"islands per worker {per}"), best
+            f"islands per worker {shares}"), best
 
 
 def _summary(store, say, best_over_time, victim, killed_at, recovered_at, url) -> None:
     st = collect_status(store)
     say("")
     say("summary")
-    say(f"  evaluations {st['evaluations']:,}; best {st['best']}")
+    best_text = "-" if st["best"] is None else f"{st['best']:.6g}"
+    say(f"  evaluations {st['evaluations']:,}; best {best_text}")
     known = [(t, b) for t, b in best_over_time if b is not None]
     if known:
         say(f"  global best over time ({known[0][0]:.0f}s to {known[-1][0]:.0f}s): "
@@ -186,7 +189,8 @@ def _summary(store, say, best_over_time, victim, killed_at, recovered_at, url) -
     per: dict[str, list[int]] = {}
     for i in st["islands"]:
         per.setdefault(i.get("owner") or "-", []).append(i["id"])
-    say(f"  islands per worker (last owners): {per}")
+    say("  islands per worker (last owners): "
+        + "; ".join(f"{w} {islands_text(ids)}" for w, ids in sorted(per.items())))
     if victim is not None:
         if recovered_at is not None:
             say(f"  recovery: {victim} killed; its islands were evolving elsewhere "

@@ -39,7 +39,7 @@ from islandsync.store import BlobInfo, BlobStore
 #: characters (bidi overrides that reorder a line, zero-width ones), surrogates, line and
 #: paragraph separators.
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-#: At most this many of a worker's islands are listed on its line.
+#: At most this many ranges of a worker's islands (``0-7, 9``) are listed on its line.
 SHOWN_ISLANDS = 32
 
 
@@ -87,6 +87,11 @@ def spec_summary(spec: RunSpec) -> dict[str, Any]:
 
 
 def collect_status(store: BlobStore) -> dict[str, Any]:
+    """One look at the run: its spec, stop decision, leader, islands, workers, elite and
+    assignment, as plain values (the JSON form of ``islandsync status``). Each island's
+    numbers are the freshest there are: a live worker's heartbeat (every few seconds) when it
+    is at or past the island's HEAD (each checkpoint, far less often), else the HEAD's;
+    ``source`` says which."""
     spec = read_spec(store)
     finished, _ = _record(store, FINISHED_KEY, Finished)
     lease, lease_age = _record(store, LEASE_KEY, LeaseRecord)
@@ -95,48 +100,8 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         leader = {"holder": lease.get("holder"), "term": lease.get("term"), "age_s": lease_age}
         if "error" in lease:
             leader["error"] = lease["error"]
-    # One listing of islands/ and of workers/, then every record read concurrently: a status
-    # of 512 islands costs a few round trips, not 1024 (each HEAD's age is its listing's).
-    view = HeadWatch(store, spec.islands, what="status").look()
-    islands = []
-    for i in range(spec.islands):
-        if i in view.invalid:
-            islands.append({"id": i, "error": view.invalid[i]})
-            continue
-        head = view.heads.get(i)
-        if head is None or i not in view.fresh:
-            islands.append({"id": i, "generation": 0, "best": None, "owner": None,
-                            "head_age_s": None, "evals": 0, "released": False}
-                           | ({"error": "unreadable (bucket trouble)"} if i in view.listed
-                              else {}))
-            continue
-        info = view.listed.get(i)
-        islands.append({"id": i, "generation": head.generation, "best": head.best,
-                        "owner": head.owner, "head_age_s": _age(info.updated) if info else None,
-                        "evals": head.evals, "released": head.released})
-    beats = [(wid, info) for info in store.list(WORKERS_PREFIX)
-             if (wid := parse_heartbeat_key(info.key)) is not None]
-
-    def heartbeat(item: tuple[str, BlobInfo]) -> dict[str, Any]:
-        try:
-            found = read_record(store, item[1].key, Heartbeat)
-        except CheckpointError as err:
-            return {"error": str(err)}
-        return found[0].model_dump() if found is not None else {}
-
-    workers = []
-    for (wid, info), hb in read_concurrently(heartbeat, beats):
-        if isinstance(hb, Exception):
-            raise hb  # bucket trouble: the status as a whole cannot be read
-        age = _age(info.updated)
-        alive = hb.get("state") == "running" and age < spec.worker_timeout_s
-        row = {"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
-               "rate": hb.get("rate"), "islands": hb.get("islands", []),
-               "age_s": age, "alive": alive, "state": hb.get("state"),
-               "version": hb.get("version"), "protocol": hb.get("protocol")}
-        if "error" in hb:
-            row["error"] = hb["error"]
-        workers.append(row)
+    workers, live = _workers(store, spec)
+    islands = _islands(store, spec, live)
     elite_head, _ = _record(store, ELITE_HEAD_KEY, EliteHead)
     elite = None
     if elite_head is not None:
@@ -153,7 +118,10 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         if isinstance(islands_map, dict):
             for row in islands:
                 row["assigned"] = islands_map.get(row["id"])
+    # The run's best: the islands' bests now, and the merged elite's (the best ever seen).
     bests = [i["best"] for i in islands if i.get("best") is not None]
+    if elite is not None and isinstance(elite.get("best"), (int, float)):
+        bests.append(elite["best"])
     best = (min(bests) if spec.problem.direction == "minimize" else max(bests)) if bests else None
     return {
         "run": {"url": store.url, **spec_summary(spec)},
@@ -166,6 +134,77 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
         "elite": elite,
         "assignment": assignment,
     }
+
+
+#: One island's live numbers as a heartbeat gave them: (worker, heartbeat age, numbers).
+Live = dict[int, tuple[str, float, dict[str, Any]]]
+
+
+def _workers(store: BlobStore, spec: RunSpec) -> tuple[list[dict[str, Any]], Live]:
+    """Each heartbeat as a row, and the live numbers of every island a live worker hosts
+    (the highest generation where two claim one, as in a handover)."""
+    beats = [(wid, info) for info in store.list(WORKERS_PREFIX)
+             if (wid := parse_heartbeat_key(info.key)) is not None]
+
+    def heartbeat(item: tuple[str, BlobInfo]) -> dict[str, Any]:
+        try:
+            found = read_record(store, item[1].key, Heartbeat)
+        except CheckpointError as err:
+            return {"error": str(err)}
+        return found[0].model_dump() if found is not None else {}
+
+    workers: list[dict[str, Any]] = []
+    live: Live = {}
+    for (wid, info), hb in read_concurrently(heartbeat, beats):
+        if isinstance(hb, Exception):
+            raise hb  # bucket trouble: the status as a whole cannot be read
+        age = _age(info.updated)
+        alive = hb.get("state") == "running" and age < spec.worker_timeout_s
+        row = {"id": wid, "platform": hb.get("platform"), "device": hb.get("device"),
+               "rate": hb.get("rate"), "islands": hb.get("islands", []),
+               "generations": hb.get("generations"), "evaluations": hb.get("evaluations"),
+               "age_s": age, "alive": alive, "state": hb.get("state"),
+               "version": hb.get("version"), "protocol": hb.get("protocol")}
+        if "error" in hb:
+            row["error"] = hb["error"]
+        workers.append(row)
+        # A gone worker's numbers are of a lineage another worker may have resumed from
+        # an older checkpoint: only live workers' count.
+        for island, numbers in (hb.get("live") or {}).items() if alive else ():
+            seen = live.get(island)
+            if seen is None or numbers["generation"] > seen[2]["generation"]:
+                live[island] = (wid, age, numbers)
+    return workers, live
+
+
+def _islands(store: BlobStore, spec: RunSpec, live: Live) -> list[dict[str, Any]]:
+    # One listing of islands/, then every HEAD read concurrently: a status of 512 islands
+    # costs a few round trips, not 1024 (each HEAD's age is its listing's).
+    view = HeadWatch(store, spec.islands, what="status").look()
+    islands = []
+    for i in range(spec.islands):
+        if i in view.invalid:
+            islands.append({"id": i, "error": view.invalid[i]})
+            continue
+        head = view.heads.get(i)
+        if head is None or i not in view.fresh:
+            row = {"id": i, "generation": 0, "best": None, "owner": None, "head_age_s": None,
+                   "evals": 0, "released": False, "source": None, "age_s": None}
+            if i in view.listed:
+                row["error"] = "unreadable (bucket trouble)"
+        else:
+            info = view.listed.get(i)
+            head_age = _age(info.updated) if info else None
+            row = {"id": i, "generation": head.generation, "best": head.best,
+                   "owner": head.owner, "head_age_s": head_age, "evals": head.evals,
+                   "released": head.released, "source": "checkpoint", "age_s": head_age}
+        if i in live and live[i][2]["generation"] >= row["generation"]:
+            wid, age, numbers = live[i]
+            row.update(generation=numbers["generation"], evals=numbers["evals"],
+                       best=numbers["best"], owner=wid, released=False, source="heartbeat",
+                       age_s=age)
+        islands.append(row)
+    return islands
 
 
 def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
@@ -189,7 +228,7 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
 
 
 def _ago(age: Any) -> str:
-    return "-" if age is None else f"{age}s ago"
+    return "-" if age is None else f"{_number(age, '.0f')}s ago"
 
 
 def _number(value: Any, fmt: str) -> str:
@@ -199,18 +238,46 @@ def _number(value: Any, fmt: str) -> str:
     return "-" if value is None else str(value)
 
 
+def genome_text(genome: Any) -> str:
+    """A genome spec as people write it: ``real dim 100 in [-5.12, 5.12]``, ``tokens length
+    24 of 13``."""
+    if not isinstance(genome, dict):
+        return str(genome)
+    if genome.get("kind") == "tokens":
+        return f"tokens length {genome.get('length')} of {genome.get('vocab')}"
+    return (f"{genome.get('kind', 'real')} dim {genome.get('dim')} in "
+            f"[{_number(genome.get('lower'), 'g')}, {_number(genome.get('upper'), 'g')}]")
+
+
+def islands_text(islands: Any, limit: int = SHOWN_ISLANDS) -> str:
+    """Island ids as ranges, ``0-3, 7, 9-11``; past ``limit`` ranges, how many more."""
+    ids = sorted({i for i in islands if isinstance(i, int) and not isinstance(i, bool)}) \
+        if isinstance(islands, (list, tuple, set)) else []
+    if not ids:
+        return "none"
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    shown = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    hidden = sum(b - a + 1 for a, b in runs[limit:])
+    return ", ".join(shown) + (f", ... {hidden} more" if hidden else "")
+
+
 def format_status(st: dict[str, Any]) -> str:
     """``collect_status``'s result as text for a terminal. Never raises on what a bucket
     holds: missing or unreadable records read as such, and every line passes
     :func:`printable`."""
     run = st["run"]
-    lines = [f"run {run['url']}: {run['problem']} {run['genome']}, {run['algorithm']} "
-             f"pop {run['pop']} x {run['islands']} islands"]
+    lines = [f"run {run['url']}: {run['problem']} ({genome_text(run.get('genome'))}), "
+             f"{run['algorithm']} pop {run['pop']} x {run['islands']} islands"]
     finished = st.get("finished")
     if finished and "error" in finished:
         lines.append(f"finished.json unreadable: {finished['error']}")
     elif finished:
-        lines.append(f"FINISHED: {finished.get('reason')} (by {finished.get('by')})")
+        lines.append(f"FINISHED: {finished.get('reason')} (by {finished.get('by') or '-'})")
     leader = st.get("leader")
     if leader is None:
         lines.append("leader: none")
@@ -230,30 +297,43 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"elite unreadable: {e['error']}")
     elif e:
         lines.append(f"elite: epoch {e.get('epoch')} (term {e.get('term')}), "
-                     f"{e.get('size')} genomes, best {e.get('best')}")
-    lines.append(f"evaluations {_number(st.get('evaluations'), ',')}  best {st.get('best')}")
-    lines.append(f"{'island':>6} {'gen':>8} {'best':>14} {'owner':<32} {'head age':>9}")
-    for i in st["islands"]:
+                     f"{e.get('size')} genomes, best {_number(e.get('best'), '.6g')}")
+    lines.append(f"evaluations {_number(st.get('evaluations'), ',')}  "
+                 f"best {_number(st.get('best'), '.6g')}")
+    lines += _island_lines(st["islands"])
+    lines += _worker_lines(st["workers"])
+    return "\n".join(printable(line) for line in lines)
+
+
+#: How a row's numbers were read, as the status table says it.
+_SOURCES = {"heartbeat": "live", "checkpoint": "ckpt"}
+
+
+def _island_lines(islands: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'island':>6} {'gen':>9} {'evals':>13} {'best':>12}  {'owner':<32} "
+             f"{'updated':>12}"]
+    for i in islands:
         if "error" in i:
             lines.append(f"{i['id']:>6}  {i['error']}")
             continue
-        best = _number(i.get("best"), ".6g")
         owner = (i.get("owner") or "-") + (" (released)" if i.get("released") else "")
-        age = "-" if i.get("head_age_s") is None else f"{_number(i['head_age_s'], '.0f')}s"
-        lines.append(f"{i['id']:>6} {_number(i.get('generation'), '>8')} {best:>14} "
-                     f"{owner:<32} {age:>9}")
-    lines.append(f"workers: {sum(bool(w.get('alive')) for w in st['workers'])} alive of "
-                 f"{len(st['workers'])}")
-    for w in st["workers"]:
+        age = i.get("age_s", i.get("head_age_s"))
+        updated = "-" if age is None else (f"{_number(age, '.0f')}s "
+                                           f"{_SOURCES.get(i.get('source'), '')}".strip())
+        lines.append(f"{i['id']:>6} {_number(i.get('generation'), ','):>9} "
+                     f"{_number(i.get('evals'), ','):>13} {_number(i.get('best'), '.6g'):>12}  "
+                     f"{owner:<32} {updated:>12}")
+    return lines
+
+
+def _worker_lines(workers: list[dict[str, Any]]) -> list[str]:
+    lines = [f"workers: {sum(bool(w.get('alive')) for w in workers)} alive of {len(workers)}"]
+    for w in workers:
         if "error" in w:
             lines.append(f"  {w['id']:<32} unreadable heartbeat: {w['error']}")
             continue
         rate = "-" if w.get("rate") is None else f"{_number(w['rate'], ',.0f')}/s"
-        islands = list(w.get("islands") or [])
-        shown = str(islands[:SHOWN_ISLANDS])
-        if len(islands) > SHOWN_ISLANDS:
-            shown = shown[:-1] + f", ... {len(islands) - SHOWN_ISLANDS} more]"
         lines.append(f"  {w['id']:<32} {'alive' if w.get('alive') else 'gone':<6} "
                      f"{w.get('platform') or '-':<10} {w.get('device') or '-':<12} {rate:>10} "
-                     f"islands {shown}  {_ago(w.get('age_s'))}")
-    return "\n".join(printable(line) for line in lines)
+                     f"islands {islands_text(w.get('islands'))}  {_ago(w.get('age_s'))}")
+    return lines

@@ -73,7 +73,7 @@ def test_status_of_a_bucket_full_of_garbage(garbage: LocalStore) -> None:
         assert any(line.split()[:1] == [worker] and "unreadable heartbeat" in line
                    for line in lines), (worker, text)
     nasty = next(line for line in lines if line.split()[:1] == ["nasty"])
-    assert "?[2J" in nasty and "more]" in nasty and len(nasty) < 400, nasty
+    assert "?[2J" in nasty and "islands 0-4999" in nasty and len(nasty) < 400, nasty
     # The JSON form escapes what it holds: nothing raw reaches the terminal either.
     as_json = json.dumps(st, indent=2, default=str)
     assert ESC not in as_json and "\u202e" not in as_json
@@ -134,3 +134,99 @@ def test_status_reads_each_head_once_and_lists_instead_of_stat(tmp_path: Path) -
     assert st["evaluations"] == 360 and all(i["head_age_s"] is not None for i in st["islands"])
     heads = [c for c in store.calls if c[1].startswith("islands/")]
     assert sorted(heads) == sorted(("get", head_key(i)) for i in range(12))
+
+
+# -- issue 17: live numbers from heartbeats, no Python reprs ------------------------------
+
+
+def test_status_shows_live_numbers_between_checkpoints(tmp_path: Path) -> None:
+    """25 s into a run, status said generation 0 and no best on every island: it read only
+    the HEADs, which move once a checkpoint (every 30 s by default). Heartbeats carry each
+    hosted island's numbers every few seconds."""
+    import threading
+
+    from islandsync.bucket.records import read_head
+    from islandsync.testing import wait_for
+    from islandsync.worker.loop import Worker
+
+    store = LocalStore(tmp_path / "run")
+    # No checkpoint within the test: whatever status shows past generation 0 is live.
+    init_run(store, cluster_spec(islands=3).model_copy(update={"checkpoint_interval_s": 3600.0}))
+    worker = Worker(store, solo=True, progress=False, device="cpu", check_id=False,
+                    worker_id="w-live")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: all(i["generation"] > 0 for i in collect_status(store)["islands"]),
+                 60, "every island's generation moving in status")
+        st = collect_status(store)
+        assert all(read_head(store, i)[0].generation == 0 for i in range(3))  # no checkpoint
+        assert st["evaluations"] > 0 and st["best"] is not None
+        assert {i["source"] for i in st["islands"]} == {"heartbeat"}
+        assert {i["owner"] for i in st["islands"]} == {"w-live"}
+        assert all(i["evals"] > 0 and i["best"] is not None for i in st["islands"])
+        text = format_status(st)
+        assert " live" in text and f"{st['islands'][0]['generation']:,}" in text
+    finally:
+        worker.request_stop("test over")
+        thread.join(60)
+
+
+def _beat(store: LocalStore, worker: str, **fields) -> None:
+    from islandsync.bucket.records import Heartbeat, write_record
+
+    write_record(store, heartbeat_key(worker), Heartbeat(worker=worker, **fields))
+
+
+def test_status_takes_only_live_workers_numbers_and_only_when_ahead(tmp_path: Path) -> None:
+    from islandsync.bucket.records import Head, write_head
+
+    store = LocalStore(tmp_path / "run")
+    init_run(store, cluster_spec(islands=4))
+    for i in range(4):
+        write_head(store, Head(island=i, generation=20, evals=200, best=5.0, owner="w-old"),
+                   if_generation=0)
+    _beat(store, "w-now", islands=[0, 1], live={0: {"generation": 50, "evals": 500,
+                                                      "best": 1.0},
+                                                  1: {"generation": 10, "evals": 100,
+                                                      "best": 9.0}})
+    # An exited worker's numbers are of a lineage another worker may have resumed from
+    # an older checkpoint: not shown.
+    _beat(store, "w-gone", state="exited", islands=[2],
+          live={2: {"generation": 99, "evals": 990, "best": 0.5}})
+    # A heartbeat of an older islandsync (no live numbers) reads as it always did.
+    store.put(heartbeat_key("w-older"), b'{"state": "running", "islands": [3], "rate": 7}')
+    st = collect_status(store)
+    rows = {i["id"]: i for i in st["islands"]}
+    assert (rows[0]["generation"], rows[0]["source"], rows[0]["owner"]) == (50, "heartbeat",
+                                                                            "w-now")
+    assert (rows[1]["generation"], rows[1]["source"]) == (20, "checkpoint")  # HEAD is ahead
+    assert (rows[2]["generation"], rows[2]["source"]) == (20, "checkpoint")
+    assert (rows[3]["generation"], rows[3]["source"]) == (20, "checkpoint")
+    assert st["evaluations"] == 500 + 3 * 200 and st["best"] == 1.0
+    assert {w["id"] for w in st["workers"]} == {"w-now", "w-gone", "w-older"}
+
+
+def test_human_status_has_no_python_reprs(tmp_path: Path) -> None:
+    from islandsync.demo import _progress_line
+
+    store = LocalStore(tmp_path / "run")
+    init_run(store, cluster_spec(islands=4))
+    _beat(store, "w1", islands=[0, 1, 2], rate=10.0)
+    _beat(store, "w2", islands=[3], rate=10.0)
+    text = format_status(collect_status(store))
+    assert "real dim 10 in [-5.12, 5.12]" in text and "islands 0-2" in text
+    line, _ = _progress_line(store, 5.0)
+    assert "islands per worker w1 3, w2 1" in line
+    for shown in (text, line):
+        assert "{'" not in shown and "['" not in shown and "'kind'" not in shown, shown
+
+
+@pytest.mark.parametrize("ids, shown", [
+    ([], "none"), ([3], "3"), ([0, 1, 2, 5, 7, 8], "0-2, 5, 7-8"),
+    (list(range(0, 100, 2)), ", ".join(str(i) for i in range(0, 64, 2)) + ", ... 18 more"),
+])
+def test_islands_text(ids: list[int], shown: str) -> None:
+    from islandsync.status import islands_text
+
+    assert islands_text(ids) == shown

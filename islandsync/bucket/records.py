@@ -70,6 +70,9 @@ MAX_DEPTH = 8
 #: and anything larger (2**64, say) would overflow numpy or a metric.
 MAX_INT = 1 << 62
 MAX_PREVIOUS = 3
+#: At most this many islands' live numbers in one heartbeat (about 70 bytes each, so the
+#: heartbeat stays far below MAX_RECORD_BYTES); a worker hosting more reports these first.
+MAX_LIVE_ISLANDS = 1024
 #: Upper bounds (seconds) of the cumulative upload-time histogram heartbeats carry.
 UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -121,6 +124,17 @@ class LeaseRecord(Record):
     lease_s: Annotated[float, Field(allow_inf_nan=False, gt=0.0, le=600.0)]
 
 
+class IslandProgress(BaseModel):
+    """One hosted island's numbers as its worker's loop last saw them (a heartbeat's
+    ``live``): what ``status`` shows between checkpoints, which come far less often."""
+
+    model_config = RECORD_CONFIG
+
+    generation: Count = 0
+    evals: Count = 0
+    best: Finite | None = None  # in the problem's own direction
+
+
 class Heartbeat(Record):
     """``workers/<id>.json``: a worker's liveness (by blob version, never by its clock) and
     what it reports. Every field is optional and bounded: the leader, metrics and ``status``
@@ -144,6 +158,9 @@ class Heartbeat(Record):
     solo: bool = False
     version: Text | None = None
     protocol: Count | None = None
+    # Absent from older heartbeats (read as empty): status then shows the HEADs' numbers.
+    live: Annotated[dict[Count, IslandProgress], Field(max_length=MAX_LIVE_ISLANDS)] = Field(
+        default_factory=dict)
 
 
 class Assignment(Record):
@@ -417,11 +434,11 @@ def check_protocol(store: BlobStore, *, version: str | None = None) -> int:
 
 
 __all__ = [
-    "MAX_PREVIOUS", "MAX_RECORD_BYTES", "UPLOAD_BUCKETS", "Assignment", "EliteHead", "Finished",
-    "Head", "Heartbeat", "LeaseRecord", "Record", "parse_record", "read_assignment",
-    "read_elite_head", "read_finished", "read_head", "read_heartbeat", "read_lease",
-    "read_record", "landed", "stamp", "write_assignment", "write_elite_head", "write_fenced",
-    "write_head", "write_record",
+    "MAX_LIVE_ISLANDS", "MAX_PREVIOUS", "MAX_RECORD_BYTES", "UPLOAD_BUCKETS", "Assignment",
+    "EliteHead", "Finished", "Head", "Heartbeat", "IslandProgress", "LeaseRecord", "Record",
+    "parse_record", "read_assignment", "read_elite_head", "read_finished", "read_head",
+    "read_heartbeat", "read_lease", "read_record", "landed", "stamp", "write_assignment",
+    "write_elite_head", "write_fenced", "write_head", "write_record",
     # the protocol version (the history's records: islandsync.bucket.history)
     "ProtocolMismatch", "ProtocolRecord", "check_protocol",
     # the field types other records' modules build on

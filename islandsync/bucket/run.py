@@ -14,7 +14,6 @@ def _spec_source(store: BlobStore) -> str:
     return f"{store.url.rstrip('/')}/{RUN_KEY}"
 
 
-
 def read_spec(store: BlobStore) -> RunSpec:
     """The run's spec from ``run.json``; ConfigError when it is missing, too large or invalid."""
     try:
@@ -28,6 +27,14 @@ def read_spec(store: BlobStore) -> RunSpec:
                           f"not a run spec")
     return parse_spec(blob.data, source=_spec_source(store))
 
+
+def require_run(store: BlobStore) -> None:
+    """ConfigError unless the store holds a run (its ``run.json``): what every command that
+    reads a run, or joins one without a spec, checks first, so a mistyped path is one clear
+    line and nothing is written there."""
+    if store.stat(RUN_KEY) is None:
+        raise ConfigError(f"no run at {store.url}: it has no {RUN_KEY} (a mistyped path? "
+                          f"`islandsync init {store.url} ...` creates a run)")
 
 
 def init_run(store: BlobStore, spec: RunSpec) -> str:
@@ -48,4 +55,4 @@ def init_run(store: BlobStore, spec: RunSpec) -> str:
     raise ConfigError(f"run {store.url} already exists with a different spec:\n{diff}")
 
 
-__all__ = ["MAX_SPEC_BYTES", "init_run", "read_spec"]
+__all__ = ["MAX_SPEC_BYTES", "init_run", "read_spec", "require_run"]

@@ -20,7 +20,7 @@ from .algorithms import (
     SNESConfig,
 )
 from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
-from .loading import load_toml, parse_spec, spec_from_flags
+from .loading import SPEC_FLAGS, load_toml, parse_spec, spec_from_flags
 from .problems import BUILTIN_PROBLEMS, SYMREG_TOKENS, BuiltinProblem
 from .spec import (
     GenomeSpec,
@@ -36,10 +36,10 @@ from .spec import (
 )
 
 __all__ = [
-    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SYMREG_TOKENS",
-    "AlgorithmSpec", "BuiltinProblem", "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig",
-    "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig",
-    "SNESConfig", "StopSpec", "TokenGenome",
+    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SPEC_FLAGS",
+    "SYMREG_TOKENS", "AlgorithmSpec", "BuiltinProblem", "CMAESConfig", "DEConfig",
+    "FitnessRef", "GAConfig", "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome",
+    "RunSpec", "SHADEConfig", "SNESConfig", "StopSpec", "TokenGenome",
     "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
     "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

@@ -97,15 +97,47 @@ def parse_spec(data: dict[str, Any] | str | bytes, *, source: str) -> RunSpec:
         raise ConfigError(_format_errors(err, source)) from err
 
 
+#: Each ``islandsync init`` flag that sets a spec field (by :func:`spec_from_flags`'s name
+#: for it) and where that field sits in a spec: one table for building a spec from flags and
+#: for applying flags given beside ``--config`` to the file's values.
+SPEC_FLAGS: dict[str, tuple[str, ...]] = {
+    "problem": ("problem", "name"), "direction": ("problem", "direction"),
+    "dim": ("problem", "genome", "dim"), "lower": ("problem", "genome", "lower"),
+    "upper": ("problem", "genome", "upper"), "length": ("problem", "genome", "length"),
+    "vocab": ("problem", "genome", "vocab"), "islands": ("islands",),
+    "algorithm": ("algorithm", "name"), "pop": ("algorithm", "pop"),
+    "max_evals": ("stop", "max_evals"), "target": ("stop", "target"),
+    "duration_s": ("stop", "duration_s"), "migration_interval": ("migration", "interval"),
+    "migrants": ("migration", "migrants"), "topology": ("migration", "topology"),
+    "elite_size": ("elite_size",), "checkpoint_interval_s": ("checkpoint_interval_s",),
+    "heartbeat_interval_s": ("heartbeat_interval_s",), "seed": ("seed",),
+}
+
+
+def _override(data: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
+    for name, value in overrides.items():
+        *parents, leaf = SPEC_FLAGS[name]
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {'.'.join(parents)}: not a table, so the "
+                                  f"command line's {name} cannot be set in it")
+        node[leaf] = value
+
+
 def load_toml(path: str | os.PathLike[str], *,
-              fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
+              fitness: FitnessRef | Callable[..., Any] | str | None = None,
+              overrides: dict[str, Any] | None = None) -> RunSpec:
     """Read a run spec from a TOML file; errors name the file.
 
     A custom problem names its function under ``[problem]`` as ``fitness = "fit.py:score"``
     (a path relative to the TOML file, or ``module:function``; ``fitness = {ref = "...",
     per_solution = true}`` for a function of one solution), and its fingerprint is computed
     here; or as run.json stores it (``name`` and ``fingerprint``). ``fitness`` (``init
-    --fitness``) fills it in, or must be the same function as the one the file names."""
+    --fitness``) fills it in, or must be the same function as the one the file names.
+    ``overrides``: values by :data:`SPEC_FLAGS` name (command-line flags given beside
+    ``--config``) that replace the file's, or set what it leaves to a default."""
     source = os.fspath(path)
     if _toml is None:  # pragma: no cover - Python 3.10 without tomli
         raise ConfigError(f"{source}: reading TOML on Python 3.10 needs `pip install tomli`")
@@ -116,6 +148,10 @@ def load_toml(path: str | os.PathLike[str], *,
         raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from err
     except _toml.TOMLDecodeError as err:
         raise ConfigError(f"{source}: invalid TOML: {err}") from err
+    label = source  # what errors name; the fitness path stays relative to the file
+    if overrides:
+        _override(data, overrides, source)
+        label += " with the command line's " + ", ".join(sorted(overrides))
     given = None if fitness is None else resolve_fitness(fitness)
     problem = data.get("problem")
     if isinstance(problem, dict):
@@ -123,7 +159,7 @@ def load_toml(path: str | os.PathLike[str], *,
             data["problem"] = {**problem, "fitness": named.model_dump()}
         elif given and "fitness" not in problem:
             data["problem"] = {**problem, "fitness": given.model_dump()}
-    spec = parse_spec(data, source=source)
+    spec = parse_spec(data, source=label)
     named = spec.problem.fitness
     if given and named and named.fingerprint != given.fingerprint:
         raise ConfigError(
@@ -210,4 +246,4 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-__all__ = ["load_toml", "parse_spec", "spec_from_flags"]
+__all__ = ["SPEC_FLAGS", "load_toml", "parse_spec", "spec_from_flags"]

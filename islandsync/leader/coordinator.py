@@ -42,6 +42,7 @@ from islandsync.bucket.records import (
     Head,
     Heartbeat,
     read_assignment,
+    read_finished,
     stamp,
     write_fenced,
     write_record,
@@ -122,6 +123,11 @@ class Coordinator:
         self._wake = threading.Event()
         self._last_write: dict[str, float] = {}  # key -> time.monotonic() of our last write
         self._logged: set[tuple[str, str, str]] = set()
+        #: The run's stop reason once this candidate has seen finished.json (``run`` with
+        #: ``until_finished`` looks for it), else None.
+        self.finish_reason: str | None = None
+        self._finish_seen_at = 0.0
+        self._alive: set[str] = set()  # the workers the last cycle found alive, leading
         self._reset()
 
     def _reset(self) -> None:
@@ -145,10 +151,12 @@ class Coordinator:
 
     # -- driving -------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event | None = None, duration: float | None = None) -> None:
-        """Cycle until ``stop`` is set or ``duration`` passes; gives the lease up on the way
-        out so that another candidate takes over at once. The lease is kept by a thread of
-        its own meanwhile, which wakes this loop when leadership is won or lost."""
+    def run(self, stop: threading.Event | None = None, duration: float | None = None, *,
+            until_finished: bool = False) -> None:
+        """Cycle until ``stop`` is set or ``duration`` passes (or, ``until_finished``, the run
+        is finished: see :meth:`_done`); gives the lease up on the way out so that another
+        candidate takes over at once. The lease is kept by a thread of its own meanwhile,
+        which wakes this loop when leadership is won or lost."""
         stop = stop or threading.Event()
         ends = None if duration is None else self.clock() + duration
         try:
@@ -162,6 +170,8 @@ class Coordinator:
                         watch_s=min(self.interval, self.lease.lease_s / 3)).start()
                 started = self.clock()
                 self.step()
+                if until_finished and self._done():
+                    break
                 # Islands waiting for a worker to be seen beating: look again sooner.
                 interval = min(self.interval, self.spec.heartbeat_interval_s) if self._hurry \
                     else self.interval
@@ -182,6 +192,24 @@ class Coordinator:
             if self._acting_term:
                 log.info("coordinator %s: gave up the lease (term %d)", self.candidate,
                          self._acting_term)
+
+    def _done(self) -> bool:
+        """The run is finished (a valid ``finished.json``, whoever wrote it) and this
+        candidate has nothing left to do for it: a follower at once; the leader once no
+        worker is alive (their final checkpoints, written before their last heartbeat, are
+        merged by then), or a worker timeout after it saw the decision."""
+        if self.finish_reason is None:
+            try:
+                found = read_finished(self.store)
+            except (CheckpointError, StoreError):
+                return False  # only a valid record stops a run; trouble: look next cycle
+            if found is None:
+                return False
+            self.finish_reason, self._finish_seen_at = found[0].reason, self.clock()
+            log.info("coordinator %s: the run is finished (%s)", self.candidate,
+                     self.finish_reason)
+        return (not self._acting_term or not self._alive
+                or self.clock() - self._finish_seen_at >= self.spec.worker_timeout_s)
 
     @property
     def _elite_head(self) -> tuple[EliteHead, Any] | None:
@@ -233,6 +261,7 @@ class Coordinator:
         read = self._guard("heartbeats", self._read_heartbeats)
         if read is not None:
             cycle.heartbeats, cycle.alive = read
+            self._alive = read[1]
             # Assignment before the merge: a new term's first write fences the old
             # leader, and failover waits for nothing else.
             if self._leading():

@@ -13,14 +13,18 @@ from .faulty import FaultyStore
 from .local import LocalStore
 
 
-def open_store(url: str | os.PathLike[str], *, credentials: Any = None, **options: Any) -> BlobStore:
+def open_store(url: str | os.PathLike[str], *, credentials: Any = None, create: bool = True,
+               **options: Any) -> BlobStore:
     """Open the store a run URL names.
 
     * ``gs://bucket/prefix`` — :class:`GCSStore` (``credentials`` and ``options`` go to it);
     * ``s3://bucket/prefix`` — :class:`~islandsync.store.s3.S3Store` (AWS S3, R2, MinIO; needs
       the ``islandsync[s3]`` extra; ``credentials`` and ``options`` go to it);
     * ``file:///abs/path`` — :class:`LocalStore`;
-    * a plain path, absolute or relative — :class:`LocalStore` (the folder is created).
+    * a plain path, absolute or relative — :class:`LocalStore` (the folder is created, unless
+      ``create=False``: then nothing is, until the first write).
+
+    Opening a bucket creates nothing in it either way.
 
     Raises ConfigError naming the URL for an unknown scheme, a missing bucket or an
     unwritable directory.
@@ -33,7 +37,7 @@ def open_store(url: str | os.PathLike[str], *, credentials: Any = None, **option
     is not a non-negative duration raises ConfigError naming the variable.
     """
     latency = _latency_from_env()  # a bad value fails before anything is created
-    store = _open(url, credentials=credentials, **options)
+    store = _open(url, credentials=credentials, create=create, **options)
     if latency > 0:
         from .counting import CountingStore
 
@@ -55,20 +59,21 @@ def _latency_from_env() -> float:
         raise ConfigError(f"{err} (a benchmarking aid: unset it for real runs)") from None
 
 
-def _open(url: str | os.PathLike[str], *, credentials: Any = None, **options: Any) -> BlobStore:
+def _open(url: str | os.PathLike[str], *, credentials: Any = None, create: bool = True,
+          **options: Any) -> BlobStore:
     text = os.fspath(url)
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"run URL must be a non-empty string, got {url!r}")
     if "://" not in text:
         if options or credentials is not None:
             raise ConfigError(f"store {text}: a local directory takes no credentials or options")
-        return LocalStore(text)
+        return LocalStore(text, create=create)
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ConfigError(f"store {text}: file URLs must be file:///absolute/path")
-        return LocalStore(unquote(parts.path), url=text)
+        return LocalStore(unquote(parts.path), url=text, create=create)
     if scheme == "gs":
         if not parts.netloc:
             raise ConfigError(f"store {text}: no bucket name (expected gs://bucket/prefix)")

@@ -50,7 +50,9 @@ _RESERVED = ".islandsync"
 
 
 class LocalStore(BlobStore):
-    """A :class:`BlobStore` on a local directory (created when missing).
+    """A :class:`BlobStore` on a local directory (created when missing; with
+    ``create=False`` nothing is created until the first write, so that opening a mistyped
+    path to read it leaves no trace).
 
     Compare-and-swap is correct across threads and processes of one machine (``flock`` per
     key), so a leader and several workers can run as separate processes on one directory. It is
@@ -61,13 +63,20 @@ class LocalStore(BlobStore):
     ``.islandsync`` at the root is reserved.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, url: str | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, url: str | None = None,
+                 create: bool = True) -> None:
         if fcntl is None:  # pragma: no cover - Windows
             raise ConfigError("LocalStore needs POSIX file locks (fcntl); use WSL on Windows")
         self.root = Path(root).expanduser().absolute()
         self.url = url or str(self.root)
         self._tmp = self.root / _RESERVED / "tmp"
         self._locks = self.root / _RESERVED / "locks"
+        self._ready = False
+        if create:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        """Create the directory and its reserved folders, and check that it is writable."""
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
             self._locks.mkdir(parents=True, exist_ok=True)
@@ -75,6 +84,7 @@ class LocalStore(BlobStore):
             probe.close()
         except OSError as err:
             raise ConfigError(f"store {self.url}: directory is not writable ({err})") from err
+        self._ready = True
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -163,6 +173,8 @@ class LocalStore(BlobStore):
     def _locked(self, key: str) -> Iterator[int]:
         """Hold the key's write lock; yields the fd of the lock file (it stores the last
         generation written, as decimal text)."""
+        if not self._ready:
+            self._prepare()
         lock_path = self._locks / key
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)

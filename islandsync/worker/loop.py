@@ -26,7 +26,7 @@ import torch
 
 from islandsync import __version__
 from islandsync.bucket.layout import PROTOCOL_VERSION, WORKER_ID_RE
-from islandsync.bucket.records import Head
+from islandsync.bucket.records import MAX_LIVE_ISLANDS, Head
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, check_fitness, spec_hash
 from islandsync.errors import ConfigError, IslandSyncError
@@ -173,6 +173,9 @@ class Worker:
         self._totals: tuple[int | None, float | None] | None = None  # the leader's
         self._run_ends_at: float | None = None  # time.monotonic() when stop.duration_s is up
         self._next_look = 0.0
+        # Each hosted island's numbers as of the last look (the loop replaces the dict
+        # whole; the heartbeat thread only reads it): status is current between checkpoints.
+        self._live: dict[int, dict[str, Any]] = {}
         self.deadline = deadline  # time.monotonic() at which the session must be wound up
         self.assignment_epoch = 0
         # Something that runs beside the loop while it runs (a leader candidate, composed at
@@ -233,6 +236,7 @@ class Worker:
                               else round(self.deadline - time.monotonic(), 1)),
             "assignment_epoch": self.assignment_epoch,
             "solo": self.solo,
+            "live": self._live,
         }
 
     # -- the loop ------------------------------------------------------------------------
@@ -411,12 +415,15 @@ class Worker:
     # -- reporting -----------------------------------------------------------------------
 
     def _view(self) -> dict[str, Any]:
-        gens = self.engine.generations
+        gens, evals = self.engine.generations, self.engine.evals
+        scores = self.engine.best_scores()  # one read off the device, for both uses
+        self._live = {i: {"generation": gens[i], "evals": evals[i], "best": self.to_user(s)}
+                      for i, s in sorted(scores.items())[:MAX_LIVE_ISLANDS]}
         return {
             "worker": self.worker_id,
             "islands": len(self._hosted),
             "generation": max(gens.values()) if gens else 0,
-            "best": self._best_user(),
+            "best": self.to_user(min(scores.values())) if scores else None,
             "rate": self.rate.rate,
             "evaluations": self.evaluations,
             "checkpoint_age": time.monotonic() - self._last_checkpoint,

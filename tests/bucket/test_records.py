@@ -196,3 +196,31 @@ def test_landed_tells_our_write_from_anothers(tmp_path) -> None:
     theirs = stamp(Head.model_validate(VALID[Head]))
     assert theirs.nonce != ours.nonce
     assert landed(store, head_key(4), theirs, Head) is None
+
+
+def test_a_heartbeats_live_numbers_are_bounded_and_checked() -> None:
+    """Issue 17: heartbeats carry each hosted island's numbers for status. Older heartbeats
+    (none) read as empty; every number is checked like any other, and their count capped."""
+    from islandsync.bucket.records import MAX_LIVE_ISLANDS
+
+    def beat(live: object) -> bytes:
+        return json.dumps({"worker": "w-1", "live": live}).encode()
+
+    good = parse_record(beat({"3": {"generation": 7, "evals": 70, "best": -1.5}}), Heartbeat,
+                        name="hb")
+    assert good.live[3].generation == 7 and good.live[3].best == -1.5
+    assert parse_record(b'{"worker": "w-1"}', Heartbeat, name="hb").live == {}
+    for bad in ({"-1": {"generation": 1}}, {"x": {}}, {"0": {"generation": "7"}},
+                {"0": {"evals": 2 ** 64}}, {"0": []},
+                {str(i): {} for i in range(MAX_LIVE_ISLANDS + 1)}):
+        with pytest.raises(CheckpointError, match="hb"):
+            parse_record(beat(bad), Heartbeat, name="hb")
+    text = beat({"0": {"best": "BEST"}}).replace(b'"BEST"', b"Infinity")
+    with pytest.raises(CheckpointError, match="hb"):
+        parse_record(text, Heartbeat, name="hb")
+    # The largest heartbeat a worker writes fits a record with room to spare.
+    full = {i: {"generation": 2 ** 40, "evals": 2 ** 50, "best": -1.2345678901234567e-300}
+            for i in range(MAX_LIVE_ISLANDS)}
+    body = Heartbeat(worker="w-1", islands=list(range(MAX_LIVE_ISLANDS)),
+                     live=full).model_dump_json().encode()
+    assert len(body) < MAX_RECORD_BYTES // 2

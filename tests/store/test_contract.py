@@ -247,3 +247,18 @@ def test_file_url_and_plain_path_agree(tmp_path) -> None:
         a.put("run.json", b"spec", if_generation=0)
     with open_store(str(tmp_path / "run")) as b:
         assert b.get("run.json").data == b"spec"
+
+
+@pytest.mark.parametrize("url", ["plain", "file"])
+def test_a_local_store_opened_not_to_create_writes_nothing_until_a_write(tmp_path,
+                                                                         url: str) -> None:
+    """What `islandsync status` on a mistyped path relies on (issue 17): reading creates no
+    folder; the first write creates what it needs."""
+    root = tmp_path / "nosuchrun"
+    store = open_store(str(root) if url == "plain" else f"file://{root}", create=False)
+    assert store.stat("run.json") is None and store.list("") == []
+    with pytest.raises(NotFound):
+        store.get("run.json")
+    assert not root.exists()
+    store.put("run.json", b"spec", if_generation=0)
+    assert store.get("run.json").data == b"spec" and (root / ".islandsync").is_dir()
