@@ -323,7 +323,8 @@ def leader_ops_model(c: Cadence, islands: int, workers: int,
     """Operations per hour of the leader (leader/coordinator.py), as the code reads today: a
     lease renewal every lease_s/3 (A; its own thread); per cycle a listing of workers/ and one
     of islands/ (2 A), the heartbeats that changed (B) and the HEADs that moved (B: each once
-    per checkpoint), assignment.json (B); per island checkpoint a ranged read of its elite
+    per checkpoint), assignment.json and finished.json (2 B: `islandsync coordinate` exits once
+    the run is finished); per island checkpoint a ranged read of its elite
     frame (2 B); per elite epoch put blob, put HEAD, list elite/, delete the oldest (4 A).
     Housekeeping sweeps from the cycle's own listings: its deletes only (not billed by GCS)."""
     cycles = 3600 / c.cycle_s
@@ -332,7 +333,7 @@ def leader_ops_model(c: Cadence, islands: int, workers: int,
     island_ckpts = min(islands * 3600 / c.checkpoint_s, islands * cycles)
     epochs = min(cycles, elite_epochs_per_h)
     a = renewals + 2 * cycles + 4 * epochs
-    b = cycles + beats + island_ckpts + 2 * island_ckpts
+    b = 2 * cycles + beats + island_ckpts + 2 * island_ckpts
     return {"A": round(a), "B": round(b)}
 
 
