@@ -16,6 +16,7 @@ from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
 
 
+
 def _smoke(args: argparse.Namespace) -> int:
     from islandsync.smoke import run_smoke
 
@@ -445,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
                              "stable one lets a restarted worker reclaim its islands at once "
                              "(default: platform-host-random)")
-    worker.add_argument("--platform", type=_lower, choices=platforms, help="the platform's profile (default: detect)")
+    worker.add_argument("--platform", type=_lower, choices=platforms,
+                        help="the platform's profile (default: detect)")
     worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
                         help="this session's limit, e.g. 11h (default: the platform's)")
     worker.add_argument("--metrics-port", dest="metrics_port", type=int,
@@ -472,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve Prometheus /metrics here (0: any free port, -1: off)")
     coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
                        help="address /metrics listens on (default: %(default)s)")
-    coord.add_argument("--platform", type=_lower, choices=platforms, help="the platform's profile (default: detect)")
+    coord.add_argument("--platform", type=_lower, choices=platforms,
+                       help="the platform's profile (default: detect)")
     coord.add_argument("--history-every", dest="history_every",
                        type=durations.duration_type(allow_zero=True),
                        default=30.0, help="while leader, add an entry to the run's history "

@@ -161,7 +161,8 @@ PROBLEMS = {"Runtime.exceptionThrown", "Runtime.consoleAPICalled", "Log.entryAdd
             "Network.loadingFailed"}
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (README's test command installs it)")
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="needs Debian's chromium (README's test command installs it)")
 def test_report_opens_cleanly_in_chromium(short_run: Path, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     assert main(["report", str(short_run), "--html", str(page), "--png",
