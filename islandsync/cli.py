@@ -435,12 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-islands", dest="max_islands", type=int,
                         help="host at most this many islands (default: the platform "
                              "profile's default_max_islands)")
-    worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m")
+    worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m "
+                        "(default: when the run finishes, on Ctrl-C or at the session limit)")
     worker.add_argument("--solo", action="store_true",
                         help="claim every island without a live owner: no leader, no candidate")
     worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
                         help="do not stand as a coordinator candidate")
-    _fitness_flags(worker, "the run's custom fitness function (its fingerprint must match "
+    _fitness_flags(worker, "run's custom fitness function (its fingerprint must match "
                    "run.json's)")
     worker.add_argument("--worker-id", dest="worker_id",
                         help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
