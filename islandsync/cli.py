@@ -283,7 +283,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from islandsync.status import collect_status, format_status
+    from islandsync.status import collect_status, format_status, watch
 
     store = _open(args)
 
@@ -295,22 +295,9 @@ def _status(args: argparse.Namespace) -> int:
 
     if args.watch is None:
         print(show())
-        return 0
-    # Like watch(1) in a terminal: the screen redrawn in place. Piped: one block a refresh.
-    redraw = sys.stdout.isatty()
-    try:
-        while True:
-            try:
-                text = show()
-            except IslandSyncError as err:  # bucket trouble: say so, and look again
-                text = f"islandsync status: {err}"
-            if redraw:
-                print(f"\033[H\033[2J{time.strftime('%H:%M:%S')}  every {args.watch:g}s: "
-                      f"islandsync status {args.run}  (Ctrl-C to stop)\n")
-            print(text, flush=True)
-            time.sleep(args.watch)
-    except KeyboardInterrupt:
-        return 0
+    else:
+        watch(show, args.watch, title=f"islandsync status {args.run}")
+    return 0
 
 
 def _init_arguments(init: argparse.ArgumentParser) -> None:
@@ -358,9 +345,13 @@ def _init_arguments(init: argparse.ArgumentParser) -> None:
                       f"(default: {flags['islands'].default})")
     init.add_argument("--pop", type=int, help="genomes per island (default: "
                       f"{ALGORITHM_CONFIGS[algorithm].model_fields['pop'].default})")
+    # Each algorithm described by its settings' own docstring (its first words).
+    about = {name: (cls.__doc__ or name).split("(")[0].split(":")[0].strip()
+             for name, cls in ALGORITHM_CONFIGS.items()}
     init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
-                      help=f"island algorithm: ga (genetic algorithm), de (differential "
-                           f"evolution) (default: {algorithm})")
+                      help="the islands' algorithm: " + "; ".join(
+                          f"{name}: {text}" for name, text in about.items())
+                      + f" (default: {algorithm})")
     init.add_argument("--max-evals", dest="max_evals", type=int,
                       help="stop the run after this many evaluations in all (default: none)")
     init.add_argument("--target", type=float,

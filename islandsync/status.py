@@ -7,7 +7,10 @@ used for a decision (liveness decisions watch generations on a monotonic clock i
 from __future__ import annotations
 
 import datetime as _dt
+import sys
+import time
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from islandsync.bucket.elites import read_elite
@@ -32,7 +35,7 @@ from islandsync.bucket.records import (
 )
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, spec_hash
-from islandsync.errors import CheckpointError, NotFound
+from islandsync.errors import CheckpointError, IslandSyncError, NotFound
 from islandsync.store import BlobInfo, BlobStore
 
 #: Unicode categories never printed as they are: controls (escape sequences), format
@@ -337,3 +340,23 @@ def _worker_lines(workers: list[dict[str, Any]]) -> list[str]:
                      f"{w.get('platform') or '-':<10} {w.get('device') or '-':<12} {rate:>10} "
                      f"islands {islands_text(w.get('islands'))}  {_ago(w.get('age_s'))}")
     return lines
+
+
+def watch(render: Callable[[], str], every: float, *, title: str) -> None:
+    """Print ``render()`` every ``every`` seconds until Ctrl-C (which ends it quietly). In a
+    terminal the screen is redrawn in place, as watch(1) does; piped, one block a refresh.
+    Bucket trouble in one look is said in one line, and the next look tries again."""
+    redraw = sys.stdout.isatty()
+    try:
+        while True:
+            try:
+                text = render()
+            except IslandSyncError as err:
+                text = f"{title}: {err}"
+            if redraw:
+                print(f"\033[H\033[2J{time.strftime('%H:%M:%S')}  every {every:g}s: {title}  "
+                      f"(Ctrl-C to stop)\n")
+            print(text, flush=True)
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
