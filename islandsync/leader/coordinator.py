@@ -154,7 +154,7 @@ class Coordinator:
     def run(self, stop: threading.Event | None = None, duration: float | None = None, *,
             until_finished: bool = False) -> None:
         """Cycle until ``stop`` is set or ``duration`` passes (or, ``until_finished``, the run
-        is finished: see :meth:`_done`); gives the lease up on the way out so that another
+        is finished: see :meth:`done`); gives the lease up on the way out so that another
         candidate takes over at once. The lease is kept by a thread of its own meanwhile,
         which wakes this loop when leadership is won or lost."""
         stop = stop or threading.Event()
@@ -170,7 +170,7 @@ class Coordinator:
                         watch_s=min(self.interval, self.lease.lease_s / 3)).start()
                 started = self.clock()
                 self.step()
-                if until_finished and self._done():
+                if until_finished and self.done():
                     break
                 # Islands waiting for a worker to be seen beating: look again sooner.
                 interval = min(self.interval, self.spec.heartbeat_interval_s) if self._hurry \
@@ -193,7 +193,7 @@ class Coordinator:
                 log.info("coordinator %s: gave up the lease (term %d)", self.candidate,
                          self._acting_term)
 
-    def _done(self) -> bool:
+    def done(self) -> bool:
         """The run is finished (a valid ``finished.json``, whoever wrote it) and this
         candidate has nothing left to do for it: a follower at once; the leader once no
         worker is alive (their final checkpoints, written before their last heartbeat, are

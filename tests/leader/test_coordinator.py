@@ -325,3 +325,54 @@ def test_demo_runs_on_a_bucket_url(s3_url: str, tmp_path: Path) -> None:
     st = collect_status(open_store(s3_url))
     assert st["evaluations"] > 0 and st["assignment"]["leader"] == "demo-coordinator", st
     assert {w["id"] for w in st["workers"]} == {"demo-w0"}
+
+
+def _finished_run_with_a_worker(tmp_path: Path):
+    """A run, its leader L and a follower F on one injected clock, and ``beat(state)``: the
+    worker heartbeats, time passes, both step. The leader has confirmed the worker."""
+    from islandsync.bucket.layout import heartbeat_key
+    from islandsync.bucket.records import Heartbeat
+
+    store = open_store(str(tmp_path))
+    init_run(store, cluster_spec(islands=2))  # worker_timeout_s 2
+    t = {"now": 0.0}
+    leader, follower = (Coordinator(store, candidate=c, lease_s=3.0, interval=0.1,
+                                    clock=lambda: t["now"]) for c in ("L", "F"))
+
+    def beat(state: str = "running", wait: float = 0.3) -> None:
+        write_record(store, heartbeat_key("w"), Heartbeat(worker="w", state=state, rate=1.0))
+        t["now"] += wait
+        leader.step()
+        follower.step()
+
+    for _ in range(3):  # a new leader confirms a worker once its heartbeat has moved
+        beat()
+    assert leader.lease.is_leader and not follower.lease.is_leader
+    return store, leader, follower, beat
+
+
+def test_a_finished_run_is_left_once_its_workers_have_stopped(tmp_path: Path) -> None:
+    """`islandsync coordinate` exits once the run is finished (issue 17): a follower at once;
+    the leader once no worker is alive (their final checkpoints merged by then), or a worker
+    timeout after it saw the decision."""
+    from islandsync.bucket.layout import FINISHED_KEY
+    from islandsync.bucket.records import Finished
+
+    store, leader, follower, beat = _finished_run_with_a_worker(tmp_path / "a")
+    assert not leader.done() and not follower.done()  # not finished yet
+    write_record(store, FINISHED_KEY, Finished(reason="target"), if_generation=0)
+    assert follower.done() and follower.finish_reason == "target"
+    assert not leader.done()  # its worker is still writing its final checkpoints
+    beat()
+    assert not leader.done()
+    beat("exited")
+    assert leader.done() and leader.finish_reason == "target"
+
+    # A worker that goes on beating (never sees the decision) keeps it a worker timeout.
+    store, leader, _, beat = _finished_run_with_a_worker(tmp_path / "b")
+    write_record(store, FINISHED_KEY, Finished(reason="max_evals"), if_generation=0)
+    assert not leader.done()
+    beat(wait=1.0)
+    assert not leader.done()
+    beat(wait=1.0)
+    assert leader.done() and leader.finish_reason == "max_evals"
