@@ -6,15 +6,22 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from islandsync import __version__, durations
-from islandsync.config import ALGORITHM_CONFIGS
+from islandsync.cli_flags import (
+    CREDENTIALS_HELP,
+    DURATIONS_HELP,
+    HelpFormatter,
+    fitness_flags,
+    init_flags,
+    lower,
+    parse_duration,
+    run_flags,
+)
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
-
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -23,18 +30,6 @@ def _smoke(args: argparse.Namespace) -> int:
     run_smoke(_open(args, existing=False), pop=args.pop, dim=args.dim, elite=args.elite,
               seed=args.seed)
     return 0
-
-
-_CREDENTIALS_HELP = ("gs://: a service-account JSON key file; s3://: a JSON or INI file with "
-                     "aws_access_key_id, aws_secret_access_key (endpoint_url, region); a "
-                     "local directory takes none")
-_RUN_HELP = "run URL: a directory, file:///path, gs://bucket/prefix or s3://bucket/prefix"
-_DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number with us, ms, "
-                   "s, m, h or d, e.g. 90, 90s, 10m, 2h")
-
-
-#: ``type=`` of every duration flag: islandsync.durations, refused the argparse way.
-parse_duration = durations.duration_type()
 
 
 def _fitness(args: argparse.Namespace) -> Callable[..., Any] | None:
@@ -52,31 +47,6 @@ def _fitness(args: argparse.Namespace) -> Callable[..., Any] | None:
 
         fn = per_solution(fn)
     return fn
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's default in its help, durations in seconds (``15s``); nothing where
-    there is no default to show (None, a switch's False) or the help says it already."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if ("default" in text or default in (None, False, argparse.SUPPRESS)
-                or (not action.option_strings and action.nargs != argparse.OPTIONAL)):
-            return text
-        shown = f"{default:g}s" if action.type is parse_duration else str(default)
-        return f"{text} (default: {shown.replace('%', '%%')})"
-
-
-def _lower(text: str) -> str:
-    return text.strip().lower()
-
-
-def _run_arguments(parser: argparse.ArgumentParser, *, credentials_help: str = _CREDENTIALS_HELP,
-                   **run: Any) -> None:
-    """The run URL and the credentials to open it with: every command that opens a run."""
-    parser.add_argument("run", help=_RUN_HELP, **run)
-    parser.add_argument("--credentials", metavar="FILE", help=credentials_help)
 
 
 def _open(args: argparse.Namespace, *, existing: bool = True) -> Any:
@@ -300,98 +270,6 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init_arguments(init: argparse.ArgumentParser) -> None:
-    """``init``'s flags; names, choices and defaults come from the registries and the spec's
-    models (one home each), so the help never lists a name or a default that is not so."""
-    import inspect
-    import typing
-
-    from islandsync.config import (
-        ALGORITHM_CONFIGS,
-        BUILTIN_PROBLEMS,
-        MigrationSpec,
-        RunSpec,
-        spec_from_flags,
-    )
-
-    flags = inspect.signature(spec_from_flags).parameters
-    algorithm = flags["algorithm"].default
-    run, migration = RunSpec.model_fields, MigrationSpec.model_fields
-    real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real"]
-    tokens = [p for p in BUILTIN_PROBLEMS.values() if p.kind == "tokens"]
-    box = BUILTIN_PROBLEMS[real[0]] if real else None
-    _run_arguments(init)
-    init.add_argument("--config", metavar="TOML", help="a TOML run spec; flags given beside "
-                      "it replace the file's values")
-    init.add_argument("--problem", choices=[*BUILTIN_PROBLEMS, "custom"],
-                      help="a built-in problem, or custom: your own function (--fitness)")
-    _fitness_flags(init, "custom problem's fitness function, fingerprinted into run.json "
-                   "(implies --problem custom)")
-    init.add_argument("--dim", type=int, help="genes per genome of a real-valued problem: "
-                      f"required for {', '.join(real)} and a real custom problem (no default)")
-    init.add_argument("--length", type=int, help="tokens per genome of a token problem "
-                      "(default: the problem's: "
-                      + ", ".join(f"{p.name} {p.length}" for p in tokens) + ")")
-    init.add_argument("--vocab", type=int, help="token vocabulary size of a custom token "
-                      "problem (a built-in one has its own)")
-    bounds = f", e.g. {box.name} {box.lower:g} to {box.upper:g}" if box else ""
-    init.add_argument("--lower", type=float, help="lower bound of each real gene (default: "
-                      f"the problem's{bounds}; required for custom)")
-    init.add_argument("--upper", type=float, help="upper bound of each real gene (default: "
-                      "the problem's; required for custom)")
-    init.add_argument("--maximize", action="store_true",
-                      help="maximise the fitness (default: minimise)")
-    init.add_argument("--islands", type=int, help="number of islands (populations) "
-                      f"(default: {flags['islands'].default})")
-    init.add_argument("--pop", type=int, help="genomes per island (default: "
-                      f"{ALGORITHM_CONFIGS[algorithm].model_fields['pop'].default})")
-    # Each algorithm described by its settings' own docstring (its first words).
-    about = {name: (cls.__doc__ or name).split("(")[0].split(":")[0].strip()
-             for name, cls in ALGORITHM_CONFIGS.items()}
-    init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
-                      help="the islands' algorithm: " + "; ".join(
-                          f"{name}: {text}" for name, text in about.items())
-                      + f" (default: {algorithm})")
-    init.add_argument("--max-evals", dest="max_evals", type=int,
-                      help="stop the run after this many evaluations in all (default: none)")
-    init.add_argument("--target", type=float,
-                      help="stop the run once the best fitness reaches this (default: none)")
-    init.add_argument("--duration", type=parse_duration,
-                      help="stop the run after this long, e.g. 2h (default: none)")
-    init.add_argument("--migration-interval", dest="migration_interval", type=int,
-                      help="generations between migrations "
-                           f"(default: {migration['interval'].default})")
-    init.add_argument("--migrants", type=int, help="genomes each island takes in per "
-                      f"migration (default: {migration['migrants'].default})")
-    init.add_argument("--topology", choices=typing.get_args(migration["topology"].annotation),
-                      help="pool: migrants from the global elite; ring: from the next island "
-                           f"(default: {migration['topology'].default})")
-    init.add_argument("--elite-size", dest="elite_size", type=int, help="genomes kept in "
-                      f"the merged global elite (default: {run['elite_size'].default})")
-    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration,
-                      help="how often a worker checkpoints its islands, e.g. 60s "
-                           f"(default: {run['checkpoint_interval_s'].default:g}s)")
-    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration,
-                      help="how often a worker writes its heartbeat, e.g. 30s "
-                           f"(default: {run['heartbeat_interval_s'].default:g}s)")
-    init.add_argument("--seed", type=int,
-                      help=f"the run's random seed (default: {run['seed'].default})")
-    init.add_argument("--no-publish", dest="no_publish", action="store_true",
-                      help="do not publish this islandsync's wheel (see `publish`)")
-    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
-                      help="how long the printed install line works (default: 7d, the most)")
-    init.set_defaults(func=_init)
-
-
-def _fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--fitness", metavar="FILE.py:FN",
-                        help=f"the {what}: path/to/file.py:function or module:function; it "
-                             f"takes the whole batch, x: Tensor[batch, dim] -> Tensor[batch]")
-    parser.add_argument("--per-solution", dest="per_solution", action="store_true",
-                        help="the --fitness function takes one solution, x: Tensor[dim] -> "
-                             "float (vectorised with torch.func.vmap where it can be)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="islandsync",
@@ -404,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     platforms = known_platforms()
 
     smoke = sub.add_parser("smoke", help="write, read back and CAS a checkpoint in RUN")
-    _run_arguments(smoke, nargs="?", default="./islandsync-smoke")
+    run_flags(smoke, nargs="?", default="./islandsync-smoke")
     smoke.add_argument("--pop", type=int, default=1024,
                        help="rows of the test population (default: %(default)s)")
     smoke.add_argument("--dim", type=int, default=100,
@@ -416,12 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random seed of the test data (default: %(default)s)")
     smoke.set_defaults(func=_smoke)
 
-    _init_arguments(sub.add_parser("init", help="create a run: write RUN/run.json "
-                                   "(create-only)", epilog=_DURATIONS_HELP))
+    init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)",
+                          epilog=DURATIONS_HELP)
+    init_flags(init)
+    init.set_defaults(func=_init)
 
     worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
-                          epilog=_DURATIONS_HELP)
-    _run_arguments(worker)
+                          epilog=DURATIONS_HELP)
+    run_flags(worker)
     worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
     worker.add_argument("--max-islands", dest="max_islands", type=int,
                         help="host at most this many islands (default: the platform "
@@ -432,13 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="claim every island without a live owner: no leader, no candidate")
     worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
                         help="do not stand as a coordinator candidate")
-    _fitness_flags(worker, "run's custom fitness function (its fingerprint must match "
-                   "run.json's)")
+    fitness_flags(worker, "run's custom fitness function (its fingerprint must match "
+                  "run.json's)")
     worker.add_argument("--worker-id", dest="worker_id",
                         help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
                              "stable one lets a restarted worker reclaim its islands at once "
                              "(default: platform-host-random)")
-    worker.add_argument("--platform", type=_lower, choices=platforms,
+    worker.add_argument("--platform", type=lower, choices=platforms,
                         help="the platform's profile (default: detect)")
     worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
                         help="this session's limit, e.g. 11h (default: the platform's)")
@@ -452,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     coord = sub.add_parser("coordinate",
                            help="stand as the run's coordinator (leader election)",
-                           epilog=_DURATIONS_HELP)
-    _run_arguments(coord)
+                           epilog=DURATIONS_HELP)
+    run_flags(coord)
     coord.add_argument("--lease", type=parse_duration, default=15.0, help="lease, e.g. 15s")
     coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
     coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
@@ -466,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve Prometheus /metrics here (0: any free port, -1: off)")
     coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
                        help="address /metrics listens on (default: %(default)s)")
-    coord.add_argument("--platform", type=_lower, choices=platforms,
+    coord.add_argument("--platform", type=lower, choices=platforms,
                        help="the platform's profile (default: detect)")
     coord.add_argument("--history-every", dest="history_every",
                        type=durations.duration_type(allow_zero=True),
@@ -479,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     coord.set_defaults(func=_coordinate)
 
     best = sub.add_parser("best", help="the best genomes of RUN's newest elite")
-    _run_arguments(best)
+    run_flags(best)
     best.add_argument("--top", type=int, default=10,
                       help="how many genomes (default: %(default)s)")
     best_out = best.add_mutually_exclusive_group()
@@ -490,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a coordinator and workers on a local directory "
                           "(or --url)",
-                          epilog=_DURATIONS_HELP)
+                          epilog=DURATIONS_HELP)
     demo.add_argument("--workers", type=int, default=3,
                       help="worker processes (default: %(default)s)")
     demo.add_argument("--duration", type=parse_duration, default=60.0,
@@ -499,13 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--url", help="run the demo on this store instead of DIR/run: "
                       "gs://bucket/prefix or s3://bucket/prefix (a fresh prefix; logs and "
                       "the report stay in DIR)")
-    demo.add_argument("--credentials", help=_CREDENTIALS_HELP)
+    demo.add_argument("--credentials", help=CREDENTIALS_HELP)
     demo.add_argument("--kill-one", dest="kill_one", action="store_true",
                       help="kill -9 one worker mid-run to show its islands moving")
     demo.set_defaults(func=_demo)
 
     status = sub.add_parser("status", help="islands, workers, leader and elite of RUN")
-    _run_arguments(status)
+    run_flags(status)
     status.add_argument("--json", action="store_true", help="machine-readable (stable keys)")
     status.add_argument("--watch", nargs="?", const=5.0, type=parse_duration, metavar="SECONDS",
                         help="refresh every SECONDS (5s when not given) until Ctrl-C")
@@ -513,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="the run's history as one self-contained HTML page "
                             "(needs the plot extra: pip install 'islandsync[plot]')")
-    _run_arguments(report)
+    run_flags(report)
     report.add_argument("--html", metavar="FILE",
                         help="where to write the page (default: islandsync-report.html)")
     report.add_argument("--png", metavar="DIR", help="also write each figure as a PNG in DIR")
@@ -521,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/ and "
                              "print the one install line (%%pip install \"URL#sha256=...\") "
-                             "for the notebooks", epilog=_DURATIONS_HELP)
-    _run_arguments(publish, credentials_help=_CREDENTIALS_HELP + " (gs://: it must be a "
+                             "for the notebooks", epilog=DURATIONS_HELP)
+    run_flags(publish, credentials_help=CREDENTIALS_HELP + " (gs://: it must be a "
                    "service-account key, to sign the URL)")
     publish.add_argument("--wheel", metavar="FILE",
                          help="publish this wheel instead of building one of the running "

@@ -160,7 +160,7 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path, monkeypatch, capsys
         if len(naps) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("islandsync.cli.time.sleep", nap)
+    monkeypatch.setattr("islandsync.status.time.sleep", nap)
     assert main(["status", url, "--watch", "2s"]) == 0
     out = capsys.readouterr().out
     assert out.count(f"run {url}: rastrigin") == 3 and naps == [2.0, 2.0, 2.0]

@@ -1,0 +1,146 @@
+"""The command line's shared flags and help (:mod:`islandsync.cli` builds the commands from
+them): the run URL and credentials of every command that opens a run, ``init``'s spec flags
+(names, choices and defaults taken from the registries and the spec's models, never restated),
+the fitness flags, and the help formatter that shows every default."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from islandsync import durations
+from islandsync.publish import DEFAULT_EXPIRES_S
+
+CREDENTIALS_HELP = ("gs://: a service-account JSON key file; s3://: a JSON or INI file with "
+                    "aws_access_key_id, aws_secret_access_key (endpoint_url, region); a "
+                    "local directory takes none")
+RUN_HELP = "run URL: a directory, file:///path, gs://bucket/prefix or s3://bucket/prefix"
+DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number with us, ms, "
+                  "s, m, h or d, e.g. 90, 90s, 10m, 2h")
+
+
+#: ``type=`` of every duration flag: islandsync.durations, refused the argparse way.
+parse_duration = durations.duration_type()
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, durations in seconds (``15s``); nothing where
+    there is no default to show (None, a switch's False) or the help says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, False, argparse.SUPPRESS)
+                or (not action.option_strings and action.nargs != argparse.OPTIONAL)):
+            return text
+        shown = f"{default:g}s" if action.type is parse_duration else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def lower(text: str) -> str:
+    """``type=`` of name flags that accept any case (``--platform Kaggle``)."""
+    return text.strip().lower()
+
+
+def run_flags(parser: argparse.ArgumentParser, *, credentials_help: str = CREDENTIALS_HELP,
+              **run: Any) -> None:
+    """The run URL and the credentials to open it with: every command that opens a run."""
+    parser.add_argument("run", help=RUN_HELP, **run)
+    parser.add_argument("--credentials", metavar="FILE", help=credentials_help)
+
+
+def init_flags(init: argparse.ArgumentParser) -> None:
+    """``init``'s flags; names, choices and defaults come from the registries and the spec's
+    models (one home each), so the help never lists a name or a default that is not so."""
+    import inspect
+    import typing
+
+    from islandsync.config import (
+        ALGORITHM_CONFIGS,
+        BUILTIN_PROBLEMS,
+        MigrationSpec,
+        RunSpec,
+        spec_from_flags,
+    )
+
+    flags = inspect.signature(spec_from_flags).parameters
+    algorithm = flags["algorithm"].default
+    run, migration = RunSpec.model_fields, MigrationSpec.model_fields
+    real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real"]
+    tokens = [p for p in BUILTIN_PROBLEMS.values() if p.kind == "tokens"]
+    box = BUILTIN_PROBLEMS[real[0]] if real else None
+    run_flags(init)
+    init.add_argument("--config", metavar="TOML", help="a TOML run spec; flags given beside "
+                      "it replace the file's values")
+    init.add_argument("--problem", choices=[*BUILTIN_PROBLEMS, "custom"],
+                      help="a built-in problem, or custom: your own function (--fitness)")
+    fitness_flags(init, "custom problem's fitness function, fingerprinted into run.json "
+                  "(implies --problem custom)")
+    init.add_argument("--dim", type=int, help="genes per genome of a real-valued problem: "
+                      f"required for {', '.join(real)} and a real custom problem (no default)")
+    init.add_argument("--length", type=int, help="tokens per genome of a token problem "
+                      "(default: the problem's: "
+                      + ", ".join(f"{p.name} {p.length}" for p in tokens) + ")")
+    init.add_argument("--vocab", type=int, help="token vocabulary size of a custom token "
+                      "problem (a built-in one has its own)")
+    bounds = f", e.g. {box.name} {box.lower:g} to {box.upper:g}" if box else ""
+    init.add_argument("--lower", type=float, help="lower bound of each real gene (default: "
+                      f"the problem's{bounds}; required for custom)")
+    init.add_argument("--upper", type=float, help="upper bound of each real gene (default: "
+                      "the problem's; required for custom)")
+    init.add_argument("--maximize", action="store_true",
+                      help="maximise the fitness (default: minimise)")
+    init.add_argument("--islands", type=int, help="number of islands (populations) "
+                      f"(default: {flags['islands'].default})")
+    init.add_argument("--pop", type=int, help="genomes per island (default: "
+                      f"{ALGORITHM_CONFIGS[algorithm].model_fields['pop'].default})")
+    # Each algorithm described by its settings' own docstring (its first words).
+    about = {name: (cls.__doc__ or name).split("(")[0].split(":")[0].strip()
+             for name, cls in ALGORITHM_CONFIGS.items()}
+    init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
+                      help="the islands' algorithm: " + "; ".join(
+                          f"{name}: {text}" for name, text in about.items())
+                      + f" (default: {algorithm})")
+    init.add_argument("--max-evals", dest="max_evals", type=int,
+                      help="stop the run after this many evaluations in all (default: none)")
+    init.add_argument("--target", type=float,
+                      help="stop the run once the best fitness reaches this (default: none)")
+    init.add_argument("--duration", type=parse_duration,
+                      help="stop the run after this long, e.g. 2h (default: none)")
+    init.add_argument("--migration-interval", dest="migration_interval", type=int,
+                      help="generations between migrations "
+                           f"(default: {migration['interval'].default})")
+    init.add_argument("--migrants", type=int, help="genomes each island takes in per "
+                      f"migration (default: {migration['migrants'].default})")
+    init.add_argument("--topology", choices=typing.get_args(migration["topology"].annotation),
+                      help="pool: migrants from the global elite; ring: from the next island "
+                           f"(default: {migration['topology'].default})")
+    init.add_argument("--elite-size", dest="elite_size", type=int, help="genomes kept in "
+                      f"the merged global elite (default: {run['elite_size'].default})")
+    init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration,
+                      help="how often a worker checkpoints its islands, e.g. 60s "
+                           f"(default: {run['checkpoint_interval_s'].default:g}s)")
+    init.add_argument("--heartbeat-interval", dest="heartbeat_interval_s", type=parse_duration,
+                      help="how often a worker writes its heartbeat, e.g. 30s "
+                           f"(default: {run['heartbeat_interval_s'].default:g}s)")
+    init.add_argument("--seed", type=int,
+                      help=f"the run's random seed (default: {run['seed'].default})")
+    init.add_argument("--no-publish", dest="no_publish", action="store_true",
+                      help="do not publish this islandsync's wheel (see `publish`)")
+    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
+                      help="how long the printed install line works (default: 7d, the most)")
+
+
+def fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--fitness", metavar="FILE.py:FN",
+                        help=f"the {what}: path/to/file.py:function or module:function; it "
+                             f"takes the whole batch, x: Tensor[batch, dim] -> Tensor[batch]")
+    parser.add_argument("--per-solution", dest="per_solution", action="store_true",
+                        help="the --fitness function takes one solution, x: Tensor[dim] -> "
+                             "float (vectorised with torch.func.vmap where it can be)")
+
+
+__all__ = [
+    "CREDENTIALS_HELP", "DURATIONS_HELP", "RUN_HELP", "HelpFormatter", "fitness_flags",
+    "init_flags", "lower", "parse_duration", "run_flags",
+]
