@@ -92,8 +92,9 @@ def init_flags(init: argparse.ArgumentParser) -> None:
                       help="maximise the fitness (default: minimise)")
     init.add_argument("--islands", type=int, help="number of islands (populations) "
                       f"(default: {flags['islands'].default})")
-    init.add_argument("--pop", type=int, help="genomes per island (default: "
-                      f"{ALGORITHM_CONFIGS[algorithm].model_fields['pop'].default})")
+    pops = {name: cls.model_fields["pop"].default for name, cls in ALGORITHM_CONFIGS.items()}
+    init.add_argument("--pop", type=int, help="genomes per island (default: the algorithm's: "
+                      + ", ".join(f"{name} {pop}" for name, pop in pops.items()) + ")")
     # Each algorithm described by its settings' own docstring (its first words).
     about = {name: (cls.__doc__ or name).split("(")[0].split(":")[0].strip()
              for name, cls in ALGORITHM_CONFIGS.items()}
