@@ -317,7 +317,7 @@ def test_demo_runs_on_a_bucket_url(s3_url: str, tmp_path: Path) -> None:
     find the endpoint and keys in the environment, as a user's would); logs stay in --dir."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "islandsync", "demo", "--url", s3_url,
-                           "--workers", "1", "--duration", "8s", "--dir", str(tmp_path)],
+                           "--workers", "1", "--duration", "14s", "--dir", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"on {s3_url}" in proc.stdout and "summary" in proc.stdout, proc.stdout
