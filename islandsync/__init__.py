@@ -12,9 +12,15 @@ from islandsync.errors import (
     IslandSyncError,
     NotFound,
     PreconditionFailed,
+    RunNotFound,
     StoreError,
 )
 from islandsync.store import Blob, BlobInfo, BlobStore, LocalStore, open_store
+
+# A run's results. The attribute ``islandsync.status`` is this function; the module of the
+# same name (the `islandsync status` command's) is imported by its full name, as
+# ``from islandsync.status import collect_status``.
+from islandsync.views import best, history, status
 
 __version__ = "0.1.0"
 
@@ -39,11 +45,15 @@ __all__ = [
     "LocalStore",
     "NotFound",
     "PreconditionFailed",
+    "RunNotFound",
     "StoreError",
     "__version__",
+    "best",
     "fitness_ref",
+    "history",
     "open_store",
     "per_solution",
     "run",
     "spec_from_flags",
+    "status",
 ]

@@ -37,6 +37,8 @@ def run(
     credentials: Any = None,
     platform: str | None = None,
     session_limit: float | None = None,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
+    callback_every_s: float = 5.0,
 ) -> RunSummary:
     """Join the run at URL ``run`` as a worker and evolve until it finishes, ``duration``
     seconds pass, or the cell is interrupted; final checkpoints are written either way.
@@ -57,13 +59,23 @@ def run(
     away in time. For a ``gs://`` run, credentials are found in order: ``credentials`` (a
     path, JSON content or a google.auth object), GOOGLE_APPLICATION_CREDENTIALS, the
     platform's secret ``GCS_SERVICE_ACCOUNT`` (Kaggle/Colab secrets), Colab's sign-in, then
-    Google default credentials. Returns a :class:`~islandsync.worker.loop.RunSummary`.
+    Google default credentials.
+
+    ``callback(progress)``, when given, is called from this loop's thread at most every
+    ``callback_every_s`` seconds, and once more at the end, with a dict of this worker's,
+    the run's and each hosted island's numbers (README.md, "Progress in your own code"); if
+    it raises, the error is logged once with its traceback and the callback is dropped, and
+    the search goes on (``RunSummary.callback_error`` says so).
+
+    Returns a :class:`~islandsync.worker.loop.RunSummary`: this worker's best
+    (``best_fitness``) and the run's (``global_best_fitness``), among others.
     """
     return make_worker(run, fitness=fitness, spec=spec, device=device,
                        max_islands=max_islands, duration=duration, solo=solo,
                        coordinator=coordinator, progress=progress, worker_id=worker_id,
                        credentials=credentials, platform=platform,
-                       session_limit=session_limit).run()
+                       session_limit=session_limit, callback=callback,
+                       callback_every_s=callback_every_s).run()
 
 
 def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = None,
@@ -74,6 +86,7 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
     the run created from ``spec`` if given, and the platform's defaults and session deadline
     applied. ``worker_options`` go to :class:`~islandsync.worker.loop.Worker`."""
     from islandsync import __version__
+    from islandsync.views import global_best
     from islandsync.worker.loop import Worker  # torch is imported only by those who step islands
 
     if isinstance(worker_options.get("fitness"), str):
@@ -94,7 +107,7 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
     return Worker(store, max_islands=max_islands or profile.default_max_islands, solo=solo,
                   companion=companion, platform=profile.name,
                   deadline=session_deadline(profile, started=started, override_s=session_limit),
-                  **worker_options)
+                  run_best=global_best, **worker_options)
 
 
 def _say_if_not_the_published_version(store: BlobStore) -> None:

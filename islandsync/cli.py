@@ -209,7 +209,7 @@ def _coordinate(args: argparse.Namespace) -> int:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from islandsync.status import best_genomes
+    from islandsync.views import best_genomes
 
     best = best_genomes(_open(args), top=args.top)
     if args.npy:
@@ -221,7 +221,11 @@ def _best(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in best.items() if k != "genomes"}
                          | {"genomes": [g.tolist() for g in best["genomes"]]}, indent=2))
     else:
-        print(f"elite epoch {best['epoch']} (term {best['term']}), best {len(best['fitness'])}:")
+        where = ([f"elite epoch {best['epoch']} (term {best['term']})"]
+                 if best["epoch"] is not None else [])
+        if best["islands_read"]:
+            where.append(f"the elites of {best['islands_read']} islands' latest checkpoints")
+        print(f"best {len(best['fitness'])}, from {' and '.join(where)}:")
         for rank, (fit, island, gid) in enumerate(
                 zip(best["fitness"], best["island"], best["id"]), 1):
             print(f"{rank:3d}  fitness {fit:.10g}  island {island}  id {gid:016x}")
@@ -358,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "at least this often: what a killed leader loses (default: 5m)")
     coord.set_defaults(func=_coordinate)
 
-    best = sub.add_parser("best", help="the best genomes of RUN's newest elite")
+    best = sub.add_parser("best", help="the best genomes of RUN: its newest merged elite and "
+                          "its islands' latest checkpoints (a --solo run has only those)")
     run_flags(best)
     best.add_argument("--top", type=int, default=10,
                       help="how many genomes (default: %(default)s)")

@@ -16,6 +16,11 @@ class ConfigError(IslandSyncError, ValueError):
     """A URL, option or run spec is invalid; the message names what and where."""
 
 
+class RunNotFound(ConfigError):
+    """The run URL names no run (it has no ``run.json``); nothing was created there. Raised
+    by the read-only views (``islandsync.status``, ``best``, ``history``) and commands."""
+
+
 class StoreError(IslandSyncError):
     """A bucket or directory operation failed (outage, permission, timeout).
 
@@ -77,6 +82,7 @@ class FitnessError(IslandSyncError):
 __all__ = [
     "IslandSyncError",
     "ConfigError",
+    "RunNotFound",
     "StoreError",
     "NotSent",
     "Refused",

@@ -13,7 +13,6 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from islandsync.bucket.elites import read_elite
 from islandsync.bucket.heads import HeadWatch, read_concurrently
 from islandsync.bucket.layout import (
     ASSIGNMENT_KEY,
@@ -30,12 +29,11 @@ from islandsync.bucket.records import (
     Heartbeat,
     LeaseRecord,
     Record,
-    read_elite_head,
     read_record,
 )
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec, spec_hash
-from islandsync.errors import CheckpointError, IslandSyncError, NotFound
+from islandsync.errors import CheckpointError, IslandSyncError
 from islandsync.store import BlobInfo, BlobStore
 
 #: Unicode categories never printed as they are: controls (escape sequences), format
@@ -208,26 +206,6 @@ def _islands(store: BlobStore, spec: RunSpec, live: Live) -> list[dict[str, Any]
                        age_s=age)
         islands.append(row)
     return islands
-
-
-def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
-    """The best ``top`` genomes of the newest elite epoch, in the problem's own direction:
-    ``{"epoch", "term", "fitness": [...], "island": [...], "id": [...], "genomes": ndarray}``.
-    """
-    spec = read_spec(store)
-    current = read_elite_head(store)
-    if current is None:
-        raise NotFound(f"run {store.url} has no elite yet: a coordinator writes the first "
-                       f"one after the first checkpoints")
-    head = current[0]
-    genomes, scores, ids, origin = read_elite(store, head.key, spec=spec)
-    n = min(top, scores.shape[0])
-    sign = 1.0 if spec.problem.direction == "minimize" else -1.0
-    return {"epoch": head.epoch, "term": head.term,
-            "fitness": [sign * float(v) for v in scores[:n]],
-            "island": [int(v) for v in origin[:n]],
-            "id": [int(v) & 0xFFFFFFFFFFFFFFFF for v in ids[:n]],
-            "genomes": genomes[:n]}
 
 
 def _ago(age: Any) -> str:

@@ -58,7 +58,8 @@ def head(island: int, owner: str | None, generation: int, best: float) -> Head:
 
 
 def history(store, clock: Clock, **kw) -> RunHistory:
-    kw = {"every_s": 1.0, "flush_s": 1e9, "per_segment": 5, **kw}
+    # Not early: these tests count entries and segments at a steady cadence.
+    kw = {"every_s": 1.0, "flush_s": 1e9, "per_segment": 5, "early": False, **kw}
     return RunHistory(store, clock=clock, wall=lambda: 1.7e9 + clock.t, **kw)
 
 
@@ -321,13 +322,33 @@ def test_tap_feeds_the_history_from_the_coordinator_hooks(tmp_path: Path) -> Non
 
 def test_history_bucket_operations_are_few(tmp_path: Path) -> None:
     """The cost table's numbers: an hour at the defaults (30 s entries, 5 min segments) of a
-    leader with a 5 s cycle is one list and 10 puts (11 entries each, 5.5 min apart)."""
+    leader with a 5 s cycle is one list and 15 puts: 10 of 11 entries each, 5.5 min apart,
+    and 5 more in the term's first minutes (early)."""
     store, clock = CountingStore(LocalStore(tmp_path)), Clock()
     h = RunHistory(store, clock=clock)
     for g in range(720):
         cycle(h, clock, owners={0: "a"}, gens={0: g}, alive={"a"}, dt=5.0)
-    assert store.counts()["ops"] == {"A": 1 + 10, "B": 0}
-    assert len(read_history(store.inner).entries) == 110  # the last 10 still pending
+    assert store.counts()["ops"] == {"A": 1 + 15, "B": 0}
+    assert len(read_history(store.inner).entries) == 120  # the last 10 still pending
+
+
+def test_a_new_term_is_in_the_bucket_within_its_first_cycles(tmp_path: Path) -> None:
+    """A one-minute run has a history while it runs (issue 17): the first entry is written
+    at once, then segments as old as the history before them, entries every quarter of the
+    term's age; later the steady cadence (here 30 s entries, 5 min segments) takes over."""
+    store, clock = LocalStore(tmp_path), Clock()
+    h = RunHistory(store, clock=clock, wall=lambda: 1.7e9 + clock.t)  # the defaults
+    cycle(h, clock, owners={0: "a"}, gens={0: 0}, alive={"a"}, dt=5.0)
+    assert [e.seq for e in read_history(store).entries] == [0]
+    for g in range(1, 12):  # the rest of the first minute, a cycle every 5 s
+        cycle(h, clock, owners={0: "a"}, gens={0: g}, alive={"a"}, dt=5.0)
+    first_minute = read_history(store).entries
+    assert len(first_minute) >= 6 and first_minute[-1].islands[0][1] >= 5
+    # A new term (a failover) starts early again, continuing the series.
+    later = RunHistory(store, clock=clock, wall=lambda: 1.7e9 + clock.t)
+    cycle(later, clock, term=2, owners={0: "a"}, gens={0: 12}, alive={"a"}, dt=5.0)
+    entries = read_history(store).entries
+    assert entries[-1].term == 2 and entries[-1].seq > first_minute[-1].seq
 
 
 # -- the protocol record ------------------------------------------------------------------

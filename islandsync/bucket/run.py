@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from islandsync.bucket.layout import RUN_KEY
 from islandsync.config import RunSpec, parse_spec, spec_diff, spec_json
-from islandsync.errors import ConfigError, NotFound, PreconditionFailed
+from islandsync.errors import ConfigError, NotFound, PreconditionFailed, RunNotFound
 from islandsync.store.base import BlobStore
 
 MAX_SPEC_BYTES = 1 << 20  # run.json is untrusted input: never parse more than this
@@ -29,11 +29,11 @@ def read_spec(store: BlobStore) -> RunSpec:
 
 
 def require_run(store: BlobStore) -> None:
-    """ConfigError unless the store holds a run (its ``run.json``): what every command that
-    reads a run, or joins one without a spec, checks first, so a mistyped path is one clear
-    line and nothing is written there."""
+    """RunNotFound (a ConfigError) unless the store holds a run (its ``run.json``): what
+    every command and view that reads a run, or joins one without a spec, checks first, so a
+    mistyped path is one clear line and nothing is written there."""
     if store.stat(RUN_KEY) is None:
-        raise ConfigError(f"no run at {store.url}: it has no {RUN_KEY} (a mistyped path? "
+        raise RunNotFound(f"no run at {store.url}: it has no {RUN_KEY} (a mistyped path? "
                           f"`islandsync init {store.url} ...` creates a run)")
 
 

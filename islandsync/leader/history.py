@@ -10,19 +10,24 @@ moving, recoveries with their seconds, restarts from an older checkpoint or the 
 
 Storage: immutable segments ``history/<first>-<last>.json`` (create-only), written when a
 segment holds ``per_segment`` entries, nears :data:`MAX_SEGMENT_BYTES`, or is ``flush_s``
-old, and on :meth:`RunHistory.close`. A new leader lists ``history/`` once at the start of its
-term and continues the same series after the highest entry it finds (what the old leader had
-not flushed, at most ``flush_s`` of samples, is lost; the events it derived are derived
-again where they still show). Bounded for a week or a year: past ``max_segments`` the oldest
-``compact_group`` segments are merged into one, thinned to ``per_segment`` entries (every
-event kept, moved onto the next kept entry), and the originals deleted; old history grows
-coarser, never larger than ``max_segments`` x 192 KB.
+old, and on :meth:`RunHistory.close`. A term starts ``early`` (the default): a segment is
+due once its entries are as old as the term's history before them (the first entry at once;
+with a 5 s cycle, after 10 s, 30 s, 80 s, 200 s; then every ``flush_s``), and entries come
+every quarter of the term's age until that reaches ``every_s``. So a fresh run's history
+(``islandsync report``, ``islandsync.history``) has its first minute within seconds, not
+after ``flush_s``, for about five more segments a term. A new leader lists ``history/``
+once at the start of its term and continues the same series after the highest entry it
+finds (what the old leader had not flushed, at most ``flush_s`` of samples, is lost; the
+events it derived are derived again where they still show). Bounded for a week or a year:
+past ``max_segments`` the oldest ``compact_group`` segments are merged into one, thinned to
+``per_segment`` entries (every event kept, moved onto the next kept entry), and the
+originals deleted; old history grows coarser, never larger than ``max_segments`` x 192 KB.
 
 Cost (bucket operations, GCS classes): one class-A put per segment (at the defaults, 11
-entries 5.5 min apart: 11 an hour), one list per term, and per compaction (after 256
-segments, every 7 new ones: ~1.6 an hour) one list, 8 reads, one put and 8 deletes: about
-14 class A and 11 class B an hour, well under $0.01 a week on GCS (tests/test_history.py
-counts them).
+entries 5.5 min apart: 11 an hour, and five more in a term's first minutes), one list per
+term, and per compaction (after 256 segments, every 7 new ones: ~1.6 an hour) one list, 8
+reads, one put and 8 deletes: about 14 class A and 11 class B an hour, well under $0.01 a
+week on GCS (tests/test_history.py counts them).
 
 Wall times in entries are the LEADER'S OWN clock, for plotting only; nothing compares them
 with another machine's, and every decision here runs on this process's monotonic clock.
@@ -68,7 +73,7 @@ class RunHistory:
                  flush_s: float = 300.0, per_segment: int = 120, max_segments: int = 256,
                  compact_group: int = 8, is_leader: Callable[[], bool] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, early: bool = True) -> None:
         if per_segment < 2 or compact_group < 2 or max_segments < compact_group:
             raise ValueError("per_segment and compact_group >= 2, max_segments >= compact_group")
         self.store, self.direction = store, direction
@@ -77,8 +82,10 @@ class RunHistory:
                                                                    compact_group)
         self.is_leader = is_leader or (lambda: True)
         self.clock, self.wall = clock, wall
+        self.early = early
         self._started = clock()
         self._term = 0
+        self._term_started = self._started
         self._next_seq: int | None = None  # unknown until the history is listed
         self._segments = 0  # segments in the bucket, as last listed plus our writes
         self._pending: list[tuple[HistoryEntry, int]] = []  # (entry, its JSON size)
@@ -145,19 +152,25 @@ class RunHistory:
             if self._term:
                 self.flush()  # what we wrote in the old term is ours; then start afresh
             self._term, self._next_seq = term, None
+            self._term_started = now
             self._pending.clear()
             self._forget()
             self.event("term", term=term, worker=leader)
         beats = {w: hb if isinstance(hb, Heartbeat) else Heartbeat.model_validate(hb)
                  for w, hb in heartbeats.items()}
         self._derive(now, beats, alive, heads, draining)
-        due = self._last_entry is None or now - self._last_entry >= self.every_s or (
+        # Early in a term, entries come more often and segments sooner (see module doc).
+        every = min(self.every_s, (now - self._term_started) / 4) if self.early \
+            else self.every_s
+        due = self._last_entry is None or now - self._last_entry >= every or (
             self._events and now - self._last_entry >= self.every_s / 6)
         if due:
             self._append(now, term, leader, beats, alive, heads, best, leader_ops)
+        flush_after = min(self.flush_s, self._pending_since - self._term_started) \
+            if self.early else self.flush_s
         if self._pending and (len(self._pending) >= self.per_segment
                               or sum(n for _, n in self._pending) > MAX_SEGMENT_BYTES * 0.8
-                              or now - self._pending_since >= self.flush_s):
+                              or now - self._pending_since >= flush_after):
             self.flush()
 
     def _derive(self, now: float, beats: Mapping[str, Heartbeat], alive: set[str],

@@ -35,19 +35,25 @@ from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
 from islandsync.worker.engine import Engine, FitnessError, resolve_device
 from islandsync.worker.link import BucketLink, default_worker_id
-from islandsync.worker.progress import Progress, make_progress
-from islandsync.worker.stopping import check_id_free, run_deadline, stop_reason
+from islandsync.worker.progress import Progress, RateMeter, UserCallback, make_progress
+from islandsync.worker.stopping import check_id_free, run_deadline, run_totals, stop_reason
 from islandsync.worker.uploader import Uploader, checkpoint_tag
 
 log = logging.getLogger(__name__)
 
 #: Started with (store, worker id) when the loop starts; returns the function that stops it.
 Companion = Callable[[BlobStore, str], Callable[[], None]]
+#: The run's best (fitness, genome, island) read from the bucket once the worker has stopped;
+#: composed at the edges (it merges as the leader does, and this role never imports it).
+RunBest = Callable[[BlobStore], tuple[float | None, np.ndarray | None, int | None]]
 
 
 @dataclass
 class RunSummary:
-    """What a worker did, returned by :func:`islandsync.run`."""
+    """What a worker did, returned by :func:`islandsync.run`. ``best_*`` are THIS worker's
+    best (among the islands it hosted at the end); ``global_best_*`` the whole run's, read
+    from the bucket after the final checkpoints (the merged elite and the islands' latest
+    checkpoints; None when it could not be read)."""
 
     worker: str
     best_fitness: float | None
@@ -60,6 +66,10 @@ class RunSummary:
     wall_s: float
     checkpoint_blocked_s: float
     island_generations: dict[int, int] = field(default_factory=dict)
+    global_best_fitness: float | None = None
+    global_best_genome: np.ndarray | None = None
+    global_best_island: int | None = None
+    callback_error: str | None = None  # what the user's callback raised (it was then dropped)
 
 
 class WorkerFailed(IslandSyncError):
@@ -69,25 +79,6 @@ class WorkerFailed(IslandSyncError):
     def __init__(self, reason: str, summary: RunSummary | None = None) -> None:
         super().__init__(reason)
         self.summary = summary
-
-
-class _RateMeter:
-    """Evaluations per second, smoothed over a few seconds."""
-
-    def __init__(self, halflife: float = 5.0) -> None:
-        self.halflife, self.rate = halflife, 0.0
-        self._t = time.monotonic()
-        self._count = 0
-
-    def add(self, evals: int) -> None:
-        self._count += evals
-        now = time.monotonic()
-        dt = now - self._t
-        if dt >= 0.5:
-            inst = self._count / dt
-            w = 0.5 ** (dt / self.halflife)
-            self.rate = inst if self.rate == 0 else w * self.rate + (1 - w) * inst
-            self._t, self._count = now, 0
 
 
 class Worker:
@@ -111,12 +102,18 @@ class Worker:
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
         check_id: bool = True,
         stall_s: float | None = None,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+        callback_every_s: float = 5.0,
+        run_best: RunBest | None = None,
     ) -> None:
         """``check_id``: before the first heartbeat, refuse (ConfigError) when another live
         worker heartbeats under the same id (costs a heartbeat interval, only when the id's
         heartbeat blob exists and does not say it exited). ``stall_s``: how long the loop may
         go without an iteration before heartbeats stop vouching for it (default: the larger
-        of 300 s and ten worker timeouts: one slow generation must not look like a hang)."""
+        of 300 s and ten worker timeouts: one slow generation must not look like a hang).
+        ``callback``: the user's progress function, see
+        :class:`~islandsync.worker.progress.UserCallback`. ``run_best``: reads the run's best
+        for the summary (:data:`RunBest`)."""
         # Counted, so that heartbeats say what this worker costs in bucket operations.
         store = store if isinstance(store, CountingStore) else CountingStore(store)
         self.store = store
@@ -140,10 +137,12 @@ class Worker:
         self.duration = duration
         self.solo = solo
         self.progress = make_progress(progress) if isinstance(progress, bool) else progress
+        self.callback = UserCallback(callback, callback_every_s)
+        self.run_best = run_best
         self.blocked_s = 0.0
         self.steps = 0
         self.evaluations = 0
-        self.rate = _RateMeter()
+        self.rate = RateMeter()
         self._lost: list[int] = []
         self._lost_lock = threading.Lock()
         self._stop_reason: str | None = None
@@ -271,6 +270,12 @@ class Worker:
             restore()
             self._shutdown()
         summary = self._summary(started)
+        if self.run_best is not None:
+            (summary.global_best_fitness, summary.global_best_genome,
+             summary.global_best_island) = self.run_best(self.store)
+        now = time.monotonic()
+        self.callback.call(self._callback_view(started, now, stopped=summary.stopped), now)
+        summary.callback_error = self.callback.error
         self.progress.close(summary)
         if error is not None:
             raise error
@@ -294,6 +299,7 @@ class Worker:
                 break
             if not self._hosted:
                 self.progress.update(self._view())
+                self._maybe_call_back(started)
                 time.sleep(0.1)
                 continue
             made = self.engine.step()
@@ -313,6 +319,7 @@ class Worker:
                 self._next_look = now + 0.25
                 self._check_stop_criteria()
                 self.progress.update(self._view())
+                self._maybe_call_back(started)
 
     def _apply_inbox(self) -> None:
         inbox = self.link.take()
@@ -428,6 +435,37 @@ class Worker:
             "evaluations": self.evaluations,
             "checkpoint_age": time.monotonic() - self._last_checkpoint,
             "pending_uploads": self.uploader.pending(),
+        }
+
+    def _maybe_call_back(self, started: float) -> None:
+        now = time.monotonic()
+        if self.callback.due(now):
+            self.callback.call(self._callback_view(started, now), now)
+
+    def _callback_view(self, started: float, now: float,
+                       stopped: str | None = None) -> dict[str, Any]:
+        """What the user's callback gets (README.md, "Progress in your own code"): this
+        worker's numbers, the run's as far as it can tell (:func:`run_totals`), and each
+        hosted island's. Reads the islands' bests off the device: not every generation."""
+        scores = self.engine.best_scores()
+        best = self.to_user(min(scores.values())) if scores else None
+        run_evals, run_best = run_totals(
+            self.spec, own_evals=sum(self.engine.evals.values()), own_best=best,
+            remote=self._remote, hosted=self._hosted, totals=self._totals)
+        return {
+            "worker": self.worker_id,
+            "elapsed_s": now - started,
+            "evaluations": self.evaluations,
+            "generations": self.steps,
+            "rate": self.rate.rate,
+            "best": best,
+            "run_evaluations": run_evals,
+            "run_best": run_best,
+            "islands": {i: {"generation": self.engine.generations[i],
+                            "evaluations": self.engine.evals[i],
+                            "best": self.to_user(scores[i]) if i in scores else None}
+                        for i in sorted(self.engine.generations)},
+            "stopped": stopped,
         }
 
     def _summary(self, started: float) -> RunSummary:

@@ -1,13 +1,39 @@
 """Progress for people: one status line every few seconds in a terminal, one live-updating
-display in Jupyter (never a flood of lines), nothing when switched off."""
+display in Jupyter (never a flood of lines), nothing when switched off; and for programs,
+the user's own callback (:class:`UserCallback`)."""
 
 from __future__ import annotations
 
 import html
+import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
+
+from islandsync.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class RateMeter:
+    """Evaluations per second, smoothed over a few seconds."""
+
+    def __init__(self, halflife: float = 5.0) -> None:
+        self.halflife, self.rate = halflife, 0.0
+        self._t = time.monotonic()
+        self._count = 0
+
+    def add(self, evals: int) -> None:
+        self._count += evals
+        now = time.monotonic()
+        dt = now - self._t
+        if dt >= 0.5:
+            inst = self._count / dt
+            w = 0.5 ** (dt / self.halflife)
+            self.rate = inst if self.rate == 0 else w * self.rate + (1 - w) * inst
+            self._t, self._count = now, 0
 
 
 class Progress(Protocol):
@@ -25,8 +51,10 @@ def _line(v: dict[str, Any]) -> str:
 
 def _summary_line(s: Any) -> str:
     best = "-" if s.best_fitness is None else f"{s.best_fitness:.6g}"
+    run_best = getattr(s, "global_best_fitness", None)
+    run = "" if run_best is None else f"; the run's best {run_best:.6g}"
     return (f"[{s.worker}] stopped ({s.stopped}) after {s.wall_s:.1f}s: best {best} "
-            f"(island {s.best_island}), {s.generations} generations, {s.evaluations:,} "
+            f"(island {s.best_island}){run}, {s.generations} generations, {s.evaluations:,} "
             f"evaluations, checkpoint blocked {s.checkpoint_blocked_s:.3f}s")
 
 
@@ -117,6 +145,47 @@ class NotebookProgress:
 
     def close(self, summary: Any) -> None:
         self._handle.update(_Live(_summary_line(summary), list(self._points)))
+
+
+class UserCallback:
+    """The user's progress function (``islandsync.run(callback=fn)``): ``fn(progress)`` with
+    a dict of numbers, called from the worker loop's own thread (the one that called
+    ``run``, so a notebook's plotting or a TensorBoard writer needs no lock) at most every
+    ``every_s`` seconds, and once more when the worker stops (``progress["stopped"]`` then
+    says why; None before). It runs inside the loop: keep it quick.
+
+    An exception from ``fn`` is logged once, with its traceback, and the callback is not
+    called again in this run; the search goes on (a plotting bug must not cost hours of
+    search) and :attr:`error` (``RunSummary.callback_error``) says what happened. Without a
+    function, this does nothing."""
+
+    def __init__(self, fn: Callable[[dict[str, Any]], Any] | None, every_s: float = 5.0) -> None:
+        if fn is not None and not callable(fn):
+            raise ConfigError(f"callback must be a function of one argument, got "
+                              f"{type(fn).__name__}")
+        if not (isinstance(every_s, (int, float)) and math.isfinite(every_s) and every_s >= 0):
+            raise ConfigError(f"callback_every_s must be a number of seconds >= 0, got "
+                              f"{every_s!r}")
+        self.fn, self.every_s = fn, float(every_s)
+        self.error: str | None = None
+        self._next = 0.0  # the first call comes with the loop's first look
+
+    def due(self, now: float) -> bool:
+        return self.fn is not None and now >= self._next
+
+    def call(self, progress: dict[str, Any], now: float) -> None:
+        fn = self.fn
+        if fn is None:
+            return
+        self._next = now + self.every_s
+        try:
+            fn(progress)
+        except Exception as err:  # noqa: BLE001 - the user's code: any error, reported once
+            self.fn = None
+            self.error = f"{type(err).__name__}: {err}"[:500]
+            log.error("islandsync: the progress callback %s raised %s; it is not called again "
+                      "in this run (the search goes on)", getattr(fn, "__name__", repr(fn)),
+                      self.error, exc_info=True)
 
 
 def in_notebook() -> bool:

@@ -77,30 +77,39 @@ def run_deadline(store: BlobStore, worker_id: str, duration: float | None,
     return (before + after) / 2 + duration - max(0.0, age)
 
 
+def run_totals(spec: RunSpec, *, own_evals: int, own_best: float | None,
+               remote: Mapping[int, Head], hosted: set[int],
+               totals: tuple[int | None, float | None] | None) -> tuple[int, float | None]:
+    """The run's (evaluations, best) as far as this worker can tell: ``own_evals`` and
+    ``own_best`` of the islands it hosts (in the problem's direction), ``remote`` other islands'
+    HEADs (a solo worker reads them), ``totals`` the leader's (evaluations, best) for the whole
+    run: a follower has no remote HEADs, and the leader's totals count our islands as of their
+    last checkpoints, so ours alone may be fresher. The larger count, the better best."""
+    others = [h for i, h in remote.items() if i not in hosted]
+    leader_evals, leader_best = totals or (None, None)
+    evals = max(own_evals + sum(h.evals for h in others), leader_evals or 0)
+    values = [v for v in (own_best, leader_best, *(h.best for h in others)) if v is not None]
+    pick = min if spec.problem.direction == "minimize" else max
+    return evals, pick(values) if values else None
+
+
 def stop_reason(spec: RunSpec, *, own_evals: int, own_best: float | None,
                 remote: Mapping[int, Head], hosted: set[int],
                 totals: tuple[int | None, float | None] | None) -> tuple[str, int] | None:
     """(``"max_evals"`` or ``"target"``, the run's evaluations) once the run's stop criterion
-    is reached, else None. ``own_best`` and the HEADs' bests are in the problem's direction;
-    ``remote`` are other islands' HEADs (a solo worker reads them), ``totals`` the leader's
-    (evaluations, best) for the whole run: a follower has no remote HEADs, and the leader's
-    totals count our islands as of their last checkpoints, so ours alone may be fresher."""
+    is reached, else None; the arguments are :func:`run_totals`'."""
     stop = spec.stop
     if stop.max_evals is None and stop.target is None:
         return None
-    others = {i: h for i, h in remote.items() if i not in hosted}
-    leader_evals, leader_best = totals or (None, None)
-    if stop.max_evals is not None:
-        total = max(own_evals + sum(h.evals for h in others.values()), leader_evals or 0)
-        if total >= stop.max_evals:
-            return "max_evals", total
-    if stop.target is not None:
-        values = [v for v in (own_best, leader_best, *(h.best for h in others.values()))
-                  if v is not None]
-        if values and (min(values) <= stop.target if spec.problem.direction == "minimize"
-                       else max(values) >= stop.target):
-            return "target", own_evals
+    total, best = run_totals(spec, own_evals=own_evals, own_best=own_best, remote=remote,
+                             hosted=hosted, totals=totals)
+    if stop.max_evals is not None and total >= stop.max_evals:
+        return "max_evals", total
+    if stop.target is not None and best is not None and (
+            best <= stop.target if spec.problem.direction == "minimize"
+            else best >= stop.target):
+        return "target", own_evals
     return None
 
 
-__all__ = ["check_id_free", "run_deadline", "stop_reason"]
+__all__ = ["check_id_free", "run_deadline", "run_totals", "stop_reason"]

@@ -26,7 +26,8 @@ from islandsync.bucket.records import (
 )
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
-from islandsync.status import best_genomes, collect_status
+from islandsync.status import collect_status
+from islandsync.views import best_genomes
 from islandsync.store import open_store
 from islandsync.worker.link import BucketLink
 
