@@ -270,7 +270,7 @@ class Worker:
             restore()
             self._shutdown()
         summary = self._summary(started)
-        if self.run_best is not None:
+        if self.run_best is not None and self._failure is None:  # not after bucket trouble
             (summary.global_best_fitness, summary.global_best_genome,
              summary.global_best_island) = self.run_best(self.store)
         now = time.monotonic()
