@@ -73,6 +73,10 @@ MAX_PREVIOUS = 3
 #: At most this many islands' live numbers in one heartbeat (about 70 bytes each, so the
 #: heartbeat stays far below MAX_RECORD_BYTES); a worker hosting more reports these first.
 MAX_LIVE_ISLANDS = 1024
+#: Terms stay below this, far below :data:`MAX_INT`: a takeover every second would need 68
+#: years to reach it, so a record at or above it is forged, and a takeover that would reach it
+#: starts again at term 1 (:func:`next_term`) instead of computing a term no record may hold.
+MAX_TERM = 1 << 31
 #: Upper bounds (seconds) of the cumulative upload-time histogram heartbeats carry.
 UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -80,6 +84,8 @@ RECORD_CONFIG = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 Positive = Annotated[int, Field(ge=1, le=MAX_INT)]
+#: A lease term (the fencing token): see :data:`MAX_TERM` and :func:`next_term`.
+Term = Annotated[int, Field(ge=1, lt=MAX_TERM)]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
 Seconds = Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1e10)]
 #: Evaluations per second: a GPU on a tiny problem makes ~1e9; beyond 1e12 is a lie that
@@ -118,10 +124,19 @@ class LeaseRecord(Record):
     """``lease.json``: who leads, in which term (the fencing token)."""
 
     holder: WorkerId
-    term: Positive
+    term: Term
     # Bounded: a candidate waits max(its own, this) before taking over, so a crafted lease
     # of a day must not freeze the run's leadership for a day.
     lease_s: Annotated[float, Field(allow_inf_nan=False, gt=0.0, le=600.0)]
+    #: Given up by a holder that stopped cleanly: taken over at once, with the next term.
+    released: bool = False
+
+
+def next_term(term: int) -> int:
+    """The term a takeover of a lease of ``term`` writes: one more, or 1 again where that
+    would reach :data:`MAX_TERM` (only a forged lease gets there; readers follow the current
+    lease's term, not the highest ever seen, so starting again fences as well)."""
+    return term + 1 if term + 1 < MAX_TERM else 1
 
 
 class IslandProgress(BaseModel):
@@ -169,7 +184,7 @@ class Assignment(Record):
     takes it at once from an owner not on that list, and waits for a listed owner to release
     it first."""
 
-    term: Positive
+    term: Term
     epoch: Positive
     leader: WorkerId
     islands: Annotated[dict[Count, WorkerId], Field(max_length=100_000)] = Field(
@@ -211,7 +226,7 @@ class EliteHead(Record):
 
     epoch: Positive
     key: Annotated[str, Field(max_length=64)]
-    term: Count
+    term: Annotated[int, Field(ge=0, lt=MAX_TERM)]
     size: Count
     best: Finite | None = None  # in the problem's own direction
     duplicates: Count = 0  # duplicate ids removed while merging this epoch
@@ -434,11 +449,11 @@ def check_protocol(store: BlobStore, *, version: str | None = None) -> int:
 
 
 __all__ = [
-    "MAX_LIVE_ISLANDS", "MAX_PREVIOUS", "MAX_RECORD_BYTES", "UPLOAD_BUCKETS", "Assignment",
-    "EliteHead", "Finished", "Head", "Heartbeat", "IslandProgress", "LeaseRecord", "Record",
+    "MAX_LIVE_ISLANDS", "MAX_PREVIOUS", "MAX_RECORD_BYTES", "MAX_TERM", "UPLOAD_BUCKETS",
+    "Assignment", "EliteHead", "Finished", "Head", "Heartbeat", "IslandProgress", "LeaseRecord", "Record",
     "parse_record", "read_assignment", "read_elite_head", "read_finished", "read_head",
     "read_heartbeat", "read_lease", "read_record", "landed", "stamp", "write_assignment",
-    "write_elite_head", "write_fenced", "write_head", "write_record",
+    "write_elite_head", "write_fenced", "write_head", "write_record", "next_term",
     # the protocol version (the history's records: islandsync.bucket.history)
     "ProtocolMismatch", "ProtocolRecord", "check_protocol",
     # the field types other records' modules build on

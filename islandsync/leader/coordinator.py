@@ -43,6 +43,7 @@ from islandsync.bucket.records import (
     Heartbeat,
     read_assignment,
     read_finished,
+    read_lease,
     stamp,
     write_fenced,
     write_record,
@@ -138,7 +139,7 @@ class Coordinator:
         self.liveness = self._workers_watch.liveness
         self._chain = EliteChain(self.store, self.spec, leading=self._leading,
                                  paced=self._paced, delete=self._delete, metrics=self.metrics,
-                                 readers=self.readers)
+                                 readers=self.readers, forged=self._forged)
         self._placed_at: dict[int, float] = {}
         self._next_housekeeping = self.clock() + min(60.0, self.housekeeping_s)
         self._orphans: set[str] = set()
@@ -148,6 +149,7 @@ class Coordinator:
         self._totals: tuple[int, float | None] | None = None
         self._totals_at = float("-inf")  # our clock, when an assignment last carried them
         self._finished = False
+        self._assigned: Assignment | None = None  # what this term last wrote
 
     # -- driving -------------------------------------------------------------------------
 
@@ -375,8 +377,15 @@ class Coordinator:
         else:
             gen = read[1] if read else 0
         previous = read[0] if read else None
+        garbage = read is None and gen != 0
         if previous is not None and previous.term > self._acting_term:
-            return  # a newer leader exists; our lease step will notice soon
+            if not self._forged(previous.term, ASSIGNMENT_KEY):
+                return  # a newer leader exists; our lease step will notice soon
+            previous, garbage = None, True
+        if previous is None:
+            # Unreadable or forged: carry on from our own last assignment of this term (so
+            # nothing moves for it), replacing the blob by CAS on its generation.
+            previous = self._assigned
         current = dict(previous.islands) if previous else {}
         workers = self._workers(heartbeats, alive)
         now = self.clock()
@@ -396,7 +405,7 @@ class Coordinator:
                      and previous.draining == draining)
         stale_totals = previous is not None and totals != (previous.evaluations, previous.best) \
             and (previous.evaluations is None or now - self._totals_at >= TOTALS_EVERY_S)
-        if unchanged and not stale_totals:
+        if unchanged and not stale_totals and not garbage:
             return
         new = stamp(Assignment(term=self._acting_term,
                                epoch=(previous.epoch if previous else 0) + 1,
@@ -412,6 +421,7 @@ class Coordinator:
                 log.warning("coordinator: assignment changed under us; re-reading next cycle")
                 return
         self._totals_at = now
+        self._assigned = new
         if unchanged:
             return  # the run's totals only
         for island, worker in placement.islands.items():
@@ -428,6 +438,21 @@ class Coordinator:
                  ", ".join(f"{w}: {n}" for w, n in sorted(per_worker.items())) or "no workers",
                  f"; moved {moved}" if moved else "",
                  f"; unplaced {placement.unplaced}" if placement.unplaced else "")
+
+    def _forged(self, term: int, key: str) -> bool:
+        """A record of ``term`` above the one we lead: True when the lease still names us in
+        our term, so no lease vouches for ``term`` (a forged record, to be replaced); False
+        when the lease moved on (we are deposed) or cannot be read (wait for our renewal)."""
+        try:
+            lease = read_lease(self.store)
+        except CheckpointError:
+            return False
+        if lease is None or lease[0].holder != self.candidate \
+                or lease[0].term != self._acting_term:
+            return False
+        log.warning("coordinator: %s carries term %d, above the lease's %d: no lease vouches "
+                    "for it; replacing it", key, term, self._acting_term)
+        return True
 
     # -- the run's totals and its stop decision --------------------------------------------
 

@@ -42,9 +42,13 @@ class EliteChain:
 
     def __init__(self, store: BlobStore, spec: RunSpec, *, leading: Callable[[], bool],
                  paced: Callable[[str], ContextManager[None]], delete: Callable[[str], None],
-                 metrics: Any = None, readers: int = DEFAULT_READERS) -> None:
+                 metrics: Any = None, readers: int = DEFAULT_READERS,
+                 forged: Callable[[int, str], bool] = lambda term, key: False) -> None:
         self.store, self.spec, self.metrics, self.readers = store, spec, metrics, readers
         self.leading, self.paced, self.delete = leading, paced, delete
+        #: (a record's term above ours, its key) -> whether no lease vouches for it
+        self.forged = forged
+        self.newest_listed = 0  # the newest epoch listed: a new chain goes on after it
         self.islands = IslandElites(store, spec)
         self.global_elite: Elite | None = None
         self.head: tuple[EliteHead, Any] | None = None
@@ -63,8 +67,12 @@ class EliteChain:
             info = self.store.stat(ELITE_HEAD_KEY)
             self.head = None
             self.head_generation = info.generation if info else 0
+        if self.head is not None and self.head[0].term > self.term \
+                and self.forged(self.head[0].term, ELITE_HEAD_KEY):
+            self.head, self.head_generation = None, self.head[1]
         keys = sorted((i.key for i in self.store.list(ELITE_PREFIX) if parse_elite_key(i.key)),
                       reverse=True)
+        self.newest_listed = parse_elite_key(keys[0]) or 0 if keys else 0
         if self.head is not None:
             keys = [self.head[0].key] + [k for k in keys if k != self.head[0].key]
         for key in keys:
@@ -106,7 +114,9 @@ class EliteChain:
     def _write(self, elite: Elite, candidates: int, duplicates: int) -> None:
         head = self.head
         gen = head[1] if head else self.head_generation
-        epoch = (head[0].epoch if head else 0) + 1
+        # A new chain (the HEAD was garbage) starts after the newest epoch listed: epochs
+        # are create-only names, and going back would only collide with them.
+        epoch = (head[0].epoch if head else self.newest_listed) + 1
         for _ in range(5):  # a stale leader may have left a blob under the next name
             if not self.leading():
                 return

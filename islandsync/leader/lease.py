@@ -8,12 +8,18 @@
 * A candidate watches with reads only. It takes over only after it has seen the blob's
   generation unchanged for a whole lease duration on its *own* monotonic clock, with a CAS on
   that generation, and the term goes up by one.
+* A holder that stops cleanly marks the lease ``released`` (by CAS): a candidate takes it
+  over on its next look, with the next term.
 * A holder stops acting as leader at once when a renewal is refused (412), or when it has had
   no successful renewal for ``lease_s - margin`` seconds of its own clock: by then a
   candidate may be about to take over, and the margin covers the difference in how fast the
   two monotonic clocks run.
 
-The term is the fencing token that assignments and elite epochs carry.
+The term is the fencing token that assignments and elite epochs carry. Only this chain of
+CAS writes vouches for a term: a takeover writes :func:`~islandsync.bucket.records.next_term`
+of the lease it replaces (or, when the blob is gone or garbage, of the last valid lease this
+candidate saw), never a term read from another record, which anyone holding the run's
+credentials can forge. A lease above the term cap is garbage, taken over once it stood still.
 """
 
 from __future__ import annotations
@@ -27,9 +33,8 @@ from islandsync.bucket.layout import LEASE_KEY
 from islandsync.bucket.records import (
     MAX_RECORD_BYTES,
     LeaseRecord,
+    next_term,
     parse_record,
-    read_assignment,
-    read_elite_head,
     stamp,
     write_fenced,
 )
@@ -62,6 +67,9 @@ class Lease:
         self._next_renewal = 0.0
         self._seen_since = 0.0  # candidate: when the watched generation last changed
         self._seen: LeaseRecord | None = None
+        #: The last term of a valid lease this candidate read or wrote: where the chain
+        #: goes on from when the blob is gone or garbage.
+        self._chain_term = 0
 
     @property
     def is_leader(self) -> bool:
@@ -93,16 +101,20 @@ class Lease:
         return max(0.0, self._next_renewal - self.clock())
 
     def release(self) -> None:
-        """Give the lease up at once (clean shutdown): stop acting, then delete the blob if it
-        is still ours, so that a candidate claims the run on its next look instead of
-        waiting out a lease duration."""
+        """Give the lease up at once (clean shutdown): stop acting, then mark the blob
+        released if it is still ours, so that a candidate takes over on its next look instead
+        of waiting out a lease duration. Marked, not deleted: the next term goes on from this
+        one (the chain of CAS writes is what vouches for terms)."""
         was_leader = self.is_leader
         self._valid_until = float("-inf")
         if was_leader:
+            record = stamp(LeaseRecord(holder=self.candidate, term=self.term,
+                                       lease_s=self.lease_s, released=True))
             try:
-                self.store.delete(LEASE_KEY, if_generation=self._generation)
-            except (NotFound, StoreError):
-                pass  # someone else's now, or unreachable: it lapses by itself
+                write_fenced(self.store, LEASE_KEY, record, LeaseRecord,
+                             if_generation=self._generation)
+            except StoreError:
+                pass  # unreachable (or someone else's now): it lapses by itself
 
     # -- holder --------------------------------------------------------------------------
 
@@ -115,7 +127,7 @@ class Lease:
                            if_generation=if_generation)
         if gen is None:
             return False
-        self._generation, self.term = gen, term
+        self._generation, self.term, self._chain_term = gen, term, term
         # Validity counts from when the write *started*: it may have landed at once.
         self._valid_until = started + self.lease_s - self.margin_s
         self._next_renewal = started + self.lease_s / 3
@@ -131,28 +143,15 @@ class Lease:
 
     # -- candidate -----------------------------------------------------------------------
 
-    def _highest_term(self) -> int:
-        """The highest term this candidate knows the run reached: its own, and those the
-        leader records (assignment, elite HEAD) carry. A garbage or deleted lease must never
-        send the term backwards (workers ignore records of a term below the highest seen)."""
-        terms = [self.term]
-        for read in (read_assignment, read_elite_head):
-            try:
-                found = read(self.store)
-            except CheckpointError:
-                continue  # unreadable: the term of whoever replaces it will do
-            if found is not None:
-                terms.append(found[0].term)
-        return max(terms)
-
     def _watch(self) -> None:
         now = self.clock()
         try:
             blob = self.store.get(LEASE_KEY, start=0, end=MAX_RECORD_BYTES + 1)
         except NotFound:
-            # Empty after a clean release too: the term must still go past every term the
-            # run has seen, or workers would ignore the new leader as stale.
-            term = self._highest_term() + 1
+            # A new run, or a lease deleted by hand: the chain goes on from the last term we
+            # saw (records' terms vouch for nothing: anyone with the run's credentials writes
+            # them, so they are never where a term comes from).
+            term = next_term(self._chain_term)
             if self._write(term, 0):
                 log.info("lease: %s claimed the free lease, term %d", self.candidate, term)
             return
@@ -164,12 +163,15 @@ class Lease:
             if blob.generation != self._generation:
                 log.warning("lease: %s", err)
             record = None
+        if record is not None:
+            self._chain_term = record.term
         if blob.generation != self._generation:
             self._generation, self._seen_since, self._seen = blob.generation, now, record
-            return
+            if record is None or not record.released:
+                return
         lease_s = max(self.lease_s, record.lease_s if record else 0.0)
-        if now - self._seen_since >= lease_s:
-            term = max(record.term if record else 0, self._highest_term()) + 1
+        if (record is not None and record.released) or now - self._seen_since >= lease_s:
+            term = next_term(record.term if record else self._chain_term)
             if self._write(term, blob.generation):
                 log.info("lease: %s took over from %s, term %d", self.candidate,
                          record.holder if record else "?", term)

@@ -123,7 +123,9 @@ class BucketLink:
         self._stop = threading.Event()
         self._claiming: set[int] = set()
         self._elite_generation = 0
-        self.max_term = 0  # the highest lease term seen: records of lower terms are stale
+        #: The term of the last valid lease read: the one term whose records are followed
+        #: (lower: a deposed leader's, stale; higher: vouched for by no lease, garbage).
+        self.lease_term = 0
         self._assignment: tuple[Assignment, int] | None = None
         self._heads: HeadWatch | None = None  # a solo worker's view of every HEAD
         self._assigned_since: dict[int, float] = {}
@@ -405,8 +407,8 @@ class BucketLink:
         if current is None:
             return
         head, generation = current
-        if head.term < self.max_term:
-            return  # written by a leader that has been replaced: fenced off
+        if not self._term_current(head.term, "elite HEAD"):
+            return
         try:
             # Capped by the run's shapes: at most what they allow is downloaded or
             # decompressed (an 18.7 KiB epoch once decoded to 576 MiB here).
@@ -423,19 +425,32 @@ class BucketLink:
                        "elite-epoch")
             return
         self._elite_generation = generation
-        self.max_term = max(self.max_term, head.term)
         with self._lock:
             self._inbox.foreign, self._inbox.foreign_epoch = foreign, head.epoch
 
     # -- following the leader ------------------------------------------------------------
 
-    def _lease_term(self) -> int:
+    def _read_lease_term(self) -> None:
+        """Refresh :attr:`lease_term`; a missing or garbage lease keeps the last one (garbage
+        vouches for nothing, and a released lease's successor carries on from it)."""
         try:
             found = read_lease(self.store)
         except CheckpointError as err:
             self._warn(f"ignoring the lease: {err}", "lease")
-            return 0  # garbage fences nothing; the assignment's own term still counts
-        return found[0].term if found else 0
+            return
+        if found is not None:
+            self.lease_term = found[0].term
+
+    def _term_current(self, term: int, what: str, *, fresh: bool = False) -> bool:
+        """Whether a record of ``term`` is the current leader's: only the lease's CAS chain
+        vouches for a term, so a term above the lease's is garbage (a forged record), one
+        below it stale (a deposed leader's)."""
+        if term != self.lease_term and not fresh:
+            self._read_lease_term()  # the lease may have moved on since our last look
+        if term > self.lease_term:
+            self._warn(f"ignoring the {what}: its term {term} is above the lease's "
+                       f"({self.lease_term}), so no lease vouches for it", what)
+        return term == self.lease_term
 
     def _read_assignment(self) -> Assignment | None:
         """The newest assignment that is not fenced off, or None."""
@@ -452,13 +467,11 @@ class BucketLink:
                 return None
             self._assignment = current
         assignment = self._assignment[0]
-        # Reading the lease too closes the window in which a deposed leader that woke up
-        # has written an assignment the new leader has not yet replaced.
-        self.max_term = max(self.max_term, self._lease_term())
-        if assignment.term < self.max_term:
-            return None
-        self.max_term = assignment.term
-        return assignment
+        # Reading the lease every time closes the window in which a deposed leader that woke
+        # up has written an assignment the new leader has not yet replaced.
+        self._read_lease_term()
+        return assignment if self._term_current(assignment.term, "assignment", fresh=True) \
+            else None
 
     def _follow_assignment(self, hosted: set[int], claiming: set[int] | None = None) -> None:
         """Release hosted islands assigned elsewhere; claim those assigned to us once their

@@ -143,7 +143,7 @@ def test_a_stale_assignment_is_ignored_by_workers(tmp_path: Path) -> None:
     inbox = link.take()
     assert [c.island for c in inbox.claims] == [1] and inbox.release == {0}
     # And once term 2 is known, a term-1 record stays ignored even if the lease reads fail.
-    assert link.max_term == 2
+    assert link.lease_term == 2
 
 
 def test_a_leader_that_lost_its_lease_writes_nothing(tmp_path: Path) -> None:

@@ -381,8 +381,9 @@ def test_a_takeover_over_a_garbage_lease_takes_a_higher_term(tmp_path: Path) -> 
     first = _coordinator(store, clock)
     first.step()
     term = read_assignment(store)[0].term
-    store.put(LEASE_KEY, BRACKETS)
     second = _coordinator(store, clock)
+    second.step()  # a candidate watching the lease: it saw the term the chain reached
+    store.put(LEASE_KEY, BRACKETS)
     second.step()  # sees the garbage's generation
     clock.now += 10.0  # longer than the lease, on the candidate's own clock
     second.step()

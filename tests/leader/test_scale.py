@@ -206,12 +206,14 @@ def test_a_follower_with_a_stop_criterion_reads_no_island_heads(tmp_path: Path) 
     """W followers used to read every island's HEAD at every poll when the run had max_evals
     or target (W x K reads every 2 s). Now a follower reads only the HEADs of islands it
     claims, and takes the run's totals from the assignment the leader writes."""
-    from islandsync.bucket.records import Assignment, write_assignment
+    from islandsync.bucket.layout import LEASE_KEY
+    from islandsync.bucket.records import Assignment, LeaseRecord, write_assignment, write_record
     from islandsync.worker.link import BucketLink
 
     store = Reads(tmp_path / "run")
     spec = _stop_spec(12)
     init_run(store, spec)
+    write_record(store, LEASE_KEY, LeaseRecord(holder="c", term=1, lease_s=3.0))
     for i in range(12):
         _head(store, i, 1)
     write_assignment(store, Assignment(term=1, epoch=1, leader="c",

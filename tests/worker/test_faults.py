@@ -17,6 +17,7 @@ import torch
 
 from islandsync.bucket.layout import (
     FINISHED_KEY,
+    LEASE_KEY,
     checkpoint_key,
     head_key,
     parse_checkpoint_key,
@@ -26,6 +27,7 @@ from islandsync.bucket.records import (
     Assignment,
     Head,
     Heartbeat,
+    LeaseRecord,
     read_head,
     read_heartbeat,
     write_assignment,
@@ -406,6 +408,7 @@ def test_a_garbage_head_does_not_stop_claiming_the_other_islands(tmp_path: Path)
 def test_a_garbage_head_does_not_stop_following_the_assignment(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "run")
     spec = fast_spec()
+    write_record(store, LEASE_KEY, LeaseRecord(holder="l", term=1, lease_s=3.0))
     write_assignment(store, Assignment(term=1, epoch=1, leader="l",
                                        islands={0: "w", 1: "w", 2: "w"}, workers=["w"]),
                      if_generation=0)
@@ -422,6 +425,7 @@ def test_an_island_whose_head_is_garbage_resumes_from_its_newest_checkpoint(
     worker takes it over, the island stops for good. It resumes, never restarts."""
     store, spec, newest = checkpointed_island(tmp_path)
     store.put(head_key(0), b"[" * 200_000)  # the garbage replaces the HEAD
+    write_record(store, LEASE_KEY, LeaseRecord(holder="l", term=1, lease_s=3.0))
     write_assignment(store, Assignment(term=1, epoch=1, leader="l", islands={0: "w2"},
                                        workers=["w2"]), if_generation=0)
     link = BucketLink(store, spec, worker_id="w2", solo=False, max_islands=4, stats=dict,
