@@ -157,7 +157,9 @@ def _coordinate(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from islandsync import __version__
     from islandsync.api import open_run
+    from islandsync.bucket.records import check_protocol
     from islandsync.bucket.run import read_spec
     from islandsync.leader.coordinator import Coordinator
     from islandsync.metrics import CoordinatorMetrics, serve
@@ -167,6 +169,9 @@ def _coordinate(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform,
                               existing=True)
+    # A leader of another bucket protocol must not lead, assign, merge or sweep this run:
+    # refused (one line, exit 2) before anything is written, as a worker is.
+    check_protocol(store, version=__version__)
     store = CountingStore(store)
     candidate = args.candidate_id or "coord-" + default_worker_id(profile.name)
     metrics = None

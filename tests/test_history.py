@@ -404,11 +404,43 @@ def test_a_joining_worker_fixes_the_protocol_of_an_older_run(tmp_path: Path) -> 
     assert record.protocol == PROTOCOL_VERSION and record.version
 
 
-def test_an_unreadable_protocol_record_is_refused(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    store.put(PROTOCOL_KEY, b'{"protocol": "1"}', if_generation=0)
-    with pytest.raises(CheckpointError, match=PROTOCOL_KEY):
+def test_a_garbage_protocol_record_is_replaced_and_an_unreadable_protocol_refused(
+        tmp_path: Path) -> None:
+    """Garbage that names no protocol would keep every new worker out for good (the record is
+    create-only): it is replaced by CAS on its version. One that names a protocol number we
+    cannot otherwise read is another protocol's: refused."""
+    from islandsync.bucket.records import read_record
+
+    for garbage in (b'{"protocol": "1"}', b"[" * 300, b"\xff garbage"):
+        store = LocalStore(tmp_path / str(len(garbage)))
+        store.put(PROTOCOL_KEY, garbage, if_generation=0)
+        assert check_protocol(store, version="0.1.0") == PROTOCOL_VERSION
+        assert read_record(store, PROTOCOL_KEY, ProtocolRecord)[0].protocol == PROTOCOL_VERSION
+    store = LocalStore(tmp_path / "newer")
+    store.put(PROTOCOL_KEY, b'{"protocol": 7, "rules": 1, "version": ["x"]}', if_generation=0)
+    with pytest.raises(ProtocolMismatch, match="names protocol 7"):
         check_protocol(store)
+    assert store.get(PROTOCOL_KEY).data.startswith(b'{"protocol": 7')  # left alone
+
+
+def test_coordinate_on_a_run_of_another_protocol_writes_nothing(tmp_path: Path,
+                                                                capsys) -> None:
+    """`islandsync coordinate` on a protocol-2 run used to lead, assign and sweep it."""
+    from islandsync.bucket.run import init_run
+    from islandsync.cli import main
+
+    from .cluster import cluster_spec
+
+    store = LocalStore(tmp_path / "run")
+    init_run(store, cluster_spec())
+    write_record(store, PROTOCOL_KEY, ProtocolRecord(protocol=PROTOCOL_VERSION + 1,
+                                                     version="9.0.0"), if_generation=0)
+    before = {i.key: i.generation for i in store.list("")}
+    assert main(["coordinate", str(tmp_path / "run"), "--duration", "2s", "--interval", "0.2s",
+                 "--lease", "1s", "--metrics-port", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to join" in err[0], err
+    assert {i.key: i.generation for i in store.list("")} == before  # nothing written
 
 
 def test_a_worker_that_leads_keeps_the_history_too(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ display only: correctness never compares clocks across machines).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from typing import Annotated, Any, TypeVar
@@ -425,19 +426,23 @@ class ProtocolMismatch(ConfigError):
 
 def check_protocol(store: BlobStore, *, version: str | None = None) -> int:
     """The run's protocol, fixing it to ours when the run has none yet (create-only, so the
-    first writer wins); :class:`ProtocolMismatch` when it is another one. Unreadable records
-    are refused too: joining a run whose rules we cannot read is not safe."""
+    first writer wins); :class:`ProtocolMismatch` when it is another one. A record that names
+    no protocol number at all (garbage: nobody's rules) is replaced by ours, by CAS on the
+    version read, so that one careless write cannot keep every new worker out; one that
+    names a number we cannot otherwise read is refused (a newer protocol's, maybe)."""
     mine = ProtocolRecord(protocol=PROTOCOL_VERSION, version=version)
     for _ in range(3):
-        found = read_record(store, PROTOCOL_KEY, ProtocolRecord)
-        if found is None:
-            stamped = stamp(mine)
+        try:
+            blob = store.get(PROTOCOL_KEY, start=0, end=MAX_RECORD_BYTES + 1)
+        except NotFound:
+            blob = None
+        if blob is None or (theirs := _protocol_of(store, blob.data)) is None:
             try:
-                write_record(store, PROTOCOL_KEY, stamped, if_generation=0)
+                write_record(store, PROTOCOL_KEY, stamp(mine),
+                             if_generation=0 if blob is None else blob.generation)
                 return PROTOCOL_VERSION
             except PreconditionFailed:
                 continue  # someone (maybe our own lost first attempt) wrote it: read it
-        theirs = found[0]
         if theirs.protocol != PROTOCOL_VERSION:
             by = f" (written by islandsync {theirs.version})" if theirs.version else ""
             raise ProtocolMismatch(
@@ -446,6 +451,27 @@ def check_protocol(store: BlobStore, *, version: str | None = None) -> int:
                 f"join. Install the run's own version (see `islandsync publish`).")
         return theirs.protocol
     raise ProtocolMismatch(f"run {store.url}: {PROTOCOL_KEY} keeps changing; not joining")
+
+
+def _protocol_of(store: BlobStore, data: bytes) -> ProtocolRecord | None:
+    """``protocol.json``'s record; None when it is garbage that names no protocol number."""
+    name = f"{store.url.rstrip('/')}/{PROTOCOL_KEY}"
+    try:
+        return parse_record(data, ProtocolRecord, name=name)
+    except CheckpointError as err:
+        try:
+            value = json.loads(data) if len(data) <= MAX_RECORD_BYTES and \
+                _depth(data) <= MAX_DEPTH else None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            value = None
+        number = value.get("protocol") if isinstance(value, dict) else None
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            raise ProtocolMismatch(f"{err}; it names protocol {number}: refusing to join. "
+                                   f"Install the run's own version (see `islandsync "
+                                   f"publish`).") from None
+        logging.getLogger(__name__).warning("%s; replacing it with protocol %d", err,
+                                            PROTOCOL_VERSION)
+        return None
 
 
 __all__ = [
