@@ -456,3 +456,101 @@ def test_a_worker_that_leads_keeps_the_history_too(tmp_path: Path) -> None:
     worker.run()
     entries = read_history(LocalStore(url)).entries
     assert entries and entries[0].term >= 1
+
+
+# -- bounded by bytes (issue 18, N2) --------------------------------------------------------
+
+def _sizes(store) -> list[int]:
+    return [i.size for i in store.list(HISTORY_PREFIX)]
+
+
+def test_compaction_of_many_islands_writes_only_what_the_reader_reads(tmp_path: Path) -> None:
+    """64 islands: 120 entries a compacted segment used to be 535 KB, over the read cap, and
+    then the originals were deleted: 3 of 91 entries were left readable."""
+    store, clock = LocalStore(tmp_path), Clock()
+    h = history(store, clock, per_segment=120, max_segments=4, compact_group=4)
+    owners = {i: f"worker-{i % 8}-on-a-long-host-name" for i in range(64)}
+    for g in range(400):
+        cycle(h, clock, owners=owners, gens=dict.fromkeys(owners, g), alive=set(owners.values()))
+    h.close()
+    got = read_history(store)
+    assert got.skipped == [] and max(_sizes(store)) <= MAX_SEGMENT_BYTES
+    assert len(segments(store)) <= 4 + 1 and got.entries[0].seq == 0
+    assert got.entries[-1].seq == 399 and len(got.entries[-1].islands) == 64
+
+
+def test_a_week_of_history_of_512_islands_reads_back(tmp_path: Path) -> None:
+    """A week with a fake clock (an entry an hour, flushed when 0.8 of a segment's bytes
+    wait, a failover to a new leader every day) of 512 islands on 64 workers (an entry is
+    ~36 KB), compacted down to 8 segments. "All of it", after thinning: every segment
+    readable and within the cap; the first entry and the last; every term change; every
+    entry of a segment not compacted yet; each compacted segment as many entries as fit its
+    bytes (4 or more), each with its 512 islands; no gap between entries over a day."""
+    store, clock = LocalStore(tmp_path), Clock()
+    owners = {i: f"kaggle-host-{i % 64:02d}-1234-abcd" for i in range(512)}
+    beats = {w: beat(w, [i for i, o in owners.items() if o == w]) for w in set(owners.values())}
+    for day in range(7):
+        h = history(store, clock, every_s=3600.0, flush_s=6 * 3600.0, per_segment=120,
+                    max_segments=8, compact_group=4)
+        heads = {i: head(i, o, day, 1.0 / (1 + day)) for i, o in owners.items()}
+        for _ in range(24):
+            clock.t += 3600.0
+            h.record_cycle(term=day + 1, leader="lead", heartbeats=beats, alive=set(beats),
+                           heads=heads)
+        h.close()  # the leader steps down: what it sampled is flushed
+    got = read_history(store)
+    assert got.skipped == [] and max(_sizes(store)) <= MAX_SEGMENT_BYTES
+    assert len(segments(store)) <= 8
+    seqs = [e.seq for e in got.entries]
+    assert seqs[0] == 0 and seqs[-1] == 7 * 24 - 1 and seqs == sorted(set(seqs))
+    for span in segments(store):
+        seg = read_history_segment(store, history_key(*span))[0]
+        if seg.level == 0:
+            assert [e.seq for e in seg.entries] == list(range(seg.first, seg.last + 1))
+        assert len(seg.entries) >= 4 and all(len(e.islands) == 512 for e in seg.entries)
+    terms = [ev.term for e in got.entries for ev in e.events if ev.kind == "term"]
+    assert terms == list(range(1, 8))
+    times = [e.t for e in got.entries]
+    assert max(b - a for a, b in zip(times, times[1:])) <= 86400
+
+
+def test_two_leaders_overlapping_segments_hide_nothing(tmp_path: Path) -> None:
+    """A deposed leader's last flush (term 1, entries 5..9) lands beside the new leader's
+    first one (term 2, entries 5..7): the covered one used to be skipped by every reader,
+    then never compacted. Both are read, and a compaction merges both."""
+    store, clock = LocalStore(tmp_path), Clock()
+    old = history(store, clock)
+    for g in range(5):
+        cycle(old, clock, owners={0: "a"}, gens={0: g}, alive={"a"})
+    new = history(store, clock)
+    for g in range(5, 8):
+        cycle(new, clock, term=2, owners={0: "a"}, gens={0: g}, alive={"a"})
+    new.close()  # resumed at 5: writes 5..7
+    for g in range(5, 10):  # the old leader, not yet aware it was deposed, goes on at 5
+        cycle(old, clock, owners={0: "a"}, gens={0: g}, alive={"a"})
+    assert segments(store) == [(0, 4), (5, 7), (5, 9)]
+    got = read_history(store)
+    assert [(e.seq, e.term) for e in got.entries if e.seq >= 5] == [
+        (5, 1), (5, 2), (6, 1), (6, 2), (7, 1), (7, 2), (8, 1), (9, 1)]
+    squeezed = history(store, clock, max_segments=2, compact_group=2, per_segment=100)
+    squeezed._compact()
+    assert segments(store) == [(0, 9)]
+    assert [(e.seq, e.term) for e in read_history(store).entries] == [
+        (e.seq, e.term) for e in got.entries]
+
+
+def test_nothing_is_deleted_before_the_compacted_segment_reads_back(tmp_path: Path) -> None:
+    """The merged segment is replaced by garbage right after its write: the originals stay,
+    and the reader falls back to them."""
+    from islandsync.store.faulty import Byzantine, FaultyStore
+
+    inner, clock = LocalStore(tmp_path), Clock()
+    store = FaultyStore(inner, rules=[Byzantine(keys=history_key(0, 9), calls=(1,),
+                                                kinds=("truncated",))])
+    h = history(store, clock, max_segments=2, compact_group=2)
+    for g in range(15):
+        cycle(h, clock, owners={0: "a"}, gens={0: g}, alive={"a"})
+    h.flush()
+    assert store.counts() == {"byzantine.truncated": 1}  # the merged segment was written
+    assert (0, 4) in segments(inner) and (5, 9) in segments(inner)
+    assert [e.seq for e in read_history(inner).entries] == list(range(15))

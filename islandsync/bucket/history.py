@@ -2,9 +2,11 @@
 read through the one record boundary of :mod:`islandsync.bucket.records`, and its reader.
 
 Each segment is read through the one record boundary (:func:`read_history_segment`); a bad
-segment is skipped with one warning. Where a compacted segment covers others (a compaction
-whose deletes had not all landed), the covering one is read and the covered ones skipped;
-any other overlap (two leaders' writes) keeps the first copy of each sequence number.
+segment is skipped with one warning. The writer checks every segment with the same rules
+before it writes it (:func:`segment_body`): what the reader refuses is never written. Where a
+compacted segment covers others (a compaction whose deletes had not all landed), the covering
+one is read and the covered ones skipped; any other overlap (two leaders' writes) is read
+whole, entries told apart by (sequence number, term).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from islandsync.bucket.records import (
     Seconds,
     Text,
     WorkerId,
+    parse_record,
     read_record,
 )
 from islandsync.errors import CheckpointError
@@ -122,15 +125,29 @@ def read_history_segment(store: BlobStore, key: str) -> tuple[HistorySegment, in
     found = read_record(store, key, HistorySegment)
     if found is None:
         return None
-    seg = found[0]
-    span = parse_history_key(key)
-    seqs = [e.seq for e in seg.entries]
-    if (span != (seg.first, seg.last) or seqs != sorted(set(seqs))
-            or any(not seg.first <= q <= seg.last for q in seqs)):
-        raise CheckpointError(f"{store.url.rstrip('/')}/{key}: not a valid HistorySegment "
-                              f"record (entries do not match the key's range)")
+    _check_span(found[0], key, f"{store.url.rstrip('/')}/{key}")
     return found
 
+
+def _check_span(seg: HistorySegment, key: str, name: str) -> None:
+    span = parse_history_key(key)
+    keys = [(e.seq, e.term) for e in seg.entries]
+    if (span != (seg.first, seg.last) or keys != sorted(set(keys))
+            or any(not seg.first <= q <= seg.last for q, _ in keys)):
+        raise CheckpointError(f"{name}: not a valid HistorySegment record (entries do not "
+                              f"match the key's range)")
+
+
+def segment_body(seg: HistorySegment, key: str) -> bytes:
+    """The bytes :func:`~islandsync.bucket.records.write_record` writes for ``seg`` (stamped
+    already), checked by the reader's own rules: a segment the reader would refuse (over
+    :data:`MAX_SEGMENT_BYTES`, or invalid) raises CheckpointError and is never written."""
+    body = seg.model_dump_json().encode()
+    if len(body) > MAX_SEGMENT_BYTES:
+        raise CheckpointError(f"{key}: {len(body)} bytes, more than a segment's "
+                              f"{MAX_SEGMENT_BYTES}")
+    _check_span(parse_record(body, HistorySegment, name=key), key, key)
+    return body
 
 
 @dataclass
@@ -144,36 +161,57 @@ class History:
 
 
 def read_history(store: BlobStore) -> History:
-    """Every readable history entry of the run (one list, then one read per segment)."""
+    """Every readable history entry of the run (one list, then one read per segment).
+
+    A segment inside a readable compacted one (``level`` > 0) is what that compaction merged
+    and had not deleted yet: skipped. A segment inside only level-0 ones is two leaders'
+    overlapping writes (a deposed leader's last flush): read too, its entries kept beside the
+    other's (entries are told apart by sequence number and term), so neither hides the other.
+    """
     spans = sorted(s for i in store.list(HISTORY_PREFIX)
                    if (s := parse_history_key(i.key)) is not None)
     outer = [s for s in spans
              if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in spans)]
     out = History()
-    seen: set[int] = set()
-    for first, last in outer:
-        key = history_key(first, last)
-        try:
-            found = read_history_segment(store, key)
-        except CheckpointError as err:
-            log.warning("history: skipping %s", err)
-            out.skipped.append(str(err))
+    seen: set[tuple[int, int]] = set()
+    levels: dict[tuple[int, int], int] = {}
+    for span in outer + [s for s in spans if s not in outer]:
+        covering = [levels.get(o) for o in outer if o != span and o[0] <= span[0]
+                    and span[1] <= o[1]]
+        if covering and all(level is not None and level > 0 for level in covering):
+            continue  # merged into a compacted segment already
+        seg = _read_or_skip(store, span, out)
+        if seg is None:
             continue
-        if found is None:  # deleted between the listing and the read (a compaction)
-            continue
-        seg = found[0]
-        out.segments += 1
-        out.direction = seg.direction if seg.direction in ("minimize", "maximize") \
-            else out.direction
+        levels[span] = seg.level
         for entry in seg.entries:
-            if entry.seq not in seen:
-                seen.add(entry.seq)
+            if (entry.seq, entry.term) not in seen:
+                seen.add((entry.seq, entry.term))
                 out.entries.append(entry)
-    out.entries.sort(key=lambda e: e.seq)
+    out.entries.sort(key=lambda e: (e.seq, e.term))
     return out
+
+
+def _read_or_skip(store: BlobStore, span: tuple[int, int], out: History
+                  ) -> HistorySegment | None:
+    key = history_key(*span)
+    try:
+        found = read_history_segment(store, key)
+    except CheckpointError as err:
+        log.warning("history: skipping %s", err)
+        out.skipped.append(str(err))
+        return None
+    if found is None:  # deleted between the listing and the read (a compaction)
+        return None
+    seg = found[0]
+    out.segments += 1
+    out.direction = seg.direction if seg.direction in ("minimize", "maximize") \
+        else out.direction
+    return seg
 
 
 __all__ = [
     "HISTORY_EVENTS", "MAX_SEGMENT_BYTES", "History", "HistoryEntry", "HistoryEvent",
     "HistorySegment", "IslandSample", "WorkerSample", "read_history", "read_history_segment",
+    "segment_body",
 ]

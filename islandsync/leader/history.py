@@ -15,13 +15,18 @@ due once its entries are as old as the term's history before them (the first ent
 with a 5 s cycle, after 10 s, 30 s, 80 s, 200 s; then every ``flush_s``), and entries come
 every quarter of the term's age until that reaches ``every_s``. So a fresh run's history
 (``islandsync report``, ``islandsync.history``) has its first minute within seconds, not
-after ``flush_s``, for about five more segments a term. A new leader lists ``history/``
-once at the start of its term and continues the same series after the highest entry it
-finds (what the old leader had not flushed, at most ``flush_s`` of samples, is lost; the
-events it derived are derived again where they still show). Bounded for a week or a year:
-past ``max_segments`` the oldest ``compact_group`` segments are merged into one, thinned to
-``per_segment`` entries (every event kept, moved onto the next kept entry), and the
-originals deleted; old history grows coarser, never larger than ``max_segments`` x 192 KB.
+after ``flush_s``, for about five more segments a term. Every segment is bounded by bytes,
+measured on the bytes written, and checked by the reader's own rules before it is written
+(:func:`~islandsync.bucket.history.segment_body`): what the reader refuses is never written.
+An entry is at most half a segment (:func:`fit_entry`). A new leader lists ``history/`` once
+at the start of its term and continues after the highest entry it finds (what the old leader
+had not flushed, at most ``flush_s`` of samples, is lost; the events it derived are derived
+again where they still show); a deposed leader's overlapping last write is read beside it.
+Bounded for a week or a year: past ``max_segments`` the ``compact_group`` neighbouring
+segments of the narrowest reach are merged into one, thinned to as many entries as fit its
+bytes (at most ``per_segment``; every event kept, moved onto the next kept entry), read back,
+and only then are the originals deleted; old history grows coarser, never larger than
+``max_segments`` x 192 KB.
 
 Cost (bucket operations, GCS classes): one class-A put per segment (at the defaults, 11
 entries 5.5 min apart: 11 an hour, and five more in a term's first minutes), one list per
@@ -49,6 +54,7 @@ from islandsync.bucket.history import (
     HistorySegment,
     WorkerSample,
     read_history_segment,
+    segment_body,
 )
 from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
 from islandsync.bucket.records import Head, Heartbeat, landed, stamp, write_record
@@ -248,10 +254,7 @@ class RunHistory:
             evals=sum(h.evals for h in heads.values()) or sum(w.evals for w in workers.values()),
             leader_ops_a=_count(leader_ops.get("A")), leader_ops_b=_count(leader_ops.get("B")),
             workers=workers, islands=islands, events=events)
-        size = len(entry.model_dump_json())
-        if size > MAX_SEGMENT_BYTES // 2:  # a huge run: keep the summary, not each island
-            entry = entry.model_copy(update={"islands": []})
-            size = len(entry.model_dump_json())
+        entry, size = fit_entry(entry)
         if not self._pending:
             self._pending_since = now
         self._pending.append((entry, size))
@@ -270,7 +273,8 @@ class RunHistory:
         self._next_seq = max((last for _, last in spans), default=-1) + 1
 
     def flush(self) -> bool:
-        """Write the pending entries as one segment; True when written (or nothing pending).
+        """Write the pending entries as segments (each within :data:`MAX_SEGMENT_BYTES`);
+        True when written (or nothing pending).
         A segment whose name is taken (a deposed leader's last write) is renumbered after
         the newest one. StoreError keeps the entries for the next flush."""
         if not self._pending:
@@ -281,69 +285,105 @@ class RunHistory:
             self._pending.clear()
             return False
         try:
-            for _ in range(3):
+            tries = 0
+            while self._pending:  # a backlog over one segment's bytes takes several
                 if self._next_seq is None:
                     self._resume()
-                if self._write_segment():
-                    break
-                self._next_seq = None  # taken: list again and renumber
-            else:
-                return False
-            if self._segments > self.max_segments and self.is_leader():
+                if not self._write_segment():
+                    tries += 1
+                    if tries == 3:
+                        return False
+                    self._next_seq = None  # taken: list again and renumber
+            while self._segments > self.max_segments and self.is_leader():
+                before = self._segments
                 self._compact()
+                if self._segments >= before:
+                    break  # someone else's compaction, or nothing read back: next flush
         except StoreError as err:
             log.warning("history: bucket trouble, %d entries wait: %s", len(self._pending), err)
             return False
         return True
 
     def _write_segment(self) -> bool:
+        """The oldest pending entries that fit one segment, measured on the bytes written."""
         first = self._next_seq or 0
-        entries = [e.model_copy(update={"seq": first + k}) for k, (e, _) in
-                   enumerate(self._pending)]
-        last = first + len(entries) - 1
-        seg = stamp(HistorySegment(first=first, last=last, direction=self.direction,
-                                   entries=entries))
-        key = history_key(first, last)
+        n, total = 0, 1024  # the segment's own fields
+        for _, size in self._pending:
+            if n and total + size + 1 > MAX_SEGMENT_BYTES:
+                break
+            n, total = n + 1, total + size + 1
+        while True:
+            entries = [e.model_copy(update={"seq": first + k}) for k, (e, _) in
+                       enumerate(self._pending[:n])]
+            last = first + len(entries) - 1
+            key = history_key(first, last)
+            seg = stamp(HistorySegment(first=first, last=last, direction=self.direction,
+                                       entries=entries))
+            try:
+                segment_body(seg, key)
+                break
+            except CheckpointError:
+                if n == 1:  # fit_entry bounds every entry: never, but never write it either
+                    log.warning("history: an entry the reader would refuse dropped")
+                    self._pending.pop(0)
+                    return True
+                n -= 1
         try:
             write_record(self.store, key, seg, if_generation=0)
         except PreconditionFailed:
             if landed(self.store, key, seg, HistorySegment) is None:
                 return False
-        self._pending.clear()
+        del self._pending[:n]
         self._next_seq = last + 1
         self._segments += 1
         return True
 
     def _compact(self) -> None:
-        """Merge the oldest segments into one thinned segment, then delete them (a reader
-        that sees both prefers the covering one, so a crash in between loses nothing)."""
+        """Merge the oldest segments into one, thinned to fit :data:`MAX_SEGMENT_BYTES`,
+        write it, read it back, and only then delete what it merged (a reader that sees both
+        prefers the covering one, so a crash in between loses nothing). Segments inside the
+        merged range (an earlier compaction's leftovers, a deposed leader's overlapping
+        write) are merged too, so none is hidden behind the new one."""
         spans = sorted(s for i in self.store.list(HISTORY_PREFIX)
                        if (s := parse_history_key(i.key)) is not None)
         self._segments = len(spans)
         if len(spans) <= self.max_segments:
             return
-        group = _outermost(spans)[:self.compact_group]
+        # The neighbours of the narrowest reach, the oldest of equals: segments merge with
+        # others of their own reach (like an LSM tree's levels), so old history grows coarser
+        # step by step instead of one segment swallowing all the rest.
+        outer, n = _outermost(spans), self.compact_group
+        widths = [b - a + 1 for a, b in outer]
+        start = min(range(len(outer) - n + 1),
+                    key=lambda k: (max(widths[k:k + n]), sum(widths[k:k + n]), k))
+        first, last = outer[start][0], outer[start + n - 1][1]
+        group = [s for s in spans if first <= s[0] and s[1] <= last]
         entries: list[HistoryEntry] = []
         level = 0
-        for first, last in group:
+        for span in group:
             try:
-                found = read_history_segment(self.store, history_key(first, last))
+                found = read_history_segment(self.store, history_key(*span))
             except CheckpointError as err:
                 log.warning("history: %s; dropped while compacting", err)
                 continue
             if found is not None:
                 entries += found[0].entries
                 level = max(level, found[0].level)
-        first, last = group[0][0], group[-1][1]
-        seg = stamp(HistorySegment(first=first, last=last, level=level + 1,
-                                   direction=self.direction,
-                                   entries=thin(entries, self.per_segment)))
         key = history_key(first, last)
+        seg = self._fitting(first, last, min(level + 1, 64), entries)
         if key not in {history_key(*s) for s in group}:
             try:
                 write_record(self.store, key, seg, if_generation=0)
             except PreconditionFailed:
-                return  # someone compacted these already
+                if landed(self.store, key, seg, HistorySegment) is None:
+                    return  # someone compacted these already
+            try:
+                back = read_history_segment(self.store, key)
+            except CheckpointError:
+                back = None
+            if back is None or back[0].nonce != seg.nonce:
+                log.warning("history: %s did not read back as written; nothing deleted", key)
+                return
         for span in group:
             if history_key(*span) != key and self.is_leader():
                 try:
@@ -351,6 +391,26 @@ class RunHistory:
                 except NotFound:
                     pass
         self._segments -= len(group) - 1
+
+    def _fitting(self, first: int, last: int, level: int,
+                 entries: list[HistoryEntry]) -> HistorySegment:
+        """The compacted segment: as many of ``entries`` as fit one segment's bytes, up to
+        ``per_segment``, thinned evenly (first and last kept, every event moved onto a kept
+        entry)."""
+        keep = self.per_segment
+        key = history_key(first, last)
+        while True:
+            seg = stamp(HistorySegment(first=first, last=last, level=level,
+                                       direction=self.direction, entries=thin(entries, keep)))
+            try:
+                segment_body(seg, key)
+                return seg
+            except CheckpointError:
+                if keep <= 1:  # fit_entry bounds each entry; even so, never write it
+                    return stamp(HistorySegment(first=first, last=last, level=level,
+                                                direction=self.direction))
+                size = len(seg.model_dump_json().encode())
+                keep = max(1, min(keep - 1, int(keep * MAX_SEGMENT_BYTES * 0.95 / size)))
 
     def close(self) -> None:
         """Flush what is pending (the leader is stopping or giving its lease up)."""
@@ -367,14 +427,32 @@ def _outermost(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
             if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in spans)]
 
 
+def fit_entry(entry: HistoryEntry) -> tuple[HistoryEntry, int]:
+    """``entry`` and its size in bytes, at most half a segment: a huge run's entry keeps
+    its summary, not each island, then not each worker, then its first events only."""
+    for update in ({}, {"islands": []}, {"workers": {}},
+                   {"events": entry.events[:MAX_EVENTS_PER_ENTRY // 8]}):
+        entry = entry.model_copy(update=update)
+        size = len(entry.model_dump_json().encode())
+        if size <= MAX_SEGMENT_BYTES // 2:
+            break
+    return entry, size
+
+
 def thin(entries: list[HistoryEntry], keep: int) -> list[HistoryEntry]:
     """At most ``keep`` entries, evenly spread, first and last kept; the events of a dropped
-    entry move onto the next kept one (so no term change or recovery is ever thinned out)."""
-    entries = sorted({e.seq: e for e in entries}.values(), key=lambda e: e.seq)
+    entry move onto the next kept one (so no term change or recovery is ever thinned out).
+    Entries are told apart by (sequence number, term): two leaders' entries of one number
+    are both real."""
+    entries = sorted({(e.seq, e.term): e for e in entries}.values(),
+                     key=lambda e: (e.seq, e.term))
     if len(entries) <= keep:
         return entries
-    step = (len(entries) - 1) / (keep - 1)
-    kept_at = sorted({round(k * step) for k in range(keep)})
+    if keep <= 1:
+        kept_at = [len(entries) - 1]
+    else:
+        step = (len(entries) - 1) / (keep - 1)
+        kept_at = sorted({round(k * step) for k in range(keep)})
     out: list[HistoryEntry] = []
     carried: list[HistoryEvent] = []
     kept = set(kept_at)
@@ -450,4 +528,4 @@ class HistoryTap:
                                   leader_ops=self._ops)
 
 
-__all__ = ["HistoryTap", "RunHistory", "thin"]
+__all__ = ["HistoryTap", "RunHistory", "fit_entry", "thin"]
