@@ -4,6 +4,7 @@ then every invariant is judged. The same code as tests/chaos/test_soak.py
 (tests/chaos/soak_runner.py), run for minutes instead of seconds.
 
     python benchmarks/soak.py --minutes N [--seed S] [--workers 3] [--islands 6] [--json PATH]
+                              [--all-garbage]
 
 Prints progress every ~10 s and, at the end, a table: faults injected by kind, what the
 invariants were checked on (HEAD observations, elite epochs, checkpoints verified), and every
@@ -23,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the soak lives in tests/chaos/soak_runner.py: one copy only
 
-from tests.chaos.soak_runner import SEED_ENV, quiet_logs, run_soak  # noqa: E402
+from tests.chaos.soak_runner import GARBAGE_ENV, SEED_ENV, quiet_logs, run_soak  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--islands", type=int, default=6)
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument("--verbose", action="store_true", help="keep the parties' warnings")
+    parser.add_argument("--all-garbage", dest="all_garbage", action="store_true",
+                        help="also padded and decompression-bomb checkpoints and elites, and a "
+                             f"zombie with a live worker's id ({GARBAGE_ENV}=all works too)")
     args = parser.parse_args(argv)
     import os
 
@@ -43,13 +47,16 @@ def main(argv: list[str] | None = None) -> int:
                                                         time.time_ns() % 1_000_000)
     if not args.verbose:
         quiet_logs()
+    all_garbage = args.all_garbage or os.environ.get(GARBAGE_ENV) == "all"
     print(f"soak: seed {seed}, {args.minutes:g} min, {args.candidates} candidates, "
-          f"{args.workers} workers, {args.islands} islands", flush=True)
+          f"{args.workers} workers, {args.islands} islands"
+          f"{', all garbage' if all_garbage else ''}", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="islandsync-soak-") as root:
         result = run_soak(Path(root), seed=seed, seconds=args.minutes * 60,
                           workers=args.workers, candidates=args.candidates,
-                          islands=args.islands, progress=lambda line: print(line, flush=True))
+                          islands=args.islands, progress=lambda line: print(line, flush=True),
+                          all_garbage=all_garbage)
     print(result.report())
     print(f"wall {time.monotonic() - started:.0f} s: "
           f"{'every invariant held' if result.ok else 'INVARIANTS BROKEN'}")
@@ -60,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"python": platform.python_version(), "platform": platform.platform(),
                         "processor": platform.processor()},
             "seed": seed, "seconds": result.seconds, "ok": result.ok,
+            "all_garbage": all_garbage,
             "faults": dict(sorted(result.faults.items())),
             "checked": {"head_observations": result.head_observations,
                         "elite_epochs": result.elite_epochs,
-                        "checkpoints_verified": result.checkpoints_verified},
+                        "checkpoints_verified": result.checkpoints_verified,
+                        "history_entries_read_back": result.history_entries,
+                        "lease_terms": len(result.terms),
+                        "highest_lease_term": max(result.terms, default=0)},
             "violations": result.violations, "notes": result.notes,
         }, indent=2) + "\n")
     return 0 if result.ok else 1

@@ -17,7 +17,9 @@ calls whose operation is in ``ops`` and whose key (a listing's prefix) matches `
   :meth:`FaultyStore.end_outage` switch one on and off by hand;
 * :class:`Byzantine` — after a matching call succeeds, another party replaces the blob in the
   *inner* store (an unconditional write, as a careless or hostile writer would) with garbage of
-  one of the :data:`JSON_GARBAGE` or :data:`ISZ_GARBAGE` kinds, chosen per key type.
+  one of the :data:`JSON_GARBAGE` or :data:`ISZ_GARBAGE` kinds, chosen per key type
+  (:mod:`islandsync.store.garbage`: broken bytes, fields and keys; forged terms, far above the
+  lease's or at a cap; oversized records; padded blobs and decompression bombs).
 
 Every decision is drawn from a per-rule ``random.Random`` seeded from ``seed``, one draw per
 matching call, so a given seed and sequence of calls injects the same faults. ``counts()``
@@ -28,7 +30,6 @@ wrote. Thread-safe: the lock guards only draws and counters, never a store call 
 from __future__ import annotations
 
 import fnmatch
-import json
 import random
 import re
 import threading
@@ -37,8 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import CheckpointError, ConfigError, NotFound, NotSent, OutcomeUnknown
+from ..errors import ConfigError, NotFound, NotSent, OutcomeUnknown
 from .base import Blob, BlobInfo, BlobStore
+from .garbage import ISZ_GARBAGE, JSON_GARBAGE, SIZE_GARBAGE
 
 T = TypeVar("T")
 
@@ -162,156 +164,6 @@ class Outage(Rule):
 def _unreachable(store: FaultyStore, call: Call) -> None:
     raise NotSent(f"{store.url}: {call.op} {call.key!r} failed: the bucket is unreachable "
                      f"(injected outage)")
-
-
-# -- the byzantine writer's garbage ----------------------------------------------------------
-
-#: (honest bytes, key, rng, codec module or None) -> garbage, or None when the kind does not
-#: fit this blob.
-Garbage = Callable[[bytes, str, random.Random, Any], "bytes | None"]
-_NUMBERS = ("Infinity", "-Infinity", "NaN", "1e999", str(2**64))
-_KEY_FIELDS = ("checkpoint", "key", "previous", "holder", "leader", "owner", "worker")
-
-
-def _record(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) and value else None
-
-
-def _truncated(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    return data[:rng.randrange(len(data))] if data else None
-
-
-def _random(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    return rng.randbytes(max(16, len(data)))
-
-
-def _bad_utf8(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    rec = _record(data)
-    if rec is None:
-        return None
-    text = json.dumps(rec).encode()
-    cut = text.index(b'"') + 1  # inside the first field name
-    return text[:cut] + b"\xff\xfe\xc3" + text[cut:]
-
-
-def _nested(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    return b"[" * 200_000
-
-
-def _set_field(data: bytes, rng: random.Random, fields: list[str] | None,
-               value_text: Callable[[Any], str]) -> bytes | None:
-    """The record with one field (among ``fields``, or any) replaced by raw JSON text."""
-    rec = _record(data)
-    if rec is None:
-        return None
-    names = [k for k in rec if fields is None or k in fields]
-    if not names:
-        return None
-    name = rng.choice(sorted(names))
-    marker = "\u0000garbage\u0000"
-    text = json.dumps({**rec, name: marker})
-    return text.replace(json.dumps(marker), value_text(rec[name]), 1).encode()
-
-
-def _non_finite(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    rec = _record(data) or {}
-    numeric = [k for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return _set_field(data, rng, numeric, lambda _: rng.choice(_NUMBERS))
-
-
-def _bad_key(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    return _set_field(data, rng, list(_KEY_FIELDS),
-                      lambda v: '["../x"]' if isinstance(v, list) else '"../x"')
-
-
-def _wrong_type(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    def other(v: Any) -> str:
-        if isinstance(v, bool) or v is None:
-            return '"true"'
-        if isinstance(v, (int, float)):
-            return json.dumps(str(v))
-        if isinstance(v, str):
-            return "[1, 2]"
-        return "7"  # a list or an object
-    return _set_field(data, rng, None, other)
-
-
-def _other_island(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-    rec = _record(data)
-    if rec is None or not isinstance(rec.get("island"), int):
-        return None
-    old, new = rec["island"], rec["island"] + 1 + rng.randrange(3)
-    # A valid-looking record of another island: its checkpoint keys name that island too.
-    text = json.dumps({**rec, "island": new}).replace(f"islands/{old}/", f"islands/{new}/")
-    return text.encode()
-
-
-def _reencoded(edit: Callable[[dict[str, Any], dict[str, Any], random.Random], bool]
-               ) -> Garbage:
-    """A garbage kind for ``.isz``: decode the honest blob, edit it, encode it again (a blob
-    with a valid format and crc, wrong content). The store layer never imports the bucket
-    layer, so the codec (``islandsync.bucket.codec``) comes from the :class:`Byzantine` rule."""
-    def make(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
-        if codec is None:
-            return None
-        try:
-            meta, frames = codec.decode(data, name=key)
-        except CheckpointError:
-            return None
-        if not edit(meta, frames, rng):
-            return None
-        return codec.encode(meta, frames)
-    return make
-
-
-def _frames_wrong_length(meta: dict, frames: dict, rng: random.Random) -> bool:
-    name = next((n for n in ("scores", "elite.scores") if n in frames), None)
-    if name is None or frames[name].ndim != 1:
-        return False
-    a = frames[name]
-    frames[name] = a[:-1] if a.size > 1 and rng.random() < 0.5 else a.take([*range(a.size), 0])
-    return True
-
-
-def _meta_field(names: tuple[str, ...], value: Callable[[random.Random], Any]
-                ) -> Callable[[dict, dict, random.Random], bool]:
-    def edit(meta: dict, frames: dict, rng: random.Random) -> bool:
-        present = [n for n in names if n in meta]
-        if not present:
-            return False
-        meta[rng.choice(present)] = value(rng)
-        return True
-    return edit
-
-
-def _meta_island(meta: dict, frames: dict, rng: random.Random) -> bool:
-    if not isinstance(meta.get("island"), int):
-        return False
-    meta["island"] += 1 + rng.randrange(3)
-    return True
-
-
-_COUNTS = ("island", "generation", "evals", "epoch", "term")
-
-#: Garbage for JSON records, by kind.
-JSON_GARBAGE: dict[str, Garbage] = {
-    "truncated": _truncated, "random": _random, "bad_utf8": _bad_utf8, "nested": _nested,
-    "non_finite": _non_finite, "bad_key": _bad_key, "wrong_type": _wrong_type,
-    "other_island": _other_island,
-}
-#: Garbage for ``.isz`` checkpoints and elite epochs, by kind (the re-encoded kinds carry a
-#: valid format and checksum: only their content is wrong).
-ISZ_GARBAGE: dict[str, Garbage] = {
-    "truncated": _truncated, "random": _random,
-    "wrong_shape": _reencoded(_frames_wrong_length),
-    "non_finite": _reencoded(_meta_field(_COUNTS, lambda rng: 2**64)),
-    "wrong_type": _reencoded(_meta_field(_COUNTS, lambda rng: "12")),
-    "other_island": _reencoded(_meta_island),
-}
 
 
 @dataclass(frozen=True)
@@ -464,6 +316,6 @@ class FaultyStore(BlobStore):
 
 
 __all__ = [
-    "ISZ_GARBAGE", "JSON_GARBAGE", "OPERATIONS", "Byzantine", "Call", "ErrorBefore",
+    "ISZ_GARBAGE", "JSON_GARBAGE", "OPERATIONS", "SIZE_GARBAGE", "Byzantine", "Call", "ErrorBefore",
     "FaultyStore", "Latency", "LostReply", "Outage", "Rule",
 ]

@@ -6,7 +6,9 @@ seed in CI) and ``benchmarks/soak.py`` (a long one), so both run exactly this co
 Faults each party suffers: errors before a call, lost replies (puts and deletes), latency
 spikes, an outage window of its own and one all parties share, and a byzantine writer that
 replaces some of what the party writes (heartbeats, leases, assignments, HEADs, elite HEADs,
-checkpoints and elite epochs) with garbage of every kind.
+checkpoints and elite epochs, history segments, protocol.json) with garbage of every kind,
+forged terms among it. With ``ISLANDSYNC_SOAK_GARBAGE=all``, also padded and bomb
+checkpoints and elites, and a zombie worker with a live worker's id.
 
 The seed fixes every party's fault schedule for a given sequence of calls; threads interleave
 differently from run to run, so a replay reproduces the faults' mix and rates, not every
@@ -22,12 +24,17 @@ instant. Invariants (each a named check, so a test can mark one known fault):
 * ``threads`` — no thread ended in an unhandled exception (``threading.excepthook``), every
   worker's uploader, bucket and heartbeat threads stayed alive, no party stopped early;
 * ``progress`` — something happened at all (HEADs advanced and elites were merged), so a soak
-  whose parties all stalled at once cannot pass.
+  whose parties all stalled at once cannot pass;
+* ``records`` — a late joiner gets in whatever garbage sits in protocol.json, every history
+  segment the reader skips is the byzantine writer's, and a forged assignment is replaced
+  within :data:`FORGED_STANDS_S` (the leader keeps assigning).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import random
 import re
 import threading
@@ -40,19 +47,32 @@ from typing import Any
 
 from islandsync.bucket import codec
 from islandsync.bucket.checkpoints import decode_island
-from islandsync.bucket.layout import head_key
-from islandsync.bucket.records import read_head
+from islandsync.bucket.history import read_history
+from islandsync.bucket.layout import PROTOCOL_KEY, head_key
+from islandsync.bucket.records import MAX_TERM, check_protocol, read_head
 from islandsync.bucket.run import init_run
-from islandsync.errors import CheckpointError, IslandSyncError, NotFound
+from islandsync.errors import CheckpointError, IslandSyncError, NotFound, StoreError
 from islandsync.leader.coordinator import Coordinator
 from islandsync.store import FaultyStore, LocalStore
-from islandsync.store.faulty import Byzantine, ErrorBefore, Latency, LostReply, Outage
+from islandsync.leader.history import HistoryTap, RunHistory
+from islandsync.store.faulty import (
+    ISZ_GARBAGE,
+    SIZE_GARBAGE,
+    Byzantine,
+    ErrorBefore,
+    Latency,
+    LostReply,
+    Outage,
+)
 
 from ..cluster import cluster_spec
 from .invariants import ChaosRecorder, HeadSeen
 
 SEED_ENV = "ISLANDSYNC_SOAK_SEED"
-CHECKS = ("lineage", "checkpoints", "elites", "threads", "progress")
+#: ``all``: the soak also writes the garbage whose fixes are issue 18's N4/N5 and the zombie
+#: case (padded and bomb checkpoints and elites, a second process with a live worker's id).
+GARBAGE_ENV = "ISLANDSYNC_SOAK_GARBAGE"
+CHECKS = ("lineage", "checkpoints", "elites", "threads", "progress", "records")
 WORKER_THREADS = ("islandsync-uploader", "islandsync-bucket", "islandsync-heartbeat")
 #: How long after a corruption its consequences may show (a claim, a merge): generous, as an
 #: exemption must not hide a fault that merely happened to follow some garbage by minutes.
@@ -65,8 +85,11 @@ def soak_spec(islands: int = 6):
                         heartbeat_interval_s=0.4)
 
 
-def soak_rules(rng: random.Random, shared_outage: Outage) -> list:
-    """One party's faults (rates per matching call)."""
+def soak_rules(rng: random.Random, shared_outage: Outage, *, all_garbage: bool = False
+               ) -> list:
+    """One party's faults (rates per matching call). ``all_garbage``: checkpoints and elites
+    get the size garbage too (padded, decompression bombs)."""
+    isz = tuple(k for k in ISZ_GARBAGE if all_garbage or k not in SIZE_GARBAGE)
     return [
         ErrorBefore(rate=0.04),
         LostReply(ops=("put", "delete"), rate=0.05),
@@ -81,7 +104,12 @@ def soak_rules(rng: random.Random, shared_outage: Outage) -> list:
         Byzantine(keys="re:^(lease|assignment)\\.json$", rate=0.01, codec=codec),
         Byzantine(keys="islands/*/HEAD.json", rate=0.0015, codec=codec),
         Byzantine(keys="elite/HEAD.json", rate=0.02, codec=codec),
-        Byzantine(keys="*.isz", rate=0.01, codec=codec),
+        Byzantine(keys="*.isz", rate=0.01, codec=codec, kinds=isz),
+        # Forged and runaway terms, where terms live: the leader must keep assigning.
+        Byzantine(keys="re:^(lease|assignment|elite/HEAD)\\.json$", rate=0.01,
+                  kinds=("forged_term", "term_at_cap")),
+        Byzantine(keys="history/*", rate=0.1, codec=codec),  # oversized among the rest
+        Byzantine(keys=PROTOCOL_KEY, rate=1.0),  # each joiner's write: garbage at once
     ]
 
 
@@ -93,6 +121,8 @@ class SoakResult:
     head_observations: int = 0
     elite_epochs: int = 0
     checkpoints_verified: int = 0
+    history_entries: int = 0  # read back at the end
+    terms: list[int] = field(default_factory=list)  # every valid lease term observed
     violations: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CHECKS})
     notes: list[str] = field(default_factory=list)
     #: What an invariant let pass because the byzantine writer had just corrupted a blob.
@@ -117,7 +147,10 @@ class SoakResult:
         lines += ["  invariants checked:",
                   f"    {'HEAD observations':<28} {self.head_observations:>7}",
                   f"    {'elite epochs checked':<28} {self.elite_epochs:>7}",
-                  f"    {'checkpoints verified':<28} {self.checkpoints_verified:>7}"]
+                  f"    {'checkpoints verified':<28} {self.checkpoints_verified:>7}",
+                  f"    {'history entries read back':<28} {self.history_entries:>7}",
+                  f"    {'lease terms (highest)':<28} {len(self.terms):>7} "
+                  f"({max(self.terms, default=0)})"]
         lines += [f"    {'exempted: ' + what:<28} {n:>7}" for what, n in sorted(
             self.exempted.items())]
         for check in CHECKS:
@@ -166,13 +199,20 @@ class _Party:
 def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
              candidates: int = 3, islands: int = 6,
              progress: Callable[[str], None] | None = None,
-             rules: Callable[[random.Random, Outage], list] = soak_rules) -> SoakResult:
+             rules: Callable[[random.Random, Outage], list] | None = None,
+             all_garbage: bool | None = None) -> SoakResult:
     """Run the soak in ``root`` (an empty folder) and judge it; never raises for a violation.
-    ``rules(rng, shared_outage)`` makes each party's faults (:func:`soak_rules`)."""
+    ``rules(rng, shared_outage)`` makes each party's faults (:func:`soak_rules`).
+    ``all_garbage`` (default: ``ISLANDSYNC_SOAK_GARBAGE=all``): size garbage too, and a
+    zombie: a second process with a live worker's id, from a third of the way in."""
     import torch  # the workers' engine; one thread each, as on a 2-core notebook
 
     from islandsync.worker.loop import Worker
 
+    if all_garbage is None:
+        all_garbage = os.environ.get(GARBAGE_ENV) == "all"
+    if rules is None:
+        rules = functools.partial(soak_rules, all_garbage=all_garbage)
     rng = random.Random(seed)
     spec = soak_spec(islands)
     inner = LocalStore(root / "run")
@@ -198,15 +238,25 @@ def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
     try:
         for k in range(candidates):
             store = faulty(k)
+            # Each leader keeps the run's history, small and fast, so that compaction and
+            # the byzantine writer's segments show within a short soak.
+            history = RunHistory(store, every_s=0.5, flush_s=2.0, per_segment=8,
+                                 max_segments=8, compact_group=3)
             c = Coordinator(store, candidate=f"c{k}", spec=spec, lease_s=3.0, interval=0.5,
-                            housekeeping_s=5.0)
-            parties.append(_Party(f"c{k}", store, lambda c=c: c.run(stop)))
+                            housekeeping_s=5.0,
+                            metrics=HistoryTap(history, None, leader=f"c{k}"))
+            parties.append(_Party(f"c{k}", store,
+                                  lambda c=c, h=history: (c.run(stop), h.close())))
         running: list[Worker] = []
-        for k in range(workers):
+        joiners = [(f"w{k}", f"w{k}", 0.0) for k in range(workers)]
+        if all_garbage:  # the zombie: w0's id in a second process
+            joiners.append(("z0", "w0", seconds / 3))
+        for k, (name, worker_id, delay) in enumerate(joiners):
             store = faulty(100 + k)
-            w = Worker(store, spec=spec, device="cpu", worker_id=f"w{k}", progress=False)
+            w = Worker(store, spec=spec, device="cpu", worker_id=worker_id, progress=False)
             running.append(w)
-            parties.append(_Party(f"w{k}", store, w.run))
+            parties.append(_Party(name, store,
+                                  lambda s=store, w=w, d=delay: _join(s, w, d, stop)))
         with SoakRecorder(inner, islands, every=0.1) as rec:
             result.started = time.monotonic()
             for p in parties:
@@ -225,6 +275,7 @@ def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
         for p in parties:
             result.faults.update(p.store.counts())
         _judge(inner, result, rec, corruptions, islands)
+        _judge_records(inner, result, rec, corruptions, {f"c{k}" for k in range(candidates)})
         for p in parties:
             if p.name.startswith("w") and p.result is not None \
                     and p.result.stopped != "soak over":
@@ -235,6 +286,21 @@ def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
         threading.excepthook = previous_hook
         torch.set_num_threads(previous_threads)
     return result
+
+
+def _join(store: FaultyStore, worker: Any, delay: float, stop: threading.Event) -> Any:
+    """A worker joining as ``islandsync.run`` has it join: the protocol checked first (its
+    own write of protocol.json is turned to garbage at once, which the next joiner replaces),
+    retried through the injected store errors."""
+    if stop.wait(delay):
+        return None
+    for _ in range(20):
+        try:
+            check_protocol(store)
+            break
+        except StoreError:
+            time.sleep(0.1)
+    return worker.run()
 
 
 def _watch(inner: LocalStore, result: SoakResult, rec: SoakRecorder, parties: list[_Party],
@@ -338,6 +404,50 @@ def _judge(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
     if stalled:
         result.notes.append(f"islands whose HEAD never moved in the second half: {stalled}")
     result.notes += rec.errors[-3:]
+
+
+#: How long a forged assignment may stand before the leader's replacement shows: a leader in
+#: an outage of its own loses its lease (3 s), a candidate takes over after a lease, and its
+#: first cycle replaces it.
+FORGED_STANDS_S = 2 * AFTERMATH_S
+
+
+def _judge_records(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
+                   corruptions: list[tuple[float, str, str]], leaders: set[str]) -> None:
+    """``records``: a late joiner gets in whatever garbage sits in protocol.json; every history
+    segment the reader skips is one the byzantine writer wrote; a forged assignment (a term
+    above every lease term seen so far, or no candidate's) is replaced within
+    :data:`FORGED_STANDS_S`: the leader keeps assigning."""
+    try:
+        check_protocol(inner)
+    except IslandSyncError as err:
+        result.violation("records", f"a late joiner is refused: {err}")
+    history = read_history(inner)
+    result.history_entries = len(history.entries)
+    bad = {key for _, key, _ in corruptions}
+    for why in history.skipped:
+        if not any(key in why for key in bad):
+            result.violation("records", f"history segment unreadable, no garbage explains "
+                                        f"it: {why[:160]}")
+    if result.seconds >= 20 and not history.entries:
+        result.violation("records", "no history entry was read back")
+    valid = sorted((t, body["term"]) for t, _, body in rec.leases
+                   if isinstance(body.get("term"), int) and 0 < body["term"] < MAX_TERM)
+    result.terms = sorted({term for _, term in valid})
+
+    def honest(at: float, assignment: Any) -> bool:
+        highest = max((term for t, term in valid if t <= at), default=0)
+        return assignment.leader in leaders and assignment.term <= highest
+
+    records = sorted(rec.assignment_records, key=lambda r: r[0])
+    for k, (at, assignment) in enumerate(records):
+        if honest(at, assignment) or at > result.stopped_at - FORGED_STANDS_S:
+            continue
+        if not any(honest(t, a) for t, a in records[k + 1:] if t <= at + FORGED_STANDS_S):
+            result.violation("records", f"a forged assignment (term {assignment.term}) stood "
+                                        f"{FORGED_STANDS_S:.0f} s at "
+                                        f"{at - result.started:.1f} s: the leader stopped "
+                                        f"assigning")
 
 
 def island_of(violation: str) -> int | None:

@@ -11,7 +11,18 @@ import numpy as np
 import pytest
 
 from islandsync.bucket import codec
-from islandsync.bucket.records import Head, parse_record, read_head, write_head
+from islandsync.bucket.layout import ASSIGNMENT_KEY
+from islandsync.bucket.records import (
+    MAX_RECORD_BYTES,
+    MAX_TERM,
+    Assignment,
+    Head,
+    parse_record,
+    read_assignment,
+    read_head,
+    write_assignment,
+    write_head,
+)
 from islandsync.errors import CheckpointError, ConfigError, NotFound, PreconditionFailed, StoreError
 from islandsync.store import FaultyStore, LocalStore
 from islandsync.store.faulty import (
@@ -135,7 +146,7 @@ def test_an_outage_window_by_seconds_and_by_hand(inner: LocalStore) -> None:
     assert store.counts() == {"outage": 4}
 
 
-@pytest.mark.parametrize("kind", sorted(JSON_GARBAGE))
+@pytest.mark.parametrize("kind", sorted(set(JSON_GARBAGE) - {"forged_term", "term_at_cap"}))
 def test_byzantine_json_garbage_of_each_kind_is_refused_by_the_read_boundary(
         inner: LocalStore, kind: str) -> None:
     store = FaultyStore(inner, seed=5, rules=[Byzantine(keys="*.json", kinds=(kind,), rate=1.0)])
@@ -149,8 +160,33 @@ def test_byzantine_json_garbage_of_each_kind_is_refused_by_the_read_boundary(
         assert data == b"[" * 200_000
     if kind in ("non_finite", "bad_key"):
         assert any(s.encode() in data for s in ("Infinity", "NaN", "1e999", str(2**64), "../x"))
+    if kind == "oversized":
+        assert len(data) > MAX_RECORD_BYTES and json.loads(data)["island"] == 2
     with pytest.raises(CheckpointError):
         read_head(inner, 2)
+
+
+def test_byzantine_forged_terms(inner: LocalStore) -> None:
+    """A term far above the lease's, still a valid record (garbage only by the rule that a
+    term is trusted as far as the lease vouches for it), and terms at and past the cap."""
+    record = Assignment(term=3, epoch=4, leader="c", islands={0: "w"}, workers=["w"])
+    store = FaultyStore(inner, seed=5, rules=[Byzantine(kinds=("forged_term",), rate=1.0)])
+    write_assignment(store, record, if_generation=0)
+    forged = read_assignment(inner)[0]
+    assert 1000 < forged.term - 3 < MAX_TERM and forged.islands == record.islands
+    seen = set()
+    for seed in range(12):
+        store = FaultyStore(inner, seed=seed, rules=[Byzantine(kinds=("term_at_cap",),
+                                                               rate=1.0)])
+        write_assignment(store, record, if_generation=inner.stat(ASSIGNMENT_KEY).generation)
+        term = json.loads(inner.get(ASSIGNMENT_KEY).data)["term"]
+        seen.add(term)
+        if term >= MAX_TERM:
+            with pytest.raises(CheckpointError, match="term"):
+                read_assignment(inner)
+        else:  # just below the cap: valid, and vouched for by no lease
+            assert read_assignment(inner)[0].term == MAX_TERM - 1
+    assert {MAX_TERM - 1, MAX_TERM, 2**62} <= seen
 
 
 def test_byzantine_other_island_is_a_valid_record_of_another_island(inner: LocalStore) -> None:
@@ -171,6 +207,16 @@ def test_byzantine_checkpoint_garbage_of_each_kind(inner: LocalStore, kind: str)
     if kind in ("truncated", "random"):
         with pytest.raises(CheckpointError):
             codec.decode(data, name=key)
+        return
+    if kind == "padded":  # the honest blob, then junk: only a cap on stored sizes tells
+        assert data.startswith(_island_blob()) and len(data) >= len(_island_blob()) + (1 << 20)
+        return
+    if kind == "bomb":  # a few KiB stored that expand to 64 MiB, consistent in shape
+        _, infos = codec.read_header(data, name=key, blob_size=len(data))
+        assert len(data) < 1 << 20 and sum(i.raw_length for i in infos) >= 60 << 20
+        rows = {i.name: i.shape[0] for i in infos}
+        assert rows["genomes"] == rows["scores"] == rows["ids"] > 10**6 == 10**6 * rows[
+            "elite.scores"] // 2
         return
     meta, frames = codec.decode(data, name=key)  # a valid format, wrong content
     if kind == "wrong_shape":
