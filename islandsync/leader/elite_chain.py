@@ -60,6 +60,7 @@ class EliteChain:
         """The newest readable elite epoch, falling back to older ones when it is corrupt.
         Marked loaded only once done: a StoreError on the way leaves it unloaded, and the
         merge waits, because merging without the previous global elite loses its best."""
+        self.head_generation = 0
         try:
             self.head = read_elite_head(self.store)
         except CheckpointError as err:
@@ -89,15 +90,25 @@ class EliteChain:
         """Merge the elites of islands whose HEAD moved (and the global elite) into a new
         epoch, written for ``term`` while leading; nothing is written when nothing changed."""
         self.term = term
-        if not self.loaded:
-            try:
+        try:
+            if self.loaded:
+                # One stat a cycle: elite/HEAD.json replaced behind our back (garbage, a
+                # forged term) is read again, and replaced below even if nothing moved.
+                info = self.store.stat(ELITE_HEAD_KEY)
+                ours = self.head[1] if self.head is not None else self.head_generation
+                self.loaded = info is not None and info.generation == ours or (
+                    info is None and ours == 0)
+            if not self.loaded:
                 self._load()
-            except StoreError as err:
-                log.warning("coordinator: cannot read the global elite (%s); no merge this "
-                            "cycle", err)
-                return
+        except StoreError as err:
+            log.warning("coordinator: cannot read the global elite (%s); no merge this "
+                        "cycle", err)
+            return
+        # elite/HEAD.json holds garbage (unreadable, or a term no lease vouches for): the
+        # global elite is written again as a new epoch, whether or not anything moved.
+        replace = self.head is None and self.head_generation != 0
         read = self.islands.refresh(heads, readers=self.readers)
-        if read == 0 and self.global_elite is not None:
+        if read == 0 and self.global_elite is not None and not replace:
             return
         parts = self.islands.parts() + ([self.global_elite] if self.global_elite is not None else [])
         if not any(p[1].shape[0] for p in parts):
@@ -107,7 +118,8 @@ class EliteChain:
         seconds = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.observe_merge(seconds, result.candidates, result.duplicates)
-        if self.global_elite is not None and _same(result.elite, self.global_elite):
+        if self.global_elite is not None and _same(result.elite, self.global_elite) \
+                and not replace:
             return
         self._write(result.elite, result.candidates, result.duplicates)
 

@@ -20,6 +20,7 @@ from islandsync.bucket.records import (
     LeaseRecord,
     next_term,
     read_assignment,
+    read_elite_head,
     read_lease,
     write_assignment,
     write_record,
@@ -87,8 +88,10 @@ def test_forged_terms_never_stop_the_leader(tmp_path: Path, monkeypatch) -> None
     forge(store, ELITE_HEAD_KEY, term=10**15)
     cycles(2.0)
     forge(store, ASSIGNMENT_KEY, term=1 + 999)  # below the cap, above the lease: forged too
+    forge(store, ELITE_HEAD_KEY, term=1 + 999)
     cycles(2.0)
     assert read_assignment(store)[0].term == 1 and read_assignment(store)[0].leader == "c0"
+    assert read_elite_head(store)[0].term == 1  # replaced too, though nothing moved
     forge(store, LEASE_KEY, term=2**62)  # runaway: term + 1 is no valid term
     cycles(10.0)
     lease = read_lease(store)[0]
