@@ -8,8 +8,8 @@ import numpy as np
 
 from islandsync.bucket.elites import encode_elite
 from islandsync.bucket.ids import genome_ids_numpy
-from islandsync.bucket.layout import elite_key
-from islandsync.bucket.records import EliteHead, write_elite_head
+from islandsync.bucket.layout import LEASE_KEY, elite_key
+from islandsync.bucket.records import EliteHead, LeaseRecord, write_elite_head, write_record
 from islandsync.config import spec_from_flags
 from islandsync.store import LocalStore
 from islandsync.store.counting import CountingStore
@@ -33,6 +33,7 @@ def test_an_elite_beyond_the_runs_shapes_is_refused_once_and_not_fetched_again(
     """N4: the worker read elites with no caps (an 18.7 KiB epoch decoded to 576 MiB), and a
     refused epoch was downloaded and decompressed again on every poll."""
     store = CountingStore(LocalStore(tmp_path))
+    write_record(store, LEASE_KEY, LeaseRecord(holder="c", term=1, lease_s=3.0))  # vouches
     link = BucketLink(store, SPEC, worker_id="w", solo=False, max_islands=1, stats=dict,
                       hosted=set)
     _epoch(store, 1, rows=100_000)  # 4 MB of genomes in a few KiB; the run keeps 4
