@@ -32,7 +32,9 @@ instant. Invariants (each a named check, so a test can mark one known fault):
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import logging
 import os
 import random
@@ -437,9 +439,12 @@ def _judge_records(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
                    if isinstance(body.get("term"), int) and 0 < body["term"] < MAX_TERM)
     result.terms = sorted({term for _, term in valid})
 
-    def honest(at: float, assignment: Any) -> bool:
-        highest = max((term for t, term in valid if t <= at), default=0)
-        return assignment.leader in leaders and assignment.term <= highest
+    times = [t for t, _ in valid]
+    highest = list(itertools.accumulate((term for _, term in valid), max))
+
+    def honest(at: float, assignment: Any) -> bool:  # a term some lease seen by then had
+        k = bisect.bisect_right(times, at)
+        return assignment.leader in leaders and k > 0 and assignment.term <= highest[k - 1]
 
     records = sorted(rec.assignment_records, key=lambda r: r[0])
     for k, (at, assignment) in enumerate(records):
