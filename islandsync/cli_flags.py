@@ -37,6 +37,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
+def bounds(text: str) -> float | list[float]:
+    """``type=`` of ``--lower``/``--upper``: one number, or a comma list of one per gene."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a comma list of "
+                                         f"numbers") from None
+    return values if "," in text else values[0]
+
+
+def integer_genes(text: str) -> list[int | str]:
+    """``type=`` of ``--integer 0,3,5:8``: gene indices and ranges (checked by the spec)."""
+    return [int(x) if x.strip().isdigit() else x.strip() for x in text.split(",") if x.strip()]
+
+
 def lower(text: str) -> str:
     """``type=`` of name flags that accept any case (``--platform Kaggle``)."""
     return text.strip().lower()
@@ -58,6 +73,7 @@ def init_flags(init: argparse.ArgumentParser) -> None:
     from islandsync.config import (
         ALGORITHM_CONFIGS,
         BUILTIN_PROBLEMS,
+        PORTFOLIOS,
         MigrationSpec,
         RunSpec,
         spec_from_flags,
@@ -83,11 +99,17 @@ def init_flags(init: argparse.ArgumentParser) -> None:
                       + ", ".join(f"{p.name} {p.length}" for p in tokens) + ")")
     init.add_argument("--vocab", type=int, help="token vocabulary size of a custom token "
                       "problem (a built-in one has its own)")
-    bounds = f", e.g. {box.name} {box.lower:g} to {box.upper:g}" if box else ""
-    init.add_argument("--lower", type=float, help="lower bound of each real gene (default: "
-                      f"the problem's{bounds}; required for custom)")
-    init.add_argument("--upper", type=float, help="upper bound of each real gene (default: "
-                      "the problem's; required for custom)")
+    box_text = f", e.g. {box.name} {box.lower:g} to {box.upper:g}" if box else ""
+    init.add_argument("--lower", type=bounds, help="lower bound of each real gene, or a comma "
+                      "list of one per gene: --lower=-1,0,-2 (default: "
+                      f"the problem's{box_text}; required for custom)")
+    init.add_argument("--upper", type=bounds, help="upper bound of each real gene, or a comma "
+                      "list of one per gene (default: the problem's; required for custom)")
+    init.add_argument("--integer", type=integer_genes, help="genes that take integers only: "
+                      "indices and ranges a:b (genes a to b-1), e.g. 0,3,5:8 (default: none)")
+    init.add_argument("--dtype", choices=typing.get_args(run["dtype"].annotation),
+                      help="genomes' and scores' dtype; float64 for precision beyond 1e-7 "
+                           f"(default: {run['dtype'].default})")
     init.add_argument("--maximize", action="store_true",
                       help="maximise the fitness (default: minimise)")
     init.add_argument("--islands", type=int, help="number of islands (populations) "
@@ -98,9 +120,12 @@ def init_flags(init: argparse.ArgumentParser) -> None:
     # Each algorithm described by its settings' own docstring (its first words).
     about = {name: (cls.__doc__ or name).split("(")[0].split(":")[0].strip()
              for name, cls in ALGORITHM_CONFIGS.items()}
-    init.add_argument("--algorithm", choices=list(ALGORITHM_CONFIGS),
+    init.add_argument("--algorithm", choices=[*ALGORITHM_CONFIGS, *PORTFOLIOS],
                       help="the islands' algorithm: " + "; ".join(
                           f"{name}: {text}" for name, text in about.items())
+                      + "; or a named portfolio, given to the islands round-robin: "
+                      + "; ".join(f"{name}: {', '.join(algs)}"
+                                  for name, algs in PORTFOLIOS.items())
                       + f" (default: {algorithm})")
     init.add_argument("--max-evals", dest="max_evals", type=int,
                       help="stop the run after this many evaluations in all (default: none)")

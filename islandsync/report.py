@@ -353,7 +353,8 @@ def _spec_rows(store: BlobStore) -> dict[str, Any]:
     size = g.model_dump()
     return {"problem": f"{spec.problem.name} ({spec.problem.direction})",
             "genome": ", ".join(f"{k} {v}" for k, v in size.items() if v is not None),
-            "algorithm": f"{spec.algorithm.name}, population {spec.algorithm.pop}",
+            "algorithm": ", ".join(f"{a.name} (population {a.pop})" for a in spec.algorithms)
+            + (" round-robin" if len(spec.algorithms) > 1 else ""),
             "islands": spec.islands}
 
 

@@ -78,8 +78,10 @@ def spec_summary(spec: RunSpec) -> dict[str, Any]:
         "problem": spec.problem.name,
         "direction": spec.problem.direction,
         "genome": g.model_dump(),
-        "algorithm": spec.algorithm.name,
-        "pop": spec.algorithm.pop,
+        # A portfolio: its names and populations, in the order islands take them.
+        "algorithm": ",".join(a.name for a in spec.algorithms),
+        "pop": ([a.pop for a in spec.algorithms] if isinstance(spec.algorithm, tuple)
+                else spec.algorithm.pop),
         "islands": spec.islands,
         "migration": spec.migration.model_dump(),
         "stop": spec.stop.model_dump(),

@@ -72,8 +72,10 @@ def encode_island(snap: IslandSnapshot, *, elite: int, meta: dict[str, Any]) -> 
     frames.update({f"rest.{f}": a[f][perm[k:]] for f in ROW_FRAMES})
     frames["order"] = perm.astype(np.int64)
     frames.update({name: v for name, v in a.items() if name not in ROW_FRAMES})
+    # Which algorithm wrote it (the engine's snapshot says): a portfolio's islands differ.
+    wrote = {"algorithm": snap.meta["algorithm"]} if "algorithm" in snap.meta else {}
     header = {
-        **meta, "island": snap.island, "generation": snap.generation, "evals": snap.evals,
+        **meta, **wrote, "island": snap.island, "generation": snap.generation, "evals": snap.evals,
         "nan_count": snap.nan_count,
     }
     return codec.encode(header, frames)
@@ -121,27 +123,44 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def island_frames(spec: RunSpec) -> dict[str, tuple[tuple[int, ...], str]]:
-    """The per-island state frames (``island.<name>``) a checkpoint of this run holds, by
-    frame name: shape and numpy dtype, as the algorithm's settings model declares them."""
-    declared = spec.algorithm.island_frames(spec.problem.genome.width)
+def island_frames(spec: RunSpec, island: int | None = None
+                  ) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The per-island state frames (``island.<name>``) a checkpoint of ``island`` holds, by
+    frame name: shape and numpy dtype, as its algorithm's settings model declares them (a
+    portfolio gives islands different algorithms: :meth:`RunSpec.algorithm_of`). ``island``
+    None: the run's first algorithm."""
+    alg = spec.algorithm_of(0 if island is None else island)
+    declared = alg.island_frames(spec.problem.genome.width)
     return {f"island.{name}": value for name, value in declared.items()}
 
 
-def max_checkpoint_bytes(spec: RunSpec) -> int:
-    """The most raw (decompressed) bytes a checkpoint of this run can hold: every frame it
-    may have at the codec's widest dtype. A blob claiming more is refused unread."""
-    pop, width = spec.algorithm.pop, spec.problem.genome.width
+def max_checkpoint_bytes(spec: RunSpec, island: int | None = None) -> int:
+    """The most raw (decompressed) bytes a checkpoint of ``island`` can hold (``None``: of
+    any island of the run): every frame it may have at the codec's widest dtype. A blob
+    claiming more is refused unread."""
+    islands = range(len(spec.algorithms)) if island is None else (island,)
+    return max(_max_bytes(spec, i) for i in islands)
+
+
+def _max_bytes(spec: RunSpec, island: int) -> int:
+    pop, width = spec.algorithm_of(island).pop, spec.problem.genome.width
     elite = min(spec.elite_size, pop)
-    island = sum(math.prod(shape) for shape, _ in island_frames(spec).values())
-    return _WIDEST * ((pop + elite) * (width + 3) + MAX_EXTRA_FRAMES * pop + island)
+    state = sum(math.prod(shape) for shape, _ in island_frames(spec, island).values())
+    return _WIDEST * ((pop + elite) * (width + 3) + MAX_EXTRA_FRAMES * pop + state)
 
 
-def max_checkpoint_blob(spec: RunSpec) -> int:
-    """The most stored bytes a checkpoint of this run can take (every frame it may have, at
-    zstd's compress bound): a larger blob is refused before download."""
-    frames = 2 * len(ROW_FRAMES) + 1 + MAX_EXTRA_FRAMES + len(island_frames(spec))
-    return codec.max_blob_size(max_checkpoint_bytes(spec), frames)
+def max_checkpoint_blob(spec: RunSpec, island: int | None = None) -> int:
+    """The most stored bytes a checkpoint of ``island`` (``None``: of any island) can take
+    (every frame it may have, at zstd's compress bound): a larger blob is refused before
+    download."""
+    islands = range(len(spec.algorithms)) if island is None else (island,)
+    frames = 2 * len(ROW_FRAMES) + 1 + MAX_EXTRA_FRAMES + max(
+        len(island_frames(spec, i)) for i in islands)
+    return codec.max_blob_size(max_checkpoint_bytes(spec, island), frames)
+
+
+#: The numpy dtype of a real genome's genes and of scores, by the run's ``dtype``.
+FLOAT_DTYPES = {"float32": "<f4", "float64": "<f8"}
 
 
 def _kinds(*kinds: str) -> Callable[[np.dtype], bool]:
@@ -160,10 +179,12 @@ def _any(dtype: np.dtype) -> bool:
     return True
 
 
-def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> None:
+def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec,
+                 island: int) -> None:
     """Refuse, before anything is decompressed, a frame list that does not fit the run:
-    ``genomes`` ``(pop, width)`` of the genome's dtype family (float for real genomes, int for
-    tokens), ``scores`` ``(pop,)`` float, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
+    ``genomes`` ``(pop, width)`` of the run's ``dtype`` for real genomes (float32 unless the
+    run says float64) or of an int dtype for tokens, ``scores`` ``(pop,)`` of the run's float
+    dtype, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
     at most :data:`MAX_EXTRA_FRAMES` ``extra.*`` of ``(pop,)``, the ``elite.*`` four alike
     with one row count of at most ``min(elite_size, pop)``, exactly the ``island.*`` frames
     the algorithm declares at exactly their shapes and dtypes (:func:`island_frames`: none
@@ -172,8 +193,9 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
     def fail(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {key}: {why}")
 
-    pop, width = spec.algorithm.pop, spec.problem.genome.width
-    genes = _kinds("f") if spec.problem.genome.kind == "real" else _kinds("i", "u")
+    pop, width = spec.algorithm_of(island).pop, spec.problem.genome.width
+    floats = _exactly(FLOAT_DTYPES[spec.dtype])
+    genes = floats if spec.problem.genome.kind == "real" else _kinds("i", "u")
     by_name = {f.name: f for f in frames}
     scores = by_name.get("elite.scores")
     rows = scores.shape[0] if scores is not None and len(scores.shape) == 1 else None
@@ -187,10 +209,10 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
     if "order" in by_name:
         expected["order"] = ((pop,), _kinds("i", "u"))
     expected.update({name: (shape, _exactly(dtype))
-                     for name, (shape, dtype) in island_frames(spec).items()})
+                     for name, (shape, dtype) in island_frames(spec, island).items()})
     for prefix, n in parts:
         expected.update({f"{prefix}genomes": ((n, width), genes),
-                         f"{prefix}scores": ((n,), _kinds("f")),
+                         f"{prefix}scores": ((n,), floats),
                          f"{prefix}ids": ((n,), _int64),
                          f"{prefix}origin": ((n,), _kinds("i", "u"))})
     if missing := sorted(set(expected) - set(by_name)):
@@ -209,7 +231,7 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec) -> N
             raise fail(f"frame {_short(f.name)} is {list(f.shape)} {f.dtype}, which does not "
                        f"fit the run ({list(shape)}, a {spec.problem.genome.kind} genome)")
     total = sum(f.raw_length for f in frames)
-    if total > (cap := max_checkpoint_bytes(spec)):
+    if total > (cap := max_checkpoint_bytes(spec, island)):
         raise fail(f"{total} bytes decompressed, over the run's {cap}")
 
 
@@ -221,7 +243,12 @@ def decode_island(data: bytes, *, key: str, spec: RunSpec | None = None) -> Isla
     island, generation = _count(meta, "island", key), _count(meta, "generation", key)
     evals, nan_count = _count(meta, "evals", key), _count(meta, "nan_count", key, 0)
     if spec is not None:
-        check_frames(infos, key=key, spec=spec)
+        # Shapes by the header's island: a checkpoint of another island is refused anyway.
+        check_frames(infos, key=key, spec=spec, island=island)
+        wrote, runs = meta.get("algorithm"), spec.algorithm_of(island).name
+        if wrote is not None and wrote != runs:
+            raise CheckpointError(f"checkpoint {key}: written by algorithm {_short(wrote)}, "
+                                  f"but island {island} of the run runs {runs}")
     _, frames = codec.decode(data, name=key)
     arrays = _population(frames, key)
     missing = {"genomes", "scores", "ids", "origin"} - set(arrays)
@@ -231,7 +258,7 @@ def decode_island(data: bytes, *, key: str, spec: RunSpec | None = None) -> Isla
 
 
 def _try(store: BlobStore, island: int, key: str, spec: RunSpec | None) -> IslandSnapshot | None:
-    cap = codec.MAX_UNSHAPED_BLOB if spec is None else max_checkpoint_blob(spec)
+    cap = codec.MAX_UNSHAPED_BLOB if spec is None else max_checkpoint_blob(spec, island)
     try:
         snap = decode_island(codec.read_capped(store, key, cap), key=key, spec=spec)
     except (CheckpointError, NotFound) as err:

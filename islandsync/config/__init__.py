@@ -12,7 +12,9 @@ from .algorithms import (
     ALGORITHM_CONFIGS,
     CROSSOVERS,
     MUTATIONS,
+    PORTFOLIOS,
     AlgorithmSpec,
+    AlgorithmsSpec,
     CMAESConfig,
     DEConfig,
     GAConfig,
@@ -36,10 +38,11 @@ from .spec import (
 )
 
 __all__ = [
-    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "SPEC_FLAGS",
-    "SYMREG_TOKENS", "AlgorithmSpec", "BuiltinProblem", "CMAESConfig", "DEConfig",
-    "FitnessRef", "GAConfig", "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome",
-    "RunSpec", "SHADEConfig", "SNESConfig", "StopSpec", "TokenGenome",
+    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "PORTFOLIOS",
+    "SPEC_FLAGS", "SYMREG_TOKENS", "AlgorithmSpec", "AlgorithmsSpec", "BuiltinProblem",
+    "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig", "GenomeSpec", "MigrationSpec",
+    "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig", "SNESConfig", "StopSpec",
+    "TokenGenome",
     "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
     "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Tag
 from pydantic_core import PydanticCustomError
 
 #: Unknown fields are errors, ints must be ints, NaN and infinity are refused.
 STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _listed(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: Marks a tuple field that takes a list (JSON's and TOML's arrays): strict mode takes only
+#: tuples, and the models are frozen (hashable), so they hold tuples.
+AS_TUPLE = BeforeValidator(_listed)
 
 
 def conflicts(problems: list[tuple[str, str]]) -> None:
@@ -49,4 +58,4 @@ def tagged_union(models: Mapping[str, type[BaseModel]], *, field: str, default: 
     ]
 
 
-__all__ = ["STRICT", "conflicts", "tagged_union"]
+__all__ = ["AS_TUPLE", "STRICT", "conflicts", "tagged_union"]

@@ -4,11 +4,12 @@ nothing again; the spec (``algorithm`` in run.json) is one of them, chosen by ``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
+from typing_extensions import TypeAliasType
 
-from ._base import STRICT, conflicts, tagged_union
+from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
 from .strategies import CMAESConfig, SHADEConfig, SNESConfig
 
 #: Operators per genome kind; the first is the default (``None`` in the settings).
@@ -102,6 +103,40 @@ ALGORITHM_CONFIGS: dict[str, type[BaseModel]] = {
 AlgorithmSpec = tagged_union(ALGORITHM_CONFIGS, field="name", default="ga",
                              error_type="algorithm_name")
 
+#: Named portfolios: ``algorithm = "portfolio"`` in a spec (``--algorithm portfolio``) is
+#: this list of algorithms at their defaults, written out in full into run.json, so a later
+#: change of a named portfolio never changes a stored run.
+PORTFOLIOS: dict[str, tuple[str, ...]] = {"portfolio": ("cmaes", "shade", "snes")}
 
-__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "AlgorithmSpec", "CMAESConfig",
-           "DEConfig", "GAConfig", "SHADEConfig", "SNESConfig"]
+
+def expand_portfolio(value: Any, pop: int | None = None) -> Any:
+    """A spec's ``algorithm`` with a named portfolio (a string) written out as its list of
+    settings tables (each with ``pop`` when given); anything else as it is."""
+    if isinstance(value, str) and value in PORTFOLIOS:
+        return [{"name": n, **({} if pop is None else {"pop": pop})} for n in PORTFOLIOS[value]]
+    return value
+
+
+def _shape(value: Any) -> str | None:
+    if isinstance(value, (list, tuple)):
+        return "portfolio"
+    return "one" if isinstance(value, (dict, BaseModel)) else None
+
+
+#: A run's ``algorithm``: one settings table (every island runs it), or a portfolio, a list
+#: of settings tables given to the islands round-robin (island ``i`` runs entry ``i mod n``;
+#: an entry written twice gets twice the islands), pygmo-archipelago style.
+# Aliases: AlgorithmSpec's metadata holds a dict, which typing's Union cannot hash.
+_One = TypeAliasType("_One", AlgorithmSpec)  # type: ignore[valid-type]
+_Many = TypeAliasType("_Many", Annotated[tuple[AlgorithmSpec, ...], AS_TUPLE])  # type: ignore[valid-type]
+AlgorithmsSpec = Annotated[
+    Union[  # noqa: UP007 - Tag needs the members spelt out
+        Annotated[_One, Tag("one")], Annotated[_Many, Tag("portfolio")]],
+    Discriminator(_shape, custom_error_type="algorithm_shape",
+                  custom_error_message="Input should be a table of one algorithm's settings, "
+                  f"a list of them (a portfolio) or one of {sorted(PORTFOLIOS)}")]
+
+
+__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "PORTFOLIOS", "AlgorithmSpec",
+           "AlgorithmsSpec", "CMAESConfig", "DEConfig", "GAConfig", "SHADEConfig", "SNESConfig",
+           "expand_portfolio"]

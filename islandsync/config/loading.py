@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from islandsync.errors import ConfigError
 
-from .algorithms import ALGORITHM_CONFIGS
+from .algorithms import ALGORITHM_CONFIGS, PORTFOLIOS, expand_portfolio
 from .fitness import FitnessRef, fitness_ref, load_fitness, resolve_fitness
 from .problems import BUILTIN_PROBLEMS
 from .spec import RunSpec
@@ -31,7 +31,16 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 # Discriminated unions put the tag into an error's loc (algorithm.ga.pop); users never write
 # it, so it is dropped where one of these unions sits.
-_UNION_TAGS = {("algorithm",): set(ALGORITHM_CONFIGS), ("problem", "genome"): {"real", "tokens"}}
+# A portfolio's entries (algorithm.0, algorithm.1, ...) are such unions too, and the shape
+# of algorithm (one table or a portfolio) is one more.
+_ALGORITHM_TAGS = {*ALGORITHM_CONFIGS, "one", "portfolio"}
+_UNION_TAGS = {("algorithm",): _ALGORITHM_TAGS, ("problem", "genome"): {"real", "tokens"}}
+
+
+def _tags(path: list[str]) -> set[str]:
+    if len(path) == 2 and path[0] == "algorithm" and path[1].isdigit():
+        return _ALGORITHM_TAGS
+    return _UNION_TAGS.get(tuple(path), set())
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -39,7 +48,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
     for e in err.errors(include_url=False):
         path: list[str] = []
         for part in e["loc"]:
-            if str(part) in _UNION_TAGS.get(tuple(path), ()):
+            if str(part) in _tags(path):
                 continue
             path.append(str(part))
         ctx = e.get("ctx") or {}
@@ -111,10 +120,22 @@ SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "migrants": ("migration", "migrants"), "topology": ("migration", "topology"),
     "elite_size": ("elite_size",), "checkpoint_interval_s": ("checkpoint_interval_s",),
     "heartbeat_interval_s": ("heartbeat_interval_s",), "seed": ("seed",),
+    "integer": ("problem", "genome", "integer"), "dtype": ("dtype",),
 }
 
 
 def _override(data: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
+    # A portfolio (in the file or named by --algorithm) is no one table whose name and pop
+    # could be set: --algorithm replaces it whole, --pop sets every entry's.
+    overrides = dict(overrides)
+    algorithm = overrides.get("algorithm")
+    one_table = isinstance(data.get("algorithm", {}), dict)
+    if (isinstance(algorithm, str) and algorithm in PORTFOLIOS) \
+            or (algorithm is not None and not one_table):
+        data["algorithm"] = _algorithm(algorithm, overrides.get("pop"))
+        overrides = {k: v for k, v in overrides.items() if k not in ("algorithm", "pop")}
+    elif "pop" in overrides and isinstance(algs := expand_portfolio(data["algorithm"]), list):
+        data["algorithm"] = _algorithm(algs, overrides.pop("pop"))
     for name, value in overrides.items():
         *parents, leaf = SPEC_FLAGS[name]
         node = data
@@ -189,9 +210,11 @@ def _named_fitness(value: Any, source: str) -> FitnessRef | None:
 
 def spec_from_flags(
         *, problem: str, dim: int | None = None, length: int | None = None,
-        vocab: int | None = None, lower: float | None = None, upper: float | None = None,
-        direction: str = "minimize", islands: int = 8, pop: int | None = None,
-        algorithm: str = "ga", max_evals: int | None = None, target: float | None = None,
+        vocab: int | None = None, lower: float | list[float] | None = None,
+        upper: float | list[float] | None = None, integer: list[int | str] | None = None,
+        dtype: str | None = None, direction: str = "minimize", islands: int = 8,
+        pop: int | None = None, algorithm: str | list[dict[str, Any]] = "ga",
+        max_evals: int | None = None, target: float | None = None,
         duration_s: float | None = None, migration_interval: int | None = None,
         migrants: int | None = None, topology: str | None = None, elite_size: int | None = None,
         checkpoint_interval_s: float | None = None, heartbeat_interval_s: float | None = None,
@@ -214,7 +237,7 @@ def spec_from_flags(
         raise ConfigError(f"{source}: built-in problem {problem} takes no fitness function; "
                           f"use --problem custom for your own")
     fitness = None if fitness is None else resolve_fitness(fitness)
-    fields = {"real": {"dim": dim, "lower": lower, "upper": upper},
+    fields = {"real": {"dim": dim, "lower": lower, "upper": upper, "integer": integer},
               "tokens": {"length": length, "vocab": vocab}}
     given = {k: [n for n, v in f.items() if v is not None] for k, f in fields.items()}
     meta = BUILTIN_PROBLEMS.get(problem)
@@ -226,6 +249,8 @@ def spec_from_flags(
     genome: dict[str, Any] = {"kind": kind}
     for name, value in fields[kind].items():
         value = getattr(meta, name, None) if value is None else value
+        if value is None and name == "integer":
+            continue
         if value is None:
             hint = " (or --length and --vocab for a token genome)" if not meta else ""
             raise ConfigError(f"{source}: --{name} is required for problem {problem}{hint}")
@@ -233,13 +258,23 @@ def spec_from_flags(
     spec: dict[str, Any] = {
         "problem": {"name": problem, "params": dict(params or {}), "direction": direction,
                     "genome": genome, **_given(fitness=fitness.model_dump() if fitness else None)},
-        "algorithm": {"name": algorithm, **_given(pop=pop)}, "islands": islands,
+        "algorithm": _algorithm(algorithm, pop), "islands": islands,
         "migration": _given(interval=migration_interval, migrants=migrants, topology=topology),
         "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
         **_given(elite_size=elite_size, checkpoint_interval_s=checkpoint_interval_s,
-                 heartbeat_interval_s=heartbeat_interval_s, seed=seed),
+                 heartbeat_interval_s=heartbeat_interval_s, seed=seed, dtype=dtype),
     }
     return parse_spec(spec, source=source)
+
+
+def _algorithm(algorithm: str | list[dict[str, Any]], pop: int | None) -> Any:
+    """A spec's ``algorithm`` from a name, a named portfolio, or a portfolio's list of
+    settings tables; ``pop`` given to each algorithm named."""
+    if not isinstance(algorithm, str):
+        return [{**entry, **_given(pop=pop)} for entry in algorithm]
+    if algorithm in PORTFOLIOS:
+        return expand_portfolio(algorithm, pop)
+    return {"name": algorithm, **_given(pop=pop)}
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -16,29 +16,78 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
-from ._base import STRICT, conflicts, tagged_union
-from .algorithms import AlgorithmSpec
+from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
+from .algorithms import AlgorithmsSpec, expand_portfolio
 from .fitness import FitnessRef
 from .problems import BUILTIN_PROBLEMS
 
 
 class RealGenome(BaseModel):
+    """Real vectors in a box. ``lower``/``upper``: one bound for every gene, or one per gene
+    (a list of ``dim``). ``integer``: the genes that take integer values only, as indices
+    and half-open ranges ``"a:b"`` (genes a to b - 1); each algorithm's bound handling ends
+    with rounding them (docs/design.md, "Bounds and integer genes")."""
+
     model_config = STRICT
     kind: Literal["real"] = "real"
     dim: int = Field(ge=1)
-    lower: float
-    upper: float
+    lower: Annotated[float | tuple[float, ...], AS_TUPLE]
+    upper: Annotated[float | tuple[float, ...], AS_TUPLE]
+    integer: Annotated[tuple[int | str, ...], AS_TUPLE] = ()
 
     @property
     def width(self) -> int:
         """Genes per genome."""
         return self.dim
 
+    def bounds(self) -> tuple[list[float], list[float]]:
+        """Per-gene lower and upper bounds (``dim`` each)."""
+        def each(b: float | tuple[float, ...]) -> list[float]:
+            return [float(b)] * self.dim if isinstance(b, (int, float)) else list(b)
+        return each(self.lower), each(self.upper)
+
+    def integer_genes(self) -> list[int]:
+        """The integer genes' indices, sorted, each once."""
+        out: set[int] = set()
+        for item in self.integer:
+            if isinstance(item, int):
+                out.add(item)
+            else:
+                a, b = (int(x) for x in item.split(":"))
+                out.update(range(a, b))
+        return sorted(out)
+
     @model_validator(mode="after")
     def _bounds(self) -> RealGenome:
-        if not self.lower < self.upper:
-            conflicts([("upper", f"must be greater than lower ({self.lower!r})")])
+        bad: list[tuple[str, str]] = []
+        for name in ("lower", "upper"):
+            if isinstance(b := getattr(self, name), tuple) and len(b) != self.dim:
+                bad.append((name, f"has {len(b)} bounds; a list needs one per gene "
+                                  f"(dim = {self.dim}), or give one number for all"))
+        for item in self.integer:
+            a, b = (item, item + 1) if isinstance(item, int) else _range(item)
+            if not 0 <= a < b <= self.dim:
+                bad.append(("integer", f"{item!r} is not a gene index or a range 'a:b' of "
+                                       f"genes within 0..{self.dim - 1}"))
+        conflicts(bad)
+        lo, hi = self.bounds()
+        if wrong := [j for j in range(self.dim) if not lo[j] < hi[j]]:
+            bad.append(("upper", f"must be greater than lower (gene {wrong[0]}: "
+                                 f"{lo[wrong[0]]!r} vs {hi[wrong[0]]!r})"
+                        if isinstance(self.lower, tuple) or isinstance(self.upper, tuple)
+                        else f"must be greater than lower ({self.lower!r})"))
+        elif empty := [j for j in self.integer_genes() if math.floor(hi[j]) < math.ceil(lo[j])]:
+            bad.append(("integer", f"gene {empty[0]} holds no integer within its bounds "
+                                   f"[{lo[empty[0]]!r}, {hi[empty[0]]!r}]"))
+        conflicts(bad)
         return self
+
+
+def _range(text: str) -> tuple[int, int]:
+    parts = text.split(":")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return 0, -1  # refused by the caller
 
 
 class TokenGenome(BaseModel):
@@ -123,7 +172,7 @@ class RunSpec(BaseModel):
     model_config = STRICT
     version: Literal[1] = 1
     problem: ProblemSpec
-    algorithm: AlgorithmSpec
+    algorithm: AlgorithmsSpec  # one, or a portfolio given round-robin (algorithms_of)
     islands: int = Field(ge=1)
     migration: MigrationSpec = Field(default_factory=MigrationSpec)
     elite_size: int = Field(64, ge=1)
@@ -133,15 +182,46 @@ class RunSpec(BaseModel):
     worker_timeout_s: float = Field(12.0, gt=0.0)
     seed: int = Field(0, ge=0, lt=2**64)  # numpy/torch seeds are unsigned 64-bit
     stop: StopSpec = Field(default_factory=StopSpec)
+    # Genomes' and scores' dtype (real genomes): float64 reaches precisions float32 cannot.
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _named_portfolio(cls, value: Any) -> Any:
+        return expand_portfolio(value)
+
+    @property
+    def algorithms(self) -> tuple[Any, ...]:
+        """The run's algorithms' settings: one, or a portfolio's entries in order."""
+        alg = self.algorithm
+        return alg if isinstance(alg, tuple) else (alg,)
+
+    def algorithm_of(self, island: int) -> Any:
+        """The settings island ``island`` runs: a portfolio's entry ``island mod n``."""
+        algs = self.algorithms
+        return algs[island % len(algs)]
+
+    @property
+    def max_pop(self) -> int:
+        """The largest population of any island of the run."""
+        return max(a.pop for a in self.algorithms)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
         bad: list[tuple[str, str]] = []
-        kind, alg = self.problem.genome.kind, self.algorithm
-        bad += [(f"algorithm.{f}", m) for f, m in alg.genome_conflicts(kind)]
-        if (migrants := self.migration.migrants) >= alg.pop:
-            bad.append(("migration.migrants",
-                        f"must be less than algorithm.pop ({alg.pop}), got {migrants}"))
+        kind, algs = self.problem.genome.kind, self.algorithms
+        many = isinstance(self.algorithm, tuple)
+        for j, alg in enumerate(algs):
+            at = f"algorithm.{j}" if many else "algorithm"
+            bad += [(f"{at}.{f}", m) for f, m in alg.genome_conflicts(kind)]
+            if (migrants := self.migration.migrants) >= alg.pop:
+                bad.append(("migration.migrants",
+                            f"must be less than {at}.pop ({alg.pop}), got {migrants}"))
+        if many and not 1 <= len(algs) <= self.islands:
+            bad.append(("algorithm", f"a portfolio needs 1 to islands ({self.islands}) "
+                                     f"entries, got {len(algs)}"))
+        if self.dtype != "float32" and kind != "real":
+            bad.append(("dtype", "float64 applies to real genomes only"))
         if self.worker_timeout_s <= self.heartbeat_interval_s:
             # Otherwise every live worker would be declared dead between two heartbeats.
             bad.append(("worker_timeout_s", f"must exceed heartbeat_interval_s "
@@ -150,11 +230,28 @@ class RunSpec(BaseModel):
         return self
 
 
+#: Fields added after runs were stored, written only when not at these values: a run.json
+#: stored before they existed keeps its exact bytes and hash, and reads with the meaning it
+#: had. These values never change (a later default must be a new field).
+_ADDED_LATER: dict[tuple[str, ...], Any] = {("dtype",): "float32",
+                                             ("problem", "genome", "integer"): []}
+
+
 def spec_json(spec: RunSpec) -> bytes:
     """Canonical bytes of a spec: sorted keys, no whitespace, ASCII, every field written
-    (defaults included, so a later change of a default cannot change a stored run's meaning).
-    Floats are written by ``repr``, the shortest text that parses back to the same double."""
-    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+    (defaults included, so a later change of a default cannot change a stored run's meaning;
+    except fields added later, at the value that keeps an older run's meaning, see
+    ``_ADDED_LATER``). Floats are written by ``repr``, the shortest text that parses back to
+    the same double."""
+    data = spec.model_dump(mode="json")
+    for path, value in _ADDED_LATER.items():
+        *parents, leaf = path
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == value:
+            del node[leaf]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=True, allow_nan=False).encode("ascii")
 
 

@@ -83,7 +83,7 @@ class IslandElites:
         moved = [(island, head.checkpoint) for island, head in sorted(heads.items())
                  if head.checkpoint is not None and self._keys.get(island) != head.checkpoint]
         read = 0
-        for (island, key), result in read_concurrently(lambda item: self._read(item[1]), moved,
+        for (island, key), result in read_concurrently(lambda item: self._read(*item), moved,
                                                        readers=readers):
             if isinstance(result, StoreError) and not isinstance(result, NotFound):
                 continue  # not remembered: read again next time
@@ -101,16 +101,16 @@ class IslandElites:
         self.reads += read
         return read
 
-    def _read(self, key: str) -> Elite:
+    def _read(self, island: int, key: str) -> Elite:
         # The whole frame list must fit the run before a byte is decompressed.
         _, frames = codec.read_frames(
             self.store, key, ELITE_FRAMES,
-            check=lambda _, infos: check_frames(infos, key=key, spec=self.spec))
+            check=lambda _, infos: check_frames(infos, key=key, spec=self.spec, island=island))
         elite = tuple(frames[n] for n in ELITE_FRAMES)
-        self._check(elite, key)
+        self._check(elite, key, island)
         return elite  # type: ignore[return-value]
 
-    def _check(self, elite: tuple[np.ndarray, ...], key: str) -> None:
+    def _check(self, elite: tuple[np.ndarray, ...], key: str, island: int) -> None:
         """What merge_elites relies on, checked again on the decoded arrays."""
         g, s, i, o = elite
         n = s.shape[0] if s.ndim == 1 else -1
@@ -122,9 +122,10 @@ class IslandElites:
                 or o.dtype.kind not in "iu":
             raise CheckpointError(f"checkpoint {key}: elite frames of dtypes "
                                   f"{[a.dtype.str for a in elite]} do not fit the run")
-        if n > min(self.spec.elite_size, self.spec.algorithm.pop):
+        most = min(self.spec.elite_size, self.spec.algorithm_of(island).pop)
+        if n > most:
             raise CheckpointError(f"checkpoint {key}: elite of {n} rows, more than the run's "
-                                  f"{min(self.spec.elite_size, self.spec.algorithm.pop)}")
+                                  f"{most}")
 
     def parts(self) -> list[Elite]:
         return list(self._elites.values())

@@ -157,7 +157,7 @@ class Worker:
         self.tag = checkpoint_tag(self.worker_id)
         self.uploader = Uploader(
             store, owner=self.worker_id, tag=self.tag,
-            elite=min(self.spec.elite_size, self.spec.algorithm.pop),
+            elite=min(self.spec.elite_size, self.spec.max_pop),
             meta={"spec_hash": spec_hash(self.spec), "direction": self.spec.problem.direction},
             to_user=self.to_user, on_lost=self._on_lost, on_fatal=self._thread_failed,
         )
