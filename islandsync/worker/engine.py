@@ -1,12 +1,19 @@
-"""The islands one worker hosts, stacked as ``[islands, pop, ...]`` on one device.
+"""The islands one worker hosts, stacked as ``[islands, pop, ...]``: one stack per
+(algorithm, device) pair, each stepped as one tensor.
 
 The engine owns the tensors and nothing else: no bucket, no threads, no clocks. The worker
 asks it to step, to migrate, to take snapshots for checkpoints, and to add or drop islands.
+A run of one algorithm on one device has one stack (:class:`Stack`), which is the whole
+engine; a portfolio (islands with different algorithms) or several devices (``--device
+auto`` with several GPUs) give several, each an independent search of its own islands
+(:class:`Engine`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,35 +23,26 @@ from islandsync.config import RunSpec
 from islandsync.errors import FitnessError, IslandSyncError  # FitnessError: also from here
 from islandsync.search import population
 from islandsync.search.algorithms import IslandState, initial_state, make_algorithm
+from islandsync.worker.devices import resolve_device, resolve_devices  # noqa: F401 - re-exported
 from islandsync.search.per_solution import wrong_shape
 from islandsync.search.problems import Problem
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise IslandSyncError(f"unknown device {device!r} (use auto, cpu or cuda[:n])") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise IslandSyncError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return dev
-
-
-class Engine:
-    """K islands advancing in one vectorised step.
+class Stack:
+    """K islands of one algorithm advancing in one vectorised step on one device.
 
     Randomness: one generator for the whole stack, re-seeded whenever the set of islands
     changes from (run seed, each island's id and generation). So the same seed, device and
     placement history give the same search, and a checkpoint needs no RNG bytes to resume.
     """
 
-    def __init__(self, spec: RunSpec, problem: Problem, device: torch.device) -> None:
+    def __init__(self, spec: RunSpec, problem: Problem, device: torch.device,
+                 config: Any = None) -> None:
         self.spec = spec
         self.problem = problem
         self.device = device
-        self.algorithm = make_algorithm(spec.algorithm, spec.problem.genome)
+        self.config = spec.algorithms[0] if config is None else config
+        self.algorithm = make_algorithm(self.config, spec.problem.genome)
         self.sign = 1.0 if spec.problem.direction == "minimize" else -1.0
         self.generator = torch.Generator(device=device)
         self.island_ids = torch.empty(0, dtype=torch.int64, device=device)
@@ -203,14 +201,14 @@ class Engine:
                 f" {state.genomes.dtype}, but the run needs {tuple(expected.shape[1:])} "
                 f"{expected.dtype}"
             )
-        declared = self.spec.algorithm.island_frames(self.spec.problem.genome.width)
+        declared = self.config.island_frames(self.spec.problem.genome.width)
         got = {n: (tuple(t.shape[1:]), t.dtype) for n, t in state.island.items()}
         want = {n: (shape, torch.from_numpy(np.empty(0, dt)).dtype)
                 for n, (shape, dt) in declared.items()}
         if got != want:
             raise IslandSyncError(
                 f"checkpoint of island {snap.island} holds island state {got}, but the run's "
-                f"{self.spec.algorithm.name} needs {declared}"
+                f"{self.config.name} needs {declared}"
             )
 
     def _append(self, ids: torch.Tensor, state: IslandState) -> None:
@@ -253,10 +251,22 @@ class Engine:
             self.evals[i] += self._per_island
         return self._per_island * len(self)
 
-    def migrate(self, foreign: tuple[torch.Tensor, ...] | None = None) -> int:
-        """Replace each island's worst with migrants: the best of the other local islands and
-        of ``foreign`` (genomes, scores, ids, origin from the global elite). Returns how many
-        genomes moved."""
+    def candidates(self) -> tuple[torch.Tensor, ...] | None:
+        """This stack's migrant candidates for other stacks: each island's best ``migrants``
+        as (genomes, scores, ids, origin, source: the island each lives on), flattened."""
+        m = self.spec.migration.migrants
+        if self._state is None or m == 0:
+            return None
+        g, s, ids, origin = population.elite(self.state, m)
+        source = self.island_ids.to(origin.dtype)[:, None].expand(ids.shape)
+        return (g.reshape(-1, *g.shape[2:]), s.reshape(-1), ids.reshape(-1),
+                origin.reshape(-1), source.reshape(-1))
+
+    def migrate(self, foreign: tuple[torch.Tensor, ...] | None = None,
+                neighbours: tuple[torch.Tensor, ...] | None = None) -> int:
+        """Replace each island's worst with migrants: the best of the other local islands, of
+        ``neighbours`` (other stacks' :meth:`candidates`) and of ``foreign`` (genomes, scores,
+        ids, origin from the global elite). Returns how many genomes moved."""
         m = self.spec.migration.migrants
         if self._state is None or m == 0:  # _state: hash nothing when nothing can move
             return 0
@@ -266,6 +276,9 @@ class Engine:
         # on: otherwise, under the ring, an immigrant at the top of island i-1 could never
         # move on to island i, and good genomes would travel one hop only.
         source = self.island_ids.to(origin.dtype)[:, None].expand(ids.shape).reshape(-1)
+        if neighbours is not None and neighbours[0].numel():
+            cand = [torch.cat([c, f.to(c.device, c.dtype)]) for c, f in zip(cand, neighbours)]
+            source = torch.cat([source, neighbours[4].to(source.device, source.dtype)])
         if foreign is not None and foreign[0].numel():
             cand = [torch.cat([c, f.to(c.device, c.dtype)]) for c, f in zip(cand, foreign)]
             source = torch.cat([source, foreign[3].to(source.device, source.dtype)])
@@ -309,9 +322,177 @@ class Engine:
             IslandSnapshot(
                 island=i, generation=self.generations[i], evals=self.evals[i],
                 nan_count=self.nan_counts[i], arrays={k: v[r] for k, v in host.items()},
+                meta={"algorithm": self.algorithm.name},
             )
             for r, i in enumerate(wanted)
         ]
+
+
+class Engine:
+    """Every island a worker hosts: one :class:`Stack` per (algorithm, device) pair, each
+    stepped as one tensor, with no Python loop over the islands of a stack.
+
+    An island's algorithm is the spec's (``RunSpec.algorithm_of``); its device is the one
+    of ``devices`` hosting the fewest islands when it arrives (ties: the first), and it stays
+    there until released. Each stack is seeded from its own islands only, so a run of one
+    algorithm on one device is exactly one stack (the search of earlier versions, bit for
+    bit), and islands split over two devices search exactly as two workers hosting those
+    islands would, apart from migration between them, which stays local: a migration draws
+    on the elites of every stack (taken before any is changed) and the global elite.
+    """
+
+    def __init__(self, spec: RunSpec, problem: Problem,
+                 device: torch.device | Sequence[torch.device]) -> None:
+        self.spec = spec
+        self.problem = problem
+        self.devices = [device] if isinstance(device, torch.device) else list(device)
+        if not self.devices:
+            raise IslandSyncError("an engine needs at least one device")
+        self.device = self.devices[0]
+        self._configs = list(dict.fromkeys(spec.algorithms))  # distinct, in portfolio order
+        self._stacks: dict[tuple[int, int], Stack] = {}  # (config index, device index)
+        self._where: dict[int, tuple[int, int]] = {}
+
+    # -- stacks --------------------------------------------------------------------------
+
+    def _stack(self, key: tuple[int, int]) -> Stack:
+        stack = self._stacks.get(key)
+        if stack is None:
+            stack = Stack(self.spec, self.problem, self.devices[key[1]], self._configs[key[0]])
+            self._stacks = dict(sorted({**self._stacks, key: stack}.items()))
+        return stack
+
+    @property
+    def stacks(self) -> list[Stack]:
+        """The stacks hosting islands, in (algorithm, device) order."""
+        return [s for s in self._stacks.values() if len(s)]
+
+    def _place(self, island: int) -> tuple[int, int]:
+        """The stack a new island joins: its algorithm's, on the least loaded device."""
+        load = [0] * len(self.devices)
+        for _, d in self._where.values():
+            load[d] += 1
+        key = (self._configs.index(self.spec.algorithm_of(island)), load.index(min(load)))
+        self._where[island] = key
+        return key
+
+    def _only(self) -> Stack:
+        stacks = self.stacks
+        if len(stacks) > 1:
+            raise IslandSyncError("this engine hosts several stacks (a portfolio or several "
+                                  "devices): read each of engine.stacks")
+        return stacks[0] if stacks else self._stack((0, 0))
+
+    @property
+    def state(self) -> IslandState | None:
+        """The islands' state where they form one stack (a single algorithm on one device)."""
+        return self._only().state
+
+    @state.setter
+    def state(self, value: IslandState | None) -> None:
+        self._only().state = value
+
+    @property
+    def _state(self) -> IslandState | None:
+        return self._only()._state
+
+    @property
+    def algorithm(self) -> Any:
+        """The algorithm of the one stack (see :attr:`state`)."""
+        return self._only().algorithm
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def islands(self) -> list[int]:
+        return [i for s in self.stacks for i in s.islands]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._stacks.values())
+
+    def _merged(self, name: str) -> dict[int, int]:
+        return {i: v for s in self._stacks.values() for i, v in getattr(s, name).items()}
+
+    @property
+    def generations(self) -> dict[int, int]:
+        return self._merged("generations")
+
+    @property
+    def evals(self) -> dict[int, int]:
+        return self._merged("evals")
+
+    @property
+    def nan_counts(self) -> dict[int, int]:
+        return self._merged("nan_counts")
+
+    # -- islands in and out --------------------------------------------------------------
+
+    def add_fresh(self, islands: list[int]) -> None:
+        """Start islands from scratch (generation 0), deterministically from the run seed."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in sorted(islands):
+            groups.setdefault(self._place(i), []).append(i)
+        for key, group in sorted(groups.items()):
+            self._stack(key).add_fresh(group)
+
+    def add_snapshot(self, snap: IslandSnapshot) -> None:
+        """Resume an island from its checkpoint."""
+        key = self._place(snap.island)
+        try:
+            self._stack(key).add_snapshot(snap)
+        except Exception:
+            del self._where[snap.island]
+            raise
+
+    def remove(self, islands: list[int]) -> None:
+        gone = set(islands)
+        for key, stack in self._stacks.items():
+            if mine := [i for i in stack.islands if i in gone]:
+                stack.remove(mine)
+        for i in gone:
+            self._where.pop(i, None)
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One generation of every island, a stack at a time; returns the evaluations."""
+        return sum(s.step() for s in self.stacks)
+
+    def migrate(self, foreign: tuple[torch.Tensor, ...] | None = None) -> int:
+        """Each stack's islands take migrants from every local island (all stacks' elites,
+        taken before any moves) and from ``foreign``; see :meth:`Stack.migrate`."""
+        stacks = self.stacks
+        if len(stacks) <= 1:
+            return stacks[0].migrate(foreign) if stacks else 0
+        cands = [s.candidates() for s in stacks]
+        moved = 0
+        for j, stack in enumerate(stacks):
+            others = [c for k, c in enumerate(cands) if k != j and c is not None]
+            near = None if not others else tuple(
+                torch.cat([c[f].to(stack.device) for c in others]) for f in range(5))
+            moved += stack.migrate(foreign, near)
+        return moved
+
+    # -- views ---------------------------------------------------------------------------
+
+    def best_scores(self) -> dict[int, float]:
+        return {i: v for s in self.stacks for i, v in s.best_scores().items()}
+
+    def best(self) -> tuple[float, np.ndarray, int] | None:
+        """The best individual hosted: (minimisation score, genome on the host, island)."""
+        found = None
+        for s in self.stacks:
+            flat = s.state.scores.reshape(-1)
+            j = int(torch.argmin(flat))
+            if found is None or float(flat[j]) < found[0]:
+                row, col = divmod(j, s.state.scores.shape[1])
+                found = (float(flat[j]), s.state.genomes[row, col].cpu().numpy(),
+                         s.islands[row])
+        return found
+
+    def snapshot(self, islands: list[int] | None = None) -> list[IslandSnapshot]:
+        """Host copies of islands for checkpoints, in :attr:`islands` order."""
+        return [snap for s in self.stacks for snap in s.snapshot(islands)]
 
 
 # The fitness function sees a CPU batch in blocks of about this many bytes of genomes (all of

@@ -33,7 +33,7 @@ from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
-from islandsync.worker.engine import Engine, FitnessError, resolve_device
+from islandsync.worker.engine import Engine, FitnessError, resolve_devices
 from islandsync.worker.link import BucketLink, default_worker_id
 from islandsync.worker.progress import Progress, RateMeter, UserCallback, make_progress
 from islandsync.worker.stopping import check_id_free, run_deadline, run_totals, stop_reason
@@ -127,12 +127,14 @@ class Worker:
         self.check_id = check_id
         self.stall_s = stall_s if stall_s is not None else max(300.0,
                                                                10 * self.spec.worker_timeout_s)
-        self.device = resolve_device(device)
+        # auto: every visible GPU, each hosting its share of the islands (Engine).
+        self.devices = resolve_devices(device)
+        self.device = self.devices[0]
         # The engine applies the run's direction; a built-in is always defined as minimised.
         problem = make_problem(self.spec.problem.name, dict(self.spec.problem.params),
                                fitness=fitness,
                                direction=self.spec.problem.direction if fitness else "minimize")
-        self.engine = Engine(self.spec, problem, self.device)
+        self.engine = Engine(self.spec, problem, self.devices)
         self.max_islands = max_islands or self.spec.islands
         self.duration = duration
         self.solo = solo
@@ -222,7 +224,8 @@ class Worker:
             "platform": self.platform,
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
-            "device": _device_name(self.device),
+            "device": (_device_name(self.device) if len(self.devices) == 1
+                       else f"{len(self.devices)} x {_device_name(self.device)}"),
             "islands": sorted(self.hosted()),
             "rate": round(self.rate.rate, 3),
             "generations": self.steps,
@@ -470,13 +473,9 @@ class Worker:
 
     def _summary(self, started: float) -> RunSummary:
         best_fit = best_genome = best_island = None
-        if self.engine.state is not None:
-            flat = self.engine.state.scores.reshape(-1)
-            j = int(torch.argmin(flat))
-            row, col = divmod(j, self.engine.state.scores.shape[1])
-            best_fit = self.to_user(float(flat[j]))
-            best_genome = self.engine.state.genomes[row, col].cpu().numpy()
-            best_island = self.engine.islands[row]
+        if (best := self.engine.best()) is not None:
+            score, best_genome, best_island = best
+            best_fit = self.to_user(score)
         return RunSummary(
             worker=self.worker_id, best_fitness=best_fit, best_genome=best_genome,
             best_island=best_island, generations=self.steps, evaluations=self.evaluations,

@@ -1,4 +1,5 @@
-"""kill -9: random workers, repeatedly, with a replacement started after each kill; and the
+"""kill -9: random workers, repeatedly, with a replacement started after each kill (a GA run,
+and on a local directory also a portfolio of cmaes, shade and snes); and the
 leader, twice, with three candidates. On a local directory, on fake-gcs-server and on moto's S3
 server."""
 
@@ -72,14 +73,19 @@ def kill_the_leader(cl: Cluster, rec: ChaosRecorder) -> float:
     return new.at - killed_at
 
 
-@pytest.mark.parametrize("kind", KINDS_S3)
-def test_kill9_random_workers_repeatedly(kind: str, tmp_path: Path,
+@pytest.mark.parametrize(("kind", "algorithm"), [
+    *((kind, "ga") for kind in KINDS_S3),
+    # A portfolio (cmaes, shade, snes round-robin) is a run like any other: each worker
+    # steps each algorithm's islands as one stack, and a claimer resumes an island with the
+    # algorithm the spec gives it, from the island state its checkpoint holds.
+    ("local", "portfolio")])
+def test_kill9_random_workers_repeatedly(kind: str, algorithm: str, tmp_path: Path,
                                          request: pytest.FixtureRequest) -> None:
     """Three workers and a coordinator; three rounds of: kill -9 a random worker that hosts
     islands, start a replacement, wait until the victim's islands evolve elsewhere."""
     url = run_url(kind, tmp_path, request)
     with Cluster(url, tmp_path) as cl:
-        init_run(cl.store, cluster_spec())
+        init_run(cl.store, cluster_spec(algorithm=algorithm))
         with cl.recorder(ISLANDS) as rec:
             cl.coordinator("c0")
             for n in range(3):
