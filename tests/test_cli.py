@@ -180,3 +180,16 @@ def test_piped_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path: Path
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert proc.returncode == 141
 
+
+def test_init_takes_a_portfolio_per_gene_bounds_integer_genes_and_float64(
+        tmp_path: Path) -> None:
+    from islandsync.bucket.run import read_spec
+
+    url = str(tmp_path / "run")
+    assert main(["init", url, "--problem", "sphere", "--dim", "3", "--islands", "3",
+                 "--algorithm", "portfolio", "--lower=-1,0,-2", "--upper", "1,5,2",
+                 "--integer", "1,2:3", "--dtype", "float64", "--no-publish"]) == 0
+    spec = read_spec(open_store(url))
+    assert [a.name for a in spec.algorithms] == ["cmaes", "shade", "snes"]
+    assert spec.problem.genome.bounds() == ([-1.0, 0.0, -2.0], [1.0, 5.0, 2.0])
+    assert spec.problem.genome.integer_genes() == [1, 2] and spec.dtype == "float64"

@@ -130,7 +130,7 @@ def island_frames(spec: RunSpec, island: int | None = None
     portfolio gives islands different algorithms: :meth:`RunSpec.algorithm_of`). ``island``
     None: the run's first algorithm."""
     alg = spec.algorithm_of(0 if island is None else island)
-    declared = alg.island_frames(spec.problem.genome.width)
+    declared = alg.island_frames(spec.problem.genome.width, spec.dtype)
     return {f"island.{name}": value for name, value in declared.items()}
 
 

@@ -56,7 +56,8 @@ class GAConfig(BaseModel):
         return [(f, f"{op} does not apply to a {kind} genome")
                 for f, ops in allowed.items() if (op := getattr(self, f)) not in (None, *ops)]
 
-    def island_frames(self, width: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    def island_frames(self, width: int,
+                      dtype: str = "float32") -> dict[str, tuple[tuple[int, ...], str]]:
         """Per-island state (``IslandState.island``) by name: shape and numpy dtype. None."""
         return {}
 
@@ -90,7 +91,8 @@ class DEConfig(BaseModel):
             return [("name", "de works on real genomes only; use ga for tokens")]
         return []
 
-    def island_frames(self, width: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    def island_frames(self, width: int,
+                      dtype: str = "float32") -> dict[str, tuple[tuple[int, ...], str]]:
         """Per-island state (``IslandState.island``) by name: shape and numpy dtype. None."""
         return {}
 
@@ -128,7 +130,8 @@ def _shape(value: Any) -> str | None:
 #: an entry written twice gets twice the islands), pygmo-archipelago style.
 # Aliases: AlgorithmSpec's metadata holds a dict, which typing's Union cannot hash.
 _One = TypeAliasType("_One", AlgorithmSpec)  # type: ignore[valid-type]
-_Many = TypeAliasType("_Many", Annotated[tuple[AlgorithmSpec, ...], AS_TUPLE])  # type: ignore[valid-type]
+_Many = TypeAliasType(  # type: ignore[valid-type]
+    "_Many", Annotated[tuple[AlgorithmSpec, ...], AS_TUPLE])
 AlgorithmsSpec = Annotated[
     Union[  # noqa: UP007 - Tag needs the members spelt out
         Annotated[_One, Tag("one")], Annotated[_Many, Tag("portfolio")]],

@@ -47,8 +47,9 @@ class CMAESConfig(BaseModel):
     def is_diagonal(self, width: int) -> bool:
         return self.diagonal if self.diagonal is not None else width > self.full_max_dim
 
-    def island_frames(self, width: int) -> Frames:
-        """Per-island state (``IslandState.island``) by name: shape and numpy dtype."""
+    def island_frames(self, width: int, dtype: str = "float32") -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype (float64
+        whatever the genomes' ``dtype``)."""
         d = (width,)
         cov = d if self.is_diagonal(width) else (width, width)
         return {"mean": (d, F8), "sigma": ((), F8), "cov": (cov, F8), "pc": (d, F8),
@@ -75,10 +76,12 @@ class SHADEConfig(BaseModel):
     def memory_size(self) -> int:
         return self.memory if self.memory is not None else self.pop
 
-    def island_frames(self, width: int) -> Frames:
-        """Per-island state (``IslandState.island``) by name: shape and numpy dtype."""
+    def island_frames(self, width: int, dtype: str = "float32") -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype (the
+        archive holds genomes, of the run's ``dtype``)."""
         h = (self.memory_size(),)
-        return {"archive": ((self.pop, width), F4), "archive_n": ((), I8),
+        genes = F8 if dtype == "float64" else F4
+        return {"archive": ((self.pop, width), genes), "archive_n": ((), I8),
                 "m_cr": (h, F4), "m_f": (h, F4), "m_pos": ((), I8)}
 
     def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
@@ -99,9 +102,11 @@ class SNESConfig(BaseModel):
     lr_center: float = Field(1.0, gt=0.0)
     lr_sigma: float | None = Field(None, gt=0.0)  # None: (3 + ln D) / (5 sqrt D)
 
-    def island_frames(self, width: int) -> Frames:
-        """Per-island state (``IslandState.island``) by name: shape and numpy dtype."""
-        return {"mean": ((width,), F4), "sigma": ((width,), F4)}
+    def island_frames(self, width: int, dtype: str = "float32") -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype (of the
+        genomes: the run's ``dtype``)."""
+        genes = F8 if dtype == "float64" else F4
+        return {"mean": ((width,), genes), "sigma": ((width,), genes)}
 
     def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
         if kind != "real":

@@ -23,6 +23,7 @@ from islandsync.config import RunSpec
 from islandsync.errors import FitnessError, IslandSyncError  # FitnessError: also from here
 from islandsync.search import population
 from islandsync.search.algorithms import IslandState, initial_state, make_algorithm
+from islandsync.search.algorithms.box import DTYPES
 from islandsync.worker.devices import resolve_device, resolve_devices  # noqa: F401 - re-exported
 from islandsync.search.per_solution import wrong_shape
 from islandsync.search.problems import Problem
@@ -42,7 +43,9 @@ class Stack:
         self.problem = problem
         self.device = device
         self.config = spec.algorithms[0] if config is None else config
-        self.algorithm = make_algorithm(self.config, spec.problem.genome)
+        self.algorithm = make_algorithm(self.config, spec.problem.genome, spec.dtype)
+        self.score_dtype = DTYPES[spec.dtype] if spec.problem.genome.kind == "real" \
+            else torch.float32
         self.sign = 1.0 if spec.problem.direction == "minimize" else -1.0
         self.generator = torch.Generator(device=device)
         self.island_ids = torch.empty(0, dtype=torch.int64, device=device)
@@ -113,8 +116,8 @@ class Stack:
         if raw.shape != (k * n,):
             raise FitnessError(wrong_shape(tuple(raw.shape), (k * n, *genomes.shape[2:])))
         scores = raw.reshape(k, n)
-        if scores.dtype != torch.float32:
-            scores = scores.to(torch.float32)
+        if scores.dtype != self.score_dtype:
+            scores = scores.to(self.score_dtype)
         if self.sign != 1.0:
             scores = scores * self.sign
         # NaN, +inf and -inf all become +inf, so afterwards "== inf" counts exactly them.
@@ -201,7 +204,7 @@ class Stack:
                 f" {state.genomes.dtype}, but the run needs {tuple(expected.shape[1:])} "
                 f"{expected.dtype}"
             )
-        declared = self.config.island_frames(self.spec.problem.genome.width)
+        declared = self.config.island_frames(self.spec.problem.genome.width, self.spec.dtype)
         got = {n: (tuple(t.shape[1:]), t.dtype) for n, t in state.island.items()}
         want = {n: (shape, torch.from_numpy(np.empty(0, dt)).dtype)
                 for n, (shape, dt) in declared.items()}

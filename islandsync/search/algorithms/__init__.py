@@ -31,9 +31,11 @@ ALGORITHMS: dict[str, type[Any]] = {
     cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES, SHADE, SNES)}
 
 
-def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome) -> Algorithm:
+def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome,
+                   dtype: str = "float32") -> Algorithm:
     """Build the algorithm a run spec names: ``ALGORITHMS[spec_algorithm.name]`` with the
-    spec's settings model (``spec.algorithm``) and genome (``spec.problem.genome``). An object
+    spec's settings model (an entry of ``spec.algorithms``), genome (``spec.problem.genome``)
+    and genomes' dtype (``spec.dtype``). An object
     that already implements the protocol (has ``step``) is checked and returned as it is.
 
     Raises:
@@ -46,7 +48,7 @@ def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome) -> Alg
     name = getattr(spec_algorithm, "name", None)
     if name not in ALGORITHMS:
         raise ConfigError(f"algorithm.name={name!r} is not one of {tuple(ALGORITHMS)}")
-    return ALGORITHMS[name](spec_algorithm, genome)  # type: ignore[arg-type]
+    return ALGORITHMS[name](spec_algorithm, genome, dtype)  # type: ignore[arg-type]
 
 
 __all__ = [

@@ -22,8 +22,10 @@ from islandsync.search.population import genome_ids
 class IslandState(NamedTuple):
     """Every island of a worker, stacked. All tensors live on one device.
 
-    genomes: [K, P, D]; float32 for real genomes, int64 for tokens.
-    scores:  [K, P] float32, minimisation (lower is better; +inf is worst / unevaluated).
+    genomes: [K, P, D]; float32 (or the run's ``dtype``, float64) for real genomes, int64
+             for tokens.
+    scores:  [K, P] float32 (float64 with float64 genomes), minimisation (lower is better;
+             +inf is worst / unevaluated).
     ids:     [K, P] int64 content-hash ids, ``genome_ids(genomes)``; or None where they have not
              been computed since the genomes changed (a step need not hash its offspring: the
              engine computes ids only where they are read, with :func:`~islandsync.search.
@@ -161,7 +163,9 @@ def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
     if genomes is None:
         genomes = algorithm.init(island_ids, generator)
     k, p = genomes.shape[:2]
-    scores = evaluate(genomes).to(torch.float32)
+    # Scores of the genomes' float dtype (the run's dtype); float32 for token genomes.
+    floats = genomes.dtype if genomes.is_floating_point() else torch.float32
+    scores = evaluate(genomes).to(floats)
     origin = island_ids.to(device=genomes.device, dtype=torch.int64)[:, None].expand(k, p)
     extra = {n: torch.full((k, p), float(v), dtype=torch.float32, device=genomes.device)
              for n, v in algorithm.extra_defaults.items()}

@@ -42,6 +42,7 @@ from torch import Tensor
 from islandsync.config import CMAESConfig, RealGenome
 from islandsync.config.strategies import default_samples
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.algorithms.box import Box
 from islandsync.search.algorithms.sampling import clip_length, inject_samples, keep_best
 
 _F64 = torch.float64
@@ -172,16 +173,19 @@ class CMAES:
     name = "cmaes"
     Config = CMAESConfig
 
-    def __init__(self, config: CMAESConfig, genome: RealGenome) -> None:
+    def __init__(self, config: CMAESConfig, genome: RealGenome, dtype: str = "float32") -> None:
         check_settings(self, config, genome)
         self.config = config
         self.dim, self.lower, self.upper = genome.dim, genome.lower, genome.upper
+        self.box = Box(genome, dtype)
         self.pop_size = config.pop
         self.diagonal = config.is_diagonal(genome.dim)
         self.samples = config.samples or default_samples(genome.dim)
         self.max_samples = self.samples * 2 ** config.max_doublings if config.restarts \
             else self.samples
-        self.sigma0 = config.sigma_init * (genome.upper - genome.lower)
+        # Per-gene bounds: sigma0 of the mean width, an isotropic start whose covariance
+        # learns the genes' scales (pycma would rescale by CMA_stds).
+        self.sigma0 = config.sigma_init * self.box.width
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
 
     def __repr__(self) -> str:
@@ -189,9 +193,7 @@ class CMAES:
                 f"diagonal={self.diagonal}, sigma0={self.sigma0:.4g})")
 
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
-        shape = (island_ids.shape[0], self.pop_size, self.dim)
-        u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
-        return self.lower + (self.upper - self.lower) * u
+        return self.box.uniform(generator, (island_ids.shape[0], self.pop_size, self.dim))
 
     def start(self, state: IslandState) -> IslandState:
         """The first distribution: centred on each island's best initial point."""
@@ -215,8 +217,11 @@ class CMAES:
         if e.basis is not None:
             y = y @ e.basis.transpose(1, 2)
         raw = st["mean"][:, None] + st["sigma"][:, None, None] * y
-        genomes = raw.clamp(self.lower, self.upper).to(torch.float32)
-        f = evaluate(genomes).to(torch.float32)
+        lo, hi = self.box.bounds(raw.device, _F64)
+        # Clamped onto the box, integer genes rounded: a moved sample enters the update as
+        # an injected one, its step clipped.
+        genomes = self.box.repair(raw.clamp(lo, hi).to(state.genomes.dtype))
+        f = evaluate(genomes).to(state.scores.dtype)
         x = genomes.to(_F64)
         repaired = (x != raw).any(-1)
         x, fu, replaced = inject_samples(state, x, f, st["lam"])
@@ -269,13 +274,14 @@ class CMAES:
             & torch.isfinite(cov.reshape(k, -1)).all(1)
         stuck = (spread <= c.tol_fun) | (width < c.tol_x * self.sigma0) \
             | (cond > _MAX_CONDITION) | (stall > 100 + 100 * d ** 1.5 / lam) \
-            | (width > 1e3 * (self.upper - self.lower))
+            | (width > 1e3 * self.box.max_width)
         again = ~finite | (stuck & c.restarts)
         # Drawn every generation, used where an island restarts: the stream does not depend
         # on which islands restart.
         u = torch.rand((k, d), generator=g, device=g.device, dtype=_F64)
         new = fresh_island(k, d, self.sigma0, 0, self.diagonal, u.device)
-        new["mean"] = self.lower + (self.upper - self.lower) * u
+        lo, hi = self.box.bounds(u.device, _F64)
+        new["mean"] = lo + (hi - lo) * u
         new["lam"] = torch.clamp(lam * 2, max=self.max_samples) if c.restarts else lam
         new["restarts"] = island["restarts"] + 1
         out = {**island, "best": best, "stall": stall}

@@ -28,13 +28,9 @@ from torch import Tensor
 from islandsync.config import DEConfig, RealGenome
 from islandsync.errors import ConfigError
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings, uniform_
+from islandsync.search.algorithms.box import Box
 
 log = logging.getLogger(__name__)
-
-
-def _rand(g: torch.Generator, *shape: int) -> Tensor:
-    # float32 whatever torch's default dtype is: states are float32 by contract.
-    return torch.rand(shape, generator=g, device=g.device, dtype=torch.float32)
 
 
 def distinct_indices(k: int, p: int, n: int, g: torch.Generator) -> Tensor:
@@ -124,7 +120,8 @@ def draws(small: Tensor, fc_old: Tensor, t: Tables) -> tuple[Tensor, Tensor, Ten
 
 
 def trial_vectors(x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor, jrand: Tensor,
-                  u_j: Tensor, lo: float, hi: float, out: Tensor | None = None) -> Tensor:
+                  u_j: Tensor, lo: float | Tensor, hi: float | Tensor,
+                  out: Tensor | None = None) -> Tensor:
     """DE/rand/1/bin trials with bound repair of parents ``x`` [B, P, D], from the
     generation's draws: the partners' ``rows`` [3, B, P] into ``source`` (all of the stack's
     genomes flattened to [K * P, D]; ``x`` when omitted), F and CR [B, P], crossover uniforms
@@ -135,7 +132,8 @@ def trial_vectors(x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor, jra
 
 
 def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor,
-            jrand: Tensor, u_j: Tensor, lo: float, hi: float, out: Tensor | None) -> Tensor:
+            jrand: Tensor, u_j: Tensor, lo: float | Tensor, hi: float | Tensor,
+            out: Tensor | None) -> Tensor:
     b, p, d = x.shape
     # Partners as whole rows (index_select copies rows; a gather indexes every gene).
     picked = source.reshape(-1, d).index_select(0, rows.reshape(-1)).view(3, b, p, d)
@@ -165,8 +163,8 @@ def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: T
     return torch.lerp(clamped, x, weight, out=clamped if out is None else out).clamp_(lo, hi)
 
 
-def variation(x: Tensor, small: Tensor, c: Tensor, fc_old: Tensor, t: Tables, lo: float,
-              hi: float) -> tuple[Tensor, Tensor]:
+def variation(x: Tensor, small: Tensor, c: Tensor, fc_old: Tensor, t: Tables,
+              lo: float | Tensor, hi: float | Tensor) -> tuple[Tensor, Tensor]:
     """One jDE generation of the stack ``x`` [K, P, D]: its trials and their F and CR
     (``fc`` [2, K, P]), from the draws ``small`` [9, K, P] float64 and ``c`` [K, P, D] (see
     :func:`draws`). Pure apart from using ``c`` as scratch: eager and compiled runs compute
@@ -176,12 +174,13 @@ def variation(x: Tensor, small: Tensor, c: Tensor, fc_old: Tensor, t: Tables, lo
 
 
 def select_genomes(win: Tensor, trial: Tensor, x: Tensor) -> Tensor:
-    """``where(win[..., None], trial, x)`` for float32 genomes, in three int32 passes over
+    """``where(win[..., None], trial, x)`` for float genomes, in three integer passes over
     their bits, ``x ^ ((trial ^ x) * win)``: exact (NaN and -0.0 included), and a half of
     where()'s time on a CPU."""
-    xb = x.view(torch.int32)
-    out = torch.bitwise_xor(trial.view(torch.int32), xb)
-    return out.mul_(win[..., None]).bitwise_xor_(xb).view(torch.float32)
+    bits = torch.int32 if x.dtype == torch.float32 else torch.int64
+    xb = x.view(bits)
+    out = torch.bitwise_xor(trial.view(bits), xb)
+    return out.mul_(win[..., None]).bitwise_xor_(xb).view(x.dtype)
 
 
 # On a CPU the step's dozen passes over [K, P, D] run over blocks of whole islands of about
@@ -231,12 +230,13 @@ class DifferentialEvolution:
     name = "de"
     Config = DEConfig
 
-    def __init__(self, config: DEConfig, genome: RealGenome) -> None:
+    def __init__(self, config: DEConfig, genome: RealGenome, dtype: str = "float32") -> None:
         """``config`` is the run spec's ``algorithm`` (it holds every limit); ``genome`` its
-        ``problem.genome``, which must be real."""
+        ``problem.genome``, which must be real; ``dtype`` the run's."""
         check_settings(self, config, genome)
         self.config = config
         self.dim, self.lower, self.upper = genome.dim, genome.lower, genome.upper
+        self.box = Box(genome, dtype)
         self.pop_size = config.pop
         self.f_init, self.cr_init = config.f_init, config.cr_init
         self.tau_f, self.tau_cr = config.tau_f, config.tau_cr
@@ -253,9 +253,7 @@ class DifferentialEvolution:
                 f"F=[{self.f_lower}, {self.f_upper}], tau=({self.tau_f}, {self.tau_cr}))")
 
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
-        k = island_ids.shape[0]
-        return self.lower + (self.upper - self.lower) * _rand(generator, k, self.pop_size,
-                                                              self.dim)
+        return self.box.uniform(generator, (island_ids.shape[0], self.pop_size, self.dim))
 
     def _constants(self, x: Tensor) -> Tables:
         key = (*x.shape, x.device)
@@ -281,7 +279,7 @@ class DifferentialEvolution:
         g = generator
         x = state.genomes
         k, p, d = x.shape
-        lo, hi = self.lower, self.upper
+        lo, hi = self.box.bounds(x.device)
         if p < 4:
             raise ConfigError(f"de: needs pop >= 4 to draw 3 distinct partners, got {p}")
         t = self._constants(x)
@@ -305,9 +303,10 @@ class DifferentialEvolution:
                 _trials(x, x[b], rows[:, b], f[b], cr[b], c[b], jrand[b], u_j[b], lo, hi,
                         trial[b])
 
+        trial = self.box.repair(trial)  # integer genes, after the bound repair
         trial_scores = evaluate(trial)
-        if trial_scores.dtype != torch.float32:
-            trial_scores = trial_scores.to(torch.float32)
+        if trial_scores.dtype != state.scores.dtype:
+            trial_scores = trial_scores.to(state.scores.dtype)
         win = trial_scores <= state.scores
         fc = torch.where(win, fc, fc_old)
         born = island_ids if island_ids.dtype == torch.int64 else island_ids.to(torch.int64)

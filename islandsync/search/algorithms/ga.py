@@ -17,6 +17,7 @@ from torch import Tensor
 
 from islandsync.config import CROSSOVERS, MUTATIONS, GAConfig, RealGenome, TokenGenome
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.algorithms.box import Box
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:
@@ -36,7 +37,8 @@ class GeneticAlgorithm:
     name = "ga"
     Config = GAConfig
 
-    def __init__(self, config: GAConfig, genome: RealGenome | TokenGenome) -> None:
+    def __init__(self, config: GAConfig, genome: RealGenome | TokenGenome,
+                 dtype: str = "float32") -> None:
         """``config`` is the run spec's ``algorithm`` (it holds every limit); ``genome`` its
         ``problem.genome``. Raises ConfigError for settings that do not fit the genome."""
         check_settings(self, config, genome)
@@ -45,6 +47,7 @@ class GeneticAlgorithm:
         self.lower = genome.lower if isinstance(genome, RealGenome) else None
         self.upper = genome.upper if isinstance(genome, RealGenome) else None
         self.vocab = genome.vocab if isinstance(genome, TokenGenome) else None
+        self.box = Box(genome, dtype) if isinstance(genome, RealGenome) else None
         self.pop_size, self.elite, self.tournament = config.pop, config.elite, config.tournament
         # None in the settings: the genome kind's first (default) operator.
         self.crossover = config.crossover or CROSSOVERS[kind][0]
@@ -54,9 +57,7 @@ class GeneticAlgorithm:
             else config.mutation_rate
         self.mutation_sigma, self.poly_eta = config.mutation_sigma, config.poly_eta
         self.extra_defaults: dict[str, float] = {}
-        # Plain floats/ints for the operators (only those of the genome kind in use are read).
-        self._lo, self._hi = self.lower or 0.0, self.upper or 0.0
-        self._vocab = self.vocab or 0
+        self._vocab = self.vocab or 0  # a plain int for the token operators
 
     def __repr__(self) -> str:
         return (f"GeneticAlgorithm(kind={self.kind!r}, dim={self.dim}, pop={self.pop_size}, "
@@ -70,8 +71,7 @@ class GeneticAlgorithm:
         if self.kind == "tokens":
             return torch.randint(0, self._vocab, (k, self.pop_size, self.dim),
                                  generator=generator, device=generator.device)
-        lo, hi = self._lo, self._hi
-        return lo + (hi - lo) * _rand(generator, k, self.pop_size, self.dim)
+        return self.box.uniform(generator, (k, self.pop_size, self.dim))
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
@@ -92,8 +92,10 @@ class GeneticAlgorithm:
         a, b = parents[:, 0::2], parents[:, 1::2]
         c1, c2 = self._crossover(a, b, g)
         children = self._mutate(torch.cat([c1, c2], dim=1)[:, :n], g)
+        if self.box is not None:
+            children = self.box.repair(children)  # integer genes, after the bounds
 
-        child_scores = evaluate(children).to(torch.float32)
+        child_scores = evaluate(children).to(scores.dtype)
         origin = island_ids.to(device=genomes.device, dtype=torch.int64)[:, None].expand(k, n)
 
         def survivors(t: Tensor) -> Tensor:
@@ -126,7 +128,8 @@ class GeneticAlgorithm:
         return torch.where(crossed, c1, a), torch.where(crossed, c2, b)
 
     def _sbx(self, a: Tensor, b: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        lo, hi, eta = self._lo, self._hi, self.sbx_eta
+        lo, hi = self.box.bounds(a.device)
+        eta = self.sbx_eta
         k, m, d = a.shape
         u = _rand(g, k, m, d)
         # One draw decides both: a gene is crossed when r < 1/2 (probability 1/2), and the
@@ -160,7 +163,7 @@ class GeneticAlgorithm:
         if self.kind == "tokens":
             new = torch.randint(0, self._vocab, x.shape, generator=g, device=g.device)
             return torch.where(hit, new, x)
-        lo, hi = self._lo, self._hi
+        lo, hi = self.box.bounds(x.device)
         rng = hi - lo
         if self.mutation == "resample":
             new = lo + rng * _rand(g, *x.shape)

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from islandsync.config import RealGenome, SHADEConfig
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.algorithms.box import Box
 
 _F64 = torch.float64
 _SCALE = 0.1  # the paper's spread of CR (normal) and F (Cauchy) around a memory entry
@@ -93,10 +94,11 @@ class SHADE:
     name = "shade"
     Config = SHADEConfig
 
-    def __init__(self, config: SHADEConfig, genome: RealGenome) -> None:
+    def __init__(self, config: SHADEConfig, genome: RealGenome, dtype: str = "float32") -> None:
         check_settings(self, config, genome)
         self.config = config
         self.dim, self.lower, self.upper = genome.dim, genome.lower, genome.upper
+        self.box = Box(genome, dtype)
         self.pop_size = config.pop
         self.memory = config.memory_size()
         self.p_min = 2 / config.pop
@@ -108,9 +110,7 @@ class SHADE:
                 f"p=[{self.p_min:.3g}, {self.p_max:.3g}])")
 
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
-        shape = (island_ids.shape[0], self.pop_size, self.dim)
-        u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
-        return self.lower + (self.upper - self.lower) * u
+        return self.box.uniform(generator, (island_ids.shape[0], self.pop_size, self.dim))
 
     def start(self, state: IslandState) -> IslandState:
         """Memories at 0.5, an empty archive."""
@@ -118,7 +118,7 @@ class SHADE:
         dev = state.genomes.device
         h = self.memory
         return state._replace(island={
-            "archive": torch.zeros(k, p, d, dtype=torch.float32, device=dev),
+            "archive": torch.zeros(k, p, d, dtype=state.genomes.dtype, device=dev),
             "archive_n": torch.zeros(k, dtype=torch.int64, device=dev),
             "m_cr": torch.full((k, h), 0.5, dtype=torch.float32, device=dev),
             "m_f": torch.full((k, h), 0.5, dtype=torch.float32, device=dev),
@@ -162,14 +162,15 @@ class SHADE:
         x_r2 = torch.where(from_pop[..., None], rows(x, r2_pop), rows(st["archive"], r2_arc))
         fd = f[..., None]
         v = x + fd * (rows(x, pbest) - x) + fd * (rows(x, r1) - x_r2)
-        v = torch.where(v < self.lower, (self.lower + x) / 2, v)
-        v = torch.where(v > self.upper, (self.upper + x) / 2, v)
+        lo, hi = self.box.bounds(x.device)
+        v = torch.where(v < lo, (lo + x) / 2, v)
+        v = torch.where(v > hi, (hi + x) / 2, v)
         jrand = torch.clamp((u[6] * d).to(torch.int64), max=d - 1)
         cross = torch.rand((k, p, d), generator=g, device=g.device, dtype=torch.float32)
         take = (cross < cr[..., None]) | (torch.arange(d, device=x.device) == jrand[..., None])
-        trial = torch.where(take, v, x)
+        trial = self.box.repair(torch.where(take, v, x))  # integer genes, after the bounds
 
-        trial_scores = evaluate(trial).to(torch.float32)
+        trial_scores = evaluate(trial).to(scores.dtype)
         win = trial_scores <= scores
         better = trial_scores < scores
         keys = torch.rand((k, 2 * p), generator=g, device=g.device, dtype=torch.float32)

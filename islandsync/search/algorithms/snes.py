@@ -26,6 +26,7 @@ from torch import Tensor
 from islandsync.config import RealGenome, SNESConfig
 from islandsync.config.strategies import default_samples
 from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.algorithms.box import Box
 from islandsync.search.algorithms.sampling import clip_length, inject_samples, keep_best
 
 
@@ -55,13 +56,14 @@ class SNES:
     name = "snes"
     Config = SNESConfig
 
-    def __init__(self, config: SNESConfig, genome: RealGenome) -> None:
+    def __init__(self, config: SNESConfig, genome: RealGenome, dtype: str = "float32") -> None:
         check_settings(self, config, genome)
         self.config = config
         self.dim, self.lower, self.upper = genome.dim, genome.lower, genome.upper
+        self.box = Box(genome, dtype)
         self.pop_size = config.pop
         self.samples = config.samples or default_samples(genome.dim)
-        self.sigma0 = config.sigma_init * (genome.upper - genome.lower)
+        self.sigma0 = config.sigma_init * self.box.width  # per gene where bounds are
         self.lr_center = config.lr_center
         self.lr_sigma = config.lr_sigma or (3 + math.log(genome.dim)) / (5 * math.sqrt(genome.dim))
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
@@ -71,17 +73,19 @@ class SNES:
                 f"sigma0={self.sigma0:.4g}, lr=({self.lr_center}, {self.lr_sigma:.4g}))")
 
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
-        shape = (island_ids.shape[0], self.pop_size, self.dim)
-        u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
-        return self.lower + (self.upper - self.lower) * u
+        return self.box.uniform(generator, (island_ids.shape[0], self.pop_size, self.dim))
 
     def start(self, state: IslandState) -> IslandState:
         """The first distribution: centred on each island's best initial point, sigma0."""
         k = state.genomes.shape[0]
         mean = state.genomes[torch.arange(k), state.scores.argmin(1)].clone()
         extra = {name: torch.zeros_like(t) for name, t in state.extra.items()}
-        return state._replace(island={"mean": mean, "sigma": torch.full_like(mean, self.sigma0)},
-                              extra=extra)
+        if self.box.scalar:
+            sigma = torch.full_like(mean, self.sigma0)
+        else:  # sigma_init of each gene's own width
+            lo, hi = self.box.bounds(mean.device, mean.dtype)
+            sigma = (self.config.sigma_init * (hi - lo)).expand_as(mean).clone()
+        return state._replace(island={"mean": mean, "sigma": sigma}, extra=extra)
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
@@ -95,10 +99,13 @@ class SNES:
         fresh = self.start(state).island
         mean, sigma = torch.where(ok, mean, fresh["mean"]), torch.where(ok, sigma, fresh["sigma"])
         lam = self.samples
-        z = torch.randn((k, lam, d), generator=g, device=g.device, dtype=torch.float32)
+        z = torch.randn((k, lam, d), generator=g, device=g.device, dtype=mean.dtype)
         raw = torch.addcmul(mean[:, None], sigma[:, None], z)
-        genomes = raw.clamp(self.lower, self.upper)
-        f = evaluate(genomes).to(torch.float32)
+        lo, hi = self.box.bounds(raw.device)
+        # Clamped onto the box, integer genes rounded: such a sample enters the update as
+        # an injected one (moved), its z clipped.
+        genomes = self.box.repair(raw.clamp(lo, hi))
+        f = evaluate(genomes).to(state.scores.dtype)
         moved = (genomes != raw).any(-1)
         x, fu, replaced = inject_samples(
             state, genomes, f, torch.full((k,), lam, dtype=torch.int64, device=g.device))
@@ -109,7 +116,7 @@ class SNES:
             z = torch.where(redo[..., None], zr, z)
         new_mean, new_sigma = update(mean, sigma, z, fu, self.lr_center, self.lr_sigma)
         out = keep_best(state, genomes, f, ~replaced, island_ids)
-        return out._replace(island={"mean": new_mean.clamp(self.lower, self.upper),
+        return out._replace(island={"mean": new_mean.clamp(lo, hi),
                                     "sigma": new_sigma})
 
 

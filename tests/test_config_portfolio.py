@@ -1,0 +1,102 @@
+"""The spec's later additions (issue 20, items 3 and 4): portfolios, per-gene bounds, integer
+genes and the genomes' dtype; and run.json files written before them, which keep their bytes
+and hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from islandsync.config import parse_spec, spec_from_flags, spec_hash, spec_json
+from islandsync.errors import ConfigError
+
+#: run.json as islandsync wrote it before these fields existed (two runs of that version).
+OLD_RUN_JSON = [
+    b'{"algorithm":{"diagonal":null,"full_max_dim":300,"max_doublings":5,"name":"cmaes",'
+    b'"pop":16,"restarts":true,"samples":null,"sigma_init":0.25,"tol_fun":1e-12,"tol_x":1e-12},'
+    b'"assignment_poll_s":2.0,"checkpoint_interval_s":30.0,"elite_size":64,'
+    b'"heartbeat_interval_s":5.0,"islands":4,"migration":{"interval":20,"migrants":2,'
+    b'"topology":"pool"},"problem":{"direction":"minimize","fitness":null,"genome":{"dim":10,'
+    b'"kind":"real","lower":-5.12,"upper":5.12},"name":"rastrigin","params":{}},"seed":3,'
+    b'"stop":{"duration_s":null,"max_evals":null,"target":null},"version":1,'
+    b'"worker_timeout_s":12.0}',
+    b'{"algorithm":{"crossover":null,"crossover_rate":0.9,"elite":2,"mutation":null,'
+    b'"mutation_rate":null,"mutation_sigma":0.1,"name":"ga","poly_eta":20.0,"pop":64,'
+    b'"sbx_eta":15.0,"tournament":3},"assignment_poll_s":2.0,"checkpoint_interval_s":30.0,'
+    b'"elite_size":64,"heartbeat_interval_s":5.0,"islands":2,"migration":{"interval":20,'
+    b'"migrants":2,"topology":"pool"},"problem":{"direction":"minimize","fitness":null,'
+    b'"genome":{"kind":"tokens","length":24,"vocab":13},"name":"symbolic_regression",'
+    b'"params":{}},"seed":0,"stop":{"duration_s":null,"max_evals":null,"target":null},'
+    b'"version":1,"worker_timeout_s":12.0}',
+]
+
+
+def _spec(**fields: object) -> dict:
+    data = {"problem": {"name": "sphere", "genome": {"dim": 4, "lower": -1.0, "upper": 1.0}},
+            "algorithm": {"name": "de"}, "islands": 6}
+    genome = fields.pop("genome", {})
+    data["problem"]["genome"].update(genome)  # type: ignore[index]
+    return {**data, **fields}
+
+
+@pytest.mark.parametrize("raw", OLD_RUN_JSON)
+def test_old_run_json_keeps_its_bytes_hash_and_meaning(raw: bytes) -> None:
+    spec = parse_spec(raw, source="run.json")
+    assert spec_json(spec) == raw
+    assert spec_hash(spec) == hashlib.sha256(raw).hexdigest()
+    assert spec.dtype == "float32" and len(spec.algorithms) == 1
+    if spec.problem.genome.kind == "real":
+        assert spec.problem.genome.integer == ()
+
+
+def test_new_fields_are_written_once_they_differ() -> None:
+    spec = parse_spec(_spec(dtype="float64", genome={"integer": [0, "2:4"],
+                                                     "lower": [-1, -2, -3, -4]}), source="t")
+    raw = spec_json(spec)
+    assert b'"dtype":"float64"' in raw and b'"integer":[0,"2:4"]' in raw
+    assert b'"lower":[-1.0,-2.0,-3.0,-4.0]' in raw
+    assert parse_spec(raw, source="t") == spec
+    assert spec.problem.genome.integer_genes() == [0, 2, 3]
+
+
+def test_portfolio_round_robin_and_named() -> None:
+    spec = parse_spec(_spec(algorithm=[{"name": "cmaes", "pop": 8}, {"name": "shade"},
+                                       {"name": "shade"}]), source="t")
+    assert [spec.algorithm_of(i).name for i in range(6)] == ["cmaes", "shade", "shade"] * 2
+    assert spec.max_pop == 64
+    named = parse_spec(_spec(algorithm="portfolio"), source="t")
+    assert [a.name for a in named.algorithms] == ["cmaes", "shade", "snes"]
+    # Written out in full: the stored run does not depend on what "portfolio" means later.
+    assert b'"algorithm":[{' in spec_json(named) and b"portfolio" not in spec_json(named)
+    flags = spec_from_flags(problem="sphere", dim=4, islands=3, algorithm="portfolio", pop=12)
+    assert [a.pop for a in flags.algorithms] == [12, 12, 12]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"algorithm": []}, "algorithm: a portfolio needs 1 to islands (6) entries, got 0"),
+    ({"algorithm": [{"name": "de"}] * 7}, "needs 1 to islands (6) entries, got 7"),
+    ({"algorithm": "best"}, "algorithm: Input should be a table of one algorithm's settings"),
+    ({"algorithm": [{"name": "de"}, {"name": "nope"}]}, "algorithm.1.name: Input should be"),
+    ({"algorithm": [{"name": "de"}, {"name": "cmaes", "pop": 2}]},
+     "algorithm.1.pop: Input should be greater than or equal to 4"),
+    ({"algorithm": [{"name": "de"}, {"name": "snes", "pop": 2}], "migration": {"migrants": 2}},
+     "migration.migrants: must be less than algorithm.1.pop (2), got 2"),
+    ({"genome": {"lower": [0, 1]}}, "problem.genome.lower: has 2 bounds; a list needs one"),
+    ({"genome": {"upper": [1, 1, -2, 1]}}, "problem.genome.upper: must be greater than lower "
+                                           "(gene 2"),
+    ({"genome": {"integer": [4]}}, "problem.genome.integer: 4 is not a gene index"),
+    ({"genome": {"integer": ["3:1"]}}, "'3:1' is not a gene index or a range"),
+    ({"genome": {"integer": [0], "lower": 0.2, "upper": 0.8}},
+     "problem.genome.integer: gene 0 holds no integer within its bounds"),
+    ({"dtype": "float16"}, "dtype: Input should be 'float32' or 'float64'"),
+])
+def test_bad_additions_are_one_clear_line(fields: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_spec(_spec(**fields), source="t")
+    assert message in str(err.value), str(err.value)
+
+
+def test_float64_is_for_real_genomes() -> None:
+    with pytest.raises(ConfigError, match="dtype: float64 applies to real genomes only"):
+        spec_from_flags(problem="symbolic_regression", islands=2, dtype="float64")
