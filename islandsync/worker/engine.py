@@ -283,6 +283,7 @@ class Stack:
             cand = [torch.cat([c, f.to(c.device, c.dtype)]) for c, f in zip(cand, neighbours)]
             source = torch.cat([source, neighbours[4].to(source.device, source.dtype)])
         if foreign is not None and foreign[0].numel():
+            foreign = self._in_box(foreign)
             cand = [torch.cat([c, f.to(c.device, c.dtype)]) for c, f in zip(cand, foreign)]
             source = torch.cat([source, foreign[3].to(source.device, source.dtype)])
         idx, valid = population.select_migrants(
@@ -296,6 +297,18 @@ class Stack:
             self.algorithm.extra_defaults, valid_first=True,  # select_migrants' promise
         )
         return int(valid.sum())
+
+    def _in_box(self, foreign: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """``foreign`` with the score of each genome outside the run's box (or off an integer
+        gene's integers) set to +inf, which select_migrants never takes: the global elite
+        comes from the bucket, and an island must never evaluate such a point (a GA child
+        keeps its parents' untouched genes). No host sync: a where over the scores."""
+        box = getattr(self.algorithm, "box", None)
+        if box is None:
+            return foreign
+        inside = box.contains(foreign[0].to(self.device, self.score_dtype))
+        return (foreign[0], torch.where(inside, foreign[1].to(self.device), torch.inf),
+                *foreign[2:])
 
     # -- views ---------------------------------------------------------------------------
 

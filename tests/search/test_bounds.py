@@ -59,11 +59,14 @@ def test_no_point_outside_bounds_or_off_integers(name: str) -> None:
     problem = Recorded()
     engine = Engine(spec, problem, [CPU, CPU])  # two stacks: migration crosses them
     engine.add_fresh([0, 1, 2])
-    # Migrants from elsewhere (the global elite), as the merge hands them out: a corner of
-    # the box (its integer genes at their largest integers).
-    far = torch.tensor([[5.0, 3.0, 1.5, 2.5, 100.0, 7.0]], dtype=torch.float64)
-    foreign = (far.to(torch.float32), torch.tensor([-1.0]), torch.tensor([12345]),
-               torch.tensor([7]))
+    # Migrants from elsewhere (the global elite, read from the bucket): a corner of the box
+    # (its integer genes at their largest integers), taken; and, scored far better, one
+    # outside the box and one off an integer, never taken (a GA child would keep their
+    # genes that it does not touch).
+    far = torch.tensor([[5.0, 3.0, 1.5, 2.5, 100.0, 7.0], [5.0, 3.0, 1.5, 2.5, 100.0, 7.75],
+                        [9.0, 3.0, 1.5, 2.5, 100.0, 7.0]])
+    foreign = (far, torch.tensor([-1.0, -1e9, -1e9]), torch.tensor([12345, 12346, 12347]),
+               torch.tensor([7, 7, 7]))
     for gen in range(12):
         engine.step()
         if gen % 3 == 2:

@@ -83,6 +83,13 @@ class Box:
         _, _, mask, ilo, ihi = self._tensors(x.device, x.dtype)
         return torch.where(mask, torch.clamp(torch.round(x), ilo, ihi), x)
 
+    def contains(self, x: Tensor) -> Tensor:
+        """``[...]`` bool: whether each genome of ``x [..., D]`` lies in the box with its
+        integer genes on integers (False for NaN)."""
+        lo, hi = self.bounds(x.device, x.dtype)
+        ok = ((x >= lo) & (x <= hi)).all(-1)
+        return ok if not self.integer else ok & (self.repair(x) == x).all(-1)
+
     def uniform(self, g: torch.Generator, shape: tuple[int, ...]) -> Tensor:
         """Uniform genomes in the box (integer genes rounded), of the genomes' dtype."""
         lo, hi = self.bounds(g.device)
