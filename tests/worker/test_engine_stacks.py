@@ -4,6 +4,7 @@ Device groups are tested on the CPU: two ``cpu`` devices are two groups."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from islandsync.bucket.checkpoints import decode_island, encode_island
@@ -107,3 +108,20 @@ def test_migration_crosses_device_groups() -> None:
     assert both.migrate() > 0
     assert all(bool((s.state.scores[r] == 0).any()) for s in both.stacks
                for r in range(len(s)))
+
+
+def test_a_checkpoint_of_another_algorithm_is_refused() -> None:
+    # ga and de checkpoints have the same frames (de's F and CR are extra.* frames, which
+    # any run allows): only the header's "algorithm" tells them apart.
+    from islandsync.errors import CheckpointError
+
+    spec = _spec([{"name": "de"}, {"name": "ga"}], islands=2)
+    engine = Engine(spec, make_problem("rastrigin"), CPU)
+    engine.add_fresh([0, 1])
+    de_island = engine.snapshot([0])[0]
+    blob = encode_island(de_island, elite=4, meta={})
+    assert decode_island(blob, key="islands/0/x", spec=spec).meta["algorithm"] == "de"
+    swapped = _spec([{"name": "ga"}, {"name": "de"}], islands=2)
+    with pytest.raises(CheckpointError, match="written by algorithm 'de', but island 0 of "
+                                              "the run runs ga"):
+        decode_island(blob, key="islands/0/x", spec=swapped)
