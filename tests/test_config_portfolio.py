@@ -100,3 +100,21 @@ def test_bad_additions_are_one_clear_line(fields: dict, message: str) -> None:
 def test_float64_is_for_real_genomes() -> None:
     with pytest.raises(ConfigError, match="dtype: float64 applies to real genomes only"):
         spec_from_flags(problem="symbolic_regression", islands=2, dtype="float64")
+
+
+def test_flags_beside_a_toml_portfolio(tmp_path) -> None:
+    from islandsync.config import load_toml
+
+    path = tmp_path / "run.toml"
+    path.write_text('islands = 4\nalgorithm = [{name = "cmaes"}, {name = "de", pop = 20}]\n'
+                    '[problem]\nname = "sphere"\n[problem.genome]\ndim = 3\n'
+                    'lower = [-1, -2, -3]\nupper = 1.0\ninteger = ["0:2"]\n')
+    spec = load_toml(path)
+    assert [a.name for a in spec.algorithms] == ["cmaes", "de"]
+    assert spec.problem.genome.integer_genes() == [0, 1]
+    assert [a.pop for a in load_toml(path, overrides={"pop": 12}).algorithms] == [12, 12]
+    named = load_toml(path, overrides={"algorithm": "portfolio", "dtype": "float64"})
+    assert [a.name for a in named.algorithms] == ["cmaes", "shade", "snes"]
+    assert named.dtype == "float64"
+    one = load_toml(path, overrides={"algorithm": "ga", "pop": 8})
+    assert one.algorithm.name == "ga" and one.algorithm.pop == 8
