@@ -228,8 +228,20 @@ def genome_text(genome: Any) -> str:
         return str(genome)
     if genome.get("kind") == "tokens":
         return f"tokens length {genome.get('length')} of {genome.get('vocab')}"
+    ints = genome.get("integer")
     return (f"{genome.get('kind', 'real')} dim {genome.get('dim')} in "
-            f"[{_number(genome.get('lower'), 'g')}, {_number(genome.get('upper'), 'g')}]")
+            f"[{_bound(genome.get('lower'))}, {_bound(genome.get('upper'))}]"
+            + (f", integer genes {', '.join(str(i) for i in ints)}" if ints else ""))
+
+
+def _bound(value: Any) -> str:
+    """One bound for every gene, or per-gene bounds as their range (``-5..0``): a list of a
+    million bounds is no line to read."""
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        low, high = min(value), max(value)
+        return format(low, "g") if low == high else f"{low:g}..{high:g}"
+    return _number(value, "g")
 
 
 def islands_text(islands: Any, limit: int = SHOWN_ISLANDS) -> str:

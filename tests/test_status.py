@@ -230,3 +230,11 @@ def test_islands_text(ids: list[int], shown: str) -> None:
     from islandsync.status import islands_text
 
     assert islands_text(ids) == shown
+
+
+def test_genome_text_of_per_gene_bounds_and_integer_genes() -> None:
+    from islandsync.status import genome_text
+
+    text = genome_text({"kind": "real", "dim": 3, "lower": [-5.0, -1.0, 0.0], "upper": 5.0,
+                        "integer": [0, "1:3"]})
+    assert text == "real dim 3 in [-5..0, 5], integer genes 0, 1:3"
