@@ -60,7 +60,11 @@ def merge_elites(parts: Sequence[Elite], top: int) -> MergeResult:
     kept = order[first]
     duplicates = int(order.shape[0] - kept.shape[0])
     kept = kept[np.argsort(scores[kept], kind="stable")][:top]
-    elite = (genomes[kept], scores[kept].astype(np.float32), ids[kept], origin[kept])
+    # float32 scores, unless a part has float64 ones (a run of dtype float64): its precision
+    # is what that run is for.
+    wide = any(p[1].dtype == np.float64 for p in parts)
+    elite = (genomes[kept], scores[kept].astype(np.float64 if wide else np.float32), ids[kept],
+             origin[kept])
     return MergeResult(elite, candidates, duplicates)
 
 

@@ -143,3 +143,15 @@ def test_the_merges_second_read_is_bounded_by_the_runs_shapes(tmp_path) -> None:
     elites.refresh({0: Head(island=0, checkpoint=key, generation=5, owner="w")})
     assert elites.parts() == []  # refused
     assert store.counts()["bytes_read"] < 1 << 20
+
+
+def test_float64_scores_keep_their_precision() -> None:
+    # A run of dtype float64: scores 2e-16 apart near 1 stay apart in the merged elite.
+    g = np.zeros((2, 3))
+    g[1, 0] = 1.0
+    scores = np.array([1.0 + 2e-16, 1.0])
+    part = (g, scores, genome_ids_numpy(g), np.zeros(2, np.int64))
+    elite = merge_elites([part], 2).elite
+    assert elite[1].dtype == np.float64 and list(elite[1]) == [1.0, 1.0 + 2e-16]
+    as32 = (g.astype(np.float32), scores.astype(np.float32), part[2], part[3])
+    assert merge_elites([as32], 2).elite[1].dtype == np.float32  # float32 runs as before
