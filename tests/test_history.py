@@ -408,10 +408,11 @@ def test_a_garbage_protocol_record_is_replaced_and_an_unreadable_protocol_refuse
         tmp_path: Path) -> None:
     """Garbage that names no protocol would keep every new worker out for good (the record is
     create-only): it is replaced by CAS on its version. One that names a protocol number we
-    cannot otherwise read is another protocol's: refused."""
+    cannot otherwise read is another protocol's: refused (our own number mangled is garbage)."""
     from islandsync.bucket.records import read_record
 
-    for garbage in (b'{"protocol": "1"}', b"[" * 300, b"\xff garbage"):
+    ours_mangled = json.dumps({"protocol": PROTOCOL_VERSION, "version": 5}).encode()
+    for garbage in (b'{"protocol": "1"}', b"[" * 300, b"\xff garbage", ours_mangled):
         store = LocalStore(tmp_path / str(len(garbage)))
         store.put(PROTOCOL_KEY, garbage, if_generation=0)
         assert check_protocol(store, version="0.1.0") == PROTOCOL_VERSION

@@ -426,8 +426,9 @@ def check_protocol(store: BlobStore, *, version: str | None = None) -> int:
     """The run's protocol, fixing it to ours when the run has none yet (create-only, so the
     first writer wins); :class:`ProtocolMismatch` when it is another one. A record that names
     no protocol number at all (garbage: nobody's rules) is replaced by ours, by CAS on the
-    version read, so that one careless write cannot keep every new worker out; one that
-    names a number we cannot otherwise read is refused (a newer protocol's, maybe)."""
+    version read, so that one careless write cannot keep every new worker out, and so is one
+    naming our own number that our parser refuses; one that names another number we cannot
+    otherwise read is refused (a newer protocol's, maybe)."""
     mine = ProtocolRecord(protocol=PROTOCOL_VERSION, version=version)
     for _ in range(3):
         try:
@@ -463,7 +464,11 @@ def _protocol_of(store: BlobStore, data: bytes) -> ProtocolRecord | None:
         except (ValueError, UnicodeDecodeError, RecursionError):
             value = None
         number = value.get("protocol") if isinstance(value, dict) else None
-        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+        # A record naming our own protocol that our own parser refuses was written by no
+        # writer of our rules: garbage like any other (the soak's byzantine writer made one,
+        # and left there it kept every late joiner out). Another number is another protocol's.
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0 \
+                and number != PROTOCOL_VERSION:
             raise ProtocolMismatch(f"{err}; it names protocol {number}: refusing to join. "
                                    f"Install the run's own version (see `islandsync "
                                    f"publish`).") from None

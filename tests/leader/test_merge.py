@@ -35,7 +35,7 @@ def island_parts(draw, dim: int | None = None):
     return parts
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a property, not a timing
 @given(parts=island_parts(), top=st.integers(1, 40))
 def test_merged_elite_never_holds_a_duplicate_and_keeps_the_best_copy(parts, top) -> None:
     if not any(p[1].size for p in parts):
@@ -65,7 +65,7 @@ def test_merged_elite_never_holds_a_duplicate_and_keeps_the_best_copy(parts, top
     assert result.duplicates == finite - len(best)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)  # a property, not a timing
 @given(rounds=st.lists(island_parts(dim=3), min_size=2, max_size=5), top=st.integers(1, 16))
 def test_global_best_never_gets_worse_across_epochs(rounds, top) -> None:
     previous = None

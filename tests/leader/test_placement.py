@@ -38,7 +38,7 @@ def test_target_counts_respect_caps_and_place_as_many_as_fit(islands, rates, cap
     assert sum(counts.values()) == min(islands, sum(cap.values()))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a property, not a timing: no deadline on a loaded machine
 @given(islands=st.integers(1, 48), workers=workers_st,
        current=st.dictionaries(st.integers(0, 60), st.sampled_from([f"w{i}" for i in range(10)])),
        now=st.floats(0, 1000), stay=st.floats(0, 500))
