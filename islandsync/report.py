@@ -27,6 +27,7 @@ from typing import Any
 from islandsync.bucket.history import History, HistoryEntry, read_history
 from islandsync.bucket.run import read_spec
 from islandsync.errors import ConfigError
+from islandsync.status import genome_text
 from islandsync.store.base import BlobStore
 
 #: GCS Standard list prices per 1,000 operations (2026-11; benchmarks/README.md has sources).
@@ -349,10 +350,8 @@ def _spec_rows(store: BlobStore) -> dict[str, Any]:
         spec = read_spec(store)
     except ConfigError as err:
         return {"run spec": f"unreadable: {err}"}
-    g = spec.problem.genome
-    size = g.model_dump()
     return {"problem": f"{spec.problem.name} ({spec.problem.direction})",
-            "genome": ", ".join(f"{k} {v}" for k, v in size.items() if v is not None),
+            "genome": genome_text(spec.problem.genome.model_dump(mode="json")),
             "algorithm": ", ".join(f"{a.name} (population {a.pop})" for a in spec.algorithms)
             + (" round-robin" if len(spec.algorithms) > 1 else ""),
             "islands": spec.islands}

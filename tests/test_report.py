@@ -271,6 +271,9 @@ def test_a_run_without_history_still_reports(tmp_path: Path) -> None:
     init_run(store, cluster_spec())
     text = build_report(store, html_path=tmp_path / "r.html").read_text()
     assert "No history yet" in text and "<figure" not in text
+    # The genome as people write it, the same text as `islandsync status` (was a dump of the
+    # model's fields, "integer ()" included).
+    assert "real dim " in text and "integer ()" not in text and "kind real" not in text
 
 
 def test_sparkline() -> None:
