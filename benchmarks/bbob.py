@@ -240,7 +240,10 @@ def group_of(function: int) -> str:
     return next(g for g, fs in GROUPS.items() if function in fs)
 
 
-def run_suite(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def run_suite(args: argparse.Namespace, log: Callable[[str], None],
+              save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """Every optimiser on every (dimension, function, instance); ``save`` gets the records
+    after each, so that a run cut short keeps what it measured."""
     import cocoex
 
     dims, functions, instances = (int_list(args.dims), int_list(args.functions),
@@ -276,6 +279,7 @@ def run_suite(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict
         log(f"[{n}/{len(todo)} {time.perf_counter() - started:7.0f}s] f{function:02d} "
             f"i{instance} D={dim}: " + "  ".join(
                 f"{r['optimiser']} {r['precision']:.1e} ({r['wall_s']:.0f}s)" for r in done))
+        save(records)
     return records
 
 
@@ -431,19 +435,23 @@ def main(argv: list[str] | None = None) -> int:
     log(f"# dims {args.dims}, functions {args.functions}, instances {args.instances}, budget "
         f"{args.budget_factor} x D, {args.islands} islands x {args.pop}, seed {args.seed}")
     started = time.perf_counter()
-    records = run_suite(args, log)
+
+    def save(records: list[dict[str, Any]]) -> None:
+        if args.json:
+            summary = table(records, args.optimisers)
+            Path(args.json).write_text(json.dumps(
+                {"machine": info, "command": " ".join(sys.argv), "args": vars(args),
+                 "summary": {d: {o: {g: list(c) for g, c in row.items()}
+                                 for o, row in rows.items()} for d, rows in summary.items()},
+                 "records": records}, indent=1))
+
+    records = run_suite(args, log, save)
     summary = table(records, args.optimisers)
     text = markdown(summary, args.budget_factor)
     log("\n" + text)
     log(f"# total {time.perf_counter() - started:.0f} s")
     if args.markdown:
         Path(args.markdown).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"machine": info, "args": {k: v for k, v in vars(args).items()},
-             "summary": {d: {o: {g: list(c) for g, c in row.items()} for o, row in rows.items()}
-                         for d, rows in summary.items()},
-             "records": records}, indent=1))
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png and not plot(summary, png):
         log("# no plot: matplotlib is missing (pip install 'islandsync[plot]')")
