@@ -333,6 +333,7 @@ def plot(summary: dict[int, dict], path: str) -> bool:
             ax.bar(xs, [row[g][0] if g in row else math.nan for g in groups], width,
                    label=name)
         ax.set_yscale("log")
+        ax.set_ylim(bottom=TARGET / 10)  # bars at the floor (solved) stay visible
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups)
         ax.set_title(f"BBOB D={dim}: median f - f_opt (lower is better, floor 1e-8)")
     axes[0][0].legend(fontsize=8)
@@ -399,9 +400,14 @@ def merged(paths: list[str]) -> tuple[list[dict[str, Any]], list[str], int]:
     records: list[dict[str, Any]] = []
     names: dict[str, None] = {}
     factors = set()
+    seen = set()
     for path in paths:
         data = json.loads(Path(path).read_text())
-        records += data["records"]
+        for record in data["records"]:  # a run measured twice: the first file's record
+            key = (record["optimiser"], record["dim"], record["function"], record["instance"])
+            if key not in seen:
+                seen.add(key)
+                records.append(record)
         names.update(dict.fromkeys(data["args"]["optimisers"]))
         factors.add(data["args"]["budget_factor"])
     if len(factors) != 1:
@@ -417,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(summary, factor))
         if args.markdown:
             Path(args.markdown).write_text(markdown(summary, factor))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"merged": args.merge, "command": " ".join(
+                sys.argv), "args": {"optimisers": names, "budget_factor": factor},
+                "records": records}, indent=1))
         if args.png and not plot(summary, args.png):
             print("# no plot: matplotlib is missing (pip install 'islandsync[plot]')")
         return 0
