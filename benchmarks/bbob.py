@@ -8,10 +8,11 @@
 Every optimiser gets the same budget of ``budget-factor x D`` evaluations on each (function,
 dimension, instance) of the suite (``--budget-factor 100000`` is the issue's longer budget):
 
-- each islandsync algorithm alone: ``islands x pop`` (8 x 64) in one process through
+- each islandsync algorithm alone, and each named portfolio (``portfolio``: cmaes, shade and
+  snes islands in turn): ``islands x pop`` (8 x 64) in one process through
   :class:`islandsync.worker.engine.Engine` on the CPU, driven as ``benchmarks/quality.py``
   drives it (``step()``, ``migrate(None)`` every ``migration.interval`` steps), with the
-  run model's defaults otherwise (bounds [-5, 5], BBOB's domain);
+  run model's defaults otherwise (bounds [-5, 5], BBOB's domain; ``--dtype float32``);
 - ``pygmo-sade``: pygmo's archipelago of ``islands`` sade islands of ``pop`` with a ring
   topology, evolved in chunks of :data:`SADE_CHUNK` generations (migration between chunks);
   ``memory=True`` so that sade's adapted F and CR survive the chunks, ``ftol = xtol = 0``.
@@ -61,7 +62,7 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 import torch
 
-from islandsync.config import ALGORITHM_CONFIGS, spec_from_flags
+from islandsync.config import ALGORITHM_CONFIGS, PORTFOLIOS, spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.worker.engine import Engine
 
@@ -69,7 +70,7 @@ TARGET = 1e-8  # COCO's final target precision
 GROUPS = {"separable": range(1, 6), "moderate": range(6, 10), "ill-conditioned": range(10, 15),
           "multimodal": range(15, 20), "weak-structure": range(20, 25)}
 PEERS = ("pygmo-sade", "cma-ipop")
-OPTIMISERS = PEERS + tuple(ALGORITHM_CONFIGS)
+OPTIMISERS = PEERS + tuple(ALGORITHM_CONFIGS) + tuple(PORTFOLIOS)
 SADE_CHUNK = 20  # generations per archipelago.evolve call (the engine's default interval)
 DEFAULTS: dict[str, Any] = {"dims": "10,40", "functions": "1-24", "instances": "1-5",
                             "budget_factor": 10_000, "islands": 8, "pop": 64}
@@ -135,13 +136,13 @@ def optimum_value(suite: Any, function: int, dim: int, instance: int) -> float:
 
 
 def run_islandsync(algorithm: str, ev: Evaluator, dim: int, islands: int, pop: int,
-                   seed: int) -> None:
+                   seed: int, dtype: str) -> None:
     def fitness(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(ev.batch(x.double().numpy())).to(x.dtype)
 
     spec = spec_from_flags(problem="custom", fitness=fitness, dim=dim, lower=-5.0, upper=5.0,
                            islands=islands, pop=pop, algorithm=algorithm, seed=seed,
-                           max_evals=ev.budget)
+                           max_evals=ev.budget, dtype=dtype)
     problem = make_problem("custom", {"lower": -5.0, "upper": 5.0}, fitness=fitness)
     engine = Engine(spec, problem, torch.device("cpu"))
     engine.add_fresh(list(range(islands)))
@@ -227,7 +228,7 @@ def run_optimiser(name: str, ev: Evaluator, dim: int, args: argparse.Namespace) 
     elif name == "cma-ipop":
         run_cma_ipop(ev, dim, args.seed)
     else:
-        run_islandsync(name, ev, dim, args.islands, args.pop, args.seed)
+        run_islandsync(name, ev, dim, args.islands, args.pop, args.seed, args.dtype)
 
 
 # ---------------------------------------------------------------------------- the suite
@@ -273,7 +274,9 @@ def run_suite(args: argparse.Namespace, log: Callable[[str], None],
             ev = Evaluator(problem, f_opt, args.budget_factor * dim)
             t0 = time.perf_counter()
             run_optimiser(name, ev, dim, args)
-            records.append({"optimiser": name, "dim": dim, "function": function,
+            label = f"{name}-{args.dtype}" if args.dtype != "float32" and name not in PEERS \
+                else name
+            records.append({"optimiser": label, "dim": dim, "function": function,
                             "instance": instance, "group": group_of(function),
                             "precision": max(ev.best, TARGET), "solved": ev.best < TARGET,
                             "evals": ev.evals, "budget": ev.budget,
@@ -286,6 +289,11 @@ def run_suite(args: argparse.Namespace, log: Callable[[str], None],
                 f"{r['optimiser']} {r['precision']:.1e} ({r['wall_s']:.0f}s)" for r in done))
         save(records)
     return records
+
+
+def labels(records: list[dict[str, Any]]) -> list[str]:
+    """The optimisers of ``records`` in first-seen order (a float64 run is ``NAME-float64``)."""
+    return list(dict.fromkeys(r["optimiser"] for r in records))
 
 
 def table(records: list[dict[str, Any]], optimisers: list[str]) -> dict[int, dict]:
@@ -374,6 +382,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--islands", type=int)
     p.add_argument("--pop", type=int)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the islandsync runs' genomes and scores (the run setting)")
     p.add_argument("--coco-out", help="write COCO-format data under this folder")
     p.add_argument("--json", help="write every run's record and the summary here")
     p.add_argument("--png", help="the plot (default bbob.png beside --json, if given)")
@@ -403,7 +413,6 @@ def merged(paths: list[str]) -> tuple[list[dict[str, Any]], list[str], int]:
     """The records of several ``--json`` files (e.g. one per dimension or function set, run
     side by side), their optimisers in first-seen order, and their one budget factor."""
     records: list[dict[str, Any]] = []
-    names: dict[str, None] = {}
     factors = set()
     seen = set()
     for path in paths:
@@ -413,11 +422,10 @@ def merged(paths: list[str]) -> tuple[list[dict[str, Any]], list[str], int]:
             if key not in seen:
                 seen.add(key)
                 records.append(record)
-        names.update(dict.fromkeys(data["args"]["optimisers"]))
         factors.add(data["args"]["budget_factor"])
     if len(factors) != 1:
         raise SystemExit(f"bbob.py: --merge: the files have different budgets {factors}")
-    return records, list(names), factors.pop()
+    return records, labels(records), factors.pop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(records: list[dict[str, Any]]) -> None:
         if args.json:
-            summary = table(records, args.optimisers)
+            summary = table(records, labels(records))
             Path(args.json).write_text(json.dumps(
                 {"machine": info, "command": " ".join(sys.argv), "args": vars(args),
                  "summary": {d: {o: {g: list(c) for g, c in row.items()}
@@ -461,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                  "records": records}, indent=1))
 
     records = run_suite(args, log, save)
-    summary = table(records, args.optimisers)
+    summary = table(records, labels(records))
     text = markdown(summary, args.budget_factor)
     log("\n" + text)
     log(f"# total {time.perf_counter() - started:.0f} s")
