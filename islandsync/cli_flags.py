@@ -73,6 +73,7 @@ def init_flags(init: argparse.ArgumentParser) -> None:
     from islandsync.config import (
         ALGORITHM_CONFIGS,
         BUILTIN_PROBLEMS,
+        DEFAULT_ALGORITHM,
         PORTFOLIOS,
         MigrationSpec,
         RunSpec,
@@ -80,7 +81,7 @@ def init_flags(init: argparse.ArgumentParser) -> None:
     )
 
     flags = inspect.signature(spec_from_flags).parameters
-    algorithm = flags["algorithm"].default
+    algorithm = ", ".join(f"{name} for {kind}" for kind, name in DEFAULT_ALGORITHM.items())
     run, migration = RunSpec.model_fields, MigrationSpec.model_fields
     real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real"]
     tokens = [p for p in BUILTIN_PROBLEMS.values() if p.kind == "tokens"]

@@ -16,6 +16,7 @@ from islandsync.bucket.run import MAX_SPEC_BYTES, init_run, read_spec
 from islandsync.config import (
     BUILTIN_PROBLEMS,
     CROSSOVERS,
+    DEFAULT_ALGORITHM,
     MUTATIONS,
     DEConfig,
     FitnessRef,
@@ -492,3 +493,12 @@ def test_config_package_keeps_every_name_of_the_old_module() -> None:
            "spec_from_flags", "spec_hash", "spec_json"}
     assert old <= set(config.__all__)
     assert all(hasattr(config, name) for name in config.__all__)
+
+
+def test_flags_without_an_algorithm_take_the_measured_default_by_genome_kind() -> None:
+    """init with no --algorithm: cmaes (chosen on BBOB) for a real genome, ga for tokens
+    (cmaes is real-only); a stored spec without a name still means ga (test above)."""
+    assert DEFAULT_ALGORITHM == {"real": "cmaes", "tokens": "ga"}
+    assert spec_from_flags(problem="rastrigin", dim=10).algorithm.name == "cmaes"
+    assert spec_from_flags(problem="symbolic_regression").algorithm.name == "ga"
+    assert spec_from_flags(problem="rastrigin", dim=10, algorithm="de").algorithm.name == "de"

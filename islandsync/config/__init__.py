@@ -11,6 +11,7 @@ from __future__ import annotations
 from .algorithms import (
     ALGORITHM_CONFIGS,
     CROSSOVERS,
+    DEFAULT_ALGORITHM,
     MUTATIONS,
     PORTFOLIOS,
     AlgorithmSpec,

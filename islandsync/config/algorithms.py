@@ -110,6 +110,12 @@ AlgorithmSpec = tagged_union(ALGORITHM_CONFIGS, field="name", default="ga",
 #: change of a named portfolio never changes a stored run.
 PORTFOLIOS: dict[str, tuple[str, ...]] = {"portfolio": ("cmaes", "shade", "snes")}
 
+#: The algorithm a spec built from flags gets when none is named (``islandsync init`` with no
+#: ``--algorithm``, ``spec_from_flags``), by genome kind. Chosen by measurement on COCO's BBOB
+#: (benchmarks/bbob.py; benchmarks/README.md, "BBOB"); cmaes is real-only, so tokens keep ga.
+#: A stored spec without ``algorithm.name`` still means ga (AlgorithmSpec's tag default).
+DEFAULT_ALGORITHM: dict[str, str] = {"real": "cmaes", "tokens": "ga"}
+
 
 def expand_portfolio(value: Any, pop: int | None = None) -> Any:
     """A spec's ``algorithm`` with a named portfolio (a string) written out as its list of
@@ -140,6 +146,6 @@ AlgorithmsSpec = Annotated[
                   f"a list of them (a portfolio) or one of {sorted(PORTFOLIOS)}")]
 
 
-__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "MUTATIONS", "PORTFOLIOS", "AlgorithmSpec",
-           "AlgorithmsSpec", "CMAESConfig", "DEConfig", "GAConfig", "SHADEConfig", "SNESConfig",
+__all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "DEFAULT_ALGORITHM", "MUTATIONS", "PORTFOLIOS",
+           "AlgorithmSpec", "AlgorithmsSpec", "CMAESConfig", "DEConfig", "GAConfig", "SHADEConfig", "SNESConfig",
            "expand_portfolio"]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from islandsync.errors import ConfigError
 
-from .algorithms import ALGORITHM_CONFIGS, PORTFOLIOS, expand_portfolio
+from .algorithms import ALGORITHM_CONFIGS, DEFAULT_ALGORITHM, PORTFOLIOS, expand_portfolio
 from .fitness import FitnessRef, fitness_ref, load_fitness, resolve_fitness
 from .problems import BUILTIN_PROBLEMS
 from .spec import RunSpec
@@ -213,7 +213,7 @@ def spec_from_flags(
         vocab: int | None = None, lower: float | list[float] | None = None,
         upper: float | list[float] | None = None, integer: list[int | str] | None = None,
         dtype: str | None = None, direction: str = "minimize", islands: int = 8,
-        pop: int | None = None, algorithm: str | list[dict[str, Any]] = "ga",
+        pop: int | None = None, algorithm: str | list[dict[str, Any]] | None = None,
         max_evals: int | None = None, target: float | None = None,
         duration_s: float | None = None, migration_interval: int | None = None,
         migrants: int | None = None, topology: str | None = None, elite_size: int | None = None,
@@ -221,8 +221,9 @@ def spec_from_flags(
         seed: int | None = None, params: dict[str, Any] | None = None,
         fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
     """The spec ``islandsync init RUN --problem ... --dim ...`` builds. ``None`` means the
-    model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`. A custom
-    problem's genome kind follows from the flags given (``--dim`` real, ``--length`` tokens).
+    model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`, the
+    algorithm from :data:`DEFAULT_ALGORITHM` by genome kind. A custom problem's genome kind
+    follows from the flags given (``--dim`` real, ``--length`` tokens).
     A custom problem's ``fitness`` is the function itself (fingerprinted here), a reference
     ``"fit.py:score"`` / ``"module:score"`` / ``"__main__:score"``, or a ready FitnessRef."""
     source = "command line"
@@ -258,7 +259,7 @@ def spec_from_flags(
     spec: dict[str, Any] = {
         "problem": {"name": problem, "params": dict(params or {}), "direction": direction,
                     "genome": genome, **_given(fitness=fitness.model_dump() if fitness else None)},
-        "algorithm": _algorithm(algorithm, pop), "islands": islands,
+        "algorithm": _algorithm(algorithm or DEFAULT_ALGORITHM[kind], pop), "islands": islands,
         "migration": _given(interval=migration_interval, migrants=migrants, topology=topology),
         "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
         **_given(elite_size=elite_size, checkpoint_interval_s=checkpoint_interval_s,

@@ -30,7 +30,9 @@ from islandsync.errors import CheckpointError
 from islandsync.store import LocalStore
 
 POP, DIM, ELITE = 16, 10, 8
-REAL = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE)
+# GA named: REAL is the run whose islands carry no island state (the default is cmaes).
+REAL = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE,
+                       algorithm="ga")
 DE = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4, elite_size=ELITE,
                      algorithm="de")
 TOKENS = spec_from_flags(problem="symbolic_regression", pop=POP, islands=4, elite_size=ELITE)
