@@ -342,6 +342,9 @@ def test_flags_builder_errors() -> None:
     with pytest.raises(ConfigError, match="unknown problem 'nope'"):
         spec_from_flags(problem="nope", dim=3)
     with pytest.raises(ConfigError, match="command line: algorithm.pop"):
+        spec_from_flags(problem="sphere", dim=3, pop=2, algorithm="ga")
+    # The default portfolio: the error names the entry (each gets --pop).
+    with pytest.raises(ConfigError, match="command line: algorithm.0.pop"):
         spec_from_flags(problem="sphere", dim=3, pop=2)
     with pytest.raises(ConfigError, match="--lower is required for problem custom"):
         spec_from_flags(problem="custom", dim=3, fitness=fitness_ref(my_fitness))
@@ -496,9 +499,15 @@ def test_config_package_keeps_every_name_of_the_old_module() -> None:
 
 
 def test_flags_without_an_algorithm_take_the_measured_default_by_genome_kind() -> None:
-    """init with no --algorithm: cmaes (chosen on BBOB) for a real genome, ga for tokens
-    (cmaes is real-only); a stored spec without a name still means ga (test above)."""
-    assert DEFAULT_ALGORITHM == {"real": "cmaes", "tokens": "ga"}
-    assert spec_from_flags(problem="rastrigin", dim=10).algorithm.name == "cmaes"
+    """init with no --algorithm: the portfolio (chosen on BBOB) for a real genome, ga for
+    tokens (the portfolio's algorithms are real-only); a stored spec without a name still
+    means ga (test above)."""
+    assert DEFAULT_ALGORITHM == {"real": "portfolio", "tokens": "ga"}
+    real = spec_from_flags(problem="rastrigin", dim=10)
+    assert [a.name for a in real.algorithms] == ["cmaes", "shade", "snes"]
+    # Fewer islands than the portfolio has entries: its first ones, one island each.
+    two = spec_from_flags(problem="rastrigin", dim=10, islands=2)
+    assert [a.name for a in two.algorithms] == ["cmaes", "shade"]
+    assert spec_from_flags(problem="rastrigin", dim=10, islands=1).algorithms[0].name == "cmaes"
     assert spec_from_flags(problem="symbolic_regression").algorithm.name == "ga"
     assert spec_from_flags(problem="rastrigin", dim=10, algorithm="de").algorithm.name == "de"

@@ -39,7 +39,7 @@ SECRETS = {
     "local": "GOOGLE_APPLICATION_CREDENTIALS",
 }
 PARAM_LINE = {"RUN": re.compile(r"^RUN = .+$"), "DURATION": re.compile(r"^DURATION = .+$")}
-SPEC = {"problem": "rastrigin", "dim": 1000, "islands": 8, "pop": 64, "algorithm": "cmaes",
+SPEC = {"problem": "rastrigin", "dim": 1000, "islands": 8, "pop": 64, "algorithm": "portfolio",
         "target": 1e-3, "max_evals": 1_000_000_000}
 #: The install cell's line to replace with the one `islandsync publish` prints.
 PLACEHOLDER = '%pip install "PASTE HERE the line islandsync publish RUN printed"'

@@ -112,9 +112,10 @@ PORTFOLIOS: dict[str, tuple[str, ...]] = {"portfolio": ("cmaes", "shade", "snes"
 
 #: The algorithm a spec built from flags gets when none is named (``islandsync init`` with no
 #: ``--algorithm``, ``spec_from_flags``), by genome kind. Chosen by measurement on COCO's BBOB
-#: (benchmarks/bbob.py; benchmarks/README.md, "BBOB"); cmaes is real-only, so tokens keep ga.
-#: A stored spec without ``algorithm.name`` still means ga (AlgorithmSpec's tag default).
-DEFAULT_ALGORITHM: dict[str, str] = {"real": "cmaes", "tokens": "ga"}
+#: (benchmarks/bbob.py; benchmarks/README.md, "BBOB"): the named portfolio. Its algorithms are
+#: real-only, so tokens keep ga. A stored spec without ``algorithm.name`` still means ga
+#: (AlgorithmSpec's tag default).
+DEFAULT_ALGORITHM: dict[str, str] = {"real": "portfolio", "tokens": "ga"}
 
 
 def expand_portfolio(value: Any, pop: int | None = None) -> Any:
@@ -147,5 +148,5 @@ AlgorithmsSpec = Annotated[
 
 
 __all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "DEFAULT_ALGORITHM", "MUTATIONS", "PORTFOLIOS",
-           "AlgorithmSpec", "AlgorithmsSpec", "CMAESConfig", "DEConfig", "GAConfig", "SHADEConfig", "SNESConfig",
-           "expand_portfolio"]
+           "AlgorithmSpec", "AlgorithmsSpec", "CMAESConfig", "DEConfig", "GAConfig", "SHADEConfig",
+           "SNESConfig", "expand_portfolio"]

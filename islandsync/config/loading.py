@@ -259,13 +259,23 @@ def spec_from_flags(
     spec: dict[str, Any] = {
         "problem": {"name": problem, "params": dict(params or {}), "direction": direction,
                     "genome": genome, **_given(fitness=fitness.model_dump() if fitness else None)},
-        "algorithm": _algorithm(algorithm or DEFAULT_ALGORITHM[kind], pop), "islands": islands,
+        "algorithm": _algorithm(_default_algorithm(kind, islands) if algorithm is None
+                                else algorithm, pop), "islands": islands,
         "migration": _given(interval=migration_interval, migrants=migrants, topology=topology),
         "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
         **_given(elite_size=elite_size, checkpoint_interval_s=checkpoint_interval_s,
                  heartbeat_interval_s=heartbeat_interval_s, seed=seed, dtype=dtype),
     }
     return parse_spec(spec, source=source)
+
+
+def _default_algorithm(kind: str, islands: int) -> str | list[dict[str, Any]]:
+    """:data:`DEFAULT_ALGORITHM` for the genome kind; a named portfolio with more entries than
+    the run has islands is cut to its first ``islands`` (a portfolio needs an island each)."""
+    name = DEFAULT_ALGORITHM[kind]
+    if name in PORTFOLIOS and 0 < islands < len(PORTFOLIOS[name]):
+        return [{"name": n} for n in PORTFOLIOS[name][:islands]]
+    return name
 
 
 def _algorithm(algorithm: str | list[dict[str, Any]], pop: int | None) -> Any:
