@@ -31,7 +31,8 @@ their resolution down to the target.
 Per function group (separable f1-5, moderate f6-9, ill-conditioned f10-14, multimodal
 f15-19, weak structure f20-24) it prints the median precision over the group's (function,
 instance) pairs and the fraction of pairs solved. ``--coco-out DIR`` also writes COCO's
-own data (cocoex's ``bbob`` observer, one folder per optimiser) for cocopp.
+own data (cocoex's ``bbob`` observer, one folder per optimiser, under cocoex's ``exdata/``)
+for cocopp.
 
 ``--quick`` picks tiny sizes for a smoke run (three functions, D = 5, one instance, small
 islands); flags given explicitly win. Needs ``pip install 'islandsync[bbob]'`` (cocoex,
@@ -259,9 +260,9 @@ def run_suite(args: argparse.Namespace, log: Callable[[str], None],
     observers = {}
     if args.coco_out:
         for name in args.optimisers:
+            # cocoex writes under ./exdata/ (its convention), in a new folder if this exists.
             observers[name] = cocoex.Observer(
-                "bbob", f"result_folder: {Path(args.coco_out).resolve() / name} "
-                f"algorithm_name: {name}")
+                "bbob", f"result_folder: {Path(args.coco_out) / name} algorithm_name: {name}")
     records: list[dict[str, Any]] = []
     todo = [(d, f, i) for d in dims for f in functions for i in instances]
     started = time.perf_counter()
@@ -288,6 +289,8 @@ def run_suite(args: argparse.Namespace, log: Callable[[str], None],
             f"i{instance} D={dim}: " + "  ".join(
                 f"{r['optimiser']} {r['precision']:.1e} ({r['wall_s']:.0f}s)" for r in done))
         save(records)
+    for observer in observers.values():
+        log(f"# COCO data: {observer.result_folder}")
     return records
 
 
