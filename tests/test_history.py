@@ -412,7 +412,9 @@ def test_a_garbage_protocol_record_is_replaced_and_an_unreadable_protocol_refuse
     from islandsync.bucket.records import read_record
 
     ours_mangled = json.dumps({"protocol": PROTOCOL_VERSION, "version": 5}).encode()
-    for garbage in (b'{"protocol": "1"}', b"[" * 300, b"\xff garbage", ours_mangled):
+    past_any_count = json.dumps({"protocol": 2**64}).encode()
+    for garbage in (b'{"protocol": "1"}', b"[" * 300, b"\xff garbage", ours_mangled,
+                    past_any_count):
         store = LocalStore(tmp_path / str(len(garbage)))
         store.put(PROTOCOL_KEY, garbage, if_generation=0)
         assert check_protocol(store, version="0.1.0") == PROTOCOL_VERSION

@@ -465,10 +465,11 @@ def _protocol_of(store: BlobStore, data: bytes) -> ProtocolRecord | None:
             value = None
         number = value.get("protocol") if isinstance(value, dict) else None
         # A record naming our own protocol that our own parser refuses was written by no
-        # writer of our rules: garbage like any other (the soak's byzantine writer made one,
-        # and left there it kept every late joiner out). Another number is another protocol's.
-        if isinstance(number, int) and not isinstance(number, bool) and number > 0 \
-                and number != PROTOCOL_VERSION:
+        # writer of our rules, and a number past any count's bound (2**64) names no protocol:
+        # garbage like any other (the soak's byzantine writer made both, and left there each
+        # kept every late joiner out). Another plausible number is another protocol's.
+        if isinstance(number, int) and not isinstance(number, bool) \
+                and 0 < number <= MAX_INT and number != PROTOCOL_VERSION:
             raise ProtocolMismatch(f"{err}; it names protocol {number}: refusing to join. "
                                    f"Install the run's own version (see `islandsync "
                                    f"publish`).") from None
