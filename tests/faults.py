@@ -1,6 +1,6 @@
 """A TCP proxy on 127.0.0.1 that can cut the line: a real bucket outage for a real client
 (ReliableCutProxy: one whose cut never leaves a request hanging). In-process faults (outages,
-slow reads, lost replies, garbage) come from islandsync.store.faulty.FaultyStore."""
+slow reads, lost replies, garbage) come from islandsync.testing.faulty.FaultyStore."""
 
 from __future__ import annotations
 

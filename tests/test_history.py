@@ -545,7 +545,7 @@ def test_two_leaders_overlapping_segments_hide_nothing(tmp_path: Path) -> None:
 def test_nothing_is_deleted_before_the_compacted_segment_reads_back(tmp_path: Path) -> None:
     """The merged segment is replaced by garbage right after its write: the originals stay,
     and the reader falls back to them."""
-    from islandsync.store.faulty import Byzantine, FaultyStore
+    from islandsync.testing.faulty import Byzantine, FaultyStore
 
     inner, clock = LocalStore(tmp_path), Clock()
     store = FaultyStore(inner, rules=[Byzantine(keys=history_key(0, 9), calls=(1,),

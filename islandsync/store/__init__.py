@@ -9,7 +9,6 @@ from urllib.parse import unquote, urlsplit
 from ..durations import parse_duration
 from ..errors import ConfigError
 from .base import Blob, BlobInfo, BlobStore
-from .faulty import FaultyStore
 from .local import LocalStore
 
 
@@ -100,4 +99,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["Blob", "BlobInfo", "BlobStore", "FaultyStore", "GCSStore", "LocalStore", "open_store"]
+__all__ = ["Blob", "BlobInfo", "BlobStore", "GCSStore", "LocalStore", "open_store"]

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import ConfigError, NotFound, PreconditionFailed, StoreError
-from .base import Blob, BlobInfo, BlobStore
+from .base import Blob, BlobStore
+from .forwarding import ForwardingStore
 
 T = TypeVar("T")
 
@@ -23,7 +24,7 @@ T = TypeVar("T")
 OPERATION_CLASS = {"put": "A", "list": "A", "delete": "A", "get": "B", "stat": "B"}
 
 
-class CountingStore(BlobStore):
+class CountingStore(ForwardingStore):
     """Forwards every call to ``inner`` and counts it, thread-safely.
 
     * ``counts()["ops"]`` — operations attempted, by pricing class ``"A"``/``"B"`` (a failed
@@ -41,16 +42,12 @@ class CountingStore(BlobStore):
     def __init__(self, inner: BlobStore, *, latency_s: float = 0.0) -> None:
         if latency_s < 0:
             raise ConfigError(f"latency_s must be >= 0, got {latency_s!r}")
-        self.inner = inner
+        super().__init__(inner)
         self.latency_s = float(latency_s)
         self._lock = threading.Lock()
         self._ops = {"A": 0, "B": 0}
         self._errors = {name: 0 for name in OPERATION_CLASS}
         self._bytes_read = 0
-
-    @property
-    def url(self) -> str:  # type: ignore[override]
-        return self.inner.url
 
     def counts(self) -> dict:
         """``{"ops": {"A": int, "B": int}, "errors": {"get": int, "put": int, ...},
@@ -59,7 +56,7 @@ class CountingStore(BlobStore):
             return {"ops": dict(self._ops), "errors": dict(self._errors),
                     "bytes_read": self._bytes_read}
 
-    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+    def _call(self, operation: str, key: str, fn: Callable[[], T]) -> T:
         if self.latency_s > 0:
             time.sleep(self.latency_s)
         with self._lock:
@@ -74,28 +71,10 @@ class CountingStore(BlobStore):
             raise
 
     def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
-        blob = self._call("get", lambda: self.inner.get(key, start=start, end=end))
+        blob = super().get(key, start=start, end=end)
         with self._lock:
             self._bytes_read += len(blob.data)
         return blob
-
-    def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
-        return self._call("put", lambda: self.inner.put(key, data, if_generation=if_generation))
-
-    def stat(self, key: str) -> BlobInfo | None:
-        return self._call("stat", lambda: self.inner.stat(key))
-
-    def list(self, prefix: str = "") -> list[BlobInfo]:
-        return self._call("list", lambda: self.inner.list(prefix))
-
-    def delete(self, key: str, *, if_generation: int | None = None) -> None:
-        return self._call("delete", lambda: self.inner.delete(key, if_generation=if_generation))
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __repr__(self) -> str:
-        return f"CountingStore({self.inner!r})"
 
 
 __all__ = ["OPERATION_CLASS", "CountingStore"]

@@ -55,13 +55,14 @@ from islandsync.bucket.records import MAX_TERM, check_protocol, read_head
 from islandsync.bucket.run import init_run
 from islandsync.errors import CheckpointError, IslandSyncError, NotFound, StoreError
 from islandsync.leader.coordinator import Coordinator
-from islandsync.store import FaultyStore, LocalStore
 from islandsync.leader.history import HistoryTap, RunHistory
-from islandsync.store.faulty import (
+from islandsync.store import LocalStore
+from islandsync.testing.faulty import (
     ISZ_GARBAGE,
     SIZE_GARBAGE,
     Byzantine,
     ErrorBefore,
+    FaultyStore,
     Latency,
     LostReply,
     Outage,

@@ -22,8 +22,8 @@ import pytest
 from islandsync.bucket.records import read_assignment, read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
-from islandsync.store import FaultyStore, open_store
-from islandsync.store.faulty import Latency
+from islandsync.store import open_store
+from islandsync.testing.faulty import FaultyStore, Latency
 from islandsync.worker.link import BucketLink
 
 from ..cluster import cluster_spec, wait_for

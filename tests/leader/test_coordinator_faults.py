@@ -39,7 +39,7 @@ from islandsync.leader.merge import IslandElites
 from islandsync.metrics import CoordinatorMetrics
 from islandsync.store import LocalStore
 from islandsync.store.base import Blob
-from islandsync.store.faulty import ErrorBefore, FaultyStore
+from islandsync.testing.faulty import ErrorBefore, FaultyStore
 
 from ..bucket.test_checkpoints import assemble, frames_of, zeros_payload
 from ..cluster import cluster_spec

@@ -114,7 +114,7 @@ def test_garbage_lease_blob_is_taken_over_after_a_lease(store) -> None:
 def test_a_renewal_whose_reply_was_lost_keeps_the_lease(store) -> None:
     """N9: a renewal that landed but whose reply was lost is read back by its nonce at once;
     the next renewal, freshly stamped, would find the blob moved and believe it deposed."""
-    from islandsync.store.faulty import FaultyStore, LostReply
+    from islandsync.testing.faulty import FaultyStore, LostReply
 
     clock = Clock()
     faulty = FaultyStore(store, rules=[LostReply(ops=("put",), keys=LEASE_KEY, calls=(2,))])

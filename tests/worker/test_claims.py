@@ -15,7 +15,7 @@ from islandsync.bucket.records import Head, read_head, write_head
 from islandsync.bucket.run import init_run
 from islandsync.leader.sweep import sweep
 from islandsync.store import LocalStore, open_store
-from islandsync.store.faulty import FaultyStore, LostReply
+from islandsync.testing.faulty import FaultyStore, LostReply
 from islandsync.worker.claims import take_island
 from islandsync.worker.link import BucketLink
 

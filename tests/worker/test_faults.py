@@ -38,7 +38,7 @@ from islandsync.bucket.run import init_run
 from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
 from islandsync.store import LocalStore
-from islandsync.store.faulty import ErrorBefore, FaultyStore, LostReply
+from islandsync.testing.faulty import ErrorBefore, FaultyStore, LostReply
 from islandsync.worker.engine import Engine
 from islandsync.worker.link import BucketLink
 from islandsync.worker.loop import Worker

@@ -1,10 +1,10 @@
-"""The byzantine writer's garbage (:class:`~islandsync.store.faulty.Byzantine`): what a
+"""The byzantine writer's garbage (:class:`~islandsync.testing.faulty.Byzantine`): what a
 careless or hostile party with the run's credentials writes over a record or a blob, by kind.
 
 Each kind is a function (honest bytes, key, rng, codec module or None) -> garbage, or None when
 the kind does not fit that blob. JSON kinds break the format, a field, a key or a term; the
 ``.isz`` kinds break the bytes, or re-encode a blob with a valid format and checksum and wrong
-content (the codec is passed in: the store layer does not import the bucket layer).
+content (the codec is passed in by the :class:`~islandsync.testing.faulty.Byzantine` rule).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CheckpointError
+from islandsync.bucket.layout import island_prefix
+from islandsync.errors import CheckpointError
 
 #: (honest bytes, key, rng, codec module or None) -> garbage, or None when the kind does not
 #: fit this blob.
@@ -96,15 +97,15 @@ def _other_island(data: bytes, key: str, rng: random.Random, codec: Any) -> byte
         return None
     old, new = rec["island"], rec["island"] + 1 + rng.randrange(3)
     # A valid-looking record of another island: its checkpoint keys name that island too.
-    text = json.dumps({**rec, "island": new}).replace(f"islands/{old}/", f"islands/{new}/")
+    text = json.dumps({**rec, "island": new}).replace(island_prefix(old), island_prefix(new))
     return text.encode()
 
 
 def _reencoded(edit: Callable[[dict[str, Any], dict[str, Any], random.Random], bool]
                ) -> Garbage:
     """A garbage kind for ``.isz``: decode the honest blob, edit it, encode it again (a blob
-    with a valid format and crc, wrong content). The store layer never imports the bucket
-    layer, so the codec (``islandsync.bucket.codec``) comes from the :class:`Byzantine` rule."""
+    with a valid format and crc, wrong content). The codec (``islandsync.bucket.codec``)
+    comes from the :class:`Byzantine` rule."""
     def make(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | None:
         if codec is None:
             return None
@@ -202,7 +203,7 @@ def _padded(data: bytes, key: str, rng: random.Random, codec: Any) -> bytes | No
 def _bomb(meta: dict, frames: dict, rng: random.Random) -> bool:
     """Every frame of the population's length grown to :data:`BOMB_BYTES` of zeros in all,
     consistently (same rows everywhere), so only a cap from the run's shapes refuses it."""
-    import numpy as np  # only where a codec is passed: the store layer needs no numpy
+    import numpy as np  # only where a codec is passed: importing the harness needs no numpy
 
     if not frames:
         return False
@@ -237,7 +238,7 @@ ISZ_GARBAGE: dict[str, Garbage] = {
     "padded": _padded, "bomb": _reencoded(_bomb),
 }
 #: The kinds whose fixes are issue 18's N4/N5 (elite and checkpoint size caps, trailing
-#: bytes): a soak leaves them out unless told (tests/chaos/soak_runner.py).
+#: bytes): a soak leaves them out unless told (islandsync/testing/soak.py).
 SIZE_GARBAGE = ("padded", "bomb")
 
 

@@ -1,6 +1,7 @@
 """FaultyStore: a BlobStore wrapper that injects the faults a real bucket and its other users
-inflict, for anyone testing a deployment (the soak in ``tests/chaos`` and ``benchmarks/soak.py``
-use it).
+inflict, for anyone testing a deployment (the soak, :mod:`islandsync.testing.soak`, run by
+``tests/chaos`` and ``benchmarks/soak.py``, uses it). Part of the test harness, not of the
+store layer: nothing in the package's own code paths wraps a store in it.
 
 Faults are rules, small named dataclasses passed as ``rules=[...]``; each one applies to the
 calls whose operation is in ``ops`` and whose key (a listing's prefix) matches ``keys`` (an
@@ -18,7 +19,7 @@ calls whose operation is in ``ops`` and whose key (a listing's prefix) matches `
 * :class:`Byzantine` — after a matching call succeeds, another party replaces the blob in the
   *inner* store (an unconditional write, as a careless or hostile writer would) with garbage of
   one of the :data:`JSON_GARBAGE` or :data:`ISZ_GARBAGE` kinds, chosen per key type
-  (:mod:`islandsync.store.garbage`: broken bytes, fields and keys; forged terms, far above the
+  (:mod:`islandsync.testing.garbage`: broken bytes, fields and keys; forged terms, far above the
   lease's or at a cap; oversized records; padded blobs and decompression bombs).
 
 Every decision is drawn from a per-rule ``random.Random`` seeded from ``seed``, one draw per
@@ -38,9 +39,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import ConfigError, NotFound, NotSent, OutcomeUnknown
-from .base import Blob, BlobInfo, BlobStore
-from .garbage import ISZ_GARBAGE, JSON_GARBAGE, SIZE_GARBAGE
+from islandsync.errors import ConfigError, NotFound, NotSent, OutcomeUnknown
+from islandsync.store.base import BlobStore
+from islandsync.store.forwarding import ForwardingStore
+from islandsync.testing.garbage import ISZ_GARBAGE, JSON_GARBAGE, SIZE_GARBAGE
 
 T = TypeVar("T")
 
@@ -171,8 +173,8 @@ class Byzantine(Rule):
     """After a matching call succeeds, replace that blob in the inner store with garbage of one
     of ``kinds`` (all that fit the key's type by default). The ``.isz`` kinds that re-encode a
     blob (wrong_shape, non_finite, wrong_type, other_island) need ``codec``: pass
-    ``islandsync.bucket.codec`` (the store layer does not import it); without it only
-    truncated and random bytes reach a checkpoint."""
+    ``islandsync.bucket.codec``; without it only truncated and random bytes reach a
+    checkpoint."""
 
     ops: tuple[str, ...] = ("put",)
     kinds: tuple[str, ...] = field(default_factory=lambda: tuple(
@@ -207,12 +209,13 @@ class Byzantine(Rule):
                 return
 
 
-class FaultyStore(BlobStore):
+class FaultyStore(ForwardingStore):
     """Forwards to ``inner``, injecting the faults of ``rules`` (see module doc)."""
 
     def __init__(self, inner: BlobStore, *, seed: int = 0, rules: list[Rule] | tuple = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.inner, self.seed, self.rules = inner, seed, tuple(rules)
+        super().__init__(inner)
+        self.seed, self.rules = seed, tuple(rules)
         self.clock = clock
         self._started = clock()
         self._lock = threading.Lock()
@@ -223,10 +226,6 @@ class FaultyStore(BlobStore):
         self._counts: dict[str, int] = {}
         self._corrupted: dict[str, str] = {}
         self._events: list[tuple[float, str, str]] = []
-
-    @property
-    def url(self) -> str:  # type: ignore[override]
-        return self.inner.url
 
     # -- control and reports -------------------------------------------------------------
 
@@ -290,26 +289,6 @@ class FaultyStore(BlobStore):
                     self._note(rule.kind)
                 rule.inject(self, call, seed)
         return result
-
-    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
-        return self._call("get", key, lambda: self.inner.get(key, start=start, end=end))
-
-    def put(self, key: str, data: bytes, *, if_generation: int | None = None) -> int:
-        return self._call("put", key,
-                          lambda: self.inner.put(key, data, if_generation=if_generation))
-
-    def stat(self, key: str) -> BlobInfo | None:
-        return self._call("stat", key, lambda: self.inner.stat(key))
-
-    def list(self, prefix: str = "") -> list[BlobInfo]:
-        return self._call("list", prefix, lambda: self.inner.list(prefix))
-
-    def delete(self, key: str, *, if_generation: int | None = None) -> None:
-        return self._call("delete", key,
-                          lambda: self.inner.delete(key, if_generation=if_generation))
-
-    def close(self) -> None:
-        self.inner.close()
 
     def __repr__(self) -> str:
         return f"FaultyStore({self.inner!r}, seed={self.seed})"

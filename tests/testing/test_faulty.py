@@ -24,12 +24,13 @@ from islandsync.bucket.records import (
     write_head,
 )
 from islandsync.errors import CheckpointError, ConfigError, NotFound, PreconditionFailed, StoreError
-from islandsync.store import FaultyStore, LocalStore
-from islandsync.store.faulty import (
+from islandsync.store import LocalStore
+from islandsync.testing.faulty import (
     ISZ_GARBAGE,
     JSON_GARBAGE,
     Byzantine,
     ErrorBefore,
+    FaultyStore,
     Latency,
     LostReply,
     Outage,
