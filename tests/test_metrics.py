@@ -35,6 +35,7 @@ from islandsync.metrics import (
     serve,
     upload_histogram,
 )
+from islandsync.testing.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -44,12 +45,6 @@ LABEL_OK = re.compile(r"^[A-Za-z0-9_.:-]{0,64}$")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
@@ -144,7 +139,7 @@ def metrics_endpoint(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
     url = str(tmp_path / "run")
     init_run(open_store(url), cluster_spec(islands=2))
-    port = _free_port()
+    port = free_port()
     procs = [start_coordinator(url, "metrics-c0", "--metrics-port", str(port)),
              start_worker(url, "metrics-w0")]
     try:
@@ -531,7 +526,7 @@ def test_real_prometheus_scrapes_the_endpoint(metrics_endpoint: tuple[str, int],
     fams = _families(_scrape(host, port))
     term = _value(fams, "islandsync_leader_term")
     assert term >= 1
-    prom_port = _free_port()
+    prom_port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"

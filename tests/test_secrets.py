@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -28,16 +27,11 @@ import pytest
 
 from islandsync.bucket.run import init_run
 from islandsync.store import open_store
+from islandsync.testing.processes import free_port
 
 from .cluster import REPO, cluster_spec
 
 MARKER = "SECRET-MARKER-5e2a"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -92,7 +86,7 @@ def _run_worker_and_coordinator(url: str, tmp_path: Path, *, worker_args: list[s
                                 coordinator_env: dict[str, str]) -> dict[str, str]:
     """A coordinator and a worker on ``url`` for ~10 s, /metrics of both scraped while the
     worker is seen; returns every text a secret must stay out of, by name."""
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     base = [sys.executable, "-m", "islandsync"]
     logs = [tmp_path / "coordinator.log", tmp_path / "worker.log"]
     with logs[0].open("wb") as c_out, logs[1].open("wb") as w_out:

@@ -1,7 +1,7 @@
 """The bucket unreachable for 20 s, its data kept: the workers and the coordinator reach
-fake-gcs-server only through a TcpProxy (STORAGE_EMULATOR_HOST in their environment; the
-ReliableCutProxy variant, whose cut fails every request in flight instead of leaving some to
-hang until the client's 60 s read timeout), which is cut and then restored. Workers keep
+fake-gcs-server only through a TcpProxy (STORAGE_EMULATOR_HOST in their environment; its cut
+fails every request in flight instead of leaving some to hang until the client's 60 s read
+timeout), which is cut and then restored. Workers keep
 evolving through the outage, and afterwards HEADs, heartbeats and elites move again, with every
 invariant intact.
 
@@ -24,10 +24,10 @@ from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
 from islandsync.store import open_store
 from islandsync.testing.faulty import FaultyStore, Latency
+from islandsync.testing.tcp_proxy import TcpProxy
 from islandsync.worker.link import BucketLink
 
 from ..cluster import cluster_spec, wait_for
-from ..faults import ReliableCutProxy
 from .harness import Cluster
 from .invariants import (
     ChaosRecorder,
@@ -63,7 +63,7 @@ def _note_recovery(cl: Cluster, rec: ChaosRecorder, restored_at: float) -> None:
 @pytest.mark.gcs
 def test_bucket_unreachable_for_20s(fake_gcs: str, gcs_url: str, tmp_path: Path) -> None:
     host, port = fake_gcs.rsplit("//", 1)[1].split(":")
-    proxy = ReliableCutProxy(host, int(port))
+    proxy = TcpProxy(host, int(port))
     try:
         # The test's own store (and recorder) talk to the server directly: they see the
         # bucket through the outage; the processes see nothing.

@@ -10,6 +10,7 @@ import requests
 from islandsync.errors import ConfigError, PreconditionFailed, StoreError
 from islandsync.store import open_store
 from islandsync.store.gcs import NONCE_FIELD, GCSStore
+from islandsync.testing.processes import free_port
 
 pytestmark = pytest.mark.gcs
 
@@ -114,11 +115,7 @@ def test_missing_credentials_file_is_named(tmp_path, fake_gcs: str) -> None:
 
 
 def test_unreachable_server_is_a_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     store = GCSStore("b", "run", check_bucket=False, retry_deadline=0.5, timeout=1)
     with pytest.raises(StoreError):

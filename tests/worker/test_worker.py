@@ -344,7 +344,7 @@ def test_bucket_outage_never_stops_evolution(fake_gcs: str, gcs_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from islandsync.worker.loop import Worker
 
-    from ..faults import TcpProxy
+    from islandsync.testing.tcp_proxy import TcpProxy
 
     host, port = fake_gcs.rsplit("//", 1)[1].split(":")
     proxy = TcpProxy(host, int(port))

@@ -1,6 +1,6 @@
 """A TCP proxy on 127.0.0.1 that can cut the line: a real bucket outage for a real client
-(ReliableCutProxy: one whose cut never leaves a request hanging). In-process faults (outages,
-slow reads, lost replies, garbage) come from islandsync.testing.faulty.FaultyStore."""
+(a cut shuts every connection down, so it never leaves a request hanging). In-process faults
+(outages, slow reads, lost replies, garbage) come from islandsync.testing.faulty.FaultyStore."""
 
 from __future__ import annotations
 
@@ -86,7 +86,4 @@ class TcpProxy:
         self.listener.close()
 
 
-
-# The base TcpProxy now shuts both sockets down on the way out (a bare close() could leave a
-# request in flight hanging until its read timeout); the name stays for the chaos tests.
-ReliableCutProxy = TcpProxy
+__all__ = ["TcpProxy"]
