@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -21,13 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zstandard
 
-try:
-    from islandsync.bucket import codec
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from islandsync.bucket import codec
+from islandsync.bucket import codec
+from islandsync.testing.machine import machine_info
 
 TOLERANCE = 0.02
 FIXED = [("zstd-1", "none", 1), ("zstd-3", "none", 3), ("zstd-6", "none", 6),
@@ -93,16 +88,6 @@ def measure(array: np.ndarray, filt: str, level: int, repeat: int) -> dict:
             "level": level if filt != "auto" else codec.choose_codec(array, level)[1]}
 
 
-def _cpu_model() -> str:
-    try:  # platform.processor() is often empty on Linux
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -145,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print("PASS" if ok else "FAIL")
 
     if args.json:
-        machine = {"platform": platform.platform(), "processor": platform.processor(),
-                   "cpu_model": _cpu_model(),
-                   "machine": platform.machine(), "uname": " ".join(platform.uname()),
-                   "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                   "numpy": np.__version__, "zstandard": zstandard.__version__}
+        machine = machine_info("numpy", "zstandard", uname=" ".join(platform.uname()))
         doc = {"machine": machine, "params": vars(args) | {"json": str(args.json)},
                "tolerance": TOLERANCE, "cases": results, "pass": ok}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

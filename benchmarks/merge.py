@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-try:
-    import islandsync  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
@@ -36,6 +30,7 @@ from islandsync.config import spec_from_flags
 from islandsync.leader.merge import IslandElites, merge_elites
 from islandsync.search.population import genome_ids_numpy
 from islandsync.store import Blob, BlobStore, open_store
+from islandsync.testing.machine import machine_info
 
 
 class ByteCounter(BlobStore):
@@ -149,8 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.candidates.split(",")]
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        "machine": machine_info("numpy"),
         "command": " ".join(["python", "benchmarks/merge.py", *(argv or sys.argv[1:])]),
         "merge": time_merges(sizes, args.dim, args.repeat, args.top),
         "bytes": bytes_per_merge(args.islands, args.pop, args.ckpt_dim, args.top),

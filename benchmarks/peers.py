@@ -40,23 +40,17 @@ import argparse
 import datetime as _dt
 import importlib.metadata
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    import islandsync  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
 from islandsync.config import spec_from_flags
 from islandsync.search.problems import make_problem
+from islandsync.testing.machine import machine_info
 from islandsync.worker.engine import Engine, resolve_device
 
 CPU_SIZES = ((8, 64, 100), (8, 512, 100), (8, 1024, 1000))
@@ -345,13 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
             "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                        "cpus": os.cpu_count(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads(), "evox": evox_version,
-                        "device": str(device), "load_avg": os.getloadavg(),
-                        "gpu": torch.cuda.get_device_name(device)
-                        if device.type == "cuda" else None,
-                        "copy_bandwidth_bytes_per_s": args.peak_bw},
+            "machine": machine_info(
+                "torch", threads=torch.get_num_threads(), evox=evox_version,
+                device=str(device),
+                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                copy_bandwidth_bytes_per_s=args.peak_bw),
             "rows": rows,
         }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")

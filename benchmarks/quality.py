@@ -36,22 +36,17 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-try:
-    import islandsync  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
 from islandsync.config import ALGORITHM_CONFIGS, BUILTIN_PROBLEMS, RunSpec, spec_from_flags
 from islandsync.search.problems import Problem, make_problem
+from islandsync.testing.machine import machine_info as machine
 from islandsync.worker.engine import Engine
 
 CONFIGS = ("pool", "ring", "isolated", "panmictic")
@@ -206,24 +201,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the benchmark
 
 
-def _cpu_model() -> str:
-    name = platform.processor()
-    if not name or name == platform.machine():  # Linux often says just "x86_64" or nothing
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.lower().startswith("model name"):
-                        return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-    return name or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": _cpu_model(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "device": "cpu"}
+    return machine("torch", torch_threads=torch.get_num_threads(), device="cpu")
 
 
 def run_benchmark(args: argparse.Namespace, log: Any = None) -> dict[str, Any]:

@@ -20,17 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout: this islandsync, not an installed one
-    sys.path.insert(0, str(REPO))
-
-from islandsync.durations import duration_type  # noqa: E402
-from islandsync.testing.processes import (  # noqa: E402
+from islandsync.durations import duration_type
+from islandsync.testing.processes import (
     MOTO_ENV,
     child_env,
     islandsync_argv,
     start_moto_s3,
 )
+
+#: The repository: the islandsync processes started run from it.
+REPO = Path(__file__).resolve().parents[1]
 
 BUCKET = "islandsync-demo"
 

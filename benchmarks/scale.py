@@ -35,27 +35,29 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from islandsync.bucket.checkpoints import IslandSnapshot
 from islandsync.bucket.ids import genome_ids_numpy
-from islandsync.bucket.layout import ASSIGNMENT_KEY, LEASE_KEY
+from islandsync.bucket.layout import ASSIGNMENT_KEY, ELITE_HEAD_KEY, LEASE_KEY
 from islandsync.bucket.records import read_assignment, read_head, read_lease
 from islandsync.bucket.run import init_run
 from islandsync.config import spec_from_flags, spec_hash
 from islandsync.errors import StoreError
 from islandsync.leader.coordinator import Coordinator
 from islandsync.store import LocalStore
-from islandsync.store.base import Blob, BlobInfo, BlobStore
+from islandsync.store.base import BlobStore
+from islandsync.store.counting import OPERATION_CLASS, CountingStore
 from islandsync.worker.link import BucketLink
 from islandsync.worker.uploader import Uploader
 
+T = TypeVar("T")
 SIZES = [(8, 64), (32, 256), (64, 512)]
-CLASS = {"put": "A", "list": "A", "delete": "A", "get": "B", "stat": "B"}
 
 
 # -- the tap: latency, counts per role, a log of writes -----------------------------------
@@ -90,57 +92,31 @@ class WriteLog:
         return worst, where
 
 
-class Tap(BlobStore):
-    """One role's view of the shared store: latency first, then counted and logged. ``dead``
-    makes every call fail, as a killed process's calls would never reach the bucket."""
+class Tap(CountingStore):
+    """One role's view of the shared store: CountingStore's latency first, then counted, plus
+    a log of the writes and ``dead``, which makes every call fail, as a killed process's calls
+    would never reach the bucket."""
 
     def __init__(self, inner: BlobStore, latency: float, log: WriteLog) -> None:
-        self.inner, self.latency, self.log = inner, latency, log
-        self.url = inner.url
+        super().__init__(inner, latency_s=latency)
+        self.log = log
         self.dead = False
-        self._lock = threading.Lock()
-        self.ops: dict[str, int] = defaultdict(int)
-
-    def counts(self) -> dict[str, Any]:
-        with self._lock:
-            ops = dict(self.ops)
-        by_class = {"A": 0, "B": 0}
-        for op, n in ops.items():
-            by_class[CLASS[op]] += n
-        return {"ops": by_class, "errors": {}}
 
     def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.ops)
+        return self.by_operation()
 
-    def _call(self, op: str, fn: Any, key: str | None = None) -> Any:
+    def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:
         if self.dead:
             raise StoreError("killed")
-        if self.latency > 0:
-            time.sleep(self.latency)
-        if self.dead:
-            raise StoreError("killed")
-        with self._lock:
-            self.ops[op] += 1
-        if op == "put" and key is not None:
-            self.log.add(key)
-        return fn()
 
-    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
-        return self._call("get", lambda: self.inner.get(key, start=start, end=end))
+        def call() -> T:
+            if self.dead:  # killed while this call slept its latency
+                raise StoreError("killed")
+            if op == "put":
+                self.log.add(key)
+            return fn()
 
-    def put(self, key: str, data: bytes, *, if_generation: Any = None) -> Any:
-        return self._call("put", lambda: self.inner.put(key, data, if_generation=if_generation),
-                          key)
-
-    def stat(self, key: str) -> BlobInfo | None:
-        return self._call("stat", lambda: self.inner.stat(key))
-
-    def list(self, prefix: str = "") -> list[BlobInfo]:
-        return self._call("list", lambda: self.inner.list(prefix))
-
-    def delete(self, key: str, *, if_generation: Any = None) -> None:
-        return self._call("delete", lambda: self.inner.delete(key, if_generation=if_generation))
+        return super()._call(op, key, call)
 
 
 # -- a simulated worker: the real bucket side, a stand-in engine ----------------------------
@@ -403,7 +379,7 @@ def measure(workers: int, islands: int, cadence: Cadence, *, kills: bool = True,
             end = warm + steady
             writes, hottest = cl.log.max_per_second(since=warm, until=end)
             leader_writes, leader_hottest = cl.log.max_per_second(
-                since=warm, until=end, keys=lambda k: k in (ASSIGNMENT_KEY, LEASE_KEY, "elite/HEAD.json"))
+                since=warm, until=end, keys=lambda k: k in (ASSIGNMENT_KEY, LEASE_KEY, ELITE_HEAD_KEY))
             result: dict[str, Any] = {
                 "workers": workers, "islands": islands, "latency_ms": cadence.latency * 1000,
                 "placed_s": None if placed is None else round(placed, 1),
@@ -460,15 +436,15 @@ def _ops(w0: list[dict[str, int]], w1: list[dict[str, int]], l0: dict[str, int],
          l1: dict[str, int], seconds: float) -> dict[str, Any]:
     by_op: dict[str, float] = defaultdict(float)
     for a, b in zip(w0, w1):
-        for op in CLASS:
+        for op in OPERATION_CLASS:
             by_op[op] += b.get(op, 0) - a.get(op, 0)
     n = max(1, len(w0))
     worker_by_op = {op: round(per_hour(v / n, seconds)) for op, v in by_op.items()}
-    worker = {"A": sum(v for op, v in worker_by_op.items() if CLASS[op] == "A"),
-              "B": sum(v for op, v in worker_by_op.items() if CLASS[op] == "B")}
+    worker = {"A": sum(v for op, v in worker_by_op.items() if OPERATION_CLASS[op] == "A"),
+              "B": sum(v for op, v in worker_by_op.items() if OPERATION_CLASS[op] == "B")}
     leader = {"A": 0, "B": 0}
-    for op in CLASS:
-        leader[CLASS[op]] += round(per_hour(l1.get(op, 0) - l0.get(op, 0), seconds))
+    for op in OPERATION_CLASS:
+        leader[OPERATION_CLASS[op]] += round(per_hour(l1.get(op, 0) - l0.get(op, 0), seconds))
     return {"worker": worker, "worker_by_op": worker_by_op, "leader": leader}
 
 

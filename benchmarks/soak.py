@@ -1,7 +1,7 @@
 """The soak for longer: three leader candidates and N workers (threads of one process) share one
 LocalStore through FaultyStores (errors, lost replies, latency, outages, a byzantine writer),
 then every invariant is judged. The same code as tests/chaos/test_soak.py
-(tests/chaos/soak_runner.py), run for minutes instead of seconds.
+(islandsync/testing/soak.py), run for minutes instead of seconds.
 
     python benchmarks/soak.py --minutes N [--seed S] [--workers 3] [--islands 6] [--json PATH]
                               [--all-garbage]
@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the soak lives in tests/chaos/soak_runner.py: one copy only
-
-from tests.chaos.soak_runner import GARBAGE_ENV, SEED_ENV, quiet_logs, run_soak  # noqa: E402
+from islandsync.testing.machine import machine_info
+from islandsync.testing.soak import GARBAGE_ENV, SEED_ENV, quiet_logs, run_soak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-            "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                        "processor": platform.processor()},
+            "machine": machine_info("islandsync", "torch"),
             "seed": seed, "seconds": result.seconds, "ok": result.ok,
             "all_garbage": all_garbage,
             "faults": dict(sorted(result.faults.items())),

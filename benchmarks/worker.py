@@ -12,17 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-try:
-    import islandsync  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
@@ -30,6 +24,7 @@ from islandsync.bucket.run import init_run
 from islandsync.config import ALGORITHM_CONFIGS, spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.store import open_store
+from islandsync.testing.machine import machine_info
 from islandsync.worker.engine import Engine, resolve_device
 from islandsync.worker.loop import Worker
 
@@ -114,9 +109,9 @@ def main() -> int:
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     device = resolve_device(args.device)
-    machine = {"platform": platform.platform(), "processor": platform.processor(),
-               "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    machine = machine_info(
+        "torch", threads=torch.get_num_threads(),
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
     print(f"worker benchmark on {machine}: rastrigin {args.pop} x {args.dim}, {args.algorithm}")
     rows = throughput(args, device)
     print(f"checkpoint blocking: {max(args.islands)} islands, 2 s interval, "

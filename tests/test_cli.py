@@ -16,8 +16,9 @@ from islandsync.cli import build_parser, main
 from islandsync.config import ALGORITHM_CONFIGS, BUILTIN_PROBLEMS
 from islandsync.store import open_store
 from islandsync.testing import child_env, islandsync_argv
+from islandsync.testing.cluster import cluster_spec
 
-from .cluster import REPO, cluster_spec
+from .conftest import REPO
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

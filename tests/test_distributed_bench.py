@@ -13,7 +13,7 @@ from islandsync.errors import ConfigError
 from islandsync.store import LATENCY_ENV, LocalStore, open_store
 from islandsync.store.counting import CountingStore
 
-from .cluster import load_benchmark
+from .conftest import load_benchmark
 
 KEYS = {"throughput_multiplier", "checkpoint_overhead", "merge_overhead", "recovery_s",
         "failover_s", "duplicates", "ops_per_worker_hour"}

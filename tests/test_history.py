@@ -377,7 +377,7 @@ def test_a_worker_of_another_protocol_refuses_to_join(tmp_path: Path) -> None:
     from islandsync.bucket.run import init_run
     from islandsync.cli import main
 
-    from .cluster import cluster_spec
+    from islandsync.testing.cluster import cluster_spec
 
     store = LocalStore(tmp_path / "run")
     init_run(store, cluster_spec())
@@ -395,7 +395,7 @@ def test_a_joining_worker_fixes_the_protocol_of_an_older_run(tmp_path: Path) -> 
     from islandsync.bucket.records import read_record
     from islandsync.bucket.run import init_run
 
-    from .cluster import cluster_spec
+    from islandsync.testing.cluster import cluster_spec
 
     store = LocalStore(tmp_path / "run")
     init_run(store, cluster_spec())  # a run made before protocol.json existed
@@ -432,7 +432,7 @@ def test_coordinate_on_a_run_of_another_protocol_writes_nothing(tmp_path: Path,
     from islandsync.bucket.run import init_run
     from islandsync.cli import main
 
-    from .cluster import cluster_spec
+    from islandsync.testing.cluster import cluster_spec
 
     store = LocalStore(tmp_path / "run")
     init_run(store, cluster_spec())
@@ -451,7 +451,7 @@ def test_a_worker_that_leads_keeps_the_history_too(tmp_path: Path) -> None:
     candidate a worker stands as writes the run's history."""
     from islandsync.api import make_worker
 
-    from .cluster import cluster_spec
+    from islandsync.testing.cluster import cluster_spec
 
     url = str(tmp_path / "run")
     worker = make_worker(url, spec=cluster_spec(islands=2), worker_id="w-lead", duration=6.0,

@@ -12,6 +12,8 @@ The allowed graph (docs/design.md, "Layers"); each layer may import itself and t
     testing, edges (api, cli, ...)      anything
 
 So neither role imports the other, the maths does no I/O, and the protocol is one folder.
+``testing`` is the harness tests and benchmarks share (FaultyStore among it): it may import
+every layer, and nothing outside it imports it, edges included.
 """
 
 from __future__ import annotations
@@ -100,6 +102,13 @@ def test_every_import_follows_the_layers() -> None:
     assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
 
 
+def test_nothing_outside_the_harness_imports_it() -> None:
+    wrong = [f"{_module_name(path)} imports {target}" for path in _package_files()
+             if _layer(_module_name(path)) != "testing"
+             for target in sorted(_imports(path)) if _layer(target) == "testing"]
+    assert not wrong, "the package imports its test harness:\n" + "\n".join(wrong)
+
+
 def test_the_layer_checker_can_fail() -> None:
     assert not _allowed("islandsync.worker.loop", "islandsync.leader.coordinator")
     assert not _allowed("islandsync.leader.coordinator", "islandsync.worker.link")
@@ -107,6 +116,8 @@ def test_the_layer_checker_can_fail() -> None:
     assert not _allowed("islandsync.bucket.records", "islandsync.leader.lease")
     assert _allowed("islandsync.search.population", "islandsync.bucket.ids")
     assert _allowed("islandsync.cli", "islandsync.worker.loop")
+    assert not _allowed("islandsync.store.counting", "islandsync.testing.faulty")
+    assert _layer("islandsync.testing.faulty") == "testing"
 
 
 def test_each_layer_is_a_folder() -> None:

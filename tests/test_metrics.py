@@ -135,7 +135,8 @@ def metrics_endpoint(tmp_path: Path) -> Iterator[tuple[str, int]]:
     from islandsync.bucket.run import init_run
     from islandsync.store import open_store
 
-    from .cluster import cluster_spec, start_coordinator, start_worker, stop_all
+    from islandsync.testing.cluster import cluster_spec, start_coordinator, start_worker
+    from islandsync.testing.processes import stop_all
 
     url = str(tmp_path / "run")
     init_run(open_store(url), cluster_spec(islands=2))

@@ -7,16 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import load_benchmark
+from .conftest import run_benchmark
 
-peers = load_benchmark("peers")
+
+def _peers(*args: str) -> int:
+    done = run_benchmark("peers", *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.returncode
 
 
 def test_quick_run_reports_both_sides(tmp_path: Path) -> None:
     pytest.importorskip("evox", reason="EvoX is not installed (pip install 'islandsync[bench]')")
     out = tmp_path / "peers.json"
     md = tmp_path / "peers.md"
-    assert peers.main(["--quick", "--json", str(out), "--markdown", str(md)]) == 0
+    assert _peers("--quick", "--json", str(out), "--markdown", str(md)) == 0
     doc = json.loads(out.read_text())
     assert doc["machine"]["evox"] and doc["command"].endswith(f"--markdown {md}")
     assert {r["algorithm"] for r in doc["rows"]} == {"de", "ga"}
@@ -32,6 +36,6 @@ def test_quick_run_reports_both_sides(tmp_path: Path) -> None:
 
 def test_islandsync_alone_needs_no_evox(tmp_path: Path) -> None:
     out = tmp_path / "alone.json"
-    assert peers.main(["--quick", "--no-evox", "--algorithms", "de", "--json", str(out)]) == 0
+    assert _peers("--quick", "--no-evox", "--algorithms", "de", "--json", str(out)) == 0
     (row,) = json.loads(out.read_text())["rows"]
     assert row["islandsync"]["evals_per_s"] > 0 and "evox_one" not in row

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .cluster import load_benchmark
+from .conftest import load_benchmark
 
 K, POP, EVALS, INTERVAL, MIGRANTS, SEEDS = 3, 6, 600, 3, 2, 2
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from .cluster import REPO
+from .conftest import REPO
 
 
 def _setup_commands() -> list[str]:

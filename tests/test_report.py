@@ -26,9 +26,8 @@ from islandsync.bucket.run import init_run
 from islandsync.cli import main
 from islandsync.report import build_report, sparkline, summarize
 from islandsync.store import LocalStore, open_store
-from islandsync.testing.processes import wait_for
-
-from .cluster import cluster_spec, start_coordinator, start_worker, stop_all
+from islandsync.testing.cluster import cluster_spec, start_coordinator, start_worker
+from islandsync.testing.processes import stop_all, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("ISLANDSYNC_ARTIFACTS", "/tmp/islandsync-artifacts"))

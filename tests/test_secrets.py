@@ -27,9 +27,10 @@ import pytest
 
 from islandsync.bucket.run import init_run
 from islandsync.store import open_store
+from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.processes import free_port
 
-from .cluster import REPO, cluster_spec
+from .conftest import REPO
 
 MARKER = "SECRET-MARKER-5e2a"
 

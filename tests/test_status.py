@@ -20,8 +20,7 @@ from islandsync.bucket.layout import (
 from islandsync.bucket.run import init_run
 from islandsync.status import collect_status, format_status, printable
 from islandsync.store import LocalStore
-
-from .cluster import cluster_spec
+from islandsync.testing.cluster import cluster_spec
 
 ESC = "\x1b"
 # JSON-escaped, so the records parse and the strings inside them reach the status as they are

@@ -16,9 +16,10 @@ from islandsync.api import make_worker
 from islandsync.cli import main
 from islandsync.errors import ConfigError, RunNotFound
 from islandsync.store import open_store
+from islandsync.testing.cluster import cluster_spec
+from islandsync.testing.processes import wait_for
+from islandsync.testing.recorder import heads
 from islandsync.views import HISTORY_COLUMNS
-
-from .cluster import cluster_spec, heads, wait_for
 
 
 def test_history_has_rows_while_a_run_with_a_leader_runs(

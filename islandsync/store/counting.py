@@ -46,6 +46,7 @@ class CountingStore(ForwardingStore):
         self.latency_s = float(latency_s)
         self._lock = threading.Lock()
         self._ops = {"A": 0, "B": 0}
+        self._by_operation = {name: 0 for name in OPERATION_CLASS}
         self._errors = {name: 0 for name in OPERATION_CLASS}
         self._bytes_read = 0
 
@@ -56,11 +57,17 @@ class CountingStore(ForwardingStore):
             return {"ops": dict(self._ops), "errors": dict(self._errors),
                     "bytes_read": self._bytes_read}
 
+    def by_operation(self) -> dict[str, int]:
+        """Operations attempted so far by name (``get``, ``put``, ...): a copy."""
+        with self._lock:
+            return dict(self._by_operation)
+
     def _call(self, operation: str, key: str, fn: Callable[[], T]) -> T:
         if self.latency_s > 0:
             time.sleep(self.latency_s)
         with self._lock:
             self._ops[OPERATION_CLASS[operation]] += 1
+            self._by_operation[operation] += 1
         try:
             return fn()
         except (NotFound, PreconditionFailed):

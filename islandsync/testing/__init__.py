@@ -1,6 +1,18 @@
-"""Helpers for testing islandsync and code built on it: real processes, free ports, bounded
-waits, a fake GCS server (:mod:`islandsync.testing.processes`). Not imported by the package
-itself."""
+"""The harness for testing islandsync and code built on it, shared by its tests and benchmarks
+(like ``optuna.testing``); not imported by the package itself.
+
+* :mod:`~islandsync.testing.processes` — real processes, free ports, bounded waits, the
+  fake-gcs-server and moto S3 starters (re-exported here);
+* :mod:`~islandsync.testing.cluster` — coordinators and workers through the CLI, ``Cluster``;
+* :mod:`~islandsync.testing.recorder` — ``Recorder``, one observer of a bucket;
+* :mod:`~islandsync.testing.invariants` — the judges of a recorder's evidence;
+* :mod:`~islandsync.testing.faulty`, :mod:`~islandsync.testing.garbage` — ``FaultyStore``;
+* :mod:`~islandsync.testing.soak` — the soak; :mod:`~islandsync.testing.tcp_proxy` — a line
+  that can be cut; :mod:`~islandsync.testing.machine` — the benchmarks' machine block;
+  :mod:`~islandsync.testing.venvs` — fresh virtual environments.
+
+Only :mod:`processes` is imported with the package here: the others import the bucket layer
+(and some torch) when a caller imports them."""
 
 from __future__ import annotations
 

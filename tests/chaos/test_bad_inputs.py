@@ -16,15 +16,17 @@ from islandsync.bucket.records import read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.config import fitness_ref, spec_json
 from islandsync.store import open_store
-
-from ..cluster import REPO, cluster_spec, wait_for
-from .harness import CHAOS_DIR, Cluster, chaos_env, has_traceback
-from .invariants import (
+from islandsync.testing.cluster import Cluster, cluster_spec, has_traceback
+from islandsync.testing.invariants import (
     check_elites,
     check_heads_readable,
     check_lineage,
     wait_islands_advance,
 )
+from islandsync.testing.processes import wait_for
+
+from ..conftest import REPO
+from .conftest import CHAOS_DIR, CHAOS_PATH, chaos_env
 
 ISLANDS = 4
 
@@ -87,7 +89,7 @@ def test_nan_and_inf_fitness_never_reach_the_elite_and_a_raising_one_stops_clean
     checkpoints of every island (released HEADs at the generation it stopped at)."""
     chaos_fitness = _import_chaos_fitness(monkeypatch)
     nan_url, raise_url = str(tmp_path / "nan"), str(tmp_path / "raise")
-    with Cluster(nan_url, tmp_path) as cl:
+    with Cluster(nan_url, tmp_path, pythonpath=CHAOS_PATH) as cl:
         init_run(cl.store, _custom_spec(chaos_fitness.nan_inf_part))
         raise_store = open_store(raise_url)
         init_run(raise_store, _custom_spec(chaos_fitness.raise_after_a_while))

@@ -11,16 +11,17 @@ from pathlib import Path
 
 from islandsync.bucket.records import read_heartbeat
 from islandsync.bucket.run import init_run
-
-from ..cluster import cluster_spec, wait_for
-from .harness import Cluster
-from .invariants import (
+from islandsync.testing.cluster import Cluster, cluster_spec
+from islandsync.testing.invariants import (
     check_elites,
     check_heads_readable,
     check_lineage,
     check_working,
     wait_islands_advance,
 )
+from islandsync.testing.processes import wait_for
+
+from .conftest import CHAOS_PATH
 
 ISLANDS = 6
 HOUR = 3600.0
@@ -30,7 +31,7 @@ SKEWS = {"w-now": None, "w-ahead": HOUR, "w-behind": -HOUR}
 def test_workers_an_hour_off_are_judged_by_heartbeat_generations(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
     spec = cluster_spec()
-    with Cluster(url, tmp_path) as cl:
+    with Cluster(url, tmp_path, pythonpath=CHAOS_PATH) as cl:
         init_run(cl.store, spec)
         with cl.recorder(ISLANDS) as rec:
             cl.coordinator("c0")

@@ -18,12 +18,8 @@ from islandsync.bucket.records import Head, read_elite_head, read_head, write_he
 from islandsync.bucket.run import init_run
 from islandsync.search.problems import make_problem
 from islandsync.store import open_store
-from islandsync.worker.engine import Engine
-from islandsync.worker.link import BucketLink
-
-from ..cluster import cluster_spec, wait_for
-from .harness import KINDS, Cluster, run_url
-from .invariants import (
+from islandsync.testing.cluster import Cluster, cluster_spec
+from islandsync.testing.invariants import (
     Fallback,
     check_elites,
     check_heads_readable,
@@ -33,6 +29,11 @@ from .invariants import (
     wait_hosting,
     wait_islands_advance,
 )
+from islandsync.testing.processes import wait_for
+from islandsync.worker.engine import Engine
+from islandsync.worker.link import BucketLink
+
+from .conftest import CHAOS_PATH, KINDS, run_url
 
 ISLANDS = 6
 GARBAGE = b"\x00\xffnot a checkpoint, not even close\xfe" * 8
@@ -42,7 +43,7 @@ GARBAGE = b"\x00\xffnot a checkpoint, not even close\xfe" * 8
 def test_corrupt_elites_and_checkpoints(kind: str, tmp_path: Path,
                                         request: pytest.FixtureRequest) -> None:
     url = run_url(kind, tmp_path, request)
-    with Cluster(url, tmp_path) as cl:
+    with Cluster(url, tmp_path, pythonpath=CHAOS_PATH) as cl:
         store = cl.store
         init_run(store, cluster_spec())
         with cl.recorder(ISLANDS) as rec:

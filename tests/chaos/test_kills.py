@@ -12,11 +12,8 @@ import pytest
 
 from islandsync.bucket.records import Head, read_head
 from islandsync.bucket.run import init_run
-
-from ..cluster import INTERVAL_S, LEASE_S, cluster_spec, wait_for
-from .harness import KINDS_S3, Cluster, run_url
-from .invariants import (
-    ChaosRecorder,
+from islandsync.testing.cluster import INTERVAL_S, LEASE_S, Cluster, cluster_spec
+from islandsync.testing.invariants import (
     check_elites,
     check_heads_readable,
     check_lineage,
@@ -25,6 +22,10 @@ from .invariants import (
     wait_hosting,
     wait_islands_advance,
 )
+from islandsync.testing.processes import wait_for
+from islandsync.testing.recorder import Recorder
+
+from .conftest import CHAOS_PATH, KINDS_S3, run_url
 
 ISLANDS = 6
 
@@ -33,7 +34,7 @@ def heads_now(cl: Cluster) -> dict[int, Head]:
     return {i: current[0] for i in range(ISLANDS) if (current := read_head(cl.store, i))}
 
 
-def kill_a_worker(cl: Cluster, rec: ChaosRecorder, rnd: int) -> float:
+def kill_a_worker(cl: Cluster, rec: Recorder, rnd: int) -> float:
     """kill -9 a random worker that hosts islands, start a replacement, wait until the
     victim's islands evolve elsewhere; returns the seconds that took."""
     live = cl.live("worker")
@@ -55,7 +56,7 @@ def kill_a_worker(cl: Cluster, rec: ChaosRecorder, rnd: int) -> float:
     return took
 
 
-def kill_the_leader(cl: Cluster, rec: ChaosRecorder) -> float:
+def kill_the_leader(cl: Cluster, rec: Recorder) -> float:
     """kill -9 the leader of the newest assignment; wait for another candidate to write an
     assignment and an elite of a higher term while the islands keep evolving; returns the
     seconds from the kill to the new leader's first assignment."""
@@ -84,7 +85,7 @@ def test_kill9_random_workers_repeatedly(kind: str, algorithm: str, tmp_path: Pa
     """Three workers and a coordinator; three rounds of: kill -9 a random worker that hosts
     islands, start a replacement, wait until the victim's islands evolve elsewhere."""
     url = run_url(kind, tmp_path, request)
-    with Cluster(url, tmp_path) as cl:
+    with Cluster(url, tmp_path, pythonpath=CHAOS_PATH) as cl:
         init_run(cl.store, cluster_spec(algorithm=algorithm))
         with cl.recorder(ISLANDS) as rec:
             cl.coordinator("c0")
@@ -114,7 +115,7 @@ def test_kill9_the_leader_twice(kind: str, tmp_path: Path,
     """Three candidates and two workers: kill -9 the leader, then the next one; each time
     another candidate leads within a lease and a cycle, merges, and the islands never stop."""
     url = run_url(kind, tmp_path, request)
-    with Cluster(url, tmp_path) as cl:
+    with Cluster(url, tmp_path, pythonpath=CHAOS_PATH) as cl:
         init_run(cl.store, cluster_spec())
         with cl.recorder(ISLANDS) as rec:
             for n in range(3):

@@ -23,14 +23,9 @@ from islandsync.bucket.records import read_assignment, read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
 from islandsync.store import open_store
+from islandsync.testing.cluster import Cluster, cluster_spec
 from islandsync.testing.faulty import FaultyStore, Latency
-from islandsync.testing.tcp_proxy import TcpProxy
-from islandsync.worker.link import BucketLink
-
-from ..cluster import cluster_spec, wait_for
-from .harness import Cluster
-from .invariants import (
-    ChaosRecorder,
+from islandsync.testing.invariants import (
     check_elites,
     check_heads_readable,
     check_lineage,
@@ -38,6 +33,12 @@ from .invariants import (
     wait_hosting,
     wait_islands_advance,
 )
+from islandsync.testing.processes import wait_for
+from islandsync.testing.recorder import Recorder
+from islandsync.testing.tcp_proxy import TcpProxy
+from islandsync.worker.link import BucketLink
+
+from .conftest import CHAOS_PATH
 
 ISLANDS = 6
 OUTAGE_S = 20.0
@@ -49,7 +50,7 @@ def _steps(cl: Cluster, worker: str) -> int:
     return found[0].generations if found else 0
 
 
-def _note_recovery(cl: Cluster, rec: ChaosRecorder, restored_at: float) -> None:
+def _note_recovery(cl: Cluster, rec: Recorder, restored_at: float) -> None:
     """How long after the restore each worker's first heartbeat and HEAD landed (in the notes
     that a failure message shows)."""
     for w in WORKERS:
@@ -67,7 +68,8 @@ def test_bucket_unreachable_for_20s(fake_gcs: str, gcs_url: str, tmp_path: Path)
     try:
         # The test's own store (and recorder) talk to the server directly: they see the
         # bucket through the outage; the processes see nothing.
-        with Cluster(gcs_url, tmp_path, env={"STORAGE_EMULATOR_HOST": proxy.url}) as cl:
+        with Cluster(gcs_url, tmp_path, pythonpath=CHAOS_PATH,
+                     env={"STORAGE_EMULATOR_HOST": proxy.url}) as cl:
             init_run(cl.store, cluster_spec())
             with cl.recorder(ISLANDS) as rec:
                 cl.coordinator("c0")

@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 
 from islandsync.bucket.run import init_run
-
-from ..cluster import LEASE_S, cluster_spec, pause_outside_store_writes, wait_for
-from .harness import Cluster
-from .invariants import (
+from islandsync.testing.cluster import LEASE_S, Cluster, cluster_spec, pause_outside_store_writes
+from islandsync.testing.invariants import (
     check_elites,
     check_heads_readable,
     check_lineage,
@@ -20,13 +18,16 @@ from .invariants import (
     wait_hosting,
     wait_islands_advance,
 )
+from islandsync.testing.processes import wait_for
+
+from .conftest import CHAOS_PATH
 
 ISLANDS = 6
 
 
 def test_sigstop_the_leader_past_its_lease(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
-    with Cluster(url, tmp_path) as cl:
+    with Cluster(url, tmp_path, pythonpath=CHAOS_PATH) as cl:
         init_run(cl.store, cluster_spec())
         with cl.recorder(ISLANDS) as rec:
             c0 = cl.coordinator("c0")

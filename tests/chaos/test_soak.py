@@ -1,6 +1,6 @@
 """The soak in CI: three leader candidates and three workers (threads) share one LocalStore,
 each through a FaultyStore of its own (errors, lost replies, latency, outages, a byzantine
-writer), for ~35 s per seed; then every invariant of tests/chaos/soak_runner.py is judged,
+writer), for ~35 s per seed; then every invariant of islandsync/testing/soak.py is judged,
 one test per (seed, invariant), so that a failure names both.
 
 Replay a seed: ``ISLANDSYNC_SOAK_SEED=N pytest tests/chaos/test_soak.py`` (that seed only;
@@ -19,9 +19,8 @@ import pytest
 from islandsync.bucket.layout import head_key
 from islandsync.bucket.records import Head, write_head
 from islandsync.store import LocalStore
-
-from .invariants import HeadSeen
-from .soak_runner import (
+from islandsync.testing.recorder import HeadSeen
+from islandsync.testing.soak import (
     CHECKS,
     SEED_ENV,
     SoakResult,

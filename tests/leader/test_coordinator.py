@@ -28,22 +28,20 @@ from islandsync.bucket.records import (
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
 from islandsync.status import collect_status
-from islandsync.views import best_genomes
 from islandsync.store import open_store
-from islandsync.worker.link import BucketLink
-
-from ..cluster import (
+from islandsync.testing.cluster import (
     INTERVAL_S,
     LEASE_S,
-    REPO,
-    Recorder,
     cluster_spec,
-    heads,
     start_coordinator,
     start_worker,
-    stop_all,
-    wait_for,
 )
+from islandsync.testing.processes import stop_all, wait_for
+from islandsync.testing.recorder import Recorder, heads
+from islandsync.views import best_genomes
+from islandsync.worker.link import BucketLink
+
+from ..conftest import REPO
 
 
 def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

@@ -39,10 +39,10 @@ from islandsync.leader.merge import IslandElites
 from islandsync.metrics import CoordinatorMetrics
 from islandsync.store import LocalStore
 from islandsync.store.base import Blob
+from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.faulty import ErrorBefore, FaultyStore
 
 from ..bucket.test_checkpoints import assemble, frames_of, zeros_payload
-from ..cluster import cluster_spec
 
 SPEC = cluster_spec(islands=3)  # rastrigin, 10 genes, pop 16
 POP, DIM = SPEC.algorithm.pop, SPEC.problem.genome.width

@@ -10,22 +10,15 @@ from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
 from islandsync.bucket.heads import HeadWatch
 from islandsync.bucket.ids import genome_ids_numpy
 from islandsync.bucket.layout import checkpoint_key, head_key, heartbeat_key
-from islandsync.bucket.records import (
-    Head,
-    read_assignment,
-    read_finished,
-    read_lease,
-    write_head,
-)
+from islandsync.bucket.records import Head, read_assignment, read_finished, read_lease, write_head
 from islandsync.bucket.run import init_run
 from islandsync.errors import StoreError
 from islandsync.leader.coordinator import Coordinator
 from islandsync.store import LocalStore
 from islandsync.store.base import Blob
 from islandsync.store.counting import CountingStore
+from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.processes import wait_for
-
-from ..cluster import cluster_spec
 
 
 class Reads(LocalStore):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cluster import REPO
+from ..conftest import REPO
 
 
 def test_scale_benchmark_quick(tmp_path: Path) -> None:

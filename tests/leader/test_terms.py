@@ -30,9 +30,8 @@ from islandsync.leader.coordinator import Coordinator
 from islandsync.leader.lease import Lease
 from islandsync.status import collect_status
 from islandsync.store import LocalStore
+from islandsync.testing.cluster import cluster_spec
 from islandsync.worker.link import BucketLink
-
-from ..cluster import cluster_spec
 
 
 def beat(store: LocalStore, worker: str) -> None:

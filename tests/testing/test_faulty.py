@@ -23,7 +23,13 @@ from islandsync.bucket.records import (
     write_assignment,
     write_head,
 )
-from islandsync.errors import CheckpointError, ConfigError, NotFound, PreconditionFailed, StoreError
+from islandsync.errors import (
+    CheckpointError,
+    ConfigError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+)
 from islandsync.store import LocalStore
 from islandsync.testing.faulty import (
     ISZ_GARBAGE,

@@ -39,12 +39,12 @@ from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
 from islandsync.store import LocalStore
 from islandsync.testing.faulty import ErrorBefore, FaultyStore, LostReply
+from islandsync.testing.processes import wait_for
 from islandsync.worker.engine import Engine
 from islandsync.worker.link import BucketLink
 from islandsync.worker.loop import Worker
 from islandsync.worker.uploader import Uploader
 
-from ..cluster import wait_for
 from .test_worker import fast_spec
 
 # -- helpers -----------------------------------------------------------------------------

@@ -24,10 +24,13 @@ from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
 from islandsync.status import collect_status
 from islandsync.store import BlobStore, open_store
+from islandsync.testing.cluster import pause_outside_store_writes
+from islandsync.testing.processes import wait_for
+from islandsync.testing.recorder import heads
 from islandsync.worker.engine import Engine, FitnessError
 from islandsync.worker.uploader import tag_writer
 
-from ..cluster import REPO, heads, pause_outside_store_writes, wait_for
+from ..conftest import REPO
 
 
 def fast_spec(**overrides):

@@ -1,7 +1,9 @@
 """The soak: three leader candidates and three workers, threads of one process, share one
 LocalStore, each through a FaultyStore of its own (seeded from the soak's seed), for a bounded
 time; then the invariants are judged. Shared by ``tests/chaos/test_soak.py`` (a short run per
-seed in CI) and ``benchmarks/soak.py`` (a long one), so both run exactly this code.
+seed in CI) and ``benchmarks/soak.py`` (a long one), so both run exactly this code. The
+:class:`~islandsync.testing.recorder.Recorder` watches the shared store from outside every
+fault, and skips the byzantine writer's garbage through the read boundary.
 
 Faults each party suffers: errors before a call, lost replies (puts and deletes), latency
 spikes, an outage window of its own and one all parties share, and a byzantine writer that
@@ -57,6 +59,7 @@ from islandsync.errors import CheckpointError, IslandSyncError, NotFound, StoreE
 from islandsync.leader.coordinator import Coordinator
 from islandsync.leader.history import HistoryTap, RunHistory
 from islandsync.store import LocalStore
+from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.faulty import (
     ISZ_GARBAGE,
     SIZE_GARBAGE,
@@ -67,9 +70,7 @@ from islandsync.testing.faulty import (
     LostReply,
     Outage,
 )
-
-from ..cluster import cluster_spec
-from .invariants import ChaosRecorder, HeadSeen
+from islandsync.testing.recorder import HeadSeen, Recorder
 
 SEED_ENV = "ISLANDSYNC_SOAK_SEED"
 #: ``all``: the soak also writes the garbage whose fixes are issue 18's N4/N5 and the zombie
@@ -164,28 +165,6 @@ class SoakResult:
         return "\n".join(lines)
 
 
-class SoakRecorder(ChaosRecorder):
-    """ChaosRecorder that skips the byzantine writer's garbage instead of stopping a poll."""
-
-    def _read_head(self, island: int) -> HeadSeen | None:
-        try:
-            return super()._read_head(island)
-        except CheckpointError:
-            return None
-
-    def _read_elite(self, now: float) -> None:
-        try:
-            super()._read_elite(now)
-        except CheckpointError:
-            pass
-
-    def _poll(self) -> None:
-        try:
-            super()._poll()
-        except (ValueError, RecursionError) as err:  # a garbage lease or assignment
-            self.errors.append(f"{type(err).__name__}: {str(err)[:80]}")
-
-
 class _Party:
     """One thread: a coordinator candidate or a worker, with its FaultyStore."""
 
@@ -262,7 +241,7 @@ def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
             running.append(w)
             parties.append(_Party(name, store,
                                   lambda s=store, w=w, d=delay: _join(s, w, d, stop)))
-        with SoakRecorder(inner, islands, every=0.1) as rec:
+        with Recorder(inner, islands, every=0.1) as rec:
             result.started = time.monotonic()
             for p in parties:
                 p.thread.start()
@@ -308,7 +287,7 @@ def _join(store: FaultyStore, worker: Any, delay: float, stop: threading.Event) 
     return worker.run()
 
 
-def _watch(inner: LocalStore, result: SoakResult, rec: SoakRecorder, parties: list[_Party],
+def _watch(inner: LocalStore, result: SoakResult, rec: Recorder, parties: list[_Party],
            seconds: float, islands: int, workers: int,
            progress: Callable[[str], None] | None) -> None:
     """Wait out the soak, checking live what only a live run shows: threads and the presence
@@ -358,7 +337,7 @@ def _verify_live(inner: LocalStore, result: SoakResult, island: int) -> None:
                                         f"{found[0].checkpoint}, which is gone")
 
 
-def _judge(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
+def _judge(inner: LocalStore, result: SoakResult, rec: Recorder,
            corruptions: list[tuple[float, str, str]], islands: int) -> None:
     def corrupted_before(prefix: str, at: float) -> bool:
         return any(key.startswith(prefix) and t <= at and at - t <= AFTERMATH_S
@@ -417,7 +396,7 @@ def _judge(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
 FORGED_STANDS_S = 2 * AFTERMATH_S
 
 
-def _judge_records(inner: LocalStore, result: SoakResult, rec: SoakRecorder,
+def _judge_records(inner: LocalStore, result: SoakResult, rec: Recorder,
                    corruptions: list[tuple[float, str, str]], leaders: set[str]) -> None:
     """``records``: a late joiner gets in whatever garbage sits in protocol.json; every history
     segment the reader skips is one the byzantine writer wrote; a forged assignment (a term

@@ -1,42 +1,95 @@
-"""Processes for the chaos tests: workers and coordinators started through the real CLI, each
-with its output in a log file under the test's tmp_path, killed, paused and stopped by pid
-(islandsync.testing.processes does the starting, killing and stopping).
+"""Real islandsync processes on one run, for tests, chaos scenarios and benchmarks:
+coordinators and workers started through the CLI with a short lease and cycle
+(:func:`start_coordinator`, :func:`start_worker`, or a :class:`Cluster` that keeps each one's
+log, kills, pauses and stops them by pid and attaches every log to a failure), and the small
+fast run spec they share (:func:`cluster_spec`).
 
-Every failure inside ``with Cluster(...)`` is re-raised with the tail of every process's log
-appended, so that a red chaos test says what each process was doing.
-"""
+Starting, stopping and waiting are :mod:`islandsync.testing.processes`'; what the run does is
+watched by :class:`islandsync.testing.recorder.Recorder`."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-import pytest
-
+import islandsync
+from islandsync.config import spec_from_flags
 from islandsync.store import BlobStore, open_store
 from islandsync.testing.processes import Proc, Processes, child_env, islandsync_argv
+from islandsync.testing.recorder import Recorder
 
-from ..cluster import INTERVAL_S, LEASE_S, REPO
-from .invariants import ChaosRecorder
-
-CHAOS_DIR = Path(__file__).resolve().parent
-
-#: Store kinds for scenarios that run on both: a local directory and fake-gcs-server.
-KINDS = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
-#: ... and moto's S3 server too: only the kill scenarios, whose failovers and takeovers are
-#: what fencing on S3 must carry (each scenario on S3 costs ~20 s of CI's ~15 minutes).
-KINDS_S3 = [*KINDS, pytest.param("s3", marks=pytest.mark.s3)]
+#: The folder that holds the islandsync package being tested (the repository, in a checkout):
+#: first on every child's PYTHONPATH, so that a child runs this very code.
+SOURCE_ROOT = Path(islandsync.__file__).resolve().parents[1]
+LEASE_S, INTERVAL_S = 3.0, 0.5
 
 
-def run_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A fresh run URL of the given kind (``gcs`` starts the session's fake-gcs-server,
-    ``s3`` the session's moto server, whose endpoint and keys child processes inherit)."""
-    if kind == "local":
-        return str(tmp_path / "run")
-    return request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url")
+def cluster_spec(**overrides):
+    base = dict(problem="rastrigin", dim=10, islands=6, pop=16, algorithm="ga",
+                checkpoint_interval_s=0.3, heartbeat_interval_s=0.4, seed=3)
+    base.update(overrides)
+    return spec_from_flags(**base).model_copy(
+        update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
+
+
+def start_coordinator(url: str, candidate: str, *extra: str,
+                      log: Path | None = None) -> subprocess.Popen:
+    """A coordinator candidate with a short lease and cycle; its output in ``log`` if given."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+    return subprocess.Popen(
+        islandsync_argv("coordinate", url, "--candidate-id", candidate, "--lease", f"{LEASE_S}s",
+                        "--interval", f"{INTERVAL_S}s", *extra),
+        env=child_env(SOURCE_ROOT), stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_worker(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
+    """A quiet worker on the CPU that follows the leader (``--no-coordinator``)."""
+    return subprocess.Popen(
+        islandsync_argv("worker", url, "--quiet", "--no-coordinator", "--worker-id", worker_id,
+                        "--device", "cpu", *extra),
+        env=child_env(SOURCE_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pause_outside_store_writes(proc: subprocess.Popen, root: Path, tries: int = 100) -> None:
+    """SIGSTOP ``proc``, but not inside a LocalStore write under ``root``: a process stopped
+    while it holds a key's flock blocks every writer of that key until it resumes (documented
+    in LocalStore). Retries (SIGCONT, a short sleep, SIGSTOP again) while it holds a lock:
+    judged by /proc/locks where there is one, else by probing every lock file of the store."""
+    for _ in range(tries):
+        proc.send_signal(signal.SIGSTOP)
+        if not _holds_store_lock(proc.pid, root):
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError(f"could not pause pid {proc.pid} outside a store write")
+
+
+def _holds_store_lock(pid: int, root: Path) -> bool:
+    import fcntl
+
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        table = None
+    if table is not None:
+        return any(f[1] == "FLOCK" and f[4] == str(pid)
+                   for f in (line.split() for line in table.splitlines()) if len(f) > 4)
+    for lock in (root / ".islandsync" / "locks").rglob("*"):
+        if lock.is_file():
+            with open(lock, "rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    return True
+    return False
+
 
 #: The clock-skew wrapper: the process's wall clock (``time.time`` and ``time.time_ns``) runs
 #: ``offset`` seconds off; its monotonic clock is untouched (a machine's wall clock can be
@@ -49,11 +102,12 @@ SKEWED = (
 )
 
 
-def chaos_env(**extra: str) -> dict[str, str]:
-    """The environment of every process: the repository and tests/chaos (the custom fitness
-    module) importable, one torch thread each (five processes share two cores here), and
-    unbuffered output so that a log is complete up to the moment a process is killed."""
-    return child_env(REPO, CHAOS_DIR, **extra)
+def cluster_env(*pythonpath: str | os.PathLike[str], **extra: str) -> dict[str, str]:
+    """The environment of every process of a :class:`Cluster`: this islandsync and then
+    ``pythonpath`` (a custom fitness module's folder) importable, one torch thread each (several
+    processes share a few cores), and unbuffered output so that a log is complete up to the
+    moment a process is killed."""
+    return child_env(SOURCE_ROOT, *pythonpath, **extra)
 
 
 def has_traceback(text: str) -> bool:
@@ -68,27 +122,28 @@ class Cluster:
     re-raised with the logs attached."""
 
     def __init__(self, url: str, tmp_path: Path, *, env: dict[str, str] | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None,
+                 pythonpath: tuple[str | os.PathLike[str], ...] = ()) -> None:
         self.url = url
         self.logs_dir = tmp_path / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.env = chaos_env(**(env or {}))
+        self.env = cluster_env(*pythonpath, **(env or {}))
         self.store: BlobStore = open_store(url)
-        self.processes = Processes(self.logs_dir, self.env, cwd=REPO)
+        self.processes = Processes(self.logs_dir, self.env, cwd=SOURCE_ROOT)
         self.seed = random.randrange(1 << 30) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.notes: list[str] = [f"chaos seed {self.seed}"]
         self.t0 = time.monotonic()
-        self.recorders: list[ChaosRecorder] = []
+        self.recorders: list[Recorder] = []
 
     @property
     def procs(self) -> dict[str, Proc]:
         """Every process started, by name."""
         return self.processes.procs
 
-    def recorder(self, islands: int) -> ChaosRecorder:
-        """A ChaosRecorder on this run, whose summary joins the logs of a failure."""
-        rec = ChaosRecorder(self.store, islands)
+    def recorder(self, islands: int) -> Recorder:
+        """A Recorder on this run, whose summary joins the logs of a failure."""
+        rec = Recorder(self.store, islands)
         self.recorders.append(rec)
         return rec
 
@@ -118,7 +173,8 @@ class Cluster:
 
     def coordinator(self, name: str, *extra: str, clock_offset: float | None = None,
                     env: dict[str, str] | None = None) -> Proc:
-        """A coordinator candidate with the short lease and cycle of tests/cluster.py."""
+        """A coordinator candidate with the short lease and cycle of :data:`LEASE_S`,
+        :data:`INTERVAL_S`."""
         args = ["coordinate", self.url, "--candidate-id", name, "--lease", f"{LEASE_S}s",
                 "--interval", f"{INTERVAL_S}s", "--metrics-port", "-1", *extra]
         return self.spawn(name, "coordinator", self._command(args, clock_offset), env=env)
@@ -183,3 +239,9 @@ class Cluster:
         print(self.logs(lines=80))  # shown under "Captured stdout" for any failure
         if isinstance(exc, AssertionError):
             raise AssertionError(f"{exc}\n\n{self.logs()}").with_traceback(tb) from None
+
+
+__all__ = [
+    "INTERVAL_S", "LEASE_S", "SKEWED", "SOURCE_ROOT", "Cluster", "cluster_env", "cluster_spec",
+    "has_traceback", "pause_outside_store_writes", "start_coordinator", "start_worker",
+]
