@@ -8,7 +8,7 @@ Merge times are medians of ``--repeat`` runs of :func:`islandsync.leader.merge.m
 candidates of which a third are copies of others (migration makes copies the normal case).
 Bytes read: ``--islands`` real checkpoints of ``--pop x --ckpt-dim`` populations are written to
 a temporary LocalStore, then the leader's reader (:class:`islandsync.leader.merge.IslandElites`, two
-ranged reads at most per island) and a whole-blob reader fetch them through a byte counter.
+ranged reads at most per island) and a whole-blob reader fetch them through a CountingStore.
 """
 
 from __future__ import annotations
@@ -29,33 +29,9 @@ from islandsync.bucket.records import Head
 from islandsync.config import spec_from_flags
 from islandsync.leader.merge import IslandElites, merge_elites
 from islandsync.search.population import genome_ids_numpy
-from islandsync.store import Blob, BlobStore, open_store
+from islandsync.store import open_store
+from islandsync.store.counting import CountingStore
 from islandsync.testing.machine import machine_info
-
-
-class ByteCounter(BlobStore):
-    """Counts the bytes ``get`` returns (what a bucket would bill as egress)."""
-
-    def __init__(self, inner: BlobStore) -> None:
-        self.inner, self.url, self.bytes, self.reads = inner, inner.url, 0, 0
-
-    def get(self, key: str, *, start: int | None = None, end: int | None = None) -> Blob:
-        blob = self.inner.get(key, start=start, end=end)
-        self.bytes += len(blob.data)
-        self.reads += 1
-        return blob
-
-    def put(self, key, data, *, if_generation=None):
-        return self.inner.put(key, data, if_generation=if_generation)
-
-    def stat(self, key):
-        return self.inner.stat(key)
-
-    def list(self, prefix=""):
-        return self.inner.list(prefix)
-
-    def delete(self, key, *, if_generation=None):
-        return self.inner.delete(key, if_generation=if_generation)
 
 
 def candidates_of(n: int, dim: int, parts: int, rng: np.random.Generator):
@@ -111,23 +87,25 @@ def bytes_per_merge(islands: int, pop: int, dim: int, elite: int) -> dict:
             store.put(key, encode_island(snap, elite=elite, meta={}))
             heads[i] = Head(island=i, checkpoint=key, generation=100)
         sizes = [store.stat(h.checkpoint).size for h in heads.values()]
-        ranged = ByteCounter(store)
+        ranged = CountingStore(store)
         t0 = time.perf_counter()
         IslandElites(ranged, spec).refresh(heads)
         ranged_s = time.perf_counter() - t0
-        whole = ByteCounter(store)
+        whole = CountingStore(store)
         t0 = time.perf_counter()
         for h in heads.values():
             whole.get(h.checkpoint)
         whole_s = time.perf_counter() - t0
+    ranged_bytes, ranged_reads = ranged.counts()["bytes_read"], ranged.by_operation()["get"]
+    whole_bytes, whole_reads = whole.counts()["bytes_read"], whole.by_operation()["get"]
     out = {"islands": islands, "pop": pop, "dim": dim, "elite": elite,
            "checkpoint_bytes_median": int(statistics.median(sizes)),
-           "ranged_bytes": ranged.bytes, "ranged_reads": ranged.reads, "ranged_s": ranged_s,
-           "whole_bytes": whole.bytes, "whole_reads": whole.reads, "whole_s": whole_s,
-           "ratio": whole.bytes / ranged.bytes}
+           "ranged_bytes": ranged_bytes, "ranged_reads": ranged_reads, "ranged_s": ranged_s,
+           "whole_bytes": whole_bytes, "whole_reads": whole_reads, "whole_s": whole_s,
+           "ratio": whole_bytes / ranged_bytes}
     print(f"bytes per merge of {islands} islands ({pop} x {dim}, elite {elite}): ranged "
-          f"{ranged.bytes / 1e6:.3f} MB in {ranged.reads} reads vs whole checkpoints "
-          f"{whole.bytes / 1e6:.1f} MB ({out['ratio']:,.0f}x less)", flush=True)
+          f"{ranged_bytes / 1e6:.3f} MB in {ranged_reads} reads vs whole checkpoints "
+          f"{whole_bytes / 1e6:.1f} MB ({out['ratio']:,.0f}x less)", flush=True)
     return out
 
 
