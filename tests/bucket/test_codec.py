@@ -366,10 +366,11 @@ def test_codec_never_unpickles_or_evaluates() -> None:
 # ----------------------------------------------------------------------------- read_frame
 
 
-class CountingStore(BlobStore):
-    """A dict with BlobStore's get semantics that counts get calls (a test double)."""
+class MemoryStore(BlobStore):
+    """A dict with BlobStore's get semantics that records its get calls (a test double;
+    not :class:`~islandsync.store.counting.CountingStore`, which wraps a real store)."""
 
-    url = "memory://counting"
+    url = "memory://recorded"
 
     def __init__(self) -> None:
         self.blobs: dict[str, tuple[int, bytes]] = {}
@@ -405,14 +406,14 @@ class CountingStore(BlobStore):
 
 
 @pytest.fixture
-def big_store() -> tuple[CountingStore, dict]:
+def big_store() -> tuple[MemoryStore, dict]:
     rng = np.random.default_rng(2)
     frames: dict[str, Any] = {
         "elite": rng.standard_normal((16, 20), dtype=np.float32),
         "pop": rng.integers(0, 256, 300_000, dtype=np.uint8),  # incompressible, > prefix
         "tail": np.arange(10, dtype=np.int32),
     }
-    store = CountingStore()
+    store = MemoryStore()
     store.put(NAME, codec.encode({"island": 3}, frames))
     return store, frames
 
@@ -456,7 +457,7 @@ def test_read_frames_fetches_the_rest_in_one_span(big_store: tuple) -> None:
 
 def test_read_frame_small_blob_costs_one_request() -> None:
     blob, meta, frames = small_checkpoint()
-    store = CountingStore()
+    store = MemoryStore()
     store.put(NAME, blob)
     for name, array in frames.items():
         got_meta, got = codec.read_frame(store, NAME, name)
@@ -467,7 +468,7 @@ def test_read_frame_small_blob_costs_one_request() -> None:
 
 def test_read_frame_not_found_propagates() -> None:
     with pytest.raises(NotFound) as info:
-        codec.read_frame(CountingStore(), "islands/0/9.isz", "elite")
+        codec.read_frame(MemoryStore(), "islands/0/9.isz", "elite")
     assert not isinstance(info.value, CheckpointError)
 
 
@@ -492,7 +493,7 @@ def test_read_frame_truncated_or_replaced_blob(big_store: tuple) -> None:
 
 def test_read_frame_on_flipped_bytes() -> None:
     blob, _, frames = small_checkpoint()
-    store = CountingStore()
+    store = MemoryStore()
     for i in range(len(blob)):
         bad = bytearray(blob)
         bad[i] ^= 0x10
