@@ -47,24 +47,18 @@ import copy
 import datetime as _dt
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    import islandsync  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 
 from islandsync.config import ALGORITHM_CONFIGS, PORTFOLIOS, spec_from_flags
 from islandsync.search.problems import make_problem
+from islandsync.testing.machine import machine_info as machine
 from islandsync.worker.engine import Engine
 
 TARGET = 1e-8  # COCO's final target precision
@@ -359,19 +353,8 @@ def plot(summary: dict[int, dict], path: str) -> bool:
 
 
 def machine_info() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def ver(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-    return {"platform": platform.platform(), "processor": platform.processor()
-            or platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "device": "cpu",
-            "loadavg_at_start": os.getloadavg(), "coco-experiment": ver("coco-experiment"),
-            "pygmo": ver("pygmo"), "cma": ver("cma")}
+    return machine("torch", "coco-experiment", "pygmo", "cma",
+                   torch_threads=torch.get_num_threads(), device="cpu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
