@@ -274,14 +274,13 @@ def claim_calls_s(latency: float) -> float:
 
 
 def default_cadence() -> Cadence:
-    """The product's defaults: RunSpec's fields and ``islandsync coordinate``'s flags."""
-    from islandsync.cli import build_parser
-
+    """The product's defaults: RunSpec's fields (the ``default`` cadence preset), the leader's
+    lease and cycle among them."""
     f = RunSpec.model_fields
-    coord = build_parser().parse_args(["coordinate", "x"])
     return Cadence("default", f["checkpoint_interval_s"].default,
                    f["heartbeat_interval_s"].default, f["assignment_poll_s"].default,
-                   f["worker_timeout_s"].default, coord.lease, coord.interval)
+                   f["worker_timeout_s"].default, f["lease_s"].default,
+                   f["leader_cycle_s"].default)
 
 
 FRUGAL = {"checkpoint_s": 300.0, "heartbeat_s": 60.0, "poll_s": 30.0, "worker_timeout_s": 150.0}

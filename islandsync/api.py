@@ -103,7 +103,7 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
     _say_if_not_the_published_version(store)
     companion = None
     if coordinator and not solo:
-        companion = leader_candidate(lease_s=worker_options.pop("lease_s", 15.0))
+        companion = leader_candidate(lease_s=worker_options.pop("lease_s", None))
     return Worker(store, max_islands=max_islands or profile.default_max_islands, solo=solo,
                   companion=companion, platform=profile.name,
                   deadline=session_deadline(profile, started=started, override_s=session_limit),
@@ -135,7 +135,11 @@ def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],
         from islandsync.bucket.run import read_spec
         from islandsync.leader.coordinator import start_candidate
         from islandsync.leader.history import HistoryTap, RunHistory
+        from islandsync.store.counting import CountingStore
 
+        # The leader's bucket operations are counted apart from the worker's (the history
+        # and the report keep them by role).
+        store = CountingStore.apart(store)
         # While it leads, it keeps the run's history too (islandsync report), as
         # `islandsync coordinate` does: a run of notebooks alone is seen whole.
         history = RunHistory(store, direction=read_spec(store).problem.direction)

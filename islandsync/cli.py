@@ -198,8 +198,9 @@ def _coordinate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
-    print(f"islandsync coordinate: candidate {candidate} on {store.url} "
-          f"(lease {args.lease:g}s, cycle {args.interval:g}s)", file=sys.stderr, flush=True)
+    print(f"islandsync coordinate: candidate {candidate} on {store.url} (cadence "
+          f"{coordinator.spec.cadence}: lease {coordinator.lease.lease_s:g}s, cycle "
+          f"{coordinator.interval:g}s)", file=sys.stderr, flush=True)
     try:
         coordinator.run(stop, duration=args.duration, until_finished=True)
     finally:
@@ -248,6 +249,11 @@ def _report(args: argparse.Namespace) -> int:
     from islandsync.report import build_report
 
     store = _open(args)
+    if args.json:
+        from islandsync.report import report_json
+
+        print(json.dumps(report_json(store), indent=2))
+        return 0
     path = build_report(store, html_path=args.html, png_dir=args.png)
     print(f"wrote {path}" + (f" and the figures' PNGs in {args.png}" if args.png else ""))
     return 0
@@ -343,8 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="stand as the run's coordinator (leader election)",
                            epilog=DURATIONS_HELP)
     run_flags(coord)
-    coord.add_argument("--lease", type=parse_duration, default=15.0, help="lease, e.g. 15s")
-    coord.add_argument("--interval", type=parse_duration, default=5.0, help="cycle, e.g. 5s")
+    coord.add_argument("--lease", type=parse_duration,
+                       help="lease, e.g. 15s (default: the run's cadence, run.json lease_s)")
+    coord.add_argument("--interval", type=parse_duration,
+                       help="cycle, e.g. 5s (default: the run's cadence, run.json "
+                            "leader_cycle_s)")
     coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
     coord.add_argument("--candidate-id", dest="candidate_id",
                        help="this candidate's id in the lease "
@@ -407,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE",
                         help="where to write the page (default: islandsync-report.html)")
     report.add_argument("--png", metavar="DIR", help="also write each figure as a PNG in DIR")
+    report.add_argument("--json", action="store_true",
+                        help="print the summary as JSON instead (span, bucket operations by "
+                             "role, worker- and leader-hours, a month's cost; no matplotlib)")
     report.set_defaults(func=_report)
 
     publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/ and "

@@ -73,6 +73,7 @@ def init_flags(init: argparse.ArgumentParser) -> None:
     from islandsync.config import (
         ALGORITHM_CONFIGS,
         BUILTIN_PROBLEMS,
+        CADENCES,
         DEFAULT_ALGORITHM,
         PORTFOLIOS,
         MigrationSpec,
@@ -144,6 +145,11 @@ def init_flags(init: argparse.ArgumentParser) -> None:
                            f"(default: {migration['topology'].default})")
     init.add_argument("--elite-size", dest="elite_size", type=int, help="genomes kept in "
                       f"the merged global elite (default: {run['elite_size'].default})")
+    init.add_argument("--cadence", choices=list(CADENCES),
+                      help="timing preset (default: default): free-tier keeps 4 workers of 2 "
+                           "islands and their leader inside R2's free tier around the clock "
+                           "(slower heartbeats, checkpoints and leader); the interval flags "
+                           "below override it")
     init.add_argument("--checkpoint-interval", dest="checkpoint_interval_s", type=parse_duration,
                       help="how often a worker checkpoints its islands, e.g. 60s "
                            f"(default: {run['checkpoint_interval_s'].default:g}s)")

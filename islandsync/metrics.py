@@ -101,7 +101,8 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("islandsync_store_errors_total", "counter", ("worker", "operation"),
      "Failed bucket operations, not counting not-found and lost CAS races."),
     ("islandsync_bucket_operations_total", "counter", ("worker", "class"),
-     "Bucket operations by GCS pricing class (A: put, list, delete; B: get, stat)."),
+     "Bucket operations by pricing class, the same on GCS, S3 and R2 (A: put, list; B: get, "
+     "stat; free: delete)."),
 )
 METRIC_NAMES: tuple[str, ...] = tuple(m[0] for m in METRICS)
 _SPEC = {m[0]: m for m in METRICS}
@@ -185,7 +186,7 @@ def _store_counts(store: Any, legacy_errors: Any = None) -> tuple[dict, dict]:
     store = _mapping(store)
     ops = _mapping(store.get("ops"))
     errors = _mapping(store.get("errors"))
-    ops_out = {c: v for c in ("A", "B") if (v := _count(ops.get(c))) is not None}
+    ops_out = {c: v for c in ("A", "B", "free") if (v := _count(ops.get(c))) is not None}
     err_out = {o: v for o in OPERATIONS if (v := _count(errors.get(o))) is not None}
     if not store and (legacy := _count(legacy_errors)) is not None:
         err_out["unknown"] = legacy  # older heartbeats: one total under "store_errors"

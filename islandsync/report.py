@@ -26,12 +26,12 @@ from typing import Any
 
 from islandsync.bucket.history import History, HistoryEntry, read_history
 from islandsync.bucket.run import read_spec
+from islandsync.config import cadence_line
 from islandsync.errors import ConfigError
+from islandsync.pricing import PRICING
 from islandsync.status import genome_text
 from islandsync.store.base import BlobStore
 
-#: GCS Standard list prices per 1,000 operations (2026-11; benchmarks/README.md has sources).
-PRICE_PER_1000 = {"A": 0.005, "B": 0.0004}
 PLOT_EXTRA = "pip install 'islandsync[plot]'  (matplotlib)"
 FIGURES = ("best", "rate", "timeline")
 
@@ -60,12 +60,49 @@ class Summary:
     platforms: dict[str, dict[str, float]] = field(default_factory=dict)
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=lambda: {"A": 0, "B": 0})
+    #: The same operations by role: ``{"leader": {"A", "B"}, "workers": {"A", "B"}}``.
+    role_ops: dict[str, dict[str, int]] = field(default_factory=lambda: {
+        "leader": {"A": 0, "B": 0}, "workers": {"A": 0, "B": 0}})
+    leader_hours: float = 0.0
     events: dict[str, int] = field(default_factory=dict)
     recoveries_s: list[float] = field(default_factory=list)
 
     @property
     def cost(self) -> float:
-        return sum(self.ops[c] * PRICE_PER_1000[c] / 1000 for c in self.ops)
+        gcs = PRICING["GCS"]  # list prices, before its free tier
+        return (self.ops["A"] * gcs.a_per_million + self.ops["B"] * gcs.b_per_million) / 1e6
+
+    @property
+    def worker_hours(self) -> float:
+        return sum(row["hours"] for row in self.workers.values())
+
+    def per_hour(self) -> dict[str, dict[str, float]]:
+        """Operations an hour: of the leader (per leader-hour), of one worker (per
+        worker-hour), and of the run's shape as it ran (everything per hour of span)."""
+        def rate(ops: dict[str, int], hours: float) -> dict[str, float]:
+            return {c: (ops[c] / hours if hours > 0 else 0.0) for c in ("A", "B")}
+        total = {c: self.role_ops["leader"][c] + self.role_ops["workers"][c] for c in "AB"}
+        return {"leader": rate(self.role_ops["leader"], self.leader_hours),
+                "worker": rate(self.role_ops["workers"], self.worker_hours),
+                "run": rate(total, self.span_s / 3600)}
+
+    def as_json(self) -> dict[str, Any]:
+        """``islandsync report RUN --json``: the machine-readable summary."""
+        rates = self.per_hour()
+        run = rates["run"]
+        return {
+            "span_s": round(self.span_s, 3), "entries": self.entries,
+            "ops": self.role_ops, "worker_hours": round(self.worker_hours, 6),
+            "leader_hours": round(self.leader_hours, 6),
+            "ops_per_hour": {k: {c: round(v, 1) for c, v in r.items()}
+                             for k, r in rates.items()},
+            "month": {name: {"usd": round(p.monthly(run["A"], run["B"]), 2),
+                             "free_hours": round(p.free_hours(run["A"], run["B"]), 1)}
+                      for name, p in PRICING.items()},
+            "evaluations": self.evaluations, "best": self.best, "terms": self.terms,
+            "workers": len(self.workers), "events": self.events,
+            "recoveries_s": [round(r, 3) for r in self.recoveries_s],
+        }
 
 
 class _Counter:
@@ -93,6 +130,7 @@ def summarize(entries: Sequence[HistoryEntry]) -> Summary:
         # Interval weights: each entry stands for the time since the previous one (capped,
         # so a gap of missing history is not billed as work).
         dt = 0.0 if prev is None else min(max(0.0, entry.t - prev.t), 3600.0)
+        s.leader_hours += dt / 3600  # every entry is written by the leader of its term
         for wid, w in entry.workers.items():
             row = s.workers.setdefault(wid, {"platform": w.platform or "?", "hours": 0.0,
                                              "evals": 0, "versions": set(), "islands": 0})
@@ -114,6 +152,8 @@ def summarize(entries: Sequence[HistoryEntry]) -> Summary:
     for (who, key), counter in counters.items():
         if key in ("A", "B"):
             s.ops[key] += counter.total
+            s.role_ops["leader" if who.startswith("leader:") else "workers"][key] += \
+                counter.total
         elif who in s.workers:
             s.workers[who]["evals"] = counter.total
     for row in s.workers.values():
@@ -316,11 +356,14 @@ def render_html(store_url: str, spec_rows: dict[str, Any], history: History,
                            if s.recoveries_s else str(s.events.get("recovery", 0))),
             "events": ", ".join(f"{k} {v}" for k, v in sorted(s.events.items())) or "-",
             "bucket operations": f"class A {s.ops['A']:,}, class B {s.ops['B']:,}",
-            "bucket cost (GCS list prices)": f"${s.cost:.4f} (class A $0.005, class B $0.0004 "
-                                             f"per 1,000)"}
+            "bucket cost (GCS list prices)": f"${s.cost:.4f} (class A "
+                                             f"${PRICING['GCS'].a_per_million:g}, class B "
+                                             f"${PRICING['GCS'].b_per_million:g} per million)"}
     for key, value in rows.items():
         out.append(f"<tr><th>{esc(key)}</th><td>{esc(str(value))}</td></tr>")
-    out.append("</table><h2>Platforms</h2><table><tr><th>platform</th><th>workers</th>"
+    out.append("</table>")
+    out += _cost_table(s)
+    out.append("<h2>Platforms</h2><table><tr><th>platform</th><th>workers</th>"
                "<th>worker-hours</th><th>evaluations</th></tr>")
     for name, p in sorted(s.platforms.items()):
         out.append(f"<tr><td>{esc(name)}</td><td>{p['workers']}</td><td>{p['hours']:.3f}</td>"
@@ -345,6 +388,35 @@ def render_html(store_url: str, spec_rows: dict[str, Any], history: History,
     return "\n".join(out)
 
 
+def _cost_table(s: Summary) -> list[str]:
+    """Bucket operations by role, and what a month of this run's shape costs on each bucket
+    after its free tier (the run as it ran: its average number of workers and its leader)."""
+    rates = s.per_hour()
+    out = ["<h2>Bucket operations and cost</h2>",
+           "<table><tr><th>role</th><th>class A</th><th>class B</th><th>hours</th>"
+           "<th>class A / h</th><th>class B / h</th></tr>"]
+    rows = (("leader", s.role_ops["leader"], s.leader_hours, rates["leader"]),
+            ("workers (per worker-hour)", s.role_ops["workers"], s.worker_hours,
+             rates["worker"]))
+    for name, ops, hours, rate in rows:
+        out.append(f"<tr><td>{name}</td><td>{ops['A']:,}</td><td>{ops['B']:,}</td>"
+                   f"<td>{hours:.3f}</td><td>{rate['A']:,.0f}</td><td>{rate['B']:,.0f}</td></tr>")
+    run = rates["run"]
+    workers = s.worker_hours / (s.span_s / 3600) if s.span_s > 0 else 0.0
+    out.append(f"</table><p>This run's shape ({workers:.1f} workers on average and a leader) "
+               f"makes {run['A']:,.0f} class A and {run['B']:,.0f} class B operations an hour. "
+               f"A month (730 h) of it, after each bucket's free tier:</p>")
+    out.append("<table><tr><th>bucket</th><th>per month</th><th>hours a month in the free "
+               "tier</th><th>prices</th></tr>")
+    for name, p in PRICING.items():
+        out.append(f"<tr><td>{name}</td><td>${p.monthly(run['A'], run['B']):,.2f}</td>"
+                   f"<td>{p.free_hours(run['A'], run['B']):,.0f}</td><td>class A "
+                   f"${p.a_per_million:g}, class B ${p.b_per_million:g} per million; "
+                   f"{html.escape(p.note)}</td></tr>")
+    out.append("</table>")
+    return out
+
+
 def _spec_rows(store: BlobStore) -> dict[str, Any]:
     try:
         spec = read_spec(store)
@@ -354,7 +426,13 @@ def _spec_rows(store: BlobStore) -> dict[str, Any]:
             "genome": genome_text(spec.problem.genome.model_dump(mode="json")),
             "algorithm": ", ".join(f"{a.name} (population {a.pop})" for a in spec.algorithms)
             + (" round-robin" if len(spec.algorithms) > 1 else ""),
-            "islands": spec.islands}
+            "islands": spec.islands, "cadence": cadence_line(spec)}
+
+
+def report_json(store: BlobStore) -> dict[str, Any]:
+    """The run's history summarised for machines (``islandsync report RUN --json``); needs no
+    matplotlib."""
+    return summarize(read_history(store).entries).as_json()
 
 
 def build_report(store: BlobStore, *, html_path: str | Path | None = None,
@@ -390,5 +468,5 @@ def sparkline(values: Sequence[float | None], width: int = 60) -> str:
                    else bars[min(7, int((f(v) - lo) / span * 7.999))] for v in vals)
 
 
-__all__ = ["FIGURES", "PLOT_EXTRA", "Summary", "build_report", "render_figures",
+__all__ = ["FIGURES", "PLOT_EXTRA", "Summary", "report_json", "build_report", "render_figures",
            "render_html", "sparkline", "summarize"]

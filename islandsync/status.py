@@ -32,7 +32,7 @@ from islandsync.bucket.records import (
     read_record,
 )
 from islandsync.bucket.run import read_spec
-from islandsync.config import RunSpec, spec_hash
+from islandsync.config import CADENCES, RunSpec, cadence_line, spec_hash
 from islandsync.errors import CheckpointError, IslandSyncError
 from islandsync.store import BlobInfo, BlobStore
 
@@ -85,6 +85,9 @@ def spec_summary(spec: RunSpec) -> dict[str, Any]:
         "islands": spec.islands,
         "migration": spec.migration.model_dump(),
         "stop": spec.stop.model_dump(),
+        # The preset's name and the values every process acts on (run.json records both).
+        "cadence": {"name": spec.cadence, **{k: getattr(spec, k) for k in CADENCES["default"]}},
+        "cadence_line": cadence_line(spec),
         "spec_hash": spec_hash(spec),
     }
 
@@ -267,7 +270,8 @@ def format_status(st: dict[str, Any]) -> str:
     :func:`printable`."""
     run = st["run"]
     lines = [f"run {run['url']}: {run['problem']} ({genome_text(run.get('genome'))}), "
-             f"{run['algorithm']} pop {run['pop']} x {run['islands']} islands"]
+             f"{run['algorithm']} pop {run['pop']} x {run['islands']} islands",
+             f"cadence {run.get('cadence_line', '-')}"]
     finished = st.get("finished")
     if finished and "error" in finished:
         lines.append(f"finished.json unreadable: {finished['error']}")

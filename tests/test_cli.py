@@ -79,7 +79,9 @@ def test_help_shows_every_default() -> None:
                 silent.append(f"{name} {action.option_strings[0]}")
     assert silent == []
     lease = next(a for a in _commands()["coordinate"]._actions if a.dest == "lease")
-    assert "(default: 15s)" in _commands()["coordinate"]._get_formatter()._get_help_string(lease)
+    # The lease and cycle come from the run's cadence (run.json) unless given.
+    assert "default: the run's cadence" in \
+        _commands()["coordinate"]._get_formatter()._get_help_string(lease)
 
 
 def test_init_help_lists_the_registries_names_and_tells_the_truth(capsys) -> None:

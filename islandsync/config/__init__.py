@@ -26,6 +26,7 @@ from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
 from .loading import SPEC_FLAGS, load_toml, parse_spec, spec_from_flags
 from .problems import BUILTIN_PROBLEMS, SYMREG_TOKENS, BuiltinProblem
 from .spec import (
+    CADENCES,
     GenomeSpec,
     MigrationSpec,
     ProblemSpec,
@@ -33,17 +34,18 @@ from .spec import (
     RunSpec,
     StopSpec,
     TokenGenome,
+    cadence_line,
     spec_diff,
     spec_hash,
     spec_json,
 )
 
 __all__ = [
-    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CROSSOVERS", "MUTATIONS", "PORTFOLIOS",
-    "SPEC_FLAGS", "SYMREG_TOKENS", "AlgorithmSpec", "AlgorithmsSpec", "BuiltinProblem",
-    "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig", "GenomeSpec", "MigrationSpec",
-    "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig", "SNESConfig", "StopSpec",
-    "TokenGenome",
-    "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
+    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CADENCES", "CROSSOVERS", "MUTATIONS",
+    "PORTFOLIOS", "SPEC_FLAGS", "SYMREG_TOKENS", "AlgorithmSpec", "AlgorithmsSpec",
+    "BuiltinProblem", "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig", "GenomeSpec",
+    "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig", "SNESConfig",
+    "StopSpec", "TokenGenome",
+    "cadence_line", "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
     "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
 ]

@@ -120,7 +120,7 @@ SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "migrants": ("migration", "migrants"), "topology": ("migration", "topology"),
     "elite_size": ("elite_size",), "checkpoint_interval_s": ("checkpoint_interval_s",),
     "heartbeat_interval_s": ("heartbeat_interval_s",), "seed": ("seed",),
-    "integer": ("problem", "genome", "integer"), "dtype": ("dtype",),
+    "integer": ("problem", "genome", "integer"), "dtype": ("dtype",), "cadence": ("cadence",),
 }
 
 
@@ -218,7 +218,8 @@ def spec_from_flags(
         duration_s: float | None = None, migration_interval: int | None = None,
         migrants: int | None = None, topology: str | None = None, elite_size: int | None = None,
         checkpoint_interval_s: float | None = None, heartbeat_interval_s: float | None = None,
-        seed: int | None = None, params: dict[str, Any] | None = None,
+        seed: int | None = None, cadence: str | None = None,
+        params: dict[str, Any] | None = None,
         fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
     """The spec ``islandsync init RUN --problem ... --dim ...`` builds. ``None`` means the
     model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`, the
@@ -263,7 +264,8 @@ def spec_from_flags(
                                 else algorithm, pop), "islands": islands,
         "migration": _given(interval=migration_interval, migrants=migrants, topology=topology),
         "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
-        **_given(elite_size=elite_size, checkpoint_interval_s=checkpoint_interval_s,
+        **_given(cadence=cadence, elite_size=elite_size,
+                 checkpoint_interval_s=checkpoint_interval_s,
                  heartbeat_interval_s=heartbeat_interval_s, seed=seed, dtype=dtype),
     }
     return parse_spec(spec, source=source)

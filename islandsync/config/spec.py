@@ -168,6 +168,25 @@ class StopSpec(BaseModel):
     duration_s: float | None = Field(None, gt=0.0)
 
 
+#: Cadence presets: every timing setting of a run, by name (``islandsync init --cadence``).
+#: ``default`` is what each field defaults to. ``free-tier`` keeps 4 workers of 2 islands and
+#: their leader within Cloudflare R2's free tier around the clock (each worker at most 240
+#: class A and 2,000 class B operations an hour, the leader 400 and 3,000) and still recovers a
+#: dead worker's islands in under a minute and a dead leader in under 90 s: longer heartbeats
+#: and checkpoints, and a leader that checks liveness every cycle but lists ``workers/`` and
+#: merges only now and then (docs/design.md "Cadence"; benchmarks/cost.py measures both).
+CADENCES: dict[str, dict[str, float]] = {
+    "default": {"checkpoint_interval_s": 30.0, "heartbeat_interval_s": 5.0,
+                "assignment_poll_s": 2.0, "worker_timeout_s": 12.0, "lease_s": 15.0,
+                "leader_cycle_s": 5.0, "merge_interval_s": 0.0, "worker_listing_s": 30.0},
+    "free-tier": {"checkpoint_interval_s": 300.0, "heartbeat_interval_s": 25.0,
+                  "assignment_poll_s": 10.0, "worker_timeout_s": 40.0, "lease_s": 60.0,
+                  "leader_cycle_s": 10.0, "merge_interval_s": 150.0,
+                  "worker_listing_s": 300.0},
+}
+_DEFAULT = CADENCES["default"]
+
+
 class RunSpec(BaseModel):
     model_config = STRICT
     version: Literal[1] = 1
@@ -176,10 +195,23 @@ class RunSpec(BaseModel):
     islands: int = Field(ge=1)
     migration: MigrationSpec = Field(default_factory=MigrationSpec)
     elite_size: int = Field(64, ge=1)
-    checkpoint_interval_s: float = Field(30.0, gt=0.0)
-    heartbeat_interval_s: float = Field(5.0, gt=0.0)
-    assignment_poll_s: float = Field(2.0, gt=0.0)
-    worker_timeout_s: float = Field(12.0, gt=0.0)
+    #: The preset the timing settings below started from; they are recorded resolved, so a
+    #: later islandsync whose preset differs cannot change a stored run's meaning.
+    cadence: Literal["default", "free-tier"] = "default"
+    checkpoint_interval_s: float = Field(_DEFAULT["checkpoint_interval_s"], gt=0.0)
+    heartbeat_interval_s: float = Field(_DEFAULT["heartbeat_interval_s"], gt=0.0)
+    assignment_poll_s: float = Field(_DEFAULT["assignment_poll_s"], gt=0.0)
+    worker_timeout_s: float = Field(_DEFAULT["worker_timeout_s"], gt=0.0)
+    #: The leader's lease and cycle (``islandsync coordinate --lease/--interval`` override).
+    lease_s: float = Field(_DEFAULT["lease_s"], gt=0.0, le=600.0)
+    leader_cycle_s: float = Field(_DEFAULT["leader_cycle_s"], gt=0.0)
+    #: The leader reads the islands' HEADs and merges a new elite at most this often (0:
+    #: every cycle); liveness and placement still run every cycle.
+    merge_interval_s: float = Field(_DEFAULT["merge_interval_s"], ge=0.0)
+    #: The leader lists ``workers/`` (class A) to find new workers at most this often (0:
+    #: every cycle), and at once while islands wait for a worker; known workers' heartbeats
+    #: are read by GET (class B) every cycle.
+    worker_listing_s: float = Field(_DEFAULT["worker_listing_s"], ge=0.0)
     seed: int = Field(0, ge=0, lt=2**64)  # numpy/torch seeds are unsigned 64-bit
     stop: StopSpec = Field(default_factory=StopSpec)
     # Genomes' and scores' dtype (real genomes): float64 reaches precisions float32 cannot.
@@ -205,6 +237,15 @@ class RunSpec(BaseModel):
     def max_pop(self) -> int:
         """The largest population of any island of the run."""
         return max(a.pop for a in self.algorithms)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        """A named cadence fills the timing settings not given explicitly (explicit wins)."""
+        if isinstance(data, dict) and isinstance(name := data.get("cadence"), str) \
+                and name in CADENCES:
+            return {**CADENCES[name], **data}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
@@ -233,8 +274,17 @@ class RunSpec(BaseModel):
 #: Fields added after runs were stored, written only when not at these values: a run.json
 #: stored before they existed keeps its exact bytes and hash, and reads with the meaning it
 #: had. These values never change (a later default must be a new field).
-_ADDED_LATER: dict[tuple[str, ...], Any] = {("dtype",): "float32",
-                                             ("problem", "genome", "integer"): []}
+_ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("dtype",): "float32", ("problem", "genome", "integer"): [], ("cadence",): "default",
+    **{(k,): _DEFAULT[k] for k in ("lease_s", "leader_cycle_s", "merge_interval_s",
+                                   "worker_listing_s")}}
+
+
+def cadence_line(spec: RunSpec) -> str:
+    """The run's cadence as ``status`` and the report show it: its preset and every value."""
+    values = ", ".join(f"{k.removesuffix('_s')} {getattr(spec, k):g}s"
+                       for k in CADENCES["default"])
+    return f"{spec.cadence} ({values})"
 
 
 def spec_json(spec: RunSpec) -> bytes:
@@ -290,6 +340,6 @@ def spec_diff(a: RunSpec, b: RunSpec) -> list[str]:
 
 
 __all__ = [
-    "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "StopSpec",
-    "TokenGenome", "spec_diff", "spec_hash", "spec_json",
+    "CADENCES", "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec",
+    "StopSpec", "TokenGenome", "cadence_line", "spec_diff", "spec_hash", "spec_json",
 ]

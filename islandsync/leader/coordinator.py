@@ -96,8 +96,8 @@ class Coordinator:
         *,
         candidate: str,
         spec: RunSpec | None = None,
-        lease_s: float = 15.0,
-        interval: float = 5.0,
+        lease_s: float | None = None,
+        interval: float | None = None,
         policy: Policy | None = None,
         drain_s: float = 120.0,
         housekeeping_s: float = 300.0,
@@ -107,6 +107,8 @@ class Coordinator:
     ) -> None:
         self.store, self.candidate = store, candidate
         self.spec = spec or read_spec(store)
+        # The run's cadence (run.json) unless the caller (a coordinator flag) says otherwise.
+        lease_s, interval = lease_s or self.spec.lease_s, interval or self.spec.leader_cycle_s
         self.interval, self.drain_s, self.housekeeping_s = interval, drain_s, housekeeping_s
         self.policy = policy or Policy()
         self.metrics, self.clock = metrics, clock
@@ -124,6 +126,7 @@ class Coordinator:
         self._wake = threading.Event()
         self._last_write: dict[str, float] = {}  # key -> time.monotonic() of our last write
         self._logged: set[tuple[str, str, str]] = set()
+        self._finished_look_at = float("-inf")  # our clock: when done() reads it next
         #: The run's stop reason once this candidate has seen finished.json (``run`` with
         #: ``until_finished`` looks for it), else None.
         self.finish_reason: str | None = None
@@ -134,8 +137,9 @@ class Coordinator:
     def _reset(self) -> None:
         """Forget everything cached: a new term starts from what the bucket says."""
         # What we saw while leading an earlier term is stale: liveness starts over too.
-        self._workers_watch = HeartbeatWatch(self.store, self.spec.worker_timeout_s,
-                                             clock=self.clock, readers=self.readers)
+        self._workers_watch = HeartbeatWatch(
+            self.store, self.spec.worker_timeout_s, clock=self.clock, readers=self.readers,
+            listing_s=self.spec.worker_listing_s, waiting_s=self.spec.heartbeat_interval_s)
         self.liveness = self._workers_watch.liveness
         self._chain = EliteChain(self.store, self.spec, leading=self._leading,
                                  paced=self._paced, delete=self._delete, metrics=self.metrics,
@@ -146,6 +150,8 @@ class Coordinator:
         self._heads = HeadWatch(self.store, self.spec.islands, readers=self.readers,
                                 what="coordinator")
         self._view: HeadView | None = None
+        self._last_heads: dict[int, Head] | None = None  # as the last merge round read them
+        self._next_merge, self._unplaced = float("-inf"), False  # our clock
         self._totals: tuple[int, float | None] | None = None
         self._totals_at = float("-inf")  # our clock, when an assignment last carried them
         self._finished = False
@@ -201,6 +207,10 @@ class Coordinator:
         worker is alive (their final checkpoints, written before their last heartbeat, are
         merged by then), or a worker timeout after it saw the decision."""
         if self.finish_reason is None:
+            # At most once a merge interval: a stop decision can wait that long, the budget not.
+            if self.clock() < self._finished_look_at:
+                return False
+            self._finished_look_at = self.clock() + self.spec.merge_interval_s
             try:
                 found = read_finished(self.store)
             except (CheckpointError, StoreError):
@@ -270,17 +280,23 @@ class Coordinator:
                 self._guard("assignment", self._assign, *read)
         if not self._leading():
             return
-        heads = self._guard("heads", self._read_heads)
+        # HEADs and merge every merge_interval_s (0: each cycle); in between, as last read.
+        fresh = self.clock() >= self._next_merge or self._last_heads is None
+        heads = self._guard("heads", self._read_heads) if fresh else self._last_heads
         if heads is None or not self._leading():
             return
-        cycle.view = self._view
-        self._guard("merge", self._merge, heads)
-        cycle.totals = self._guard("totals", self._decide, heads)
+        cycle.view, cycle.totals = self._view, self._totals
+        if fresh:
+            self._next_merge = self.clock() + self.spec.merge_interval_s
+            self._last_heads = heads
+            self._guard("merge", self._merge, heads)
+            cycle.totals = self._guard("totals", self._decide, heads)
         for name, hook in list(self.after_merge):
             if not self._leading():
                 return
             self._guard(name, hook, cycle)
-        if read is not None and self.clock() >= self._next_housekeeping and self._leading():
+        if read is not None and fresh and self.clock() >= self._next_housekeeping \
+                and self._leading():  # from a fresh listing only
             self._next_housekeeping = self.clock() + self.housekeeping_s
             self._guard("housekeeping", self._housekeeping, heads, read[1])
         if read is not None and self.metrics is not None:
@@ -311,6 +327,8 @@ class Coordinator:
     def _observe_lease(self) -> None:
         self.metrics.set_leader(self.lease.term, self.lease.is_leader)
         self.metrics.lease_renewal_failures(self.lease.renewal_failures)
+        if (counts := getattr(self.store, "counts", None)) is not None:
+            self.metrics.observe_store(counts())  # a standby's watching costs operations too
 
     def _observe(self, heartbeats: dict[str, tuple[int, Heartbeat]], alive: set[str],
                  heads: dict[int, Head]) -> None:
@@ -330,7 +348,8 @@ class Coordinator:
         # cycle is no outage: without its length here, cycles longer than the limit would
         # restart every clock each time, and no worker would ever be found dead.
         return self._workers_watch.look(
-            max(2 * self.interval, self.spec.heartbeat_interval_s) + self._cycle_s)
+            max(2 * self.interval, self.spec.heartbeat_interval_s) + self._cycle_s,
+            waiting=self._unplaced)
 
     def _read_heads(self) -> dict[int, Head]:
         """Every island's HEAD: one listing, then only the HEADs that moved (see
@@ -394,6 +413,7 @@ class Coordinator:
         placement = place(self.spec.islands, current, workers, placed_at=self._placed_at,
                           now=now, policy=self.policy)
         self._hurry = bool(placement.unplaced) and bool(workers)
+        self._unplaced = bool(placement.unplaced)
         draining = sorted(w.worker for w in workers if w.draining)
         # The run's totals as of the last cycle's HEADs (a new term's first assignment
         # carries its predecessor's until then).

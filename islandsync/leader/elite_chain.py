@@ -55,6 +55,9 @@ class EliteChain:
         self.head_generation: Any = 0  # of an unreadable elite HEAD we will replace
         self.loaded = False
         self.term = 0
+        #: Elite epochs in the bucket as this chain knows them (the load's one listing, then
+        #: its own writes): pruning needs no listing of its own, a class A call per epoch.
+        self.epochs: set[int] = set()
 
     def _load(self) -> None:
         """The newest readable elite epoch, falling back to older ones when it is corrupt.
@@ -74,6 +77,7 @@ class EliteChain:
         keys = sorted((i.key for i in self.store.list(ELITE_PREFIX) if parse_elite_key(i.key)),
                       reverse=True)
         self.newest_listed = parse_elite_key(keys[0]) or 0 if keys else 0
+        self.epochs = {e for k in keys if (e := parse_elite_key(k)) is not None}
         if self.head is not None:
             keys = [self.head[0].key] + [k for k in keys if k != self.head[0].key]
         for key in keys:
@@ -168,10 +172,10 @@ class EliteChain:
         self._prune(epoch)
 
     def _prune(self, newest: int) -> None:
-        for info in self.store.list(ELITE_PREFIX):
-            epoch = parse_elite_key(info.key)
-            if epoch is not None and epoch <= newest - KEEP_ELITE_EPOCHS:
-                self.delete(info.key)
+        self.epochs.add(newest)
+        for epoch in sorted(e for e in self.epochs if e <= newest - KEEP_ELITE_EPOCHS):
+            self.delete(elite_key(epoch))
+            self.epochs.discard(epoch)
 
 
 def _same(a: Elite, b: Elite) -> bool:

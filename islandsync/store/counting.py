@@ -1,7 +1,8 @@
-"""CountingStore: a BlobStore wrapper that counts bucket operations by GCS pricing class.
+"""CountingStore: a BlobStore wrapper that counts bucket operations by pricing class.
 
-GCS bills operations in two classes: class A (writes and listings: ``put``, ``list``,
-``delete``) costs about ten times class B (reads: ``get``, ``stat``). Wrapping a worker's or the
+GCS, S3 and R2 bill operations in the same two classes: class A (writes and listings: ``put``,
+``list``) costs about twelve times class B (reads: ``get``, ``stat``), and deletes cost
+nothing on any of the three (counted apart, as ``free``). Wrapping a worker's or the
 coordinator's store in a :class:`CountingStore` gives the "bucket operations per worker-hour"
 measure and the ``islandsync_bucket_operations_total`` / ``islandsync_store_errors_total``
 metrics without touching the stores themselves.
@@ -20,15 +21,16 @@ from .forwarding import ForwardingStore
 
 T = TypeVar("T")
 
-#: GCS pricing class of each operation.
-OPERATION_CLASS = {"put": "A", "list": "A", "delete": "A", "get": "B", "stat": "B"}
+#: Pricing class of each operation, the same on GCS, S3 and R2 (the one home of this rule):
+#: A writes and listings, B reads and stats; a delete is billed by none of them.
+OPERATION_CLASS = {"put": "A", "list": "A", "delete": "free", "get": "B", "stat": "B"}
 
 
 class CountingStore(ForwardingStore):
     """Forwards every call to ``inner`` and counts it, thread-safely.
 
-    * ``counts()["ops"]`` — operations attempted, by pricing class ``"A"``/``"B"`` (a failed
-      call is still billed, so it is still counted);
+    * ``counts()["ops"]`` — operations attempted, by pricing class ``"A"``/``"B"``/``"free"``
+      (a failed call is still billed, so it is still counted);
     * ``counts()["errors"]`` — failures by operation name: only :class:`StoreError`\\ s that are
       not :class:`NotFound` or :class:`PreconditionFailed` (those are normal outcomes of reads
       and compare-and-swaps, not faults). The error is always re-raised unchanged;
@@ -45,14 +47,22 @@ class CountingStore(ForwardingStore):
         super().__init__(inner)
         self.latency_s = float(latency_s)
         self._lock = threading.Lock()
-        self._ops = {"A": 0, "B": 0}
+        self._ops = dict.fromkeys(OPERATION_CLASS.values(), 0)
         self._by_operation = {name: 0 for name in OPERATION_CLASS}
         self._errors = {name: 0 for name in OPERATION_CLASS}
         self._bytes_read = 0
 
+    @classmethod
+    def apart(cls, store: BlobStore) -> CountingStore:
+        """A counter of its own over the same store (and latency) as ``store``: a second role
+        in one process (a worker's leader candidate) counts its operations apart."""
+        if isinstance(store, CountingStore):
+            return cls(store.inner, latency_s=store.latency_s)
+        return cls(store)
+
     def counts(self) -> dict:
-        """``{"ops": {"A": int, "B": int}, "errors": {"get": int, "put": int, ...},
-        "bytes_read": int}`` (copies)."""
+        """``{"ops": {"A": int, "B": int, "free": int}, "errors": {"get": int, "put": int,
+        ...}, "bytes_read": int}`` (copies)."""
         with self._lock:
             return {"ops": dict(self._ops), "errors": dict(self._errors),
                     "bytes_read": self._bytes_read}

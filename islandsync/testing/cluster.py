@@ -35,7 +35,7 @@ def cluster_spec(**overrides):
                 checkpoint_interval_s=0.3, heartbeat_interval_s=0.4, seed=3)
     base.update(overrides)
     return spec_from_flags(**base).model_copy(
-        update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
+        update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0, "worker_listing_s": 1.0})
 
 
 def start_coordinator(url: str, candidate: str, *extra: str,

@@ -457,7 +457,8 @@ class BucketLink:
         info = self.store.stat(ASSIGNMENT_KEY)
         if info is None:
             return None
-        if self._assignment is None or self._assignment[1] != info.generation:
+        changed = self._assignment is None or self._assignment[1] != info.generation
+        if changed:
             try:
                 current = read_assignment(self.store)
             except CheckpointError as err:
@@ -467,9 +468,13 @@ class BucketLink:
                 return None
             self._assignment = current
         assignment = self._assignment[0]
-        # Reading the lease every time closes the window in which a deposed leader that woke
-        # up has written an assignment the new leader has not yet replaced.
-        self._read_lease_term()
+        if changed:
+            # Reading the lease with each new assignment closes the window in which a deposed
+            # leader that woke up has written one the new leader has not yet replaced. An
+            # unchanged assignment needs no second look (a class B call a poll saved): it was
+            # current when it was read, and following it a little longer moves nothing that
+            # HEAD's CAS does not fence.
+            self._read_lease_term()
         return assignment if self._term_current(assignment.term, "assignment", fresh=True) \
             else None
 

@@ -39,7 +39,7 @@ def test_forwards_and_counts_by_class(tmp_path: Path) -> None:
     inner = LocalStore(tmp_path)
     store = CountingStore(inner)
     assert store.url == inner.url
-    assert store.counts() == {"ops": {"A": 0, "B": 0},
+    assert store.counts() == {"ops": {"A": 0, "B": 0, "free": 0},
                               "errors": {"put": 0, "list": 0, "delete": 0, "get": 0, "stat": 0},
                               "bytes_read": 0}
     gen = store.put("a/b.json", b"one", if_generation=0)             # A
@@ -49,10 +49,10 @@ def test_forwards_and_counts_by_class(tmp_path: Path) -> None:
     info = store.stat("a/b.json")                                    # B
     assert info is not None and info.generation == gen
     assert [i.key for i in store.list("a/")] == ["a/b.json"]         # A
-    store.delete("a/b.json", if_generation=gen)                      # A
+    store.delete("a/b.json", if_generation=gen)                      # free
     assert store.stat("a/b.json") is None                            # B
     counts = store.counts()
-    assert counts["ops"] == {"A": 3, "B": 4}
+    assert counts["ops"] == {"A": 2, "B": 4, "free": 1}
     assert sum(counts["errors"].values()) == 0
 
 
@@ -66,7 +66,7 @@ def test_normal_outcomes_are_not_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         store.delete("missing")
     counts = store.counts()
-    assert counts["ops"] == {"A": 3, "B": 1}  # failed calls are billed too
+    assert counts["ops"] == {"A": 2, "B": 1, "free": 1}  # failed calls are billed too
     assert sum(counts["errors"].values()) == 0
 
 
@@ -86,7 +86,7 @@ def test_real_failures_are_counted_and_reraised() -> None:
         store.put("k", b"x")
     counts = store.counts()
     assert counts["errors"] == {"get": 1, "put": 2, "stat": 1, "list": 1, "delete": 1}
-    assert counts["ops"] == {"A": 4, "B": 2}
+    assert counts["ops"] == {"A": 3, "B": 2, "free": 1}
 
 
 def test_counts_are_copies(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_thread_safe_counts(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert store.counts()["ops"] == {"A": 1, "B": 800}
+    assert store.counts()["ops"] == {"A": 1, "B": 800, "free": 0}
 
 
 def test_latency_applied(tmp_path: Path) -> None:
