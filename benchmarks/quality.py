@@ -124,12 +124,13 @@ def run_one(spec: RunSpec, problem: Problem, budget: int,
         if made == 0:  # pragma: no cover - an engine with islands always evaluates
             break
     assert total == sum(engine.evals.values())
+    sign = 1.0 if spec.problem.direction == "minimize" else -1.0  # scores are minimised
     # Sample the best-so-far trace (non-increasing) at the checkpoints.
     curve, j = [], 0
     for c in checkpoints:
         while j + 1 < len(trace) and trace[j + 1][0] <= c:
             j += 1
-        curve.append(trace[j][1] * engine.sign)
+        curve.append(trace[j][1] * sign)
     record = {
         "seed": spec.seed,
         "evals_used": total,
@@ -137,7 +138,7 @@ def run_one(spec: RunSpec, problem: Problem, budget: int,
         "steps": steps,
         "migrate_calls": migrations,
         "genomes_moved": moved,
-        "final": trace[-1][1] * engine.sign,
+        "final": trace[-1][1] * sign,
         "curve": curve,
         "wall_s": round(time.perf_counter() - t0, 4),
     }

@@ -442,7 +442,7 @@ def _ops(w0: list[dict[str, int]], w1: list[dict[str, int]], l0: dict[str, int],
     worker_by_op = {op: round(per_hour(v / n, seconds)) for op, v in by_op.items()}
     worker = {"A": sum(v for op, v in worker_by_op.items() if OPERATION_CLASS[op] == "A"),
               "B": sum(v for op, v in worker_by_op.items() if OPERATION_CLASS[op] == "B")}
-    leader = {"A": 0, "B": 0}
+    leader = dict.fromkeys(OPERATION_CLASS.values(), 0)  # A, B and free (deletes)
     for op in OPERATION_CLASS:
         leader[OPERATION_CLASS[op]] += round(per_hour(l1.get(op, 0) - l0.get(op, 0), seconds))
     return {"worker": worker, "worker_by_op": worker_by_op, "leader": leader}

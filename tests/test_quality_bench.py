@@ -110,12 +110,12 @@ def test_isolated_islands_keep_their_own_genomes() -> None:
     checkpoints = quality.checkpoints_for(EVALS, K * POP)
     _, iso = quality.run_one(quality.make_spec("rastrigin", "ga", "isolated", **kwargs),
                              problem, EVALS, checkpoints)
-    assert torch.equal(iso.state.origin, iso.island_ids[:, None].expand_as(iso.state.origin))
+    assert torch.equal(iso.state.origin, iso.stacks[0].island_ids[:, None].expand_as(iso.state.origin))
     record, pool = quality.run_one(quality.make_spec("rastrigin", "de", "pool", **kwargs),
                                    problem, EVALS, checkpoints)
     assert record["genomes_moved"] > 0
     # DE keeps a migrant until one of its own trials beats it: some stay foreign-born.
-    assert bool((pool.state.origin != pool.island_ids[:, None]).any())
+    assert bool((pool.state.origin != pool.stacks[0].island_ids[:, None]).any())
 
 
 def test_reports_written(report: tuple[dict, Path]) -> None:
