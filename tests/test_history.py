@@ -557,3 +557,19 @@ def test_nothing_is_deleted_before_the_compacted_segment_reads_back(tmp_path: Pa
     assert store.counts() == {"byzantine.truncated": 1}  # the merged segment was written
     assert (0, 4) in segments(inner) and (5, 9) in segments(inner)
     assert [e.seq for e in read_history(inner).entries] == list(range(15))
+
+
+def test_compaction_waits_when_most_segments_sit_inside_a_few(tmp_path: Path) -> None:
+    """Past max_segments with fewer outermost segments than a compaction group (the rest
+    inside them), compaction used to fail every flush with min() of nothing (60-minute
+    soak); it now leaves them, and history goes on being written."""
+    store = LocalStore(tmp_path)
+    write_record(store, history_key(0, 1000), HistorySegment(first=0, last=1000),
+                 if_generation=0)
+    for i in range(6):
+        write_record(store, history_key(i, i), HistorySegment(first=i, last=i),
+                     if_generation=0)
+    h = RunHistory(store, max_segments=2, compact_group=2)
+    h._compact()  # one outer segment (0-1000) and six inside it: nothing to merge
+    keys = {i.key for i in store.list(HISTORY_PREFIX)}
+    assert history_key(0, 1000) in keys and len(keys) == 7

@@ -353,6 +353,11 @@ class RunHistory:
         # others of their own reach (like an LSM tree's levels), so old history grows coarser
         # step by step instead of one segment swallowing all the rest.
         outer, n = _outermost(spans), self.compact_group
+        if len(outer) < n:
+            # Too many segments, but most inside a few others (leftovers, garbage keys of wide
+            # reach): no group of neighbours to merge yet. Wait for new segments rather than
+            # fail every flush (the 60-minute soak met this: min() of nothing).
+            return
         widths = [b - a + 1 for a, b in outer]
         start = min(range(len(outer) - n + 1),
                     key=lambda k: (max(widths[k:k + n]), sum(widths[k:k + n]), k))
