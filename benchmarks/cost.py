@@ -47,23 +47,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
-from distributed import read_heartbeats, scrape  # noqa: E402  (its split into the package: issue 19)
-
-from islandsync.bucket.records import read_assignment, read_head, read_lease  # noqa: E402
-from islandsync.bucket.run import init_run  # noqa: E402
-from islandsync.config import CADENCES, fitness_ref, spec_from_flags  # noqa: E402
-from islandsync.durations import parse_duration  # noqa: E402
-from islandsync.errors import IslandSyncError  # noqa: E402
-from islandsync.pricing import PRICING  # noqa: E402
-from islandsync.store import LATENCY_ENV, open_store  # noqa: E402
-from islandsync.testing.machine import machine_info  # noqa: E402
-from islandsync.testing.processes import (  # noqa: E402
+from islandsync.bucket.records import read_assignment, read_head, read_lease
+from islandsync.bucket.run import init_run
+from islandsync.config import CADENCES, fitness_ref, spec_from_flags
+from islandsync.durations import parse_duration
+from islandsync.errors import IslandSyncError
+from islandsync.pricing import PRICING
+from islandsync.store import LATENCY_ENV, open_store
+from islandsync.testing.machine import machine_info
+from islandsync.testing.observe import read_heartbeats, scrape
+from islandsync.testing.processes import (
     Processes,
     child_env,
     free_port,

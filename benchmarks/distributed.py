@@ -52,7 +52,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,7 @@ if str(HERE) not in sys.path:
 
 from islandsync.bucket.elites import read_elite
 from islandsync.bucket.layout import LEASE_KEY, parse_elite_key
-from islandsync.bucket.records import Heartbeat, read_assignment, read_head, read_record
+from islandsync.bucket.records import read_assignment, read_head
 from islandsync.bucket.run import init_run
 from islandsync.config import RunSpec, fitness_ref, parse_spec, spec_from_flags
 from islandsync.durations import duration_type
@@ -78,6 +77,7 @@ from islandsync.store import (
     BlobStore,
     open_store,
 )
+from islandsync.testing.observe import read_heartbeats, scrape
 from islandsync.testing.processes import (
     Proc,
     Processes,
@@ -461,38 +461,6 @@ class Watcher:
 
 
 # -- the benchmark -----------------------------------------------------------------------
-
-def read_heartbeats(store: BlobStore) -> dict[str, dict[str, Any]]:
-    out = {}
-    for info in store.list("workers/"):
-        if not info.key.endswith(".json"):
-            continue
-        try:
-            found = read_record(store, info.key, Heartbeat)
-            rec = found[0].model_dump() if found else None
-        except IslandSyncError:
-            continue
-        if rec is not None:
-            out[info.key[len("workers/"):-len(".json")]] = rec
-    return out
-
-
-def scrape(port: int) -> dict[str, float]:
-    """``name{labels}`` -> value from a /metrics endpoint ({} when it cannot be read)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}" if labels else s.name] = float(s.value)
-    return out
-
 
 class Bench:
     def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
