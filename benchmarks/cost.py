@@ -29,7 +29,7 @@ the timings. ``ISLANDSYNC_STORE_LATENCY`` gives every started process's bucket t
 of a remote store (50 ms a call by default); this process watches the bucket without it.
 Figures are medians (of the workers, and of ``--kills`` kills). Operation classes are
 islandsync's one rule (``islandsync.store.counting.OPERATION_CLASS``: deletes are free on
-GCS, S3 and R2) and prices are the report's (``islandsync.pricing.PRICING``).
+GCS, S3 and R2) and prices are the report's (``islandsync.views.pricing.PRICING``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from islandsync.bucket.run import init_run
 from islandsync.config import CADENCES, fitness_ref, spec_from_flags
 from islandsync.durations import parse_duration
 from islandsync.errors import IslandSyncError
-from islandsync.pricing import PRICING
+from islandsync.views.pricing import PRICING
 from islandsync.store import LATENCY_ENV, open_store
 from islandsync.testing.machine import machine_info
 from islandsync.testing.observe import read_heartbeats, scrape

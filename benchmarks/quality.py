@@ -15,7 +15,7 @@ Best fitness against evaluations for four configurations with the same total pop
 - ``panmictic``: one island of K x pop.
 
 Every run goes in-process through :class:`islandsync.worker.engine.Engine` on the CPU, driven the
-way ``islandsync.worker.loop.Worker._loop`` drives it: ``step()``, and after every
+way ``islandsync.worker.worker.Worker._loop`` drives it: ``step()``, and after every
 ``migration.interval`` steps ``migrate(foreign)`` (None here: there is no coordinator, so the
 only migrants are the other local islands' elites). The initial populations count towards
 the budget. A run stops before the step that would take it past the budget, so no run uses
@@ -113,7 +113,7 @@ def run_one(spec: RunSpec, problem: Problem, budget: int,
         made = engine.step()
         steps += 1
         total += made
-        # As islandsync.worker.loop.Worker._loop: count steps, migrate every interval.
+        # As islandsync.worker.worker.Worker._loop: count steps, migrate every interval.
         since_migration += 1
         if since_migration >= spec.migration.interval:
             since_migration = 0

@@ -53,7 +53,7 @@ from islandsync.leader.coordinator import Coordinator
 from islandsync.store import LocalStore
 from islandsync.store.base import BlobStore
 from islandsync.store.counting import OPERATION_CLASS, CountingStore
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 from islandsync.worker.uploader import Uploader
 
 T = TypeVar("T")

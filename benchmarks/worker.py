@@ -26,7 +26,7 @@ from islandsync.search.problems import make_problem
 from islandsync.store import open_store
 from islandsync.testing.machine import machine_info
 from islandsync.worker.engine import Engine, resolve_device
-from islandsync.worker.loop import Worker
+from islandsync.worker.worker import Worker
 
 
 def _sync(device: torch.device) -> None:

@@ -8,18 +8,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from islandsync.bucket.records import check_protocol
-from islandsync.bucket.run import init_run, require_run
+from islandsync.bucket.run import init_run
 from islandsync.config import load_fitness
-from islandsync.credentials import find_credentials
-from islandsync.errors import ConfigError
-from islandsync.platforms import PlatformProfile, resolve_platform, session_deadline
-from islandsync.store import BlobStore, open_store
+from islandsync.env.opening import open_run
+from islandsync.env.platforms import session_deadline
+from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from islandsync.config import RunSpec
-    from islandsync.worker.loop import RunSummary, Worker
+    from islandsync.worker.worker import RunSummary, Worker
 
 
 def run(
@@ -67,7 +66,7 @@ def run(
     it raises, the error is logged once with its traceback and the callback is dropped, and
     the search goes on (``RunSummary.callback_error`` says so).
 
-    Returns a :class:`~islandsync.worker.loop.RunSummary`: this worker's best
+    Returns a :class:`~islandsync.worker.worker.RunSummary`: this worker's best
     (``best_fitness``) and the run's (``global_best_fitness``), among others.
     """
     return make_worker(run, fitness=fitness, spec=spec, device=device,
@@ -84,10 +83,10 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
                 **worker_options: Any) -> Worker:
     """The worker :func:`run` runs, not started yet: the store opened with credentials found,
     the run created from ``spec`` if given, and the platform's defaults and session deadline
-    applied. ``worker_options`` go to :class:`~islandsync.worker.loop.Worker`."""
+    applied. ``worker_options`` go to :class:`~islandsync.worker.worker.Worker`."""
     from islandsync import __version__
-    from islandsync.views import global_best
-    from islandsync.worker.loop import Worker  # torch is imported only by those who step islands
+    from islandsync.views.results import global_best
+    from islandsync.worker.worker import Worker  # torch is imported only by those who step islands
 
     if isinstance(worker_options.get("fitness"), str):
         worker_options["fitness"] = load_fitness(worker_options["fitness"])
@@ -151,25 +150,3 @@ def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],
             history.close()  # what this leader sampled since its last segment
         return stop_candidate
     return start
-
-
-def open_run(run: str, *, credentials: Any = None, platform: str | None = None,
-             existing: bool = False) -> tuple[BlobStore, PlatformProfile]:
-    """The run's store, with credentials found as :func:`run` describes, and this machine's
-    platform profile. ``existing``: the run must already exist (ConfigError naming the URL
-    otherwise, and nothing created: not even a local directory)."""
-    profile = resolve_platform(platform)
-    if str(run).startswith("gs://"):
-        found, where = find_credentials(credentials, platform=profile.name)
-        log.info("credentials: %s", where)
-        store = open_store(run, credentials=found)
-    elif str(run).startswith("s3://"):
-        # S3Store finds its own (islandsync.store.s3_credentials): the file, else the chain.
-        store = open_store(run, credentials=credentials)
-    elif credentials is not None:
-        raise ConfigError(f"run {run}: a local directory takes no credentials")
-    else:
-        store = open_store(run, create=not existing)
-    if existing:
-        require_run(store)
-    return store, profile

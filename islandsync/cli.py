@@ -52,7 +52,7 @@ def _fitness(args: argparse.Namespace) -> Callable[..., Any] | None:
 def _open(args: argparse.Namespace, *, existing: bool = True) -> Any:
     """The run's store; ``existing``: refuse (one line, exit 2, nothing created) when there
     is no run at the URL, as every command that only reads one does."""
-    from islandsync.api import open_run
+    from islandsync.env.opening import open_run
 
     return open_run(args.run, credentials=args.credentials, existing=existing)[0]
 
@@ -131,7 +131,7 @@ def _worker(args: argparse.Namespace) -> int:
     fitness = _fitness(args)
     observe = None
     if args.metrics_port is not None:
-        from islandsync.metrics import WorkerMetrics, serve
+        from islandsync.views.metrics import WorkerMetrics, serve
 
         metrics = WorkerMetrics()
         server, _ = serve(metrics.registry, args.metrics_port, args.metrics_host)
@@ -158,13 +158,13 @@ def _coordinate(args: argparse.Namespace) -> int:
     import threading
 
     from islandsync import __version__
-    from islandsync.api import open_run
+    from islandsync.env.opening import open_run
     from islandsync.bucket.records import check_protocol
     from islandsync.bucket.run import read_spec
     from islandsync.leader.coordinator import Coordinator
-    from islandsync.metrics import CoordinatorMetrics, serve
+    from islandsync.views.metrics import CoordinatorMetrics, serve
     from islandsync.store.counting import CountingStore
-    from islandsync.worker.link import default_worker_id
+    from islandsync.worker.bucket_thread import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     store, profile = open_run(args.run, credentials=args.credentials, platform=args.platform,
@@ -215,7 +215,7 @@ def _coordinate(args: argparse.Namespace) -> int:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from islandsync.views import best_genomes
+    from islandsync.views.results import best_genomes
 
     best = best_genomes(_open(args), top=args.top)
     if args.npy:
@@ -246,11 +246,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from islandsync.report import build_report
+    from islandsync.views.report import build_report
 
     store = _open(args)
     if args.json:
-        from islandsync.report import report_json
+        from islandsync.views.report import report_json
 
         print(json.dumps(report_json(store), indent=2))
         return 0
@@ -260,7 +260,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from islandsync.api import open_run
+    from islandsync.env.opening import open_run
 
     store, _ = open_run(args.run, credentials=args.credentials)
     _print_install_line(store, args.wheel, args.expires)
@@ -268,7 +268,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from islandsync.status import collect_status, format_status, watch
+    from islandsync.views.status import collect_status, format_status, watch
 
     store = _open(args)
 
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"islandsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    from islandsync.platforms import known_platforms
+    from islandsync.env.platforms import known_platforms
 
     platforms = known_platforms()
 

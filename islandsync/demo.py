@@ -24,9 +24,9 @@ from islandsync.bucket.records import read_head
 from islandsync.bucket.run import init_run
 from islandsync.config import spec_from_flags
 from islandsync.errors import ConfigError, IslandSyncError
-from islandsync.report import PLOT_EXTRA, build_report, sparkline
-from islandsync.status import collect_status, islands_text
-from islandsync.views import best_genomes
+from islandsync.views.report import PLOT_EXTRA, build_report, sparkline
+from islandsync.views.status import collect_status, islands_text
+from islandsync.views.results import best_genomes
 from islandsync.store import open_store
 from islandsync.store.probe import check_fencing
 

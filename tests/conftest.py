@@ -173,3 +173,12 @@ def signing_credentials():
     creds.token = "test-token"
     creds.expiry = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=1)
     return creds
+
+
+# A fake service account's e-mail and a marker inside its secret (a secret must never show up in
+# output), and the variables platform detection reads: shared by the credential and notebook
+# tests.
+MARKER = "SECRET-MARKER-9d1f"
+EMAIL = "worker@islandsync-test.iam.gserviceaccount.com"
+PLATFORM_VARS = ["KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "COLAB_RELEASE_TAG",
+                 "PAPERSPACE_NOTEBOOK_REPO_ID", "PAPERSPACE_CLUSTER_ID"]

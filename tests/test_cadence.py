@@ -34,10 +34,10 @@ from islandsync.errors import ConfigError, PreconditionFailed
 from islandsync.leader.coordinator import Coordinator
 from islandsync.leader.history import HistoryTap, RunHistory
 from islandsync.leader.lease import Lease
-from islandsync.report import render_html
+from islandsync.views.report import render_html
 from islandsync.store import LocalStore
 from islandsync.store.counting import CountingStore
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 from islandsync.worker.uploader import Uploader
 
 #: The issue's budgets an hour (R2's free tier for 4 workers and a leader, with room).

@@ -164,8 +164,8 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path, monkeypatch, capsys
         if len(naps) == 3:
             raise KeyboardInterrupt
 
-    # By the module, not the dotted path: the attribute islandsync.status is the function.
-    monkeypatch.setattr(importlib.import_module("islandsync.status").time, "sleep", nap)
+    # status.time is the module's own import of time; patch that one.
+    monkeypatch.setattr(importlib.import_module("islandsync.views.status").time, "sleep", nap)
     assert main(["status", url, "--watch", "2s"]) == 0
     out = capsys.readouterr().out
     assert out.count(f"run {url}: rastrigin") == 3 and naps == [2.0, 2.0, 2.0]

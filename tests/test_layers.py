@@ -9,9 +9,12 @@ The allowed graph (docs/design.md, "Layers"); each layer may import itself and t
     search   (torch maths, no I/O)      errors, durations, config, bucket.ids (the genome-id constants)
     worker   (role)                     errors, durations, config, store, bucket, search
     leader   (role, never torch)        errors, durations, config, store, bucket
+    views    (read-only, no torch)      errors, durations, config, store, bucket, leader.merge, env
+    env      (notebook environment)     errors, durations, config, store, bucket
     testing, edges (api, cli, ...)      anything
 
-So neither role imports the other, the maths does no I/O, and the protocol is one folder.
+So neither role imports the other, the maths does no I/O, the protocol is one folder, and a
+view (status, report, metrics, results) reads a run the way the leader does, never a worker.
 ``testing`` is the harness tests and benchmarks share (FaultyStore among it): it may import
 every layer, and nothing outside it imports it, edges included.
 """
@@ -36,6 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     "search": BASE | {"config", "bucket.ids"},
     "worker": BASE | {"config", "store", "bucket", "search"},
     "leader": BASE | {"config", "store", "bucket"},
+    "views": BASE | {"config", "store", "bucket", "leader.merge", "env"},
+    "env": BASE | {"config", "store", "bucket"},
 }
 
 
@@ -110,27 +115,31 @@ def test_nothing_outside_the_harness_imports_it() -> None:
 
 
 def test_the_layer_checker_can_fail() -> None:
-    assert not _allowed("islandsync.worker.loop", "islandsync.leader.coordinator")
-    assert not _allowed("islandsync.leader.coordinator", "islandsync.worker.link")
+    assert not _allowed("islandsync.worker.worker", "islandsync.leader.coordinator")
+    assert not _allowed("islandsync.leader.coordinator", "islandsync.worker.bucket_thread")
     assert not _allowed("islandsync.search.population", "islandsync.bucket.records")
     assert not _allowed("islandsync.bucket.records", "islandsync.leader.lease")
     assert _allowed("islandsync.search.population", "islandsync.bucket.ids")
-    assert _allowed("islandsync.cli", "islandsync.worker.loop")
+    assert _allowed("islandsync.cli", "islandsync.worker.worker")
     assert not _allowed("islandsync.store.counting", "islandsync.testing.faulty")
     assert _layer("islandsync.testing.faulty") == "testing"
 
 
 def test_each_layer_is_a_folder() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
-    assert {"store", "bucket", "search", "worker", "leader"} <= folders
+    assert {"store", "bucket", "search", "worker", "leader", "views", "env"} <= folders
+    # what is left at the top is the edges (and the two base modules), nothing else
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    assert top <= {"__init__", "__main__", "errors", "durations", "api", "cli", "cli_flags",
+                   "demo", "publish", "smoke"}, top
 
 
 def _torch_free_modules() -> list[str]:
     names = []
     for path in _package_files():
         name = _module_name(path)
-        if _layer(name) in ("bucket", "leader", "store") or name in (
-                "islandsync.status", "islandsync.config", "islandsync.errors"):
+        if _layer(name) in ("bucket", "leader", "store", "views", "env") or name in (
+                "islandsync.config", "islandsync.errors"):
             names.append(name)
     return names
 
@@ -140,6 +149,7 @@ def test_protocol_and_leader_never_import_torch() -> None:
     laptop without torch must work."""
     modules = _torch_free_modules()
     assert "islandsync.leader.coordinator" in modules and "islandsync.bucket.records" in modules
+    assert "islandsync.views.status" in modules and "islandsync.env.platforms" in modules
     code = ("import sys, importlib\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"
@@ -154,3 +164,16 @@ def test_modules_stay_small() -> None:
     big = {str(p.relative_to(PACKAGE)): n for p in _package_files()
            if (n := len(p.read_text().splitlines())) > 550}
     assert not big, f"modules over ~500 lines (split them by concept): {big}"
+
+
+def test_importing_a_part_does_not_run_the_edges() -> None:
+    """A coordinator importing the protocol does not run api, the notebook environment or
+    the views (islandsync/__init__ imports its public names when first used)."""
+    code = ("import sys, islandsync.bucket.layout, islandsync.leader.coordinator\n"
+            "edges = sorted(m for m in sys.modules if m.startswith(('islandsync.api', "
+            "'islandsync.env', 'islandsync.views', 'islandsync.cli')))\n"
+            "print(edges); sys.exit(1 if edges else 0)\n"
+            "")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, f"importing the protocol ran {done.stdout.strip()}"

@@ -28,8 +28,8 @@ from islandsync.config import spec_from_flags, spec_json
 from islandsync.store import open_store
 
 # The platforms' variables that detection reads, and the service account's e-mail and secret
-# marker, as tests/test_credentials.py uses them.
-from tests.test_credentials import EMAIL, MARKER, PLATFORM_VARS
+# marker, as tests/env/test_credentials.py uses them.
+from tests.conftest import EMAIL, MARKER, PLATFORM_VARS
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SECRETS = {
@@ -207,7 +207,7 @@ def test_notebook_runs_on_a_kernel(name: str, tmp_path: Path, kernel_specs,
 # That path runs here in this process, with stand-ins only for the platforms' own modules
 # (kaggle_secrets, google.colab) and for open_store, which records the credentials it is
 # given and then stops the run. Everything between the cell and open_store is the real code:
-# platform detection, islandsync.credentials and google-auth with a freshly generated key.
+# platform detection, islandsync.env.credentials and google-auth with a freshly generated key.
 
 
 class Reached(Exception):
@@ -260,7 +260,7 @@ def platform_module(monkeypatch: pytest.MonkeyPatch, name: str, **attrs) -> None
 
 @pytest.fixture(scope="module")
 def sa_json() -> str:
-    """A valid service-account JSON key, as tests/test_credentials.py builds it: a fresh RSA
+    """A valid service-account JSON key, as tests/env/test_credentials.py builds it: a fresh RSA
     key (never written to the repository) with the marker ahead of its PEM block."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -29,7 +29,7 @@ def test_the_wheel_is_built_from_this_checkout(wheel: Path) -> None:
     assert root is not None and (root / "islandsync" / "__init__.py").is_file()
     assert wheel.name == f"islandsync-{islandsync.__version__}-py3-none-any.whl"
     names = zipfile.ZipFile(wheel).namelist()
-    assert "islandsync/publish.py" in names and "islandsync/platform_profiles/colab.toml" in names
+    assert "islandsync/publish.py" in names and "islandsync/env/profiles/colab.toml" in names
     assert not any("__pycache__" in n for n in names)
     # Built in a copy: the checkout gets no build/ folder from it.
     assert not (root / "build").exists() or (root / "build").stat().st_mtime < wheel.stat().st_mtime

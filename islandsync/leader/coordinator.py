@@ -55,7 +55,7 @@ from islandsync.leader.elite_chain import EliteChain
 from islandsync.leader.heartbeats import HeartbeatWatch
 from islandsync.leader.lease import Lease, LeaseKeeper
 from islandsync.leader.placement import Policy, WorkerView, place
-from islandsync.leader.sweep import KEEP_FALLBACKS, sweep
+from islandsync.leader.housekeeping import KEEP_FALLBACKS, sweep
 from islandsync.leader.totals import run_totals, stop_reason
 from islandsync.store import BlobStore
 
@@ -516,7 +516,7 @@ class Coordinator:
     # -- housekeeping --------------------------------------------------------------------
 
     def _housekeeping(self, heads: dict[int, Head], alive: set[str]) -> None:
-        """Sweep old checkpoints (:mod:`islandsync.leader.sweep`: never one a HEAD names),
+        """Sweep old checkpoints (:mod:`islandsync.leader.housekeeping`: never one a HEAD names),
         and heartbeats of workers we have watched stand still for an hour (our clock: the
         bucket's stamps are not compared with it)."""
         view = self._view if self._view is not None else self._heads.look()

@@ -32,7 +32,7 @@ Cost (bucket operations, GCS classes): one class-A put per segment (at the defau
 entries 5.5 min apart: 11 an hour, and five more in a term's first minutes), one list per
 term, and per compaction (after 256 segments, every 7 new ones: ~1.6 an hour) one list, 8
 reads, one put and 8 deletes: about 14 class A and 11 class B an hour, well under $0.01 a
-week on GCS (tests/test_history.py counts them).
+week on GCS (tests/leader/test_history.py counts them).
 
 Wall times in entries are the LEADER'S OWN clock, for plotting only; nothing compares them
 with another machine's, and every decision here runs on this process's monotonic clock.

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,8 +45,8 @@ except ImportError as err:  # pragma: no cover - torch is needed only where isla
         "genome_ids_numpy without it"
     ) from err
 
-if TYPE_CHECKING:
-    from islandsync.search.algorithms.base import IslandState
+from islandsync.search.state import IslandState  # noqa: E402 (torch first, with its message)
+
 
 def _mix_(z: Tensor) -> Tensor:
     """The splitmix64 finaliser in place on int64 ``z``: one scratch tensor, no temporaries."""

@@ -19,7 +19,7 @@ from ..errors import (
     StoreError,
 )
 from .base import Blob, BlobInfo, BlobStore
-from .keys import check_key, check_range
+from .key_syntax import check_key, check_range
 
 try:
     from google.api_core import exceptions as gexc

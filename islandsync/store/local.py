@@ -36,7 +36,7 @@ from ..errors import (
     StoreError,
 )
 from .base import Blob, BlobInfo, BlobStore
-from .keys import check_key, check_range
+from .key_syntax import check_key, check_range
 
 try:
     import fcntl

@@ -26,7 +26,7 @@ from ..errors import (
     StoreError,
 )
 from .base import ABSENT, Blob, BlobInfo, BlobStore, Version
-from .keys import check_key, check_range
+from .key_syntax import check_key, check_range
 from .s3_credentials import DEFAULT_REGION, resolve_s3_settings
 
 T = TypeVar("T")

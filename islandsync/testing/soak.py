@@ -189,7 +189,7 @@ def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
     zombie: a second process with a live worker's id, from a third of the way in."""
     import torch  # the workers' engine; one thread each, as on a 2-core notebook
 
-    from islandsync.worker.loop import Worker
+    from islandsync.worker.worker import Worker
 
     if all_garbage is None:
         all_garbage = os.environ.get(GARBAGE_ENV) == "all"

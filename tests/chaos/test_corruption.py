@@ -31,7 +31,7 @@ from islandsync.testing.invariants import (
 )
 from islandsync.testing.processes import wait_for
 from islandsync.worker.engine import Engine
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 
 from .conftest import CHAOS_PATH, KINDS, run_url
 

@@ -36,7 +36,7 @@ from islandsync.testing.invariants import (
 from islandsync.testing.processes import wait_for
 from islandsync.testing.recorder import Recorder
 from islandsync.testing.tcp_proxy import TcpProxy
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 
 from .conftest import CHAOS_PATH
 

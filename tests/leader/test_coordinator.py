@@ -27,7 +27,7 @@ from islandsync.bucket.records import (
 )
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
-from islandsync.status import collect_status
+from islandsync.views.status import collect_status
 from islandsync.store import open_store
 from islandsync.testing.cluster import (
     INTERVAL_S,
@@ -38,8 +38,8 @@ from islandsync.testing.cluster import (
 )
 from islandsync.testing.processes import stop_all, wait_for
 from islandsync.testing.recorder import Recorder, heads
-from islandsync.views import best_genomes
-from islandsync.worker.link import BucketLink
+from islandsync.views.results import best_genomes
+from islandsync.worker.bucket_thread import BucketLink
 
 from ..conftest import REPO
 

@@ -36,7 +36,7 @@ from islandsync.bucket.run import init_run
 from islandsync.config import RunSpec
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
 from islandsync.leader.merge import IslandElites
-from islandsync.metrics import CoordinatorMetrics
+from islandsync.views.metrics import CoordinatorMetrics
 from islandsync.store import LocalStore
 from islandsync.store.base import Blob
 from islandsync.testing.cluster import cluster_spec

@@ -201,7 +201,7 @@ def test_a_follower_with_a_stop_criterion_reads_no_island_heads(tmp_path: Path) 
     claims, and takes the run's totals from the assignment the leader writes."""
     from islandsync.bucket.layout import LEASE_KEY
     from islandsync.bucket.records import Assignment, LeaseRecord, write_assignment, write_record
-    from islandsync.worker.link import BucketLink
+    from islandsync.worker.bucket_thread import BucketLink
 
     store = Reads(tmp_path / "run")
     spec = _stop_spec(12)
@@ -225,7 +225,7 @@ def test_a_follower_with_a_stop_criterion_reads_no_island_heads(tmp_path: Path) 
 
 
 def test_a_solo_worker_reads_only_the_heads_that_moved(tmp_path: Path) -> None:
-    from islandsync.worker.link import BucketLink
+    from islandsync.worker.bucket_thread import BucketLink
 
     store = Reads(tmp_path / "run")
     spec = _stop_spec(12)

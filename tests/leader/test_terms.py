@@ -28,10 +28,10 @@ from islandsync.bucket.records import (
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
 from islandsync.leader.lease import Lease
-from islandsync.status import collect_status
+from islandsync.views.status import collect_status
 from islandsync.store import LocalStore
 from islandsync.testing.cluster import cluster_spec
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 
 
 def beat(store: LocalStore, worker: str) -> None:

@@ -13,11 +13,11 @@ from islandsync.bucket.heads import HeadWatch
 from islandsync.bucket.layout import head_key
 from islandsync.bucket.records import Head, read_head, write_head
 from islandsync.bucket.run import init_run
-from islandsync.leader.sweep import sweep
+from islandsync.leader.housekeeping import sweep
 from islandsync.store import LocalStore, open_store
 from islandsync.testing.faulty import FaultyStore, LostReply
 from islandsync.worker.claims import take_island
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 
 from .test_faults import checkpointed_island
 from .test_worker import fast_spec

@@ -41,8 +41,8 @@ from islandsync.store import LocalStore
 from islandsync.testing.faulty import ErrorBefore, FaultyStore, LostReply
 from islandsync.testing.processes import wait_for
 from islandsync.worker.engine import Engine
-from islandsync.worker.link import BucketLink
-from islandsync.worker.loop import Worker
+from islandsync.worker.bucket_thread import BucketLink
+from islandsync.worker.worker import Worker
 from islandsync.worker.uploader import Uploader
 
 from .test_worker import fast_spec
@@ -306,7 +306,7 @@ def test_a_restart_from_the_seed_is_warned_and_counted(tmp_path: Path,
 def test_a_thread_that_keeps_failing_stops_the_worker_with_its_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: str, target: type,
         method: str) -> None:
-    from islandsync.worker.loop import WorkerFailed
+    from islandsync.worker.worker import WorkerFailed
 
     store = LocalStore(tmp_path / "run")
     init_run(store, fast_spec(checkpoint_interval_s=0.1, heartbeat_interval_s=0.2))

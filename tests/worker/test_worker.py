@@ -22,7 +22,7 @@ from islandsync.bucket.run import init_run
 from islandsync.config import fitness_ref, spec_from_flags
 from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
-from islandsync.status import collect_status
+from islandsync.views.status import collect_status
 from islandsync.store import BlobStore, open_store
 from islandsync.testing.cluster import pause_outside_store_writes
 from islandsync.testing.processes import wait_for
@@ -345,7 +345,7 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
 @pytest.mark.gcs
 def test_bucket_outage_never_stops_evolution(fake_gcs: str, gcs_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from islandsync.worker.loop import Worker
+    from islandsync.worker.worker import Worker
 
     from islandsync.testing.tcp_proxy import TcpProxy
 

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from islandsync.config import DEConfig, RealGenome
 from islandsync.errors import ConfigError
-from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings, uniform_
+from islandsync.search.state import IslandState
+from islandsync.search.algorithms.base import Evaluate, check_settings, uniform_
 from islandsync.search.algorithms.box import Box
 
 log = logging.getLogger(__name__)

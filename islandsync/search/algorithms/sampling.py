@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from islandsync.search.algorithms.base import IslandState
+from islandsync.search.state import IslandState
 
 
 def clip_length(length: Tensor, d: int) -> Tensor:

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from islandsync.config import RealGenome, SHADEConfig
-from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.state import IslandState
+from islandsync.search.algorithms.base import Evaluate, check_settings
 from islandsync.search.algorithms.box import Box
 
 _F64 = torch.float64

@@ -25,7 +25,8 @@ from torch import Tensor
 
 from islandsync.config import RealGenome, SNESConfig
 from islandsync.config.strategies import default_samples
-from islandsync.search.algorithms.base import Evaluate, IslandState, check_settings
+from islandsync.search.state import IslandState
+from islandsync.search.algorithms.base import Evaluate, check_settings
 from islandsync.search.algorithms.box import Box
 from islandsync.search.algorithms.sampling import clip_length, inject_samples, keep_best
 

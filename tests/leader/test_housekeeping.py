@@ -5,7 +5,7 @@ from __future__ import annotations
 from islandsync.bucket.heads import HeadView
 from islandsync.bucket.layout import checkpoint_key, checkpoint_tag
 from islandsync.bucket.records import Head
-from islandsync.leader.sweep import KEEP_FALLBACKS, sweep
+from islandsync.leader.housekeeping import KEEP_FALLBACKS, sweep
 
 
 def _view(head: Head, keys: list[str]) -> HeadView:

@@ -28,8 +28,8 @@ from islandsync.bucket.history import History, HistoryEntry, read_history
 from islandsync.bucket.run import read_spec
 from islandsync.config import cadence_line
 from islandsync.errors import ConfigError
-from islandsync.pricing import PRICING
-from islandsync.status import genome_text
+from islandsync.views.pricing import PRICING
+from islandsync.views.status import genome_text
 from islandsync.store.base import BlobStore
 
 PLOT_EXTRA = "pip install 'islandsync[plot]'  (matplotlib)"

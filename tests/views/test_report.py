@@ -24,7 +24,7 @@ from islandsync.bucket.layout import history_key
 from islandsync.bucket.records import write_record
 from islandsync.bucket.run import init_run
 from islandsync.cli import main
-from islandsync.report import build_report, sparkline, summarize
+from islandsync.views.report import build_report, sparkline, summarize
 from islandsync.store import LocalStore, open_store
 from islandsync.testing.cluster import cluster_spec, start_coordinator, start_worker
 from islandsync.testing.processes import stop_all, wait_for

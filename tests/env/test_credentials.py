@@ -22,13 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth.credentials import AnonymousCredentials
 from google.oauth2 import service_account
 
-from islandsync.credentials import SCOPE, find_credentials
+from islandsync.env.credentials import SCOPE, find_credentials
 from islandsync.errors import ConfigError
+from tests.conftest import EMAIL, MARKER, PLATFORM_VARS
 
-MARKER = "SECRET-MARKER-9d1f"
-EMAIL = "worker@islandsync-test.iam.gserviceaccount.com"
-PLATFORM_VARS = ["KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "COLAB_RELEASE_TAG",
-                 "PAPERSPACE_NOTEBOOK_REPO_ID", "PAPERSPACE_CLUSTER_ID"]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from islandsync.bucket.records import EliteHead, LeaseRecord, write_elite_head, 
 from islandsync.config import spec_from_flags
 from islandsync.store import LocalStore
 from islandsync.store.counting import CountingStore
-from islandsync.worker.link import BucketLink
+from islandsync.worker.bucket_thread import BucketLink
 
 SPEC = spec_from_flags(problem="rastrigin", dim=10, pop=16, islands=2, elite_size=4)
 

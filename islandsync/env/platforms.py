@@ -1,6 +1,6 @@
 """Where a worker runs: platform profiles, detection and session deadlines.
 
-A profile (``islandsync/platform_profiles/<name>.toml``, shipped as package data) says how long
+A profile (``islandsync/env/profiles/<name>.toml``, shipped as package data) says how long
 a session on that platform lives, its idle timeout and accelerator quota, whether the
 platform's rules allow a worker there (and on which tier), how long before the end to stop
 taking islands, and where credentials come from. Every value in a profile names its public
@@ -33,13 +33,13 @@ from islandsync.errors import ConfigError
 #: Environment variable that overrides a profile's session limit ("11h", "90m", "3600").
 SESSION_LIMIT_ENV = "ISLANDSYNC_SESSION_LIMIT"
 
-#: Credential sources a profile may list, in the vocabulary of islandsync.credentials.
+#: Credential sources a profile may list, in the vocabulary of islandsync.env.credentials.
 CREDENTIAL_SOURCES = frozenset({
     "argument", "GOOGLE_APPLICATION_CREDENTIALS", "kaggle_secret", "colab_secret",
     "colab_auth", "default",
 })
 
-_PROFILE_DIR = "platform_profiles"
+_PROFILE_DIR = "profiles"
 _FIELDS = {
     "name", "session_limit_s", "idle_timeout_s", "gpu_quota_h_per_week", "workers_allowed",
     "tier_needed", "checked", "typical_device", "default_max_islands", "drain_margin_s",
@@ -75,7 +75,7 @@ class PlatformProfile:
 
 
 def _profiles() -> Any:
-    return resources.files("islandsync").joinpath(_PROFILE_DIR)
+    return resources.files("islandsync.env").joinpath(_PROFILE_DIR)
 
 
 def known_platforms() -> list[str]:

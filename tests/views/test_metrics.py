@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from islandsync.metrics import (
+from islandsync.views.metrics import (
     METRIC_NAMES,
     METRICS,
     UPLOAD_BUCKETS,
@@ -37,7 +37,7 @@ from islandsync.metrics import (
 )
 from islandsync.testing.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 SECRET = "SECRET-MARKER-123"
 HISTOGRAMS = {name for name, kind, _, _ in METRICS if kind == "histogram"}

@@ -18,7 +18,7 @@ from islandsync.bucket.layout import (
     heartbeat_key,
 )
 from islandsync.bucket.run import init_run
-from islandsync.status import collect_status, format_status, printable
+from islandsync.views.status import collect_status, format_status, printable
 from islandsync.store import LocalStore
 from islandsync.testing.cluster import cluster_spec
 
@@ -146,7 +146,7 @@ def test_status_shows_live_numbers_between_checkpoints(tmp_path: Path) -> None:
 
     from islandsync.bucket.records import read_head
     from islandsync.testing import wait_for
-    from islandsync.worker.loop import Worker
+    from islandsync.worker.worker import Worker
 
     store = LocalStore(tmp_path / "run")
     # No checkpoint within the test: whatever status shows past generation 0 is live.
@@ -226,13 +226,13 @@ def test_human_status_has_no_python_reprs(tmp_path: Path) -> None:
     (list(range(0, 100, 2)), ", ".join(str(i) for i in range(0, 64, 2)) + ", ... 18 more"),
 ])
 def test_islands_text(ids: list[int], shown: str) -> None:
-    from islandsync.status import islands_text
+    from islandsync.views.status import islands_text
 
     assert islands_text(ids) == shown
 
 
 def test_genome_text_of_per_gene_bounds_and_integer_genes() -> None:
-    from islandsync.status import genome_text
+    from islandsync.views.status import genome_text
 
     text = genome_text({"kind": "real", "dim": 3, "lower": [-5.0, -1.0, 0.0], "upper": 5.0,
                         "integer": [0, "1:3"]})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from islandsync.errors import ConfigError
-from islandsync.platforms import (
+from islandsync.env.platforms import (
     CREDENTIAL_SOURCES,
     SESSION_LIMIT_ENV,
     PlatformProfile,
@@ -31,8 +31,8 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGED = ROOT / "islandsync" / "platform_profiles"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGED = ROOT / "islandsync" / "env" / "profiles"
 TOP_LEVEL = ROOT / "platforms"
 PLATFORMS = ["colab", "kaggle", "local", "paperspace"]
 SOURCED = ["session_limit_s", "idle_timeout_s", "default_max_islands", "gpu_quota_h_per_week",
@@ -111,10 +111,10 @@ def test_top_level_copies_are_identical() -> None:
     packaged = sorted(p.name for p in PACKAGED.glob("*.toml"))
     top = sorted(p.name for p in TOP_LEVEL.glob("*.toml"))
     assert packaged == [f"{n}.toml" for n in PLATFORMS]
-    assert top == packaged, "platforms/ and islandsync/platform_profiles/ hold different files"
+    assert top == packaged, "platforms/ and islandsync/env/profiles/ hold different files"
     for name in packaged:
         assert (TOP_LEVEL / name).read_bytes() == (PACKAGED / name).read_bytes(), (
-            f"platforms/{name} differs from islandsync/platform_profiles/{name}: "
+            f"platforms/{name} differs from islandsync/env/profiles/{name}: "
             "edit the packaged copy and copy it to platforms/")
 
 
@@ -317,6 +317,6 @@ def test_profiles_are_declared_package_data() -> None:
     # Without this, a wheel ships no profiles and load_profile fails once installed.
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     data = pyproject.get("tool", {}).get("setuptools", {}).get("package-data", {})
-    assert "platform_profiles/*.toml" in data.get("islandsync", []), (
+    assert "env/profiles/*.toml" in data.get("islandsync", []), (
         'pyproject.toml needs [tool.setuptools.package-data] '
-        'islandsync = ["platform_profiles/*.toml"]')
+        'islandsync = ["env/profiles/*.toml"]')

@@ -19,7 +19,7 @@ from islandsync.store import open_store
 from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.processes import wait_for
 from islandsync.testing.recorder import heads
-from islandsync.views import HISTORY_COLUMNS
+from islandsync.views.results import HISTORY_COLUMNS
 
 
 def test_history_has_rows_while_a_run_with_a_leader_runs(

@@ -1,7 +1,7 @@
 """Finding Google Cloud Storage credentials on each platform.
 
 ``find_credentials`` walks the sources a platform's profile lists (``credentials`` in
-``platform_profiles/<name>.toml``) and returns the first that works, with a description of where
+``env/profiles/<name>.toml``) and returns the first that works, with a description of where
 it came from. ``None`` as the credentials means "Google default credentials": ``GCSStore``
 resolves those itself, project included.
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from islandsync.errors import ConfigError
-from islandsync.platforms import load_profile, resolve_platform
+from islandsync.env.platforms import load_profile, resolve_platform
 from islandsync.store.gcs import (
     credential_refusal,
     default_credentials_refusal,

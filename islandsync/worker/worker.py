@@ -3,7 +3,7 @@
 The loop of docs/design.md. Only two things ever block it: the device-to-host copy of a
 checkpoint snapshot (measured as ``checkpoint_blocked_s``) and the final flush on exit.
 Uploads run in :mod:`islandsync.worker.uploader`, every other bucket call in
-:mod:`islandsync.worker.link`; the start check and the stop rules are in
+:mod:`islandsync.worker.bucket_thread`; the start check and the stop rules are in
 :mod:`islandsync.worker.stopping`.
 
 The loop notes the time of every iteration; the heartbeat thread stops vouching for it when
@@ -34,7 +34,7 @@ from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
 from islandsync.worker.engine import Engine, FitnessError, resolve_devices
-from islandsync.worker.link import BucketLink, default_worker_id
+from islandsync.worker.bucket_thread import BucketLink, default_worker_id
 from islandsync.worker.progress import Progress, RateMeter, UserCallback, make_progress
 from islandsync.worker.stopping import check_id_free, run_deadline, run_totals, stop_reason
 from islandsync.worker.uploader import Uploader, checkpoint_tag

@@ -8,7 +8,7 @@ the bucket: a record or blob that is not valid is skipped with one warning.
 
 The run's best genomes are one fact with one home, :func:`best_genomes`: the command line's
 ``islandsync best``, :func:`best` and the run's best in a worker's
-:class:`~islandsync.worker.loop.RunSummary` all come from it.
+:class:`~islandsync.worker.worker.RunSummary` all come from it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from islandsync.bucket.records import read_elite_head
 from islandsync.bucket.run import read_spec
 from islandsync.errors import CheckpointError, ConfigError, IslandSyncError, NotFound
 from islandsync.leader.merge import IslandElites, merge_elites
-from islandsync.status import collect_status
+from islandsync.views.status import collect_status
 from islandsync.store import BlobStore
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ HISTORY_COLUMNS = ("time", "elapsed_s", "seq", "term", "leader", "best", "evalua
 
 
 def _open(run: str, credentials: Any) -> BlobStore:
-    from islandsync.api import open_run  # the edge that finds credentials
+    from islandsync.env.opening import open_run  # the edge that finds credentials
 
     return open_run(run, credentials=credentials, existing=True)[0]
 
