@@ -16,7 +16,10 @@ population per island x dimension, float32 Rastrigin in [-5.12, 5.12]) and algor
 - ``evox, K in turn``: K EvoX populations of P, each in its own ``StdWorkflow``, stepped one
   after the other (what K islands without batching cost).
 
-The peers: DE against EvoX's ``DE`` (DE/rand/1/bin, F 0.5, CR 0.9, clamped into the box);
+The peers: CMA-ES, SHADE and SNES against EvoX's ``CMAES`` (full covariance at every D; ours
+switches to the diagonal sep-CMA-ES above D = 300, so at D = 1,000 the two do different
+work), ``SHADE`` and ``SNES``, each with the same population per island; DE against EvoX's
+``DE`` (DE/rand/1/bin, F 0.5, CR 0.9, clamped into the box);
 islandsync runs jDE (self-adaptive F and CR, bound repair by redraw), a little more work per
 generation than plain DE. EvoX 1.4 has no single-objective GA, so the GA's peer is the same
 generational GA assembled from EvoX's own operators (``tournament_selection`` of 3,
@@ -59,6 +62,8 @@ QUICK: dict[str, Any] = {"sizes": ((2, 16, 10),), "repeats": 1, "gens": 4, "inte
 LOWER, UPPER = -5.12, 5.12
 GA_ELITE, GA_TOURNAMENT = 2, 3
 EVOX_HINT = "pip install 'islandsync[bench]' (EvoX)"
+#: The algorithms with a peer in EvoX 1.4 (the GA's is assembled from EvoX's operators).
+ALGORITHMS = ("de", "ga", "cmaes", "shade", "snes")
 
 
 def _sync(device: torch.device) -> None:
@@ -115,11 +120,25 @@ def _evox_parts(device: torch.device) -> tuple[Any, Any]:
     return Rastrigin, EvoxGA
 
 
+def _eager_cmaes(cmaes: type) -> type:
+    """EvoX 1.4's CMAES chooses between decomposing C and keeping B, D with ``torch.cond``,
+    which torch 2.13 refuses outside ``torch.compile`` ("Encountered aliasing during higher
+    order op tracing"); in eager mode the same choice is a Python branch, which is what this
+    subclass does: the same work, the same results."""
+
+    class EagerCMAES(cmaes):  # type: ignore[misc, valid-type]
+        def _conditional_decomposition(self, iteration: torch.Tensor, C: torch.Tensor) -> Any:
+            due = int(iteration) % self.decomp_per_iter == 0
+            return (self._decomposition if due else self._no_decomposition)(C)
+
+    return EagerCMAES
+
+
 def evox_workflows(algorithm: str, pops: int, pop: int, dim: int, device: torch.device,
                    elite: int = GA_ELITE) -> list[Any]:
     """``pops`` EvoX workflows of ``pop`` individuals each, initialised (first evaluation);
     a GA keeps its best ``elite``."""
-    from evox.algorithms import DE
+    from evox.algorithms import CMAES, DE, SHADE, SNES
     from evox.workflows import StdWorkflow
 
     problem_cls, ga_cls = _evox_parts(device)
@@ -127,8 +146,18 @@ def evox_workflows(algorithm: str, pops: int, pop: int, dim: int, device: torch.
     ub = torch.full((dim,), UPPER, device=device)
     flows = []
     for _ in range(pops):
+        # The distribution strategies start, as ours do, from a mean drawn in the box with a
+        # step of a quarter of its width (EvoX's own examples use sigma = 1 on [-5, 5]).
+        mean = (torch.rand(dim, device=device) * (UPPER - LOWER) + LOWER)
+        sigma = (UPPER - LOWER) / 4
         if algorithm == "de":
             alg = DE(pop_size=pop, lb=lb, ub=ub, device=device)
+        elif algorithm == "shade":
+            alg = SHADE(pop_size=pop, lb=lb, ub=ub, device=device)
+        elif algorithm == "cmaes":
+            alg = _eager_cmaes(CMAES)(mean_init=mean, sigma=sigma, pop_size=pop, device=device)
+        elif algorithm == "snes":
+            alg = SNES(pop_size=pop, center_init=mean, sigma=sigma, device=device)
         else:
             alg = ga_cls(pop, lb, ub, elite=elite)
         wf = StdWorkflow(alg, problem_cls(), device=device)
@@ -273,7 +302,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--sizes", type=_sizes, help="KxPxD,... (CPU: 8x64x100,8x512x100,"
                    "8x1024x1000; a GPU adds 8x4096x1000)")
-    p.add_argument("--algorithms", default="de,ga", help="de,ga (de,ga)")
+    p.add_argument("--algorithms", default="de,ga",
+                   help=f"comma-separated, of {','.join(ALGORITHMS)} (de,ga)")
     p.add_argument("--repeats", type=int, help="timed windows per side (3)")
     p.add_argument("--gens", type=int, help="generations per timed window (20)")
     p.add_argument("--interval", type=int, help="generations between migrations (20)")
@@ -289,8 +319,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="tiny sizes for a smoke run: 2x16x10, 1 repeat, 4 generations")
     args = p.parse_args(argv)
     args.algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    if bad := [a for a in args.algorithms if a not in ("de", "ga")]:
-        p.error(f"unknown algorithms {bad} (de, ga)")
+    if bad := [a for a in args.algorithms if a not in ALGORITHMS]:
+        p.error(f"unknown algorithms {bad} ({', '.join(ALGORITHMS)})")
     defaults = QUICK if args.quick else {"repeats": 3, "gens": 20, "interval": 20}
     for key in ("repeats", "gens", "interval", "sizes"):
         if getattr(args, key) is None:

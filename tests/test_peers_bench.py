@@ -39,3 +39,20 @@ def test_islandsync_alone_needs_no_evox(tmp_path: Path) -> None:
     assert _peers("--quick", "--no-evox", "--algorithms", "de", "--json", str(out)) == 0
     (row,) = json.loads(out.read_text())["rows"]
     assert row["islandsync"]["evals_per_s"] > 0 and "evox_one" not in row
+
+
+def test_quick_run_of_the_distribution_strategies_and_shade(tmp_path: Path) -> None:
+    """CMA-ES, SHADE and SNES against EvoX's own (its CMAES through the eager subclass)."""
+    pytest.importorskip("evox", reason="EvoX is not installed (pip install 'islandsync[bench]')")
+    out = tmp_path / "peers.json"
+    assert _peers("--quick", "--algorithms", "cmaes,shade,snes", "--json", str(out)) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["algorithm"] for r in rows] == ["cmaes", "shade", "snes"]
+    for row in rows:
+        for side in ("islandsync", "evox_one", "evox_k"):
+            assert row[side]["evals_per_s"] > 0
+
+
+def test_an_unknown_algorithm_is_refused() -> None:
+    done = run_benchmark("peers", "--quick", "--algorithms", "de,nope")
+    assert done.returncode == 2 and "unknown algorithms ['nope']" in done.stderr
