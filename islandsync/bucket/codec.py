@@ -15,6 +15,9 @@ Layout, byte by byte (integers little-endian)::
                  "dtype": "<f4" | "|b1" | ..., "shape": [int, ...], "codec": "zstd",
                  "filter": "none" | "shuffle", "crc32c": int (of the stored bytes)}, ...]}
 
+Compression itself (the byte shuffle, zstd, the per-frame choice of filter and level) is
+:mod:`islandsync.bucket.compression`.
+
 The header crc32c is not in the design brief's layout: without it a flipped bit inside
 ``meta`` would decode "successfully" to a different value. Frames follow the header in the
 caller's order, so frame 0 (the island's elite) arrives with the header in :func:`read_frame`'s
@@ -45,6 +48,15 @@ import google_crc32c
 import numpy as np
 import zstandard
 
+from islandsync.bucket.compression import (
+    DEFAULT_LEVEL,
+    FILTERS,
+    check_level,
+    choose,
+    compress,
+    shuffle,
+    unshuffle,
+)
 from islandsync.errors import CheckpointError, ConfigError
 from islandsync.store.base import BlobStore
 
@@ -56,8 +68,6 @@ MAX_HEADER_SIZE = PREFIX_SIZE - _PREFIX.size
 MAX_RAW_LENGTH = 4 << 30  # per frame
 MAX_NDIM = 8
 MAX_META_DEPTH = 64
-DEFAULT_LEVEL = 3
-FILTERS = ("none", "shuffle")
 ALLOWED_DTYPES = frozenset(
     ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"]
 )
@@ -67,20 +77,6 @@ MAX_UNSHAPED_BLOB = 256 << 20
 # A zstd block holds at most 128 KiB and costs at least 4 bytes, so no frame expands more
 # than 32768x; allowing twice that still stops a forged raw_length from costing gigabytes.
 _MAX_EXPANSION = 1 << 16
-
-# filter="auto" measures arrays up to SAMPLE_WHOLE_LIMIT whole, larger ones on SAMPLE_SLICES
-# evenly spaced slices. Only the second half of the slices is counted, the first half priming
-# zstd's window: populations repeat genes across distant rows, and a cold sample misses the
-# long matches that make the real ratio.
-SAMPLE_WHOLE_LIMIT = 2 << 20
-SAMPLE_SLICES = 8
-SAMPLE_SLICE_BYTES = 128 << 10
-# Populations of copied genes shrink 20%+ more at level 6 than at 3, noisy floats ~1%. Pay for
-# the slower level where the sample says it saves ESCALATE_MIN_GAIN (the tolerance that
-# benchmarks/codec.py holds "auto" to against fixed choices), never past ESCALATE_MAX_LEVEL.
-ESCALATE_STEP = 3
-ESCALATE_MAX_LEVEL = 9
-ESCALATE_MIN_GAIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -100,28 +96,6 @@ class FrameInfo:
     @property
     def end(self) -> int:
         return self.offset + self.length
-
-
-def _shuffle(raw: np.ndarray, itemsize: int) -> np.ndarray:
-    return np.ascontiguousarray(raw.reshape(-1, itemsize).T)
-
-
-def _unshuffle(raw: np.ndarray, itemsize: int) -> np.ndarray:
-    planes, out = raw.reshape(itemsize, -1), np.empty(raw.size, np.uint8)
-    for k in range(itemsize):  # a strided copy per byte plane is 3x faster than .T.copy()
-        out[k::itemsize] = planes[k]
-    return out
-
-
-def _compress(payload: np.ndarray, level: int) -> bytes:
-    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(payload.data)
-
-
-def _check_level(level: object) -> int:
-    if type(level) is not int or not 1 <= level <= zstandard.MAX_COMPRESSION_LEVEL:
-        raise ConfigError(f"zstd level must be an int in 1..{zstandard.MAX_COMPRESSION_LEVEL}, "
-                          f"got {level!r}")
-    return level
 
 
 def _canonical(name: str, array: object) -> np.ndarray:
@@ -168,37 +142,6 @@ def _check_meta(value: Any, path: str, depth: int = 0) -> None:
                           "(use dict/list/str/int/float/bool/None; put arrays in frames)")
 
 
-def _estimate(raw: np.ndarray, itemsize: int, shuffle: bool, level: int) -> int:
-    """Compressed bytes of the measured part of the sample with this filter and level."""
-    if raw.size <= SAMPLE_WHOLE_LIMIT:
-        return len(_compress(_shuffle(raw, itemsize) if shuffle else raw, level))
-    per = SAMPLE_SLICE_BYTES // itemsize * itemsize
-    starts = np.linspace(0, raw.size // itemsize - per // itemsize, SAMPLE_SLICES).astype(np.int64)
-    slices = [raw[s * itemsize:s * itemsize + per] for s in starts]
-    prime = np.concatenate(slices[:SAMPLE_SLICES // 2])
-    measured = np.concatenate(slices[SAMPLE_SLICES // 2:])
-    if shuffle:  # each half alone, so the measured half spans all byte planes like the frame
-        prime, measured = _shuffle(prime, itemsize), _shuffle(measured, itemsize)
-    cobj = zstandard.ZstdCompressor(level=level).compressobj(size=prime.size + measured.size)
-    cobj.compress(prime.data)
-    cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-    return len(cobj.compress(measured.data)) + len(cobj.flush())
-
-
-def _choose(raw: np.ndarray, itemsize: int, level: int) -> tuple[str, int]:
-    if raw.size == 0:
-        return "none", level
-    sizes = {"none": _estimate(raw, itemsize, False, level)}
-    if itemsize > 1:  # shuffling 1-byte items is the identity
-        sizes["shuffle"] = _estimate(raw, itemsize, True, level)
-    best = min(sizes, key=lambda f: sizes[f])
-    high = min(level + ESCALATE_STEP, ESCALATE_MAX_LEVEL)
-    if high > level and _estimate(raw, itemsize, best == "shuffle", high) \
-            <= sizes[best] * (1 - ESCALATE_MIN_GAIN):
-        return best, high
-    return best, level
-
-
 def choose_codec(array: np.ndarray, level: int = DEFAULT_LEVEL) -> tuple[str, int]:
     """The ``(filter, level)`` that ``encode(filter="auto", level=level)`` uses for ``array``.
 
@@ -207,7 +150,7 @@ def choose_codec(array: np.ndarray, level: int = DEFAULT_LEVEL) -> tuple[str, in
     where it shrinks the sample by ``ESCALATE_MIN_GAIN`` or more.
     """
     array = _canonical("<array>", array)
-    return _choose(array.reshape(-1).view(np.uint8), array.itemsize, _check_level(level))
+    return choose(array.reshape(-1).view(np.uint8), array.itemsize, check_level(level))
 
 
 def choose_filter(array: np.ndarray, level: int = DEFAULT_LEVEL) -> str:
@@ -229,7 +172,7 @@ def encode(
     ``header`` must be JSON data (tuples come back as lists) of at most about
     :data:`MAX_HEADER_SIZE` bytes with the frame list: big things (RNG state) go in frames.
     """
-    _check_level(level)
+    check_level(level)
     if filter not in ("auto", *FILTERS):
         raise ConfigError(f"filter must be 'auto', 'none' or 'shuffle', got {filter!r}")
     if not isinstance(header, Mapping):
@@ -249,10 +192,10 @@ def encode(
         array = _canonical(name, given)
         raw, itemsize = array.reshape(-1).view(np.uint8), array.itemsize
         if filter == "auto":
-            chosen, lvl = _choose(raw, itemsize, level)
+            chosen, lvl = choose(raw, itemsize, level)
         else:
             chosen, lvl = (filter if itemsize > 1 else "none"), level
-        payloads.append(_compress(_shuffle(raw, itemsize) if chosen == "shuffle" else raw, lvl))
+        payloads.append(compress(shuffle(raw, itemsize) if chosen == "shuffle" else raw, lvl))
         entries.append({"name": name, "offset": 0, "length": len(payloads[-1]),
                         "raw_length": raw.size, "dtype": array.dtype.str,
                         "shape": list(array.shape), "codec": "zstd", "filter": chosen,
@@ -441,7 +384,7 @@ def _decode_frame(info: FrameInfo, payload: bytes, name: str) -> np.ndarray:
         raise fail(f"does not decompress: {err}") from err
     itemsize = int(info.dtype[2:])
     if info.filter == "shuffle" and itemsize > 1:
-        out = _unshuffle(out, itemsize)
+        out = unshuffle(out, itemsize)
     if info.dtype == "|b1" and out.size and out.max() > 1:  # numpy bools must be 0 or 1
         raise fail("holds bool bytes other than 0 and 1")
     return out.view(np.dtype(info.dtype)).reshape(info.shape)

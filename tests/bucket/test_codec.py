@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from islandsync.bucket import codec
+from islandsync.bucket import codec, compression
 from islandsync.errors import CheckpointError, ConfigError, IslandSyncError, NotFound
 from islandsync.store.base import Blob, BlobInfo, BlobStore
 
@@ -345,8 +345,9 @@ def test_header_cap_fits_the_prefix() -> None:
     codec.decode(codec.encode({"rng": "x" * 60000}, {"a": np.zeros(3)}))
 
 
-def test_codec_never_unpickles_or_evaluates() -> None:
-    source = Path(codec.__file__).read_text()
+@pytest.mark.parametrize("module", [codec, compression], ids=lambda m: m.__name__)
+def test_codec_never_unpickles_or_evaluates(module) -> None:
+    source = Path(module.__file__).read_text()
     tree = ast.parse(source)
     imported = set()
     for node in ast.walk(tree):
@@ -356,7 +357,8 @@ def test_codec_never_unpickles_or_evaluates() -> None:
             imported.add(node.module or "")
     assert imported <= {"__future__", "itertools", "json", "math", "struct", "collections.abc",
                         "dataclasses", "typing", "google_crc32c", "numpy", "zstandard",
-                        "islandsync.errors", "islandsync.store.base"}
+                        "islandsync.errors", "islandsync.store.base",
+                        "islandsync.bucket.compression"}
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not names & {"pickle", "marshal", "eval", "exec", "__import__", "import_module"}
