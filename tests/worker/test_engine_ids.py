@@ -58,12 +58,12 @@ def test_migrants_never_land_where_their_id_lives() -> None:
 
 def test_fitness_blocks_give_the_same_search(monkeypatch: pytest.MonkeyPatch) -> None:
     # A big CPU batch reaches the fitness function in blocks; the search must not notice.
-    import islandsync.worker.engine as engine_module
+    import islandsync.worker.stack as stack_module
 
     whole = _engine("de")
     for _ in range(5):
         whole.step()
-    monkeypatch.setattr(engine_module, "_CPU_EVAL_BLOCK_BYTES", 7 * 4)  # one genome per call
+    monkeypatch.setattr(stack_module, "_CPU_EVAL_BLOCK_BYTES", 7 * 4)  # one genome per call
     blocked = _engine("de")
     for _ in range(5):
         blocked.step()
