@@ -30,7 +30,6 @@ import numpy as np
 from islandsync.bucket.elites import read_elite
 from islandsync.bucket.heads import HeadView, HeadWatch
 from islandsync.bucket.layout import (
-    ASSIGNMENT_KEY,
     ELITE_HEAD_KEY,
     FINISHED_KEY,
     WORKERS_PREFIX,
@@ -39,15 +38,12 @@ from islandsync.bucket.layout import (
 )
 from islandsync.bucket.liveness import Liveness
 from islandsync.bucket.records import (
-    Assignment,
     Finished,
     Head,
     Heartbeat,
-    read_assignment,
     read_elite_head,
     read_finished,
     read_head,
-    read_lease,
     write_head,
     write_record,
 )
@@ -63,9 +59,9 @@ from islandsync.store import BlobStore
 from islandsync.store.base import Version
 from islandsync.worker.claims import Claim, take_island, take_over_garbage
 from islandsync.worker.health import Restarts
+from islandsync.worker.terms import LeaseTerms
 
 log = logging.getLogger(__name__)
-
 
 
 def default_worker_id(platform: str) -> str:
@@ -123,10 +119,7 @@ class BucketLink:
         self._stop = threading.Event()
         self._claiming: set[int] = set()
         self._elite_generation = 0
-        #: The term of the last valid lease read: the one term whose records are followed
-        #: (lower: a deposed leader's, stale; higher: vouched for by no lease, garbage).
-        self.lease_term = 0
-        self._assignment: tuple[Assignment, int] | None = None
+        self.terms = LeaseTerms(store, self._warn)
         self._heads: HeadWatch | None = None  # a solo worker's view of every HEAD
         self._assigned_since: dict[int, float] = {}
         self._last_warning: dict[str, float] = {}
@@ -407,7 +400,7 @@ class BucketLink:
         if current is None:
             return
         head, generation = current
-        if not self._term_current(head.term, "elite HEAD"):
+        if not self.terms.current(head.term, "elite HEAD"):
             return
         try:
             # Capped by the run's shapes: at most what they allow is downloaded or
@@ -430,59 +423,16 @@ class BucketLink:
 
     # -- following the leader ------------------------------------------------------------
 
-    def _read_lease_term(self) -> None:
-        """Refresh :attr:`lease_term`; a missing or garbage lease keeps the last one (garbage
-        vouches for nothing, and a released lease's successor carries on from it)."""
-        try:
-            found = read_lease(self.store)
-        except CheckpointError as err:
-            self._warn(f"ignoring the lease: {err}", "lease")
-            return
-        if found is not None:
-            self.lease_term = found[0].term
-
-    def _term_current(self, term: int, what: str, *, fresh: bool = False) -> bool:
-        """Whether a record of ``term`` is the current leader's: only the lease's CAS chain
-        vouches for a term, so a term above the lease's is garbage (a forged record), one
-        below it stale (a deposed leader's)."""
-        if term != self.lease_term and not fresh:
-            self._read_lease_term()  # the lease may have moved on since our last look
-        if term > self.lease_term:
-            self._warn(f"ignoring the {what}: its term {term} is above the lease's "
-                       f"({self.lease_term}), so no lease vouches for it", what)
-        return term == self.lease_term
-
-    def _read_assignment(self) -> Assignment | None:
-        """The newest assignment that is not fenced off, or None."""
-        info = self.store.stat(ASSIGNMENT_KEY)
-        if info is None:
-            return None
-        changed = self._assignment is None or self._assignment[1] != info.generation
-        if changed:
-            try:
-                current = read_assignment(self.store)
-            except CheckpointError as err:
-                self._warn(f"ignoring the assignment: {err}", "assignment")
-                return None
-            if current is None:
-                return None
-            self._assignment = current
-        assignment = self._assignment[0]
-        if changed:
-            # Reading the lease with each new assignment closes the window in which a deposed
-            # leader that woke up has written one the new leader has not yet replaced. An
-            # unchanged assignment needs no second look (a class B call a poll saved): it was
-            # current when it was read, and following it a little longer moves nothing that
-            # HEAD's CAS does not fence.
-            self._read_lease_term()
-        return assignment if self._term_current(assignment.term, "assignment", fresh=True) \
-            else None
+    @property
+    def lease_term(self) -> int:
+        """The term of the last valid lease read (:class:`~islandsync.worker.terms.LeaseTerms`)."""
+        return self.terms.term
 
     def _follow_assignment(self, hosted: set[int], claiming: set[int] | None = None) -> None:
         """Release hosted islands assigned elsewhere; claim those assigned to us once their
         previous owner has released them, is not among the leader's live workers, or has
         had a whole worker timeout to let go."""
-        assignment = self._read_assignment()
+        assignment = self.terms.assignment()
         if assignment is None:
             return
         mine = {i for i in assignment.of(self.worker_id) if 0 <= i < self.spec.islands}
