@@ -93,35 +93,13 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
         procs[wid] = _spawn(["worker", url, "--no-coordinator", "--quiet", "--device", "cpu",
                              "--worker-id", wid, *creds], root / f"{wid}.log")
     started = time.monotonic()
-    kill_at = started + duration / 3 if kill_one and workers > 1 else None
-    victim: str | None = None
-    lost: dict[int, int] = {}
-    killed_at = recovered_at = None
+    kill = _KillOne(store, islands, procs, started, say,
+                    kill_at=started + duration / 3 if kill_one and workers > 1 else None)
     best_over_time: list[tuple[float, float | None]] = []
     next_line = started + 5.0
     try:
         while (now := time.monotonic()) < started + duration:
-            if kill_at is not None and now >= kill_at and victim is None:
-                owners = _owners(store, islands)
-                counts: dict[str, int] = {}
-                for owner, _ in owners.values():
-                    if owner in procs:
-                        counts[owner] = counts.get(owner, 0) + 1
-                if counts:
-                    victim = max(counts, key=lambda w: (counts[w], w))
-                    lost = {i: g for i, (o, g) in owners.items() if o == victim}
-                    procs[victim].send_signal(signal.SIGKILL)
-                    killed_at = now
-                    say(f"[{now - started:5.1f}s] kill -9 {victim} (islands "
-                        f"{islands_text(list(lost))})")
-            if victim is not None and recovered_at is None:
-                owners = _owners(store, islands)
-                if all(i in owners and owners[i][0] not in (victim, None)
-                       and owners[i][1] > g for i, g in lost.items()):
-                    recovered_at = now
-                    moved = ", ".join(f"{i} -> {owners[i][0]}" for i in sorted(lost))
-                    say(f"[{now - started:5.1f}s] recovered in {recovered_at - killed_at:.1f}s: "
-                        f"islands {moved} evolving again")
+            kill.look(now)
             if now >= next_line:
                 next_line = now + 5.0
                 line, best = _progress_line(store, now - started)
@@ -131,17 +109,67 @@ def run_demo(*, workers: int = 3, duration: float = 60.0, directory: str | None 
     except KeyboardInterrupt:
         say("interrupted: stopping the processes")
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    _summary(store, say, best_over_time, victim, killed_at, recovered_at, url)
+        _stop(procs)
+    _summary(store, say, best_over_time, kill.victim, kill.killed_at, kill.recovered_at, url)
     _report(store, root, say)
     return 0
+
+
+class _KillOne:
+    """``--kill-one``: at ``kill_at`` kill -9 the worker hosting the most islands, then watch
+    until each of its islands has an owner other than it and a generation past the one it had
+    (evolving elsewhere): the recovery the demo shows. ``kill_at`` None: nothing happens."""
+
+    def __init__(self, store, islands: int, procs: dict[str, subprocess.Popen],
+                 started: float, say, *, kill_at: float | None) -> None:
+        self.store, self.islands, self.procs, self.say = store, islands, procs, say
+        self.started, self.kill_at = started, kill_at
+        self.victim: str | None = None
+        self.lost: dict[int, int] = {}  # the victim's islands and their generations then
+        self.killed_at: float | None = None
+        self.recovered_at: float | None = None
+
+    def look(self, now: float) -> None:
+        if self.kill_at is not None and now >= self.kill_at and self.victim is None:
+            self._kill(now)
+        if self.victim is not None and self.recovered_at is None:
+            self._watch(now)
+
+    def _kill(self, now: float) -> None:
+        owners = _owners(self.store, self.islands)
+        counts: dict[str, int] = {}
+        for owner, _ in owners.values():
+            if owner in self.procs:
+                counts[owner] = counts.get(owner, 0) + 1
+        if not counts:
+            return
+        victim = self.victim = max(counts, key=lambda w: (counts[w], w))
+        self.lost = {i: g for i, (o, g) in owners.items() if o == victim}
+        self.procs[victim].send_signal(signal.SIGKILL)
+        self.killed_at = now
+        self.say(f"[{now - self.started:5.1f}s] kill -9 {victim} (islands "
+                 f"{islands_text(list(self.lost))})")
+
+    def _watch(self, now: float) -> None:
+        owners = _owners(self.store, self.islands)
+        if all(i in owners and owners[i][0] not in (self.victim, None)
+               and owners[i][1] > g for i, g in self.lost.items()):
+            self.recovered_at = now
+            moved = ", ".join(f"{i} -> {owners[i][0]}" for i in sorted(self.lost))
+            self.say(f"[{now - self.started:5.1f}s] recovered in "
+                     f"{now - (self.killed_at or now):.1f}s: islands {moved} evolving again")
+
+
+def _stop(procs: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM every process still running, then wait for each (a minute at most: kill)."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _report(store, root: Path, say) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -157,10 +157,18 @@ def place(
             if src is None:
                 break
             _move(result, counts, src, dst, placed_at, "new")
+    _balance(result, counts, target, weights, receiver, placed_at, now, policy)
+    return result
 
-    # Balance: move islands from workers over target to those under it, when it pays.
+
+def _balance(result: Placement, counts: Counter, target: Mapping[str, int],
+             weights: Mapping[str, float], receiver: Callable[[], str | None],
+             placed_at: Mapping[int, float], now: float, policy: Policy) -> None:
+    """Move islands from workers over target to those under it, when it pays: when the
+    slowest worker's speed per island would gain more than ``policy.gain_threshold``, and
+    only islands that have stayed ``policy.min_stay_s``, longest-placed first."""
     if _slowest(target, weights) <= _slowest(counts, weights) * (1 + policy.gain_threshold):
-        return result
+        return
     movable = sorted(
         (i for i, w in result.islands.items()
          if counts[w] > target[w] and now - placed_at.get(i, float("-inf")) >= policy.min_stay_s),
@@ -174,7 +182,6 @@ def place(
         counts[src] -= 1
         counts[dst] += 1
         result.moves["balance"] += 1
-    return result
 
 
 def _move(result: Placement, counts: Counter, src: str, dst: str,

@@ -240,7 +240,7 @@ def inject(
     ``valid_first``: the caller vouches that each row's valid slots come first (as
     :func:`select_migrants` returns them), which saves sorting them there.
     """
-    p, d = state.genomes.shape[1:]
+    p = state.genomes.shape[1]
     m = valid.shape[1]
     if m > p:
         raise ConfigError(f"inject: {m} migrant slots exceed the population size {p}")
@@ -266,22 +266,7 @@ def inject(
     worst = torch.sort(sub.scores, dim=1, descending=True, stable=True).indices[:, :m]
 
     def put(cur: Tensor, new: Tensor | float) -> Tensor:
-        # Slots without a valid migrant write back the resident's own value: a no-op scatter
-        # with distinct indices per row, hence deterministic on every device.
-        if cur.dim() == 3:
-            wi = worst[..., None].expand(-1, -1, d)
-            old = torch.gather(cur, 1, wi)
-            if isinstance(new, Tensor):
-                new = new.to(cur.dtype)
-                if mo is not None:
-                    new = torch.gather(new, 1, mo[..., None].expand(-1, -1, d))
-            return cur.scatter(1, wi, torch.where(ok[..., None], new, old))
-        old = torch.gather(cur, 1, worst)
-        if isinstance(new, Tensor):
-            new = new.to(cur.dtype)
-            if mo is not None:
-                new = torch.gather(new, 1, mo)
-        return cur.scatter(1, worst, torch.where(ok, new, old))
+        return _put(cur, new, worst, mo, ok)
 
     out = sub._replace(
         genomes=put(sub.genomes, migrant_genomes),
@@ -299,6 +284,29 @@ def inject(
         origin=state.origin.index_copy(0, rows, out.origin),
         extra={n: t.index_copy(0, rows, out.extra[n]) for n, t in state.extra.items()},
     )
+
+
+def _put(cur: Tensor, new: Tensor | float, worst: Tensor, mo: Tensor | None,
+         ok: Tensor) -> Tensor:
+    """``cur`` (``[R, P]`` or ``[R, P, D]``) with its ``worst`` rows replaced by ``new`` where
+    ``ok`` (``new`` reordered by ``mo`` first, unless None). Slots without a valid migrant write
+    back the resident's own value: a no-op scatter with distinct indices per row, hence
+    deterministic on every device."""
+    if cur.dim() == 3:
+        d = cur.shape[2]
+        wi = worst[..., None].expand(-1, -1, d)
+        old = torch.gather(cur, 1, wi)
+        if isinstance(new, Tensor):
+            new = new.to(cur.dtype)
+            if mo is not None:
+                new = torch.gather(new, 1, mo[..., None].expand(-1, -1, d))
+        return cur.scatter(1, wi, torch.where(ok[..., None], new, old))
+    old = torch.gather(cur, 1, worst)
+    if isinstance(new, Tensor):
+        new = new.to(cur.dtype)
+        if mo is not None:
+            new = torch.gather(new, 1, mo)
+    return cur.scatter(1, worst, torch.where(ok, new, old))
 
 
 __all__ = ["elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants", "with_ids"]
