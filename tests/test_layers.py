@@ -223,7 +223,6 @@ TESTED_ELSEWHERE = {
     "store/s3_credentials.py": "tests/store/test_s3.py (against moto), tests/test_secrets.py",
     "worker/stack.py": "an engine of one algorithm on one device is one Stack: "
                        "tests/worker/test_engine_*.py",
-    "worker/uploader.py": "lost replies, outages and retention: tests/worker/test_faults.py",
 }
 
 

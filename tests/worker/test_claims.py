@@ -19,8 +19,7 @@ from islandsync.testing.faulty import FaultyStore, LostReply
 from islandsync.worker.claims import take_island
 from islandsync.worker.bucket_thread import BucketLink
 
-from .test_faults import checkpointed_island
-from .test_worker import fast_spec
+from .conftest import checkpointed_island, fast_spec
 
 
 def test_the_head_that_replaces_garbage_names_the_checkpoint_resumed(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from islandsync.bucket.records import Head
 from islandsync.config import StopSpec
 from islandsync.worker.stopping import stop_reason
 
-from .test_worker import fast_spec
+from .conftest import fast_spec
 
 
 def _spec(direction: str = "minimize", **stop):

@@ -19,7 +19,7 @@ from islandsync.bucket.checkpoints import decode_island
 from islandsync.bucket.layout import parse_checkpoint_key
 from islandsync.bucket.records import MAX_PREVIOUS, read_head
 from islandsync.bucket.run import init_run
-from islandsync.config import fitness_ref, spec_from_flags
+from islandsync.config import fitness_ref
 from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
 from islandsync.views.status import collect_status
@@ -31,15 +31,7 @@ from islandsync.worker.engine import Engine, FitnessError
 from islandsync.worker.uploader import tag_writer
 
 from ..conftest import REPO
-
-
-def fast_spec(**overrides):
-    base = dict(problem="rastrigin", dim=10, islands=4, pop=16, algorithm="ga",
-                checkpoint_interval_s=0.3, heartbeat_interval_s=0.5, seed=7)
-    base.update(overrides)
-    spec = spec_from_flags(**base)
-    # Short timeouts so takeovers happen within a test.
-    return spec.model_copy(update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
+from .conftest import fast_spec
 
 
 def solo_run(*args, **kwargs):
