@@ -4,12 +4,9 @@ readable checkpoint at or below HEAD, never above it."""
 
 from __future__ import annotations
 
-import json
-import struct
 import tracemalloc
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import pytest
 import zstandard
@@ -28,6 +25,8 @@ from islandsync.bucket.records import Head
 from islandsync.config import RunSpec, spec_from_flags
 from islandsync.errors import CheckpointError
 from islandsync.store import LocalStore
+
+from .conftest import assemble, island_frames, zeros_payload
 
 POP, DIM, ELITE = 16, 10, 8
 # GA named: REAL is the run whose islands carry no island state (the default is cmaes).
@@ -67,42 +66,9 @@ def blob(snap: IslandSnapshot, *, elite: int = ELITE, **meta: object) -> bytes:
     return encode_island(snap, elite=elite, meta={"owner": "w", **meta})
 
 
-def assemble(meta: dict, frames: list[tuple[str, str, list[int], bytes]]) -> bytes:
-    """An ``.isz`` blob from ready payloads, laid out as codec.encode lays it out: frames whose
-    header claims anything their (valid, crc-checked) zstd payloads hold."""
-    entries = [{"name": n, "offset": 0, "length": len(p), "raw_length": int(np.prod(shape))
-                * int(dt[2:]), "dtype": dt, "shape": shape, "codec": "zstd", "filter": "none",
-                "crc32c": google_crc32c.value(p)} for n, dt, shape, p in frames]
-    header_len = 0
-    while True:
-        offset = 14 + header_len
-        for e in entries:
-            e["offset"], offset = offset, offset + e["length"]
-        body = json.dumps({"meta": meta, "frames": entries}, separators=(",", ":")).encode()
-        if len(body) <= header_len:
-            break
-        header_len = len(body)
-    body = body.ljust(header_len, b" ")
-    start = struct.pack("<4sHI", codec.MAGIC, codec.VERSION, header_len)
-    crc = google_crc32c.extend(google_crc32c.value(start), body)
-    return b"".join([start, struct.pack("<I", crc), body, *(p for *_, p in frames)])
-
-
 def frames_of(snap: IslandSnapshot, elite: int = ELITE) -> list[tuple[str, str, list[int], bytes]]:
     """The frames encode_island writes for ``snap``, as (name, dtype, shape, payload)."""
-    _, decoded = codec.decode(blob(snap, elite=elite))
-    z = zstandard.ZstdCompressor(write_content_size=True)
-    return [(n, a.dtype.str, list(a.shape), z.compress(a.tobytes())) for n, a in decoded.items()]
-
-
-def zeros_payload(n: int) -> bytes:
-    """zstd of ``n`` zero bytes, compressed in pieces so the test never holds them."""
-    cobj = zstandard.ZstdCompressor(level=1, write_content_size=True).compressobj(size=n)
-    chunk, out = bytes(1 << 20), []
-    for _ in range(n >> 20):
-        out.append(cobj.compress(chunk))
-    out.append(cobj.flush())
-    return b"".join(out)
+    return island_frames(snap, elite)
 
 
 # -- the frame list against the run -----------------------------------------------------------

@@ -16,7 +16,7 @@ from islandsync.bucket.layout import elite_key
 from islandsync.errors import CheckpointError
 from islandsync.store import LocalStore
 
-from .test_checkpoints import assemble, zeros_payload
+from .conftest import assemble, zeros_payload
 
 KEY = elite_key(3)
 

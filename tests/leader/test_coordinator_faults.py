@@ -42,7 +42,7 @@ from islandsync.store.base import Blob
 from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.faulty import ErrorBefore, FaultyStore
 
-from ..bucket.test_checkpoints import assemble, frames_of, zeros_payload
+from ..bucket.conftest import assemble, island_frames, zeros_payload
 
 SPEC = cluster_spec(islands=3)  # rastrigin, 10 genes, pop 16
 POP, DIM = SPEC.algorithm.pop, SPEC.problem.genome.width
@@ -230,10 +230,10 @@ def test_an_unexpected_error_in_one_phase_skips_that_phase_only(
 def test_the_merge_refuses_elite_frames_that_do_not_fit(tmp_path: Path) -> None:
     store = _run(tmp_path, islands=())
     snap = _snapshot(0, 5, low=2.0)
-    frames = frames_of(snap, elite=POP)
+    frames = island_frames(snap, POP)
     big = IslandSnapshot(0, 5, 80, 0, {k: np.concatenate([v, v[:1]])
                                        for k, v in snap.arrays.items()})
-    rows = [f for f in frames_of(big, elite=POP + 1) if f[0].startswith("elite.")] \
+    rows = [f for f in island_frames(big, POP + 1) if f[0].startswith("elite.")] \
         + [f for f in frames if not f[0].startswith("elite.")]
     header = {"island": 0, "generation": 5, "evals": 80, "nan_count": 0}
     as_ints = [(n, "<i4" if n == "elite.genomes" else dt, sh, p) for n, dt, sh, p in frames]
