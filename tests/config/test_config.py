@@ -1,18 +1,16 @@
-"""Tests of the run spec: strict parsing, cross-field checks, canonical bytes, run.json I/O,
-and the fitness-function handshake."""
+"""Tests of the run spec: strict parsing, cross-field checks, canonical bytes, and the
+fitness-function handshake. (run.json in a store: tests/bucket/test_run.py.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from islandsync import config
-from islandsync.bucket.run import MAX_SPEC_BYTES, init_run, read_spec
 from islandsync.config import (
     BUILTIN_PROBLEMS,
     CROSSOVERS,
@@ -32,7 +30,6 @@ from islandsync.config import (
     spec_json,
 )
 from islandsync.errors import ConfigError
-from islandsync.store import open_store
 
 
 def base() -> dict:
@@ -419,62 +416,6 @@ def test_spec_diff_lines() -> None:
     assert "algorithm.f_init: (absent) -> 0.5" in lines
     c = parse_spec(edit(base(), "problem.params", {"k": [1.0]}), source="t")
     assert spec_diff(a, c) == ["problem.params.k: (absent) -> [1.0]"]
-
-
-# --- run.json in a store ------------------------------------------------------------------------
-
-def test_init_run_created_exists_different(tmp_path) -> None:
-    store = open_store(tmp_path / "run")
-    spec = parse_spec(base(), source="t")
-    assert init_run(store, spec) == "created"
-    generation = store.stat("run.json").generation  # type: ignore[union-attr]
-    assert init_run(store, spec) == "exists"
-    assert store.stat("run.json").generation == generation  # type: ignore[union-attr]
-    other = parse_spec(edit(base(), "algorithm.pop", 128), source="t")
-    with pytest.raises(ConfigError) as info:
-        init_run(store, other)
-    assert str(info.value) == \
-        f"run {store.url} already exists with a different spec:\n  algorithm.pop: 64 -> 128"
-    assert read_spec(store) == spec
-    assert store.get("run.json").data == spec_json(spec)
-
-
-def test_init_run_race_between_threads(tmp_path) -> None:
-    spec = parse_spec(base(), source="t")
-    for attempt in range(5):
-        store = open_store(tmp_path / f"run{attempt}")
-        barrier = threading.Barrier(2)
-        results: list[str] = []
-
-        def go() -> None:
-            barrier.wait()
-            results.append(init_run(store, spec))
-
-        threads = [threading.Thread(target=go) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(results) == ["created", "exists"]
-
-
-def test_read_spec_errors(tmp_path) -> None:
-    store = open_store(tmp_path / "run")
-    with pytest.raises(ConfigError) as info:
-        read_spec(store)
-    assert str(info.value) == \
-        f"run {store.url} has no run.json; create it with `islandsync init`"
-    store.put("run.json", b"\x00garbage\xff")
-    with pytest.raises(ConfigError, match=f"{store.url}/run.json: not UTF-8"):
-        read_spec(store)
-    store.put("run.json", b'{"islands": 1}')
-    with pytest.raises(ConfigError, match=f"{store.url}/run.json: problem: Field required"):
-        read_spec(store)
-    store.put("run.json", b" " * (MAX_SPEC_BYTES + 1))
-    with pytest.raises(ConfigError, match="larger than"):
-        read_spec(store)
-    with pytest.raises(ConfigError, match="larger than"):
-        init_run(store, parse_spec(base(), source="t"))
 
 
 def test_builtin_table_is_exact() -> None:
