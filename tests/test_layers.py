@@ -202,7 +202,6 @@ MIRRORED = ("bucket", "config", "env", "leader", "search", "store", "views", "wo
 #: Modules with behaviour whose tests live elsewhere, and why (keep this list short).
 TESTED_ELSEWHERE = {
     "bucket/history.py": "the history's records, written and read by tests/leader/test_history.py",
-    "bucket/ids.py": "bit-identical with the torch ids: tests/search/test_population.py",
     "config/_base.py": "the strict base of every config model: tests/config/test_config.py",
     "config/algorithms.py": "algorithm settings: tests/config/test_config.py, "
                             "tests/search/test_algorithms.py",
@@ -218,8 +217,6 @@ TESTED_ELSEWHERE = {
     "store/base.py": "the BlobStore contract, one suite over every store: "
                      "tests/store/test_contract.py",
     "store/local.py": "the contract suite runs on LocalStore: tests/store/test_contract.py",
-    "store/forwarding.py": "the base of CountingStore and FaultyStore: "
-                           "tests/store/test_counting.py, tests/testing/test_faulty.py",
     "store/s3_credentials.py": "tests/store/test_s3.py (against moto), tests/test_secrets.py",
     "worker/stack.py": "an engine of one algorithm on one device is one Stack: "
                        "tests/worker/test_engine_*.py",
