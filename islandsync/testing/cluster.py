@@ -21,7 +21,13 @@ from types import TracebackType
 import islandsync
 from islandsync.config import spec_from_flags
 from islandsync.store import BlobStore, open_store
-from islandsync.testing.processes import Proc, Processes, child_env, islandsync_argv
+from islandsync.testing.processes import (
+    Proc,
+    Processes,
+    child_env,
+    free_port,
+    islandsync_argv,
+)
 from islandsync.testing.recorder import Recorder
 
 #: The folder that holds the islandsync package being tested (the repository, in a checkout):
@@ -123,13 +129,19 @@ class Cluster:
 
     def __init__(self, url: str, tmp_path: Path, *, env: dict[str, str] | None = None,
                  seed: int | None = None,
-                 pythonpath: tuple[str | os.PathLike[str], ...] = ()) -> None:
+                 pythonpath: tuple[str | os.PathLike[str], ...] = (),
+                 new_session: bool = False) -> None:
         self.url = url
         self.logs_dir = tmp_path / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.env = cluster_env(*pythonpath, **(env or {}))
         self.store: BlobStore = open_store(url)
-        self.processes = Processes(self.logs_dir, self.env, cwd=SOURCE_ROOT)
+        # new_session: a Ctrl-C in the terminal reaches the caller only, which then stops
+        # every process itself (a benchmark run by hand).
+        self.processes = Processes(self.logs_dir, self.env, cwd=SOURCE_ROOT,
+                                   new_session=new_session)
+        #: coordinator name -> the port of its /metrics (those started with one)
+        self.metrics_ports: dict[str, int] = {}
         self.seed = random.randrange(1 << 30) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.notes: list[str] = [f"chaos seed {self.seed}"]
@@ -172,12 +184,20 @@ class Cluster:
         return self.spawn(name, "worker", self._command(args, clock_offset), env=env)
 
     def coordinator(self, name: str, *extra: str, clock_offset: float | None = None,
-                    env: dict[str, str] | None = None) -> Proc:
+                    env: dict[str, str] | None = None, lease_s: float | None = LEASE_S,
+                    interval_s: float | None = INTERVAL_S, metrics: bool = False) -> Proc:
         """A coordinator candidate with the short lease and cycle of :data:`LEASE_S`,
-        :data:`INTERVAL_S`."""
-        args = ["coordinate", self.url, "--candidate-id", name, "--lease", f"{LEASE_S}s",
-                "--interval", f"{INTERVAL_S}s", "--metrics-port", "-1", *extra]
-        return self.spawn(name, "coordinator", self._command(args, clock_offset), env=env)
+        :data:`INTERVAL_S` (None: the run's own, run.json's cadence); ``metrics``: serving
+        /metrics on a free port, kept in :attr:`metrics_ports`."""
+        timing = [*(["--lease", f"{lease_s}s"] if lease_s is not None else []),
+                  *(["--interval", f"{interval_s}s"] if interval_s is not None else [])]
+        port = free_port() if metrics else -1
+        args = ["coordinate", self.url, "--candidate-id", name, *timing,
+                "--metrics-port", str(port), *extra]
+        proc = self.spawn(name, "coordinator", self._command(args, clock_offset), env=env)
+        if metrics:
+            self.metrics_ports[name] = port
+        return proc
 
     # -- faults --------------------------------------------------------------------------
 
@@ -189,6 +209,14 @@ class Cluster:
 
     def live(self, role: str | None = None) -> list[str]:
         return self.processes.live(role)
+
+    def check_running(self) -> None:
+        """Raise (with its log's tail) if a process we did not kill has exited: a benchmark's
+        wait must not go on measuring a cluster that lost a member by itself."""
+        for p in self.procs.values():
+            if not p.killed and not p.running:
+                raise AssertionError(f"{p.name} exited with {p.popen.returncode}; log tail:\n"
+                                     f"{p.tail(40)}")
 
     # -- stopping ------------------------------------------------------------------------
 

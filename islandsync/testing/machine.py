@@ -3,6 +3,8 @@ that figures from two runs say alike on what they were measured."""
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -30,14 +32,48 @@ def version(package: str) -> str | None:
         return None
 
 
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages, None where the system has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs since boot (Linux /proc/stat), else None: two of
+    them bracket a window to say how busy the whole machine was in it."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def code_fingerprint() -> dict[str, Any]:
+    """sha256 over the islandsync package's Python sources, and the newest file's time: the
+    package may be edited while a long benchmark runs (a shared checkout), and a run must
+    say so."""
+    import islandsync
+
+    root = Path(islandsync.__file__).resolve().parent
+    h = hashlib.sha256()
+    newest = 0.0
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        newest = max(newest, path.stat().st_mtime)
+    return {"sha256": h.hexdigest()[:16],
+            "newest_file": _dt.datetime.fromtimestamp(newest).astimezone().isoformat(
+                timespec="seconds")}
+
+
 def machine_info(*packages: str, **extra: Any) -> dict[str, Any]:
     """Platform, CPU model, architecture, CPU count, Python, the 1-minute load average when
     called, the version of each of ``packages`` (distribution names, None when missing), and
     ``extra`` (what one benchmark adds: torch threads, the device)."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
+    loads = load_average()
+    load = loads[0] if loads else None
     info: dict[str, Any] = {
         "platform": platform.platform(), "processor": cpu_model(),
         "machine": platform.machine(), "cpu_count": os.cpu_count(),
@@ -48,4 +84,5 @@ def machine_info(*packages: str, **extra: Any) -> dict[str, Any]:
     return info
 
 
-__all__ = ["cpu_model", "machine_info", "version"]
+__all__ = ["code_fingerprint", "cpu_model", "cpu_times", "load_average", "machine_info",
+           "version"]

@@ -117,13 +117,28 @@ class Recorder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Recorder:
+    def start(self) -> Recorder:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self, *, last_look: bool = False) -> None:
+        """Stop polling; ``last_look``: then poll once more, so that nothing written just
+        before the stop is missed."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=10)
+        if last_look:
+            try:
+                self._poll()
+            except IslandSyncError as err:
+                self._note(err)
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     # -- polling -------------------------------------------------------------------------
 
@@ -262,6 +277,10 @@ class Recorder:
     def latest(self, island: int) -> HeadSeen | None:
         seen = self.heads[island]
         return seen[-1] if seen else None
+
+    def lease_term(self) -> int:
+        """The highest term of any lease seen (0: none yet)."""
+        return max((body.get("term") or 0 for _, _, body in list(self.leases)), default=0)
 
     def heartbeat_generation(self, worker: str) -> int | None:
         seen = self.heartbeats.get(worker)
