@@ -20,27 +20,15 @@ TEST_BUCKET = "islandsync-test"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_benchmark(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_benchmark(name: str, *args: str, timeout: float = 600,
+                  pythonpath: tuple[str | os.PathLike[str], ...] = ()
+                  ) -> subprocess.CompletedProcess:
     """``python benchmarks/<name>.py ARGS`` as a script, in a child that imports this
-    islandsync; its output captured (text). Benchmarks are scripts, never imported by path."""
+    islandsync (after ``pythonpath``, which may shadow a module); its output captured (text).
+    Benchmarks are scripts: tests never import one by path."""
     return subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args],
-                          env=child_env(REPO, threads=None), capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def load_benchmark(name: str):
-    """A script of benchmarks/ imported by path (registered in sys.modules as
-    ``<name>_bench``: dataclasses need their module there). Only for the two whose library
-    parts have not yet moved into the package (quality.py, distributed.py); every other
-    benchmark test runs its script with :func:`run_benchmark`."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"{name}_bench",
-                                                  REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+                          env=child_env(*pythonpath, REPO, threads=None), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
