@@ -138,6 +138,9 @@ def run_one(spec: RunSpec, problem: Problem, budget: int,
         "steps": steps,
         "migrate_calls": migrations,
         "genomes_moved": moved,
+        # Genomes at the end not born on the island that holds them (migrants that stayed).
+        "foreign_born": sum(int((st.state.origin != st.island_ids[:, None]).sum())
+                            for st in engine.stacks),
         "final": trace[-1][1] * sign,
         "curve": curve,
         "wall_s": round(time.perf_counter() - t0, 4),

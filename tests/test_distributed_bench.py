@@ -1,5 +1,7 @@
-"""benchmarks/distributed.py: a --quick run end to end on a local store (real processes: a
-leader, workers, a second candidate, kill -9 of each kind), and its small pure parts."""
+"""benchmarks/distributed.py: a --quick run end to end on a local store, run as a script (real
+processes: a leader, workers, a second candidate, kill -9 of each kind), and the package parts
+it holds its figures against (the operations model and cost, the cadence's estimates, the
+histogram quantiles)."""
 
 from __future__ import annotations
 
@@ -9,34 +11,36 @@ from pathlib import Path
 
 import pytest
 
+from islandsync.config.cadence import Cadence
 from islandsync.errors import ConfigError
+from islandsync.pricing import PRICING, worker_ops_model
 from islandsync.store import LATENCY_ENV, LocalStore, open_store
 from islandsync.store.counting import CountingStore
+from islandsync.testing.observe import bucket_range, quantile_from_buckets
 
-from .conftest import load_benchmark
+from .conftest import run_benchmark
 
 KEYS = {"throughput_multiplier", "checkpoint_overhead", "merge_overhead", "recovery_s",
         "failover_s", "duplicates", "ops_per_worker_hour"}
 
 
-bench = load_benchmark("distributed")
-
-
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, float]:
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, float, Path]:
     out = tmp_path_factory.mktemp("distributed")
     t0 = time.monotonic()
-    code = bench.main(["--quick", "--store", "file", "--workers", "1,2", "--duration", "2s",
-                       "--store-latency", "0", "--workdir", str(out / "work"),
-                       "--json", str(out / "d.json"), "--markdown", str(out / "d.md")])
+    done = run_benchmark("distributed", "--quick", "--store", "file", "--workers", "1,2",
+                         "--duration", "2s", "--store-latency", "0",
+                         "--workdir", str(out / "work"), "--json", str(out / "d.json"),
+                         "--markdown", str(out / "d.md"), timeout=230)
     elapsed = time.monotonic() - t0
-    assert code == 0
-    return json.loads((out / "d.json").read_text()), (out / "d.md").read_text(), elapsed
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return (json.loads((out / "d.json").read_text()), (out / "d.md").read_text(), elapsed,
+            out / "work")
 
 
 @pytest.mark.timeout(240)
-def test_quick_run_reports_every_measure(report: tuple[dict, str, float]) -> None:
-    data, md, elapsed = report
+def test_quick_run_reports_every_measure(report: tuple[dict, str, float, Path]) -> None:
+    data, md, elapsed, _ = report
     assert KEYS <= set(data)
     assert data["throughput_multiplier"]["1"] == 1.0
     assert data["throughput_multiplier"]["2"] > 0
@@ -59,31 +63,42 @@ def test_quick_run_reports_every_measure(report: tuple[dict, str, float]) -> Non
     assert elapsed < 120, f"the quick run took {elapsed:.0f}s"
 
 
-def test_no_process_left_behind(report: tuple[dict, str, float]) -> None:
-    procs = list(bench.LAST_BENCH.procs.procs.values())
+@pytest.mark.timeout(240)
+def test_no_process_left_behind(report: tuple[dict, str, float, Path]) -> None:
+    data, _, _, workdir = report
+    procs = data["benchmark"]["processes"]
     assert len(procs) >= 6  # 2 leaders, 3 workers, a second candidate
     for proc in procs:
-        assert proc.popen.poll() is not None, f"{proc.name} still running"
+        assert proc["exit"] is not None, f"{proc['name']} still running when it ended"
+        # Not running now either: no process with that pid works on the benchmark's runs
+        # (a pid the kernel gave to someone else since is not ours).
+        try:
+            argv = Path(f"/proc/{proc['pid']}/cmdline").read_bytes()
+        except OSError:
+            continue
+        assert str(workdir).encode() not in argv, f"{proc['name']} still running"
 
 
 def test_quantiles_interpolate_like_prometheus() -> None:
     buckets = {"0.1": 0, "0.25": 10, "0.5": 20, "+Inf": 20}
-    assert bench.quantile_from_buckets(buckets, 0.5) == pytest.approx(0.25)
-    assert bench.quantile_from_buckets(buckets, 0.25) == pytest.approx(0.175)
-    assert bench.bucket_range(buckets, 0.95) == "(0.25, 0.5]"
-    assert bench.quantile_from_buckets({"+Inf": 0}, 0.5) is None
+    assert quantile_from_buckets(buckets, 0.5) == pytest.approx(0.25)
+    assert quantile_from_buckets(buckets, 0.25) == pytest.approx(0.175)
+    assert bucket_range(buckets, 0.95) == "(0.25, 0.5]"
+    assert quantile_from_buckets({"+Inf": 0}, 0.5) is None
 
 
 def test_ops_model_and_cost() -> None:
-    c = bench.Cadence("x", checkpoint_s=30, heartbeat_s=5, poll_s=2, worker_timeout_s=12,
-                      lease_s=15, cycle_s=5)
-    m = bench.worker_ops_model(c, islands_per_worker=2, elite_epochs_per_h=0)
+    c = Cadence("x", checkpoint_s=30, heartbeat_s=5, poll_s=2, worker_timeout_s=12,
+                lease_s=15, cycle_s=5)
+    assert c == Cadence.preset("default").scaled(1.0, "x")  # the default preset's values
+    m = worker_ops_model(c, islands_per_worker=2, elite_epochs_per_h=0)
     # A follower: heartbeats and checkpoints (blob + HEAD) are class A, polls class B only;
     # deletes of old checkpoints are counted apart (GCS does not bill them).
     assert m["A"] == 720 + 2 * 120 * 2 and m["B"] == 4 * 1800
     assert m["A_counted_steady"] == m["A"] + 120 * 2
-    assert bench.cost_per_month(1000, 0) == pytest.approx(730 * 0.005)
-    assert bench.cost_per_month(0, 1000) == pytest.approx(730 * 0.0004)
+    gcs = PRICING["GCS"]
+    assert gcs.list_monthly(1000, 0) == pytest.approx(730 * 0.005)
+    assert gcs.list_monthly(0, 1000) == pytest.approx(730 * 0.0004)
     est = c.recovery_estimate()
     assert est["best_s"] <= est["expected_s"] <= est["worst_s"]
 

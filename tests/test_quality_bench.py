@@ -1,21 +1,18 @@
-"""benchmarks/quality.py: a tiny run end to end, and the isolated islands really isolated."""
+"""benchmarks/quality.py, run as a script: a tiny run end to end, and the isolated islands
+really isolated."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from .conftest import load_benchmark
+from .conftest import run_benchmark
 
 K, POP, EVALS, INTERVAL, MIGRANTS, SEEDS = 3, 6, 600, 3, 2, 2
-
-
-quality = load_benchmark("quality")
+CONFIGS = ("pool", "ring", "isolated", "panmictic")  # quality.py's, as its JSON lists them
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +28,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
         argv += ["--png", str(out / "q.png")]
     except ImportError:
         pass
-    assert quality.main(argv) == 0
-    return json.loads((out / "q.json").read_text()), out
+    done = run_benchmark("quality", *argv, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((out / "q.json").read_text())
+    assert data["configurations"] == list(CONFIGS)
+    return data, out
 
 
 def test_every_configuration_present(report: tuple[dict, Path]) -> None:
@@ -42,9 +42,9 @@ def test_every_configuration_present(report: tuple[dict, Path]) -> None:
     assert data["skipped"] == [{"problem": "symbolic_regression", "algorithm": "de",
                                 "reason": "de works on real genomes only"}]
     for res in data["results"]:
-        assert set(res["configs"]) == set(quality.CONFIGS)
+        assert set(res["configs"]) == set(CONFIGS)
         assert res["direction"] == "minimize"
-        assert res["winner"] == min(quality.CONFIGS,
+        assert res["winner"] == min(CONFIGS,
                                     key=lambda c: res["configs"][c]["final"]["median"])
         for cfg in res["configs"].values():
             assert [r["seed"] for r in cfg["runs"]] == list(range(SEEDS))
@@ -102,20 +102,16 @@ def test_isolated_never_migrates(report: tuple[dict, Path]) -> None:
             assert sum(r["genomes_moved"] for r in c[name]["runs"]) > 0
 
 
-def test_isolated_islands_keep_their_own_genomes() -> None:
+def test_isolated_islands_keep_their_own_genomes(report: tuple[dict, Path]) -> None:
     """Every genome on an isolated island was born there; with migration, some were not."""
-    problem = quality.make_problem("rastrigin")
-    kwargs = {"islands": K, "pop": POP, "dim": 5, "evals": EVALS,
-              "migration_interval": INTERVAL, "migrants": MIGRANTS, "seed": 0}
-    checkpoints = quality.checkpoints_for(EVALS, K * POP)
-    _, iso = quality.run_one(quality.make_spec("rastrigin", "ga", "isolated", **kwargs),
-                             problem, EVALS, checkpoints)
-    assert torch.equal(iso.state.origin, iso.stacks[0].island_ids[:, None].expand_as(iso.state.origin))
-    record, pool = quality.run_one(quality.make_spec("rastrigin", "de", "pool", **kwargs),
-                                   problem, EVALS, checkpoints)
-    assert record["genomes_moved"] > 0
+    data, _ = report
+    for res in data["results"]:
+        for name in ("isolated", "panmictic"):
+            assert [r["foreign_born"] for r in res["configs"][name]["runs"]] == [0] * SEEDS
+    de, = (res for res in data["results"] if res["algorithm"] == "de")
+    assert sum(r["genomes_moved"] for r in de["configs"]["pool"]["runs"]) > 0
     # DE keeps a migrant until one of its own trials beats it: some stay foreign-born.
-    assert bool((pool.state.origin != pool.stacks[0].island_ids[:, None]).any())
+    assert sum(r["foreign_born"] for r in de["configs"]["pool"]["runs"]) > 0
 
 
 def test_reports_written(report: tuple[dict, Path]) -> None:
@@ -123,7 +119,7 @@ def test_reports_written(report: tuple[dict, Path]) -> None:
     text = (out / "q.md").read_text()
     assert "| configuration |" in text and "## rastrigin / ga" in text
     assert f"{EVALS:,} evaluations per run" in text
-    for name in quality.CONFIGS:
+    for name in CONFIGS:
         assert name in text
     try:
         import matplotlib  # noqa: F401
@@ -133,18 +129,28 @@ def test_reports_written(report: tuple[dict, Path]) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_quick_defaults_and_explicit_flags() -> None:
-    args = quality.parse_args(["--quick", "--seeds", "3"])
-    assert args.seeds == 3 and args.evals == quality.QUICK["evals"]
-    args = quality.parse_args([])
-    assert args.evals == quality.DEFAULTS["evals"] and args.islands == 8 and args.pop == 64
-    with pytest.raises(SystemExit):
-        quality.parse_args(["--problems", "nope"])
+def test_quick_defaults_and_explicit_flags(tmp_path: Path) -> None:
+    done = run_benchmark("quality", "--quick", "--seeds", "3", "--problems", "rastrigin",
+                         "--algorithms", "ga", "--json", str(tmp_path / "q.json"), timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    args = json.loads((tmp_path / "q.json").read_text())["args"]
+    assert args["seeds"] == 3 and args["evals"] == 2_000  # given wins; --quick's budget
+    assert (args["islands"], args["pop"]) == (4, 8)
+    # Without --quick, the full run's sizes (shown in --help, from the same table).
+    help_text = " ".join(run_benchmark("quality", "--help").stdout.split())
+    assert "(200,000)" in help_text and "K, islands (8)" in help_text
+    assert "population per island (64)" in help_text
+    bad = run_benchmark("quality", "--problems", "nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr
 
 
-def test_png_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    with pytest.raises(SystemExit, match=r"pip install 'islandsync\[plot\]'"):
-        quality.main(["--quick", "--png", str(tmp_path / "q.png")])  # before any run
+def test_png_without_matplotlib_names_the_extra(tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "matplotlib.py").write_text("raise ImportError('hidden by the test')\n")
+    done = run_benchmark("quality", "--quick", "--png", str(tmp_path / "q.png"),
+                         pythonpath=(hidden,))
+    assert done.returncode != 0  # before any run
+    assert "pip install 'islandsync[plot]'" in done.stdout + done.stderr
+    assert "quality:" not in done.stdout  # no run started
     assert not (tmp_path / "q.png").exists()
