@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from ..conftest import REPO
+from ..conftest import run_benchmark
 
 
 def test_scale_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "scale.py"), "--quick",
-                    "--store-latency", "5ms", "--json", str(out)], check=True, cwd=REPO,
-                   capture_output=True, timeout=180)
+    done = run_benchmark("scale", "--quick", "--store-latency", "5ms", "--json", str(out),
+                         timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads(out.read_text())
+    assert "cpu_count" in doc["benchmark"]["machine"]
     (size,) = doc["sizes"]
     assert size["cycle_s"]["n"] > 0 and size["cycle_s"]["p95"] is not None
     assert size["lease_losses"] == 0
