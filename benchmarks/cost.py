@@ -47,37 +47,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-
 from islandsync.bucket.records import read_assignment, read_head, read_lease
 from islandsync.bucket.run import init_run
 from islandsync.config import CADENCES, fitness_ref, spec_from_flags
 from islandsync.durations import parse_duration
 from islandsync.errors import IslandSyncError
-from islandsync.views.pricing import PRICING
-from islandsync.store import LATENCY_ENV, open_store
+from islandsync.store import LATENCY_ENV
+from islandsync.testing.cluster import SOURCE_ROOT, Cluster
 from islandsync.testing.machine import machine_info
 from islandsync.testing.observe import read_heartbeats, scrape
-from islandsync.testing.processes import (
-    Processes,
-    child_env,
-    free_port,
-    islandsync_argv,
-    wait_for,
-)
+from islandsync.testing.processes import child_env, islandsync_argv, wait_for
+from islandsync.views.pricing import PRICING
 
+#: benchmarks/: on the workers' PYTHONPATH for ``--fitness workloads:device_bound``.
+HERE = Path(__file__).resolve().parent
 #: The issue's budgets an hour: 4 workers of 2 islands and a leader inside R2's free tier.
 BUDGET = {"leader": {"A": 400, "B": 3000}, "worker": {"A": 240, "B": 2000}}
 DEVICE_US_ENV = "ISLANDSYNC_BENCH_DEVICE_US"
 
 
-class Cluster:
-    """One run: its leader, standby candidates and workers, and a latency-free view of it."""
+class CostRun:
+    """One run: its leader, standby candidates and workers (one :class:`Cluster` of
+    processes), and a latency-free view of its bucket."""
 
     def __init__(self, bench: Bench, preset: str, label: str) -> None:
         self.bench, self.preset, self.label = bench, preset, label
         self.url = str(bench.workdir / "runs" / f"{preset}-{label}")
-        self.store = open_store(self.url)  # this process: no latency
         a = bench.args
+        self.cluster = Cluster(self.url, bench.workdir / f"{preset}-{label}", env=bench.env,
+                               pythonpath=(HERE,), seed=0, new_session=True)
+        self.store = self.cluster.store  # this process: no latency
         import workloads
 
         self.spec = spec_from_flags(problem="custom", dim=a.dim, lower=-5.12, upper=5.12,
@@ -97,11 +96,11 @@ class Cluster:
         return f"{self.preset}-{self.label}-{role}{self.n}"
 
     def candidate(self) -> str:
-        name, port = self.name("lead"), free_port()
-        self.bench.procs.spawn(name, islandsync_argv(
-            "coordinate", self.url, "--candidate-id", name, "--metrics-port", str(port),
-            "--platform", "local"), role="candidate")
-        self.candidates[name] = port
+        """A candidate at the run's own lease and cycle, with its /metrics."""
+        name = self.name("lead")
+        self.cluster.coordinator(name, "--platform", "local", lease_s=None, interval_s=None,
+                                 metrics=True)
+        self.candidates[name] = self.cluster.metrics_ports[name]
         return name
 
     def worker(self, cap: bool = False) -> str:
@@ -109,20 +108,17 @@ class Cluster:
         whoever came first hosting more); else none, so a kill's survivors take its islands."""
         name = self.name("w")
         per = -(-self.spec.islands // self.bench.args.workers)
-        self.bench.procs.spawn(name, islandsync_argv(
-            "worker", self.url, "--no-coordinator", "--device", "cpu", "--quiet",
-            "--platform", "local", "--worker-id", name,
-            *(["--max-islands", str(per)] if cap else []),
-            "--fitness", "workloads:device_bound"), role="worker")
+        self.cluster.worker(name, "--platform", "local",
+                            *(["--max-islands", str(per)] if cap else []),
+                            "--fitness", "workloads:device_bound")
         self.workers.append(name)
         return name
 
     def check(self) -> None:
-        for name in [*self.workers, *self.candidates]:
-            proc = self.bench.procs.procs[name]
-            if not proc.running and not proc.killed:
-                raise IslandSyncError(f"{name} exited ({proc.popen.returncode}):\n"
-                                      f"{proc.tail()}")
+        self.cluster.check_running()
+
+    def stop(self, names: list[str] | None = None) -> None:
+        self.cluster.stop(names)
 
     def owners(self) -> dict[int, str | None]:
         out = {}
@@ -135,7 +131,7 @@ class Cluster:
         return out
 
     def live_workers(self) -> list[str]:
-        return [w for w in self.workers if self.bench.procs.alive(w)]
+        return self.cluster.live("worker")
 
     def steady(self) -> bool:
         owners, live = self.owners(), set(self.live_workers())
@@ -167,10 +163,18 @@ class Bench:
         # fingerprint covers, so this process and the workers must read the same one.
         os.environ[DEVICE_US_ENV] = str(args.device_us)
         self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="islandsync-cost-"))
-        env = child_env(HERE, REPO, **{LATENCY_ENV: f"{args.latency}s",
-                                       DEVICE_US_ENV: str(args.device_us)})
-        self.procs = Processes(self.workdir / "logs", env, new_session=True)
+        self.env = {LATENCY_ENV: f"{args.latency}s", DEVICE_US_ENV: str(args.device_us)}
+        self.runs: list[CostRun] = []
         self.lock = threading.Lock()
+
+    def run(self, preset: str, label: str) -> CostRun:
+        with self.lock:
+            self.runs.append(CostRun(self, preset, label))
+            return self.runs[-1]
+
+    def kill_all(self) -> None:
+        for run in self.runs:
+            run.cluster.processes.kill_all()
 
     def say(self, text: str) -> None:
         with self.lock:
@@ -196,7 +200,7 @@ def _scraped_ops(port: int) -> dict[str, float]:
 
 
 def ops_phase(b: Bench, preset: str) -> dict[str, Any]:
-    cl = Cluster(b, preset, "ops")
+    cl = b.run(preset, "ops")
     leader = cl.candidate()
     time.sleep(1.0)  # the first candidate claims the lease; the second stands by
     standby = cl.candidate()
@@ -234,9 +238,9 @@ def ops_phase(b: Bench, preset: str) -> dict[str, Any]:
         "leader": {c: (lead1[c] - lead0[c]) / hours for c in ("A", "B")},
         "candidate": {c: (stand1[c] - stand0[c]) / hours for c in ("A", "B")},
     }
-    b.procs.stop([leader])  # its history flushed; the standby leads on
+    cl.stop([leader])  # its history flushed; the standby leads on
     result["report"] = _report_json(cl.url)
-    b.procs.stop([n for n in [*cl.workers, *cl.candidates] if b.procs.alive(n)])
+    cl.stop()
     b.say(f"{preset}: leader {fmt(result['leader'])}, worker {fmt(result['worker'])}, "
           f"standby candidate {fmt(result['candidate'])} an hour")
     return result
@@ -246,7 +250,7 @@ def _report_json(url: str) -> dict[str, Any] | None:
     import subprocess
 
     out = subprocess.run(islandsync_argv("report", url, "--json"), capture_output=True,
-                         text=True, env=child_env(REPO), timeout=120)
+                         text=True, env=child_env(SOURCE_ROOT), timeout=120)
     try:
         return json.loads(out.stdout)
     except ValueError:
@@ -256,7 +260,7 @@ def _report_json(url: str) -> dict[str, Any] | None:
 # -- phase 2: recovery and failover ---------------------------------------------------------
 
 def kills_phase(b: Bench, preset: str) -> dict[str, Any]:
-    cl = Cluster(b, preset, "kills")
+    cl = b.run(preset, "kills")
     cl.candidate()
     time.sleep(1.0)
     cl.candidate()
@@ -268,7 +272,7 @@ def kills_phase(b: Bench, preset: str) -> dict[str, Any]:
         owners = cl.owners()
         victim = max(cl.live_workers(), key=lambda w: sum(o == w for o in owners.values()))
         lost = [i for i, o in owners.items() if o == victim]
-        b.procs.kill(victim)
+        cl.cluster.kill(victim)
         t0 = time.monotonic()
         wait_for(lambda: all(cl.owners()[i] not in (None, victim) for i in lost),
                  10 * cl.spec.worker_timeout_s + 120, f"{preset}: {victim}'s islands claimed",
@@ -284,7 +288,7 @@ def kills_phase(b: Bench, preset: str) -> dict[str, Any]:
         holder, term = cl.leader()
         if holder not in cl.candidates:
             raise IslandSyncError(f"{preset}: the lease names {holder!r}, not a candidate")
-        b.procs.kill(holder)
+        cl.cluster.kill(holder)
         t0 = time.monotonic()
         wait_for(lambda: cl.assignment_term() > term, 10 * cl.spec.lease_s + 120,
                  f"{preset}: a new term's assignment", every=0.2, check=cl.check)
@@ -295,7 +299,7 @@ def kills_phase(b: Bench, preset: str) -> dict[str, Any]:
             cl.candidate()
             # The new standby must have seen a renewal or two, as a long-running one has.
             time.sleep(cl.spec.lease_s / 3 + 2)
-    b.procs.stop([n for n in [*cl.workers, *cl.candidates] if b.procs.alive(n)])
+    cl.stop()
     return {"recovery_s": recoveries, "recovery_median_s": statistics.median(recoveries),
             "failover_s": failovers, "failover_median_s": statistics.median(failovers)}
 
@@ -375,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         args.kills = min(args.kills, 1)
     b = Bench(args)
     started, wall = time.monotonic(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    print(f"machine: {json.dumps(machine_info('torch', 'islandsync'))}", flush=True)
     b.say(f"cost.py: presets {presets}, {args.workers} workers x {args.islands} islands, "
           f"latency {args.latency * 1000:.0f} ms, work in {b.workdir}")
     try:
@@ -382,10 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             futures = {p: pool.submit(run_preset, b, p) for p in presets}
             results = {p: f.result() for p, f in futures.items()}
     finally:
-        b.procs.kill_all()
+        b.kill_all()
     out = {"command": "python benchmarks/cost.py " + " ".join(argv or sys.argv[1:]),
            "started": wall, "minutes": round((time.monotonic() - started) / 60, 1),
-           "machine": machine_info(), "args": vars(args), "budget": BUDGET,
+           "machine": machine_info("torch", "islandsync"), "args": vars(args), "budget": BUDGET,
            "presets": results}
     table = markdown(out)
     print(table)
