@@ -52,7 +52,14 @@ from typing import Any
 from islandsync.bucket import codec
 from islandsync.bucket.checkpoints import decode_island
 from islandsync.bucket.history import read_history
-from islandsync.bucket.layout import PROTOCOL_KEY, head_key
+from islandsync.bucket.layout import (
+    ELITE_HEAD_KEY,
+    ELITE_PREFIX,
+    PROTOCOL_KEY,
+    WORKERS_PREFIX,
+    head_key,
+    island_prefix,
+)
 from islandsync.bucket.records import MAX_TERM, check_protocol, read_head
 from islandsync.bucket.run import init_run
 from islandsync.errors import CheckpointError, IslandSyncError, NotFound, StoreError
@@ -82,6 +89,9 @@ WORKER_THREADS = ("islandsync-uploader", "islandsync-bucket", "islandsync-heartb
 #: exemption must not hide a fault that merely happened to follow some garbage by minutes.
 AFTERMATH_S = 10.0
 
+#: A key pattern (FaultyStore's glob) over every island's HEAD.
+EVERY_HEAD = head_key("*")  # type: ignore[arg-type]
+
 
 def soak_spec(islands: int = 6):
     """A small fast run: tiny populations, short cadences and timeouts."""
@@ -98,16 +108,16 @@ def soak_rules(rng: random.Random, shared_outage: Outage, *, all_garbage: bool =
         ErrorBefore(rate=0.04),
         LostReply(ops=("put", "delete"), rate=0.05),
         # Where a lost reply or an error costs most: HEAD CAS, and a new leader's elite reads.
-        LostReply(ops=("put",), keys="islands/*/HEAD.json", rate=0.1),
-        ErrorBefore(ops=("get", "list"), keys="elite/*", rate=0.1),
+        LostReply(ops=("put",), keys=EVERY_HEAD, rate=0.1),
+        ErrorBefore(ops=("get", "list"), keys=f"{ELITE_PREFIX}*", rate=0.1),
         Latency(rate=0.02, seconds=0.25),
         # Long enough, now and then, for a leader's lease to lapse (3 s): takeovers happen.
         Outage(start=rng.uniform(3, 8), length=rng.uniform(1.5, 4.5), every=rng.uniform(10, 16)),
         shared_outage,
-        Byzantine(keys="workers/*", rate=0.01, codec=codec),
+        Byzantine(keys=f"{WORKERS_PREFIX}*", rate=0.01, codec=codec),
         Byzantine(keys="re:^(lease|assignment)\\.json$", rate=0.01, codec=codec),
-        Byzantine(keys="islands/*/HEAD.json", rate=0.0015, codec=codec),
-        Byzantine(keys="elite/HEAD.json", rate=0.02, codec=codec),
+        Byzantine(keys=EVERY_HEAD, rate=0.0015, codec=codec),
+        Byzantine(keys=ELITE_HEAD_KEY, rate=0.02, codec=codec),
         Byzantine(keys="*.isz", rate=0.01, codec=codec, kinds=isz),
         # Forged and runaway terms, where terms live: the leader must keep assigning.
         Byzantine(keys="re:^(lease|assignment|elite/HEAD)\\.json$", rate=0.01,
@@ -348,7 +358,7 @@ def _judge(inner: LocalStore, result: SoakResult, rec: Recorder,
     def explained(island: int, before: HeadSeen, after: HeadSeen) -> bool:
         # A step back is the fallback a loader must take when what HEAD named was garbage
         # (corrupted at any time before), or shortly after any garbage in the island's prefix.
-        return corrupted_before(f"islands/{island}/", after.at) or any(
+        return corrupted_before(island_prefix(island), after.at) or any(
             key == before.checkpoint and t <= after.at for t, key, _ in corruptions)
 
     for island in range(islands):
@@ -359,7 +369,7 @@ def _judge(inner: LocalStore, result: SoakResult, rec: Recorder,
             t0 = result.started
             result.notes += [f"island {island}: {kind} garbage at {t - t0:.1f} s: {key}"
                              for t, key, kind in corruptions
-                             if key.startswith(f"islands/{island}/")][:6]
+                             if key.startswith(island_prefix(island))][:6]
         _judge_final_checkpoint(inner, result, island, bad_keys)
     best = float("inf")
     for e in rec.elites():
@@ -369,12 +379,12 @@ def _judge(inner: LocalStore, result: SoakResult, rec: Recorder,
         if e.best_score is None:
             continue
         if e.best_score > best + 1e-6:
-            if corrupted_before("elite/", e.at):
+            if corrupted_before(ELITE_PREFIX, e.at):
                 result.exempted["elite regressions after garbage"] += 1
             else:
                 result.violation("elites", f"best regressed at elite epoch {e.epoch} (term "
                                            f"{e.term}): {best:.6g} -> {e.best_score:.6g}")
-        best = e.best_score if corrupted_before("elite/", e.at) else min(best, e.best_score)
+        best = e.best_score if corrupted_before(ELITE_PREFIX, e.at) else min(best, e.best_score)
     advanced = sum(1 for i in range(islands) if any(s.generation > 0 for s in rec.heads[i]))
     if advanced < islands // 2 or result.elite_epochs < 2:
         result.violation("progress", f"only {advanced} of {islands} islands ever checkpointed "
