@@ -32,7 +32,7 @@ read boundary), and counts duplicate genome ids in the elites. The processes are
 one started is killed on the way out, whatever happens. This script holds the flags and
 ``main``; its sibling modules hold the runs (``distributed_runs.py``), the phases
 (``distributed_phases.py``) and the summary and Markdown report (``distributed_report.py``);
-the cost model is :mod:`islandsync.pricing`'s, the recovery and failover estimates
+the cost model is :mod:`islandsync.views.pricing`'s, the recovery and failover estimates
 :mod:`islandsync.config.cadence`'s.
 ``ISLANDSYNC_STORE_LATENCY`` (see ``islandsync.store.open_store``) is set only for the
 processes started, never for this one, so the recorder sees the bucket without added latency.

@@ -2,7 +2,7 @@
 (multipliers, overheads, operations and their cost, the targets' verdicts) and its Markdown
 report. Imported by the script as a sibling (``python benchmarks/distributed.py`` puts
 benchmarks/ on sys.path); the models it holds measurements against are the package's:
-:mod:`islandsync.pricing` (prices, operations an hour) and :mod:`islandsync.config.cadence`
+:mod:`islandsync.views.pricing` (prices, operations an hour) and :mod:`islandsync.config.cadence`
 (recovery and failover estimates)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from islandsync.bucket.heads import DEFAULT_READERS
 from islandsync.config.cadence import Cadence, claim_calls_s, leader_calls_s
-from islandsync.pricing import HOURS_PER_MONTH, PRICING, leader_ops_model, worker_ops_model
 from islandsync.testing.observe import bucket_range, quantile_from_buckets
+from islandsync.views.pricing import HOURS_PER_MONTH, PRICING, leader_ops_model, worker_ops_model
 
 #: The bucket whose list prices the report uses, with no free tier counted.
 PRICED_ON = "GCS"
@@ -51,7 +51,7 @@ def cost_per_month(a_per_h: float, b_per_h: float) -> float:
 def prices() -> dict[str, Any]:
     p = PRICING[PRICED_ON]
     return {"class_a_per_1000": p.a_per_million / 1000, "class_b_per_1000": p.b_per_million / 1000,
-            "source": f"{PRICED_ON} {p.note} (islandsync.pricing; benchmarks/README.md gives "
+            "source": f"{PRICED_ON} {p.note} (islandsync.views.pricing; benchmarks/README.md gives "
                       f"the source); no free tier counted here",
             "as_of": _dt.date.today().isoformat() + " (the run's date)"}
 

@@ -13,10 +13,10 @@ import pytest
 
 from islandsync.config.cadence import Cadence
 from islandsync.errors import ConfigError
-from islandsync.pricing import PRICING, worker_ops_model
 from islandsync.store import LATENCY_ENV, LocalStore, open_store
 from islandsync.store.counting import CountingStore
 from islandsync.testing.observe import bucket_range, quantile_from_buckets
+from islandsync.views.pricing import PRICING, worker_ops_model
 
 from .conftest import run_benchmark
 

@@ -103,7 +103,8 @@ class SimWorker:
     checkpoint every ``checkpoint_interval_s`` (the first one at a random offset, as workers
     that joined at different times would)."""
 
-    def __init__(self, store: TappedStore, spec: Any, worker_id: str, rng: np.random.Generator) -> None:
+    def __init__(self, store: TappedStore, spec: Any, worker_id: str,
+                 rng: np.random.Generator) -> None:
         self.store, self.spec, self.worker_id = store, spec, worker_id
         self.rng = rng
         self.pop, self.dim = spec.algorithm.pop, spec.problem.genome.width
