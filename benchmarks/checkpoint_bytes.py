@@ -2,6 +2,8 @@
 """Bytes per checkpoint at the distributed benchmark's island (DE, pop 64, dim 100), from a
 real engine's snapshot after some generations: the layout before (whole frames + elite copy)
 against each genome once."""
+import json
+
 import numpy as np
 import torch
 
@@ -9,8 +11,10 @@ from islandsync.bucket import codec
 from islandsync.bucket.checkpoints import encode_island
 from islandsync.config import spec_from_flags
 from islandsync.search.problems import make_problem
+from islandsync.testing.machine import machine_info
 from islandsync.worker.engine import Engine
 
+print(f"machine: {json.dumps(machine_info('numpy', 'torch', 'zstandard'))}")
 spec = spec_from_flags(problem="rastrigin", dim=100, islands=1, pop=64, algorithm="de", seed=1)
 eng = Engine(spec, make_problem("rastrigin", {}), torch.device("cpu"))
 eng.add_fresh([0])
