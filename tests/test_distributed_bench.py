@@ -1,7 +1,7 @@
 """benchmarks/distributed.py: a --quick run end to end on a local store, run as a script (real
-processes: a leader, workers, a second candidate, kill -9 of each kind), and the package parts
-it holds its figures against (the operations model and cost, the cadence's estimates, the
-histogram quantiles)."""
+processes: a leader, workers, a second candidate, kill -9 of each kind), and the histogram
+quantiles it reads (the operations models and cadence estimates it holds its figures against
+are tested with their modules: tests/views/test_pricing.py, tests/config/test_cadence.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from islandsync.config.cadence import Cadence
 from islandsync.errors import ConfigError
 from islandsync.store import LATENCY_ENV, LocalStore, open_store
 from islandsync.store.counting import CountingStore
 from islandsync.testing.observe import bucket_range, quantile_from_buckets
-from islandsync.views.pricing import PRICING, worker_ops_model
 
 from .conftest import run_benchmark
 
@@ -85,22 +83,6 @@ def test_quantiles_interpolate_like_prometheus() -> None:
     assert quantile_from_buckets(buckets, 0.25) == pytest.approx(0.175)
     assert bucket_range(buckets, 0.95) == "(0.25, 0.5]"
     assert quantile_from_buckets({"+Inf": 0}, 0.5) is None
-
-
-def test_ops_model_and_cost() -> None:
-    c = Cadence("x", checkpoint_s=30, heartbeat_s=5, poll_s=2, worker_timeout_s=12,
-                lease_s=15, cycle_s=5)
-    assert c == Cadence.preset("default").scaled(1.0, "x")  # the default preset's values
-    m = worker_ops_model(c, islands_per_worker=2, elite_epochs_per_h=0)
-    # A follower: heartbeats and checkpoints (blob + HEAD) are class A, polls class B only;
-    # deletes of old checkpoints are counted apart (GCS does not bill them).
-    assert m["A"] == 720 + 2 * 120 * 2 and m["B"] == 4 * 1800
-    assert m["A_counted_steady"] == m["A"] + 120 * 2
-    gcs = PRICING["GCS"]
-    assert gcs.list_monthly(1000, 0) == pytest.approx(730 * 0.005)
-    assert gcs.list_monthly(0, 1000) == pytest.approx(730 * 0.0004)
-    est = c.recovery_estimate()
-    assert est["best_s"] <= est["expected_s"] <= est["worst_s"]
 
 
 @pytest.mark.parametrize("text,seconds", [("50ms", 0.05), ("0.05", 0.05), ("0.05s", 0.05),

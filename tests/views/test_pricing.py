@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from islandsync.views.pricing import HOURS_PER_MONTH, PRICING, Pricing
+from islandsync.config.cadence import Cadence
+from islandsync.views.pricing import (
+    HOURS_PER_MONTH,
+    PRICING,
+    Pricing,
+    leader_ops_model,
+    worker_ops_model,
+)
 
 PRICE = Pricing(a_per_million=5.0, b_per_million=0.4, free_a=5_000, free_b=50_000, note="")
 
@@ -33,3 +40,24 @@ def test_the_three_buckets_are_priced() -> None:
     assert set(PRICING) == {"GCS", "S3", "R2"}
     for price in PRICING.values():
         assert price.a_per_million > price.b_per_million > 0 and price.note
+
+
+def test_list_prices_count_no_free_tier() -> None:
+    assert PRICE.list_monthly(1000, 0) == pytest.approx(730 * 0.005)
+    assert PRICE.list_monthly(0, 1000) == pytest.approx(730 * 0.0004)
+    assert PRICE.list_monthly(1.0, 1.0) > PRICE.monthly(1.0, 1.0) == 0.0
+
+
+def test_the_operations_models_follow_the_cadence() -> None:
+    c = Cadence.preset("default")  # checkpoint 30, heartbeat 5, poll 2, lease 15, cycle 5
+    m = worker_ops_model(c, islands_per_worker=2, elite_epochs_per_h=0)
+    # A follower: heartbeats and checkpoints (blob + HEAD) are class A, polls class B only;
+    # deletes of old checkpoints are counted apart (no bucket bills them).
+    assert m["A"] == 720 + 2 * 120 * 2 and m["B"] == 4 * 1800
+    assert m["A_counted_steady"] == m["A"] + 120 * 2
+    slow = worker_ops_model(c.scaled(10.0), islands_per_worker=2, elite_epochs_per_h=0)
+    assert slow["A"] * 10 == m["A"] and slow["B"] * 10 == m["B"]
+    lead = leader_ops_model(c, islands=8, workers=4, elite_epochs_per_h=0)
+    # renewals every 5 s and two listings a cycle (A); per cycle assignment + finished, the
+    # heartbeats and HEADs that moved, and each checkpoint's elite frame (B)
+    assert lead == {"A": 720 + 2 * 720, "B": 2 * 720 + 4 * 720 + 3 * 8 * 120}
