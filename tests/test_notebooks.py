@@ -216,7 +216,7 @@ class Reached(Exception):
 
 def run_cell_credentials(name: str, monkeypatch: pytest.MonkeyPatch) -> object:
     """Run the notebook's run cell with RUN = gs://bucket/x; the credentials open_store got."""
-    import islandsync.api
+    import islandsync.env.opening
 
     got: list[tuple[str, object]] = []
 
@@ -224,7 +224,7 @@ def run_cell_credentials(name: str, monkeypatch: pytest.MonkeyPatch) -> object:
         got.append((url, credentials))
         raise Reached(url)
 
-    monkeypatch.setattr(islandsync.api, "open_store", fake_open_store)
+    monkeypatch.setattr(islandsync.env.opening, "open_store", fake_open_store)
     nb = load(name)
     source = parameterize(nb.cells[PARAMS].source, "gs://bucket/x", 60) + "\n" \
         + nb.cells[RUN_CELL].source
