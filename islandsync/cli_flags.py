@@ -84,7 +84,8 @@ def init_flags(init: argparse.ArgumentParser) -> None:
     flags = inspect.signature(spec_from_flags).parameters
     algorithm = ", ".join(f"{name} for {kind}" for kind, name in DEFAULT_ALGORITHM.items())
     run, migration = RunSpec.model_fields, MigrationSpec.model_fields
-    real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real"]
+    # A network's genome length follows from its params: --dim is not required there.
+    real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real" and not p.dim_of]
     tokens = [p for p in BUILTIN_PROBLEMS.values() if p.kind == "tokens"]
     box = BUILTIN_PROBLEMS[real[0]] if real else None
     run_flags(init)

@@ -250,6 +250,11 @@ def spec_from_flags(
                           f"problem {problem} ({kind} genome)")
     genome: dict[str, Any] = {"kind": kind}
     for name, value in fields[kind].items():
+        if value is None and name == "dim" and meta is not None:
+            try:
+                value = meta.default_dim(params or {})  # a network's weights: its params say
+            except ValueError as e:
+                raise ConfigError(f"{source}: problem.params: {e}") from None
         value = getattr(meta, name, None) if value is None else value
         if value is None and name == "integer":
             continue

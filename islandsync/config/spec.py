@@ -150,6 +150,19 @@ class ProblemSpec(BaseModel):
         elif meta is not None and isinstance(genome, TokenGenome) and genome.vocab != meta.vocab:
             bad.append(("genome.vocab", f"problem {name} has exactly {meta.vocab} tokens, "
                                         f"not {genome.vocab}"))
+        # Only problems that declare params have theirs checked here: specs in use give the
+        # param-less test functions free-form params (make_problem refuses them at a worker).
+        if meta is not None and meta.params:
+            try:
+                params = meta.resolve(self.params)
+            except ValueError as e:
+                bad.append(("params", str(e)))
+            else:
+                dim = meta.dim_of(params) if meta.dim_of else None
+                if dim is not None and isinstance(genome, RealGenome) and genome.dim != dim:
+                    given = ", ".join(f"{k} = {v!r}" for k, v in params.items())
+                    bad.append(("genome.dim", f"problem {name} ({given}) has {dim} genes, "
+                                              f"not {genome.dim}"))
         conflicts(bad)
         return self
 

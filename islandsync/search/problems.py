@@ -2,7 +2,9 @@
 
 A :class:`Problem` evaluates a batch ``x [B, D]`` to ``[B]`` raw objective values in its own
 direction; the worker turns them into minimisation scores and replaces NaN/inf. Built-in
-problems are the usual real benchmarks and a token-genome symbolic regression; a user's own
+problems are the usual real benchmarks, a token-genome symbolic regression, and two
+neuroevolution workloads (an MLP on the digits data set, :mod:`.neuro`; a CartPole policy,
+:mod:`.control`); a user's own
 fitness plugs in through :func:`make_problem` with ``fitness=``.
 
 Nothing here evaluates strings: symbolic-regression programs are token tensors run by a
@@ -21,6 +23,8 @@ from torch import Tensor
 
 from islandsync.config.problems import BUILTIN_PROBLEMS, SYMREG_TOKENS
 from islandsync.errors import ConfigError
+from islandsync.search.control import cartpole_fitness
+from islandsync.search.neuro import digits_fitness
 from islandsync.search.per_solution import wrong_shape
 
 # ---------------------------------------------------------------------------- the record
@@ -246,9 +250,12 @@ def make_problem(name: str, params: Mapping[str, Any] | None = None, *,
                  direction: str = "minimize") -> Problem:
     """A built-in problem by name, or a user's ``fitness(x [B, ...]) -> [B]``.
 
-    Built-ins (see :data:`BUILTIN_PROBLEMS`) all minimise and take no params except
-    ``symbolic_regression``: ``target`` (a name in :data:`SYMREG_TARGETS`, default
-    ``"koza1"``) and ``points`` (sample points evenly spaced in [-1, 1], default 20).
+    Built-ins (see :data:`BUILTIN_PROBLEMS`, which declares their params, defaults and rules)
+    all minimise. The test functions take no params; ``symbolic_regression`` takes
+    ``target`` (a name in :data:`SYMREG_TARGETS`, default ``"koza1"``) and ``points`` (sample
+    points evenly spaced in [-1, 1], default 20); ``digits`` takes ``hidden`` (the MLP's
+    hidden units, :mod:`.neuro`); ``cartpole`` takes ``hidden``, ``episodes``, ``steps`` and
+    ``seed`` (:mod:`.control`).
     A user fitness goes with any name that is not a built-in (conventionally ``"custom"``);
     its optional params are ``kind``, ``lower``, ``upper``, ``vocab``, ``optimum``.
 
@@ -274,23 +281,21 @@ def make_problem(name: str, params: Mapping[str, Any] | None = None, *,
     if direction != meta.direction:
         raise ConfigError(f"problem {name!r}: built-in problems minimise; direction "
                           f"{direction!r} is not allowed")
-    for key in params:
-        if key not in meta.params:
-            raise ConfigError(f"problem {name!r}: unknown param {key!r} (allowed: "
-                              f"{sorted(meta.params) or 'none'})")
+    try:
+        params = meta.resolve(params)
+    except ValueError as e:
+        raise ConfigError(f"problem {name!r}: {e}") from None
     if name in _REAL:
-        return Problem(name, meta.kind, _REAL[name], meta.direction, meta.lower, meta.upper,
-                       None, meta.optimum)
-    target = params.get("target", meta.params["target"])
-    if target not in SYMREG_TARGETS:
-        raise ConfigError(f"problem {name!r}: param 'target'={target!r} is not one of "
-                          f"{sorted(SYMREG_TARGETS)}")
-    points = params.get("points", meta.params["points"])
-    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-        raise ConfigError(f"problem {name!r}: param 'points'={points!r} must be an int >= 1")
-    return Problem(name, meta.kind, _symbolic_regression(target, points), meta.direction,
-                   None, None, meta.vocab, meta.optimum)
-
+        evaluate = _REAL[name]
+    elif name == "symbolic_regression":
+        evaluate = _symbolic_regression(params["target"], params["points"])
+    elif name == "digits":
+        evaluate = digits_fitness(params["hidden"])
+    else:
+        evaluate = cartpole_fitness(params["hidden"], params["episodes"], params["steps"],
+                                    params["seed"])
+    return Problem(name, meta.kind, evaluate, meta.direction, meta.lower, meta.upper,
+                   meta.vocab, meta.optimum)
 
 __all__ = [
     "BUILTIN_PROBLEMS",
