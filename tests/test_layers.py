@@ -206,7 +206,6 @@ TESTED_ELSEWHERE = {
     "config/algorithms.py": "algorithm settings: tests/config/test_config.py, "
                             "tests/search/test_algorithms.py",
     "config/loading.py": "TOML and flags into a spec: tests/config/test_config.py",
-    "config/problems.py": "problem specs: tests/config/test_config.py",
     "config/spec.py": "the run spec: tests/config/test_config.py, test_portfolio.py",
     "config/strategies.py": "migration and stop settings: tests/config/test_config.py",
     "search/algorithms/base.py": "the algorithm contract, run over the whole registry by "
