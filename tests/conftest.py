@@ -14,6 +14,11 @@ import pytest
 
 from islandsync.store import BlobStore, open_store
 from islandsync.testing.processes import MOTO_ENV, child_env, start_fake_gcs, start_moto_s3
+from islandsync.testing.throwaway_algorithm import register_throwaway
+
+# An algorithm added through the registries alone, for the whole session: every test
+# parametrised over the registry (collected after this) runs it beside the built-ins.
+THROWAWAY_ALGORITHM = register_throwaway()
 
 TEST_BUCKET = "islandsync-test"
 #: The repository (benchmarks/, docs/, examples beside the package).

@@ -21,6 +21,8 @@ from .algorithms import (
     GAConfig,
     SHADEConfig,
     SNESConfig,
+    register_algorithm,
+    unregister_algorithm,
 )
 from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
 from .loading import SPEC_FLAGS, load_toml, parse_spec, spec_from_flags
@@ -47,5 +49,6 @@ __all__ = [
     "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig", "SNESConfig",
     "StopSpec", "TokenGenome",
     "cadence_line", "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
-    "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
+    "register_algorithm", "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
+    "unregister_algorithm",
 ]

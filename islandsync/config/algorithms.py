@@ -6,8 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    GetCoreSchemaHandler,
+    Tag,
+    model_validator,
+)
 from typing_extensions import TypeAliasType
+
+from islandsync.errors import ConfigError
 
 from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
 from .strategies import CMAESConfig, SHADEConfig, SNESConfig
@@ -97,13 +106,66 @@ class DEConfig(BaseModel):
         return {}
 
 
-#: Every algorithm's settings by name; search.algorithms.ALGORITHMS has the same names.
+#: Every algorithm's settings model by name: the one list of algorithm names. The CLI's
+#: choices and help, spec_from_flags, the docs' lists and every registry-wide test take their
+#: names from here; search.algorithms.ALGORITHMS registers an implementation under each.
+#: Add one with :func:`register_algorithm` (the built-ins are listed here directly).
 ALGORITHM_CONFIGS: dict[str, type[BaseModel]] = {
     "ga": GAConfig, "de": DEConfig, "cmaes": CMAESConfig, "shade": SHADEConfig,
     "snes": SNESConfig}
 
-AlgorithmSpec = tagged_union(ALGORITHM_CONFIGS, field="name", default="ga",
-                             error_type="algorithm_name")
+#: Models whose schema holds an AlgorithmSpec (RunSpec), rebuilt when the registry changes.
+_DEPENDENTS: list[type[BaseModel]] = []
+
+
+class AlgorithmSpec:
+    """The annotation of one algorithm's settings: one of :data:`ALGORITHM_CONFIGS`, chosen by
+    ``name`` (missing means ga). Its schema is built from the registry as it is when a model
+    using it is built, and again by :func:`register_algorithm`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return handler.generate_schema(tagged_union(
+            ALGORITHM_CONFIGS, field="name", default="ga", error_type="algorithm_name"))
+
+
+def register_algorithm(model: type[BaseModel]) -> str:
+    """Add an algorithm's settings model to :data:`ALGORITHM_CONFIGS` under its ``name``
+    field's default (a ``Literal`` of that one name), and rebuild the models that hold one.
+    Its implementation registers under the same name with
+    :func:`islandsync.search.algorithms.register`. Returns the name.
+
+    Raises:
+        ConfigError: a name already taken (by an algorithm or a named portfolio), or a model
+            without a string ``name`` default, ``pop``, ``genome_conflicts`` or
+            ``island_frames``.
+    """
+    field = model.model_fields.get("name")
+    name = None if field is None else field.default
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"algorithm settings {model.__name__}: needs a field "
+                          f"name: Literal['<name>'] = '<name>'")
+    if name in ALGORITHM_CONFIGS or name in PORTFOLIOS:
+        raise ConfigError(f"algorithm {name!r} is already registered")
+    missing = [m for m in ("genome_conflicts", "island_frames") if not hasattr(model, m)]
+    if "pop" not in model.model_fields or missing:
+        raise ConfigError(f"algorithm settings {model.__name__}: needs a pop field and the "
+                          f"methods genome_conflicts and island_frames")
+    ALGORITHM_CONFIGS[name] = model
+    _rebuild()
+    return name
+
+
+def unregister_algorithm(name: str) -> None:
+    """Remove an algorithm :func:`register_algorithm` added (tests' throwaway ones)."""
+    ALGORITHM_CONFIGS.pop(name, None)
+    _rebuild()
+
+
+def _rebuild() -> None:
+    for model in _DEPENDENTS:
+        model.model_rebuild(force=True)
+
 
 #: Named portfolios: ``algorithm = "portfolio"`` in a spec (``--algorithm portfolio``) is
 #: this list of algorithms at their defaults, written out in full into run.json, so a later
@@ -149,4 +211,4 @@ AlgorithmsSpec = Annotated[
 
 __all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "DEFAULT_ALGORITHM", "MUTATIONS", "PORTFOLIOS",
            "AlgorithmSpec", "AlgorithmsSpec", "CMAESConfig", "DEConfig", "GAConfig", "SHADEConfig",
-           "SNESConfig", "expand_portfolio"]
+           "SNESConfig", "expand_portfolio", "register_algorithm", "unregister_algorithm"]

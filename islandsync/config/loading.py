@@ -33,13 +33,15 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 # it, so it is dropped where one of these unions sits.
 # A portfolio's entries (algorithm.0, algorithm.1, ...) are such unions too, and the shape
 # of algorithm (one table or a portfolio) is one more.
-_ALGORITHM_TAGS = {*ALGORITHM_CONFIGS, "one", "portfolio"}
-_UNION_TAGS = {("algorithm",): _ALGORITHM_TAGS, ("problem", "genome"): {"real", "tokens"}}
+# The algorithms' tags are read from the registry when an error is formatted, so an algorithm
+# registered later is covered too.
+_UNION_TAGS = {("problem", "genome"): {"real", "tokens"}}
 
 
 def _tags(path: list[str]) -> set[str]:
-    if len(path) == 2 and path[0] == "algorithm" and path[1].isdigit():
-        return _ALGORITHM_TAGS
+    if path == ["algorithm"] or (len(path) == 2 and path[0] == "algorithm"
+                                 and path[1].isdigit()):
+        return {*ALGORITHM_CONFIGS, "one", "portfolio"}
     return _UNION_TAGS.get(tuple(path), set())
 
 

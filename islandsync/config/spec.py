@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
-from .algorithms import AlgorithmsSpec, expand_portfolio
+from .algorithms import _DEPENDENTS, AlgorithmsSpec, expand_portfolio
 from .fitness import FitnessRef
 from .problems import BUILTIN_PROBLEMS
 
@@ -350,6 +350,10 @@ def spec_diff(a: RunSpec, b: RunSpec) -> list[str]:
         if old is _ABSENT or new is _ABSENT or json.dumps(old) != json.dumps(new):
             lines.append(f"{path}: {show(old)} -> {show(new)}")
     return lines
+
+
+
+_DEPENDENTS.append(RunSpec)  # its algorithm field follows the registry
 
 
 __all__ = [
