@@ -64,7 +64,16 @@ def _spec_flags(args: argparse.Namespace) -> dict[str, Any]:
 
     values = {**vars(args), "duration_s": args.duration,
               "direction": "maximize" if args.maximize else None}
-    return {name: values[name] for name in SPEC_FLAGS if values.get(name) is not None}
+    flags = {name: values[name] for name in SPEC_FLAGS if values.get(name) is not None}
+    if args.algorithm_settings:  # --set algorithm.FIELD=VALUE, each field once
+        settings = dict(args.algorithm_settings)
+        if len(settings) < len(args.algorithm_settings):
+            twice = sorted({f for f, _ in args.algorithm_settings
+                            if [g for g, _ in args.algorithm_settings].count(f) > 1})
+            raise ConfigError(f"islandsync init: --set algorithm.{twice[0]} given twice; "
+                              f"give each setting once")
+        flags["algorithm_settings"] = settings
+    return flags
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -295,7 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     from islandsync.env.platforms import known_platforms
 
     platforms = known_platforms()
+    for add in (_smoke_command, _init_command, _worker_command, _coordinate_command,
+                _best_command, _demo_command, _status_command, _report_command,
+                _publish_command):
+        add(sub, platforms)
+    for command in sub.choices.values():  # every command's help shows its defaults
+        command.formatter_class = HelpFormatter
+    return parser
 
+
+# Each command's parser: ``sub`` is the subparsers, ``platforms`` the known platform names.
+Sub = Any
+
+
+def _smoke_command(sub: Sub, platforms: list[str]) -> None:
     smoke = sub.add_parser("smoke", help="write, read back and CAS a checkpoint in RUN")
     run_flags(smoke, nargs="?", default="./islandsync-smoke")
     smoke.add_argument("--pop", type=int, default=1024,
@@ -309,11 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random seed of the test data (default: %(default)s)")
     smoke.set_defaults(func=_smoke)
 
+
+def _init_command(sub: Sub, platforms: list[str]) -> None:
     init = sub.add_parser("init", help="create a run: write RUN/run.json (create-only)",
                           epilog=DURATIONS_HELP)
     init_flags(init)
     init.set_defaults(func=_init)
 
+
+def _worker_command(sub: Sub, platforms: list[str]) -> None:
     worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
                           epilog=DURATIONS_HELP)
     run_flags(worker)
@@ -345,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     worker.set_defaults(func=_worker)
 
+
+def _coordinate_command(sub: Sub, platforms: list[str]) -> None:
     coord = sub.add_parser("coordinate",
                            help="stand as the run's coordinator (leader election)",
                            epilog=DURATIONS_HELP)
@@ -376,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "at least this often: what a killed leader loses (default: 5m)")
     coord.set_defaults(func=_coordinate)
 
+
+def _best_command(sub: Sub, platforms: list[str]) -> None:
     best = sub.add_parser("best", help="the best genomes of RUN: its newest merged elite and "
                           "its islands' latest checkpoints (a --solo run has only those)")
     run_flags(best)
@@ -387,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     best_out.add_argument("--npy", metavar="FILE", help="write the genomes as a .npy array")
     best.set_defaults(func=_best)
 
+
+def _demo_command(sub: Sub, platforms: list[str]) -> None:
     demo = sub.add_parser("demo", help="a coordinator and workers on a local directory "
                           "(or --url)",
                           epilog=DURATIONS_HELP)
@@ -403,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="kill -9 one worker mid-run to show its islands moving")
     demo.set_defaults(func=_demo)
 
+
+def _status_command(sub: Sub, platforms: list[str]) -> None:
     status = sub.add_parser("status", help="islands, workers, leader and elite of RUN")
     run_flags(status)
     status.add_argument("--json", action="store_true", help="machine-readable (stable keys)")
@@ -410,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refresh every SECONDS (5s when not given) until Ctrl-C")
     status.set_defaults(func=_status)
 
+
+def _report_command(sub: Sub, platforms: list[str]) -> None:
     report = sub.add_parser("report", help="the run's history as one self-contained HTML page "
                             "(needs the plot extra: pip install 'islandsync[plot]')")
     run_flags(report)
@@ -421,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "role, worker- and leader-hours, a month's cost; no matplotlib)")
     report.set_defaults(func=_report)
 
+
+def _publish_command(sub: Sub, platforms: list[str]) -> None:
     publish = sub.add_parser("publish", help="put this islandsync's wheel under RUN/dist/ and "
                              "print the one install line (%%pip install \"URL#sha256=...\") "
                              "for the notebooks", epilog=DURATIONS_HELP)
@@ -433,9 +471,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how long the signed URL in the line works (default: 7d, the "
                               "most GCS and S3 allow)")
     publish.set_defaults(func=_publish)
-    for command in sub.choices.values():  # every command's help shows its defaults
-        command.formatter_class = HelpFormatter
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

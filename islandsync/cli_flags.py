@@ -67,30 +67,29 @@ def run_flags(parser: argparse.ArgumentParser, *, credentials_help: str = CREDEN
 def init_flags(init: argparse.ArgumentParser) -> None:
     """``init``'s flags; names, choices and defaults come from the registries and the spec's
     models (one home each), so the help never lists a name or a default that is not so."""
-    import inspect
+    run_flags(init)
+    init.add_argument("--config", metavar="TOML", help="a TOML run spec; flags given beside "
+                      "it replace the file's values")
+    _problem_flags(init)
+    _algorithm_flags(init)
+    _run_spec_flags(init)
+    init.add_argument("--no-publish", dest="no_publish", action="store_true",
+                      help="do not publish this islandsync's wheel (see `publish`)")
+    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
+                      help="how long the printed install line works (default: 7d, the most)")
+
+
+def _problem_flags(init: argparse.ArgumentParser) -> None:
+    """The problem and its genome."""
     import typing
 
-    from islandsync.config import (
-        ALGORITHM_CONFIGS,
-        BUILTIN_PROBLEMS,
-        CADENCES,
-        DEFAULT_ALGORITHM,
-        PORTFOLIOS,
-        MigrationSpec,
-        RunSpec,
-        spec_from_flags,
-    )
+    from islandsync.config import BUILTIN_PROBLEMS, RunSpec
 
-    flags = inspect.signature(spec_from_flags).parameters
-    algorithm = ", ".join(f"{name} for {kind}" for kind, name in DEFAULT_ALGORITHM.items())
-    run, migration = RunSpec.model_fields, MigrationSpec.model_fields
+    run = RunSpec.model_fields
     # A network's genome length follows from its params: --dim is not required there.
     real = [p.name for p in BUILTIN_PROBLEMS.values() if p.kind == "real" and not p.dim_of]
     tokens = [p for p in BUILTIN_PROBLEMS.values() if p.kind == "tokens"]
     box = BUILTIN_PROBLEMS[real[0]] if real else None
-    run_flags(init)
-    init.add_argument("--config", metavar="TOML", help="a TOML run spec; flags given beside "
-                      "it replace the file's values")
     init.add_argument("--problem", choices=[*BUILTIN_PROBLEMS, "custom"],
                       help="a built-in problem, or custom: your own function (--fitness)")
     fitness_flags(init, "custom problem's fitness function, fingerprinted into run.json "
@@ -115,6 +114,21 @@ def init_flags(init: argparse.ArgumentParser) -> None:
                            f"(default: {run['dtype'].default})")
     init.add_argument("--maximize", action="store_true",
                       help="maximise the fitness (default: minimise)")
+
+
+def _algorithm_flags(init: argparse.ArgumentParser) -> None:
+    """The islands, their algorithm (names from the registry) and its settings (--set)."""
+    import inspect
+
+    from islandsync.config import (
+        ALGORITHM_CONFIGS,
+        DEFAULT_ALGORITHM,
+        PORTFOLIOS,
+        spec_from_flags,
+    )
+
+    flags = inspect.signature(spec_from_flags).parameters
+    algorithm = ", ".join(f"{name} for {kind}" for kind, name in DEFAULT_ALGORITHM.items())
     init.add_argument("--islands", type=int, help="number of islands (populations) "
                       f"(default: {flags['islands'].default})")
     pops = {name: cls.model_fields["pop"].default for name, cls in ALGORITHM_CONFIGS.items()}
@@ -130,6 +144,22 @@ def init_flags(init: argparse.ArgumentParser) -> None:
                       + "; ".join(f"{name}: {', '.join(algs)}"
                                   for name, algs in PORTFOLIOS.items())
                       + f" (default: {algorithm})")
+    init.add_argument("--set", dest="algorithm_settings", action="append", type=setting,
+                      metavar="algorithm.FIELD=VALUE",
+                      help="one of the algorithm's settings (repeatable), checked by its "
+                      "settings model, e.g. --set algorithm.f_init=0.7 for de or --set "
+                      "algorithm.crossover=uniform for ga; a portfolio's every entry gets it. "
+                      "The fields are those of its [algorithm] table in a TOML spec "
+                      "(README, \"Algorithm settings\")")
+
+
+def _run_spec_flags(init: argparse.ArgumentParser) -> None:
+    """Stop criteria, migration, the elite, cadence and seed."""
+    import typing
+
+    from islandsync.config import CADENCES, MigrationSpec, RunSpec
+
+    run, migration = RunSpec.model_fields, MigrationSpec.model_fields
     init.add_argument("--max-evals", dest="max_evals", type=int,
                       help="stop the run after this many evaluations in all (default: none)")
     init.add_argument("--target", type=float,
@@ -159,10 +189,23 @@ def init_flags(init: argparse.ArgumentParser) -> None:
                            f"(default: {run['heartbeat_interval_s'].default:g}s)")
     init.add_argument("--seed", type=int,
                       help=f"the run's random seed (default: {run['seed'].default})")
-    init.add_argument("--no-publish", dest="no_publish", action="store_true",
-                      help="do not publish this islandsync's wheel (see `publish`)")
-    init.add_argument("--expires", type=parse_duration, default=DEFAULT_EXPIRES_S,
-                      help="how long the printed install line works (default: 7d, the most)")
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``type=`` of ``--set algorithm.FIELD=VALUE``: the field and its value, read as JSON
+    (``0.7``, ``true``, ``"x"``, ``[1, 2]``) or else as the text itself (``uniform``). The
+    settings model checks both (:func:`islandsync.config.spec_from_flags`)."""
+    import json
+
+    key, eq, value = text.partition("=")
+    table, dot, field = key.strip().partition(".")
+    if not eq or table != "algorithm" or not dot or not field.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected algorithm.FIELD=VALUE, e.g. algorithm.f_init=0.7")
+    try:
+        return field, json.loads(value)
+    except ValueError:
+        return field, value.strip()
 
 
 def fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
@@ -176,5 +219,5 @@ def fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
 
 __all__ = [
     "CREDENTIALS_HELP", "DURATIONS_HELP", "RUN_HELP", "HelpFormatter", "fitness_flags",
-    "init_flags", "lower", "parse_duration", "run_flags",
+    "init_flags", "lower", "parse_duration", "run_flags", "setting",
 ]

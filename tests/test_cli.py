@@ -196,3 +196,51 @@ def test_init_takes_a_portfolio_per_gene_bounds_integer_genes_and_float64(
     assert [a.name for a in spec.algorithms] == ["cmaes", "shade", "snes"]
     assert spec.problem.genome.bounds() == ([-1.0, 0.0, -2.0], [1.0, 5.0, 2.0])
     assert spec.problem.genome.integer_genes() == [1, 2] and spec.dtype == "float64"
+
+
+# -- issue 19: an algorithm's settings from the command line ------------------------------
+
+
+def test_set_gives_the_algorithm_its_settings(tmp_path: Path) -> None:
+    url = str(tmp_path / "de")
+    assert main(["init", url, "--problem", "sphere", "--dim", "4", "--algorithm", "de",
+                 "--set", "algorithm.f_init=0.7", "--set", "algorithm.compile=true",
+                 "--no-publish"]) == 0
+    de = read_spec(open_store(url)).algorithm
+    assert (de.f_init, de.compile) == (0.7, True)
+    # a portfolio's every entry gets it (here the default portfolio's pop)
+    url = str(tmp_path / "portfolio")
+    assert main(["init", url, "--problem", "sphere", "--dim", "4", "--islands", "3",
+                 "--set", "algorithm.pop=12", "--no-publish"]) == 0
+    assert [a.pop for a in read_spec(open_store(url)).algorithms] == [12, 12, 12]
+    # beside --config, as the other flags: replacing the file's value
+    toml = tmp_path / "run.toml"
+    toml.write_text('islands = 2\n[problem]\nname = "sphere"\n[problem.genome]\ndim = 3\n'
+                    'lower = -1.0\nupper = 1.0\n[algorithm]\nname = "ga"\ncrossover = "sbx"\n')
+    url = str(tmp_path / "toml")
+    assert main(["init", url, "--config", str(toml), "--set", "algorithm.crossover=uniform",
+                 "--no-publish"]) == 0
+    assert read_spec(open_store(url)).algorithm.crossover == "uniform"
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("algorithm.f_init=-1", "command line: algorithm.f_init: Input should be greater than 0"),
+    ("algorithm.nosuch=1", "command line: algorithm.nosuch: unknown field"),
+    ("algorithm.f_init=fast", "command line: algorithm.f_init: Input should be a valid number"),
+    ("algorithm.name=ga", "--set algorithm.name: choose the algorithm with --algorithm NAME"),
+    ("f_init=0.7", "argument --set: 'f_init=0.7': expected algorithm.FIELD=VALUE"),
+    ("problem.dim=3", "expected algorithm.FIELD=VALUE"),
+])
+def test_a_bad_setting_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, capsys,
+                                                             setting: str, message: str) -> None:
+    url = tmp_path / "run"
+    try:  # argparse's own refusals exit from inside parse_args
+        code = main(["init", str(url), "--problem", "sphere", "--dim", "4", "--algorithm",
+                     "de", "--set", setting, "--no-publish"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert message in last, err
+    assert "Traceback" not in err and not url.exists()

@@ -130,6 +130,7 @@ def _override(data: dict[str, Any], overrides: dict[str, Any], source: str) -> N
     # A portfolio (in the file or named by --algorithm) is no one table whose name and pop
     # could be set: --algorithm replaces it whole, --pop sets every entry's.
     overrides = dict(overrides)
+    settings = overrides.pop("algorithm_settings", None)
     algorithm = overrides.get("algorithm")
     one_table = isinstance(data.get("algorithm", {}), dict)
     if (isinstance(algorithm, str) and algorithm in PORTFOLIOS) \
@@ -147,6 +148,25 @@ def _override(data: dict[str, Any], overrides: dict[str, Any], source: str) -> N
                 raise ConfigError(f"{source}: {'.'.join(parents)}: not a table, so the "
                                   f"command line's {name} cannot be set in it")
         node[leaf] = value
+    if settings:
+        data["algorithm"] = with_settings(expand_portfolio(data.get("algorithm", {})),
+                                          settings, source)
+
+
+def with_settings(algorithm: Any, settings: dict[str, Any], source: str) -> Any:
+    """A spec's ``algorithm`` (one settings table, or a portfolio's list of them) with
+    ``settings`` (``--set algorithm.FIELD=VALUE``, by field) set in each table; the settings
+    model validates them with the rest of the spec. Raises ConfigError for ``name`` (that is
+    ``--algorithm``) or an ``algorithm`` that is no table."""
+    if "name" in settings:
+        raise ConfigError(f"{source}: --set algorithm.name: choose the algorithm with "
+                          f"--algorithm NAME")
+    if isinstance(algorithm, dict):
+        return {**algorithm, **settings}
+    if isinstance(algorithm, list) and all(isinstance(a, dict) for a in algorithm):
+        return [{**entry, **settings} for entry in algorithm]
+    raise ConfigError(f"{source}: algorithm: not a table or a list of tables, so the command "
+                      f"line's --set cannot be applied to it")
 
 
 def load_toml(path: str | os.PathLike[str], *,
@@ -221,14 +241,16 @@ def spec_from_flags(
         migrants: int | None = None, topology: str | None = None, elite_size: int | None = None,
         checkpoint_interval_s: float | None = None, heartbeat_interval_s: float | None = None,
         seed: int | None = None, cadence: str | None = None,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None, algorithm_settings: dict[str, Any] | None = None,
         fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
     """The spec ``islandsync init RUN --problem ... --dim ...`` builds. ``None`` means the
     model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`, the
     algorithm from :data:`DEFAULT_ALGORITHM` by genome kind. A custom problem's genome kind
     follows from the flags given (``--dim`` real, ``--length`` tokens).
     A custom problem's ``fitness`` is the function itself (fingerprinted here), a reference
-    ``"fit.py:score"`` / ``"module:score"`` / ``"__main__:score"``, or a ready FitnessRef."""
+    ``"fit.py:score"`` / ``"module:score"`` / ``"__main__:score"``, or a ready FitnessRef.
+    ``algorithm_settings``: the algorithm's settings by field (``{"f_init": 0.7}``; ``init
+    --set algorithm.f_init=0.7``), in every entry of a portfolio; its model checks them."""
     source = "command line"
     if problem != "custom" and problem not in BUILTIN_PROBLEMS:
         raise ConfigError(f"{source}: --problem: unknown problem {problem!r}; expected one of "
@@ -267,8 +289,9 @@ def spec_from_flags(
     spec: dict[str, Any] = {
         "problem": {"name": problem, "params": dict(params or {}), "direction": direction,
                     "genome": genome, **_given(fitness=fitness.model_dump() if fitness else None)},
-        "algorithm": _algorithm(_default_algorithm(kind, islands) if algorithm is None
-                                else algorithm, pop), "islands": islands,
+        "algorithm": with_settings(
+            _algorithm(_default_algorithm(kind, islands) if algorithm is None else algorithm,
+                       pop), dict(algorithm_settings or {}), source), "islands": islands,
         "migration": _given(interval=migration_interval, migrants=migrants, topology=topology),
         "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
         **_given(cadence=cadence, elite_size=elite_size,
