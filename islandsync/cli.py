@@ -22,6 +22,7 @@ from islandsync.cli_flags import (
 )
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
+from islandsync.store import url_examples
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -428,7 +429,7 @@ def _demo_command(sub: Sub, platforms: list[str]) -> None:
                       help="how long the demo runs (default: 60s)")
     demo.add_argument("--dir", help="run directory (default: a new temporary one)")
     demo.add_argument("--url", help="run the demo on this store instead of DIR/run: "
-                      "gs://bucket/prefix or s3://bucket/prefix (a fresh prefix; logs and "
+                      f"{url_examples()} (a fresh prefix; logs and "
                       "the report stay in DIR)")
     demo.add_argument("--credentials", help=CREDENTIALS_HELP)
     demo.add_argument("--kill-one", dest="kill_one", action="store_true",

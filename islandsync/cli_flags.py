@@ -10,11 +10,13 @@ from typing import Any
 
 from islandsync import durations
 from islandsync.publish import DEFAULT_EXPIRES_S
+from islandsync.store import SCHEMES, url_examples
 
-CREDENTIALS_HELP = ("gs://: a service-account JSON key file; s3://: a JSON or INI file with "
-                    "aws_access_key_id, aws_secret_access_key (endpoint_url, region); a "
-                    "local directory takes none")
-RUN_HELP = "run URL: a directory, file:///path, gs://bucket/prefix or s3://bucket/prefix"
+# Each bucket's scheme and what its credentials are, from the one scheme registry.
+CREDENTIALS_HELP = "; ".join([*(f"{name}://: {scheme.credentials_help}"
+                                for name, scheme in SCHEMES.items()),
+                              "a local directory takes none"])
+RUN_HELP = "run URL: a directory, file:///path, " + url_examples()
 DURATIONS_HELP = ("durations (--duration, --lease, ...): seconds, or a number with us, ms, "
                   "s, m, h or d, e.g. 90, 90s, 10m, 2h")
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import islandsync
 from islandsync.bucket.layout import DIST_PREFIX, WHEEL_NAME_RE, dist_key, parse_dist_key
 from islandsync.errors import ConfigError, IslandSyncError, NotFound, PreconditionFailed
+from islandsync.store import SCHEMES
 from islandsync.store.base import BlobInfo, BlobStore, signed_url
 
 #: How long the printed URL works by default: the longest GCS and S3 signatures allow.
@@ -207,8 +208,10 @@ def install_line(store: BlobStore, wheel: Wheel, *, expires_s: float = DEFAULT_E
         raise ConfigError(f"islandsync publish: {wheel.key} has no content address; publish "
                           f"again to get an install line")
     url = signed_url(store, wheel.key, expires_s=expires_s)
-    # An s3:// run needs boto3 (the s3 extra): named in the same line, from its own index.
-    extra = "islandsync[s3] @ " if store.url.startswith("s3://") else ""
+    # A bucket whose client is an extra (s3://: boto3) names it in the same line, installed
+    # from its own index.
+    scheme = SCHEMES.get(store.url.partition("://")[0]) if "://" in store.url else None
+    extra = f"islandsync[{scheme.extra}] @ " if scheme and scheme.extra else ""
     return f'%pip install "{extra}{url}#sha256={wheel.sha256}"'
 
 
