@@ -51,7 +51,7 @@ from typing import Any, Callable
 
 import torch
 
-from islandsync.config import spec_from_flags
+from islandsync.config import ALGORITHM_CONFIGS, spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.testing.machine import machine_info
 from islandsync.worker.engine import Engine, resolve_device
@@ -62,7 +62,8 @@ QUICK: dict[str, Any] = {"sizes": ((2, 16, 10),), "repeats": 1, "gens": 4, "inte
 LOWER, UPPER = -5.12, 5.12
 GA_ELITE, GA_TOURNAMENT = 2, 3
 EVOX_HINT = "pip install 'islandsync[bench]' (EvoX)"
-#: The algorithms with a peer in EvoX 1.4 (the GA's is assembled from EvoX's operators).
+#: The registry's algorithms (islandsync.config.ALGORITHM_CONFIGS) with a peer in EvoX 1.4
+#: (the GA's is assembled from EvoX's operators).
 ALGORITHMS = ("de", "ga", "cmaes", "shade", "snes")
 
 
@@ -319,8 +320,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="tiny sizes for a smoke run: 2x16x10, 1 repeat, 4 generations")
     args = p.parse_args(argv)
     args.algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    if bad := [a for a in args.algorithms if a not in ALGORITHM_CONFIGS]:
+        p.error(f"unknown algorithms {bad} (registered: {', '.join(ALGORITHM_CONFIGS)})")
     if bad := [a for a in args.algorithms if a not in ALGORITHMS]:
-        p.error(f"unknown algorithms {bad} ({', '.join(ALGORITHMS)})")
+        p.error(f"no EvoX peer here for {bad} (those with one: {', '.join(ALGORITHMS)})")
     defaults = QUICK if args.quick else {"repeats": 3, "gens": 20, "interval": 20}
     for key in ("repeats", "gens", "interval", "sizes"):
         if getattr(args, key) is None:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -96,15 +96,46 @@ def s3_url(moto_s3: str) -> str:
     return f"s3://{TEST_BUCKET}/t-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.gcs),
-                        pytest.param("s3", marks=pytest.mark.s3)])
+# -- store kinds: the one list every suite that runs on each kind of store takes ---------------
+
+#: Every kind of store the suites run on: the contract suite, the worker, coordinator, kill
+#: and chaos tests. A bucket kind is ``(the fixture giving a fresh, empty run URL of it, its
+#: URL scheme in islandsync.store.SCHEMES)``; ``local`` is a directory. Adding a store: its
+#: server's fixture above, one entry here (and its marker in pyproject.toml).
+STORE_KINDS: dict[str, tuple[str, str] | None] = {
+    "local": None, "gcs": ("gcs_url", "gs"), "s3": ("s3_url", "s3")}
+
+
+def store_kind_params(*values: object, kinds: Iterable[str] | None = None) -> list:
+    """``pytest.param(kind, *values)`` for each kind of :data:`STORE_KINDS` (or of ``kinds``),
+    a bucket kind marked with its name (``-m "not s3"`` leaves it out)."""
+    return [pytest.param(kind, *values, id="-".join(str(v) for v in (kind, *values)),
+                         marks=() if kind == "local" else getattr(pytest.mark, kind))
+            for kind in (STORE_KINDS if kinds is None else kinds)]
+
+
+def store_kind_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty run URL of store ``kind`` (a bucket kind starts its session server).
+    A kind :data:`STORE_KINDS` does not know, or whose fixture gives another scheme's URL,
+    raises: it must never quietly run on another kind's server."""
+    if kind not in STORE_KINDS:
+        raise LookupError(f"store kind {kind!r} is not in tests/conftest.py STORE_KINDS "
+                          f"({', '.join(STORE_KINDS)}): add its URL fixture and scheme there")
+    entry = STORE_KINDS[kind]
+    if entry is None:
+        return str(tmp_path / "run")
+    fixture, scheme = entry
+    url = request.getfixturevalue(fixture)
+    if not url.startswith(f"{scheme}://"):
+        raise LookupError(f"store kind {kind!r}: fixture {fixture} gave {url}, not a "
+                          f"{scheme}:// URL")
+    return url
+
+
+@pytest.fixture(params=store_kind_params())
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL for an empty store of each kind: run every contract test on each."""
-    if request.param == "local":
-        return str(tmp_path / "run")
-    if request.param == "s3":
-        return request.getfixturevalue("s3_url")
-    return request.getfixturevalue("gcs_url")
+    return store_kind_url(request.param, tmp_path, request)
 
 
 @pytest.fixture

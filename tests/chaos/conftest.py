@@ -11,23 +11,23 @@ import pytest
 
 from islandsync.testing.cluster import cluster_env
 
+from ..conftest import STORE_KINDS, store_kind_params, store_kind_url
+
 CHAOS_DIR = Path(__file__).resolve().parent
 #: A Cluster's ``pythonpath``: ``chaos_fitness`` importable in every process.
 CHAOS_PATH = (CHAOS_DIR,)
 
-#: Store kinds for scenarios that run on both: a local directory and fake-gcs-server.
-KINDS = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
-#: ... and moto's S3 server too: only the kill scenarios, whose failovers and takeovers are
-#: what fencing on S3 must carry (each scenario on S3 costs ~20 s of CI's ~15 minutes).
-KINDS_S3 = [*KINDS, pytest.param("s3", marks=pytest.mark.s3)]
+#: Store kinds for scenarios that run on each kind but moto's S3 server (each scenario on S3
+#: costs ~20 s of CI's ~15 minutes)...
+KINDS = store_kind_params(kinds=[k for k in STORE_KINDS if k != "s3"])
+#: ... and on every kind: the kill scenarios, whose failovers and takeovers are what fencing
+#: on each store must carry.
+KINDS_S3 = store_kind_params()
 
 
 def run_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A fresh run URL of the given kind (``gcs`` starts the session's fake-gcs-server,
-    ``s3`` the session's moto server, whose endpoint and keys child processes inherit)."""
-    if kind == "local":
-        return str(tmp_path / "run")
-    return request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url")
+    """A fresh run URL of the given kind (tests/conftest.py ``store_kind_url``)."""
+    return store_kind_url(kind, tmp_path, request)
 
 
 def chaos_env(**extra: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from islandsync.testing.invariants import (
 from islandsync.testing.processes import wait_for
 from islandsync.testing.recorder import Recorder
 
+from ..conftest import store_kind_params
 from .conftest import CHAOS_PATH, KINDS_S3, run_url
 
 ISLANDS = 6
@@ -75,7 +76,7 @@ def kill_the_leader(cl: Cluster, rec: Recorder) -> float:
 
 
 @pytest.mark.parametrize(("kind", "algorithm"), [
-    *((kind, "ga") for kind in KINDS_S3),
+    *store_kind_params("ga"),  # every kind (a ("gcs", "ga") built by hand ran on GCS as s3)
     # A portfolio (cmaes, shade, snes round-robin) is a run like any other: each worker
     # steps each algorithm's islands as one stack, and a claimer resumes an island with the
     # algorithm the spec gives it, from the island state its checkpoint holds.

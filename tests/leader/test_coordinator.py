@@ -41,17 +41,11 @@ from islandsync.testing.recorder import Recorder, heads
 from islandsync.views.results import best_genomes
 from islandsync.worker.bucket_thread import BucketLink
 
-from ..conftest import REPO
+from ..conftest import REPO, store_kind_params, store_kind_url
 
 
-def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "local":
-        return str(tmp_path / "run")
-    return request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url")
-
-
-KINDS = ["local", pytest.param("gcs", marks=pytest.mark.gcs),
-         pytest.param("s3", marks=pytest.mark.s3)]
+_url = store_kind_url
+KINDS = store_kind_params()
 
 
 @pytest.mark.parametrize("kind", KINDS)

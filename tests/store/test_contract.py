@@ -16,9 +16,10 @@ from islandsync.errors import (
     PreconditionFailed,
     StoreError,
 )
-from islandsync.store import BlobStore, open_store
+from islandsync.store import SCHEMES, BlobStore, open_store
 from islandsync.store.base import ABSENT, Version
 
+from ..conftest import STORE_KINDS, store_kind_url
 from .race import cas_increments, race_rounds
 
 
@@ -33,6 +34,27 @@ def assert_new_version(old: Version, new: Version) -> None:
     assert new != ABSENT
     if isinstance(old, int) and isinstance(new, int):
         assert new > old
+
+
+def test_every_store_scheme_is_a_store_kind_of_the_suites() -> None:
+    # A scheme registered without a kind in STORE_KINDS would run in no suite at all.
+    assert {entry[1] for entry in STORE_KINDS.values() if entry} == set(SCHEMES)
+
+
+@pytest.fixture
+def azure_lookalike_url() -> str:
+    return "file:///not-azure"
+
+
+def test_an_unknown_store_kind_fails_loudly(tmp_path, request: pytest.FixtureRequest,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind added to a suite's list but not to STORE_KINDS, or one whose fixture gives
+    another scheme's URL, raises: it never quietly runs on fake GCS (issue 19)."""
+    with pytest.raises(LookupError, match="'azure' is not in tests/conftest.py STORE_KINDS"):
+        store_kind_url("azure", tmp_path, request)
+    monkeypatch.setitem(STORE_KINDS, "azure", ("azure_lookalike_url", "az"))
+    with pytest.raises(LookupError, match=r"gave file:///not-azure, not a az:// URL"):
+        store_kind_url("azure", tmp_path, request)
 
 
 def test_errors_share_one_root() -> None:

@@ -30,7 +30,7 @@ from islandsync.testing.recorder import heads
 from islandsync.worker.engine import Engine, FitnessError
 from islandsync.worker.uploader import tag_writer
 
-from ..conftest import REPO
+from ..conftest import REPO, store_kind_params, store_kind_url
 from .conftest import fast_spec
 
 
@@ -251,14 +251,12 @@ def test_cli_init_is_idempotent_and_shows_differences(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind,algorithm", [
-    ("local", "ga"), pytest.param("gcs", "ga", marks=pytest.mark.gcs),
-    pytest.param("s3", "ga", marks=pytest.mark.s3),
+    *store_kind_params("ga"),
     ("local", "cmaes"),  # island state (mean, sigma, covariance, paths) through the bucket
 ])
 def test_kill9_then_restart_continues_each_island(kind: str, algorithm: str, tmp_path: Path,
                                                    request: pytest.FixtureRequest) -> None:
-    url = (str(tmp_path / "run") if kind == "local"
-           else request.getfixturevalue("s3_url" if kind == "s3" else "gcs_url"))
+    url = store_kind_url(kind, tmp_path, request)
     store = open_store(url)
     spec = fast_spec(algorithm=algorithm)
     init_run(store, spec)
