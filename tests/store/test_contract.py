@@ -16,7 +16,7 @@ from islandsync.errors import (
     PreconditionFailed,
     StoreError,
 )
-from islandsync.store import SCHEMES, BlobStore, open_store
+from islandsync.store import SCHEMES, BlobStore, LocalStore, open_store
 from islandsync.store.base import ABSENT, Version
 
 from ..conftest import STORE_KINDS, store_kind_url
@@ -284,3 +284,48 @@ def test_a_local_store_opened_not_to_create_writes_nothing_until_a_write(tmp_pat
     assert not root.exists()
     store.put("run.json", b"spec", if_generation=0)
     assert store.get("run.json").data == b"spec" and (root / ".islandsync").is_dir()
+
+
+# -- issue 19: a store is one file plus one scheme entry -------------------------------------
+
+#: Where the throwaway ``dir://`` scheme keeps its buckets (set by the test using it).
+DIR_ROOT: list[str] = []
+
+
+class DirStore(LocalStore):
+    """A throwaway bucket kind: ``dir://bucket/prefix`` as a directory; records what it was
+    given as credentials."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, credentials: object = None) -> None:
+        self.credentials = credentials
+        super().__init__(os.path.join(DIR_ROOT[0], bucket, prefix.strip("/")),
+                         url=f"dir://{bucket}/{prefix.strip('/')}")
+
+
+def find_dir_credentials(explicit: object, *, platform: str) -> tuple[object, str]:
+    return f"found({explicit}, {platform})", "the test's finder"
+
+
+def test_a_scheme_registered_at_run_time_opens_with_its_credentials(tmp_path) -> None:
+    from islandsync.env.opening import open_run
+    from islandsync.store import Scheme, register_scheme, unregister_scheme
+
+    DIR_ROOT[:] = [str(tmp_path)]
+    with pytest.raises(ConfigError, match=r"unknown scheme 'dir' \(expected gs://, s3://"):
+        open_store("dir://b/run")
+    register_scheme(Scheme("dir", f"{__name__}:DirStore", "a directory per bucket",
+                           "anything", find_credentials=f"{__name__}:find_dir_credentials"))
+    try:
+        store = open_store("dir://b/run", credentials="given")
+        assert isinstance(store, DirStore) and store.credentials == "given"
+        store.put("k", b"v")
+        assert store.get("k").data == b"v" and (tmp_path / "b" / "run" / "k").exists()
+        # open_run finds its credentials through the scheme's finder, for this platform
+        store, _ = open_run("dir://b/run", credentials="key.json", platform="local")
+        assert store.credentials == "found(key.json, local)"
+        with pytest.raises(ConfigError, match="no bucket name"):
+            open_store("dir:///run")
+        with pytest.raises(ConfigError, match="already registered"):
+            register_scheme(Scheme("dir", f"{__name__}:DirStore", "again", "anything"))
+    finally:
+        unregister_scheme("dir")
