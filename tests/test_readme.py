@@ -55,8 +55,8 @@ def test_docs_list_every_registered_algorithm() -> None:
 
 
 def test_readme_algorithm_settings_example_makes_a_spec(tmp_path) -> None:
-    from islandsync.cli import main
     from islandsync.bucket.run import read_spec
+    from islandsync.cli import main
     from islandsync.config import load_toml
     from islandsync.store import open_store
 

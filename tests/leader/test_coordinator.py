@@ -27,7 +27,6 @@ from islandsync.bucket.records import (
 )
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
-from islandsync.views.status import collect_status
 from islandsync.store import open_store
 from islandsync.testing.cluster import (
     INTERVAL_S,
@@ -39,10 +38,10 @@ from islandsync.testing.cluster import (
 from islandsync.testing.processes import stop_all, wait_for
 from islandsync.testing.recorder import Recorder, heads
 from islandsync.views.results import best_genomes
+from islandsync.views.status import collect_status
 from islandsync.worker.bucket_thread import BucketLink
 
 from ..conftest import REPO, store_kind_params, store_kind_url
-
 
 _url = store_kind_url
 KINDS = store_kind_params()

@@ -22,11 +22,11 @@ from islandsync.bucket.run import init_run
 from islandsync.config import fitness_ref
 from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
-from islandsync.views.status import collect_status
 from islandsync.store import BlobStore, open_store
 from islandsync.testing.cluster import pause_outside_store_writes
 from islandsync.testing.processes import wait_for
 from islandsync.testing.recorder import heads
+from islandsync.views.status import collect_status
 from islandsync.worker.engine import Engine, FitnessError
 from islandsync.worker.uploader import tag_writer
 
@@ -335,9 +335,8 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
 @pytest.mark.gcs
 def test_bucket_outage_never_stops_evolution(fake_gcs: str, gcs_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from islandsync.worker.worker import Worker
-
     from islandsync.testing.tcp_proxy import TcpProxy
+    from islandsync.worker.worker import Worker
 
     host, port = fake_gcs.rsplit("//", 1)[1].split(":")
     proxy = TcpProxy(host, int(port))
