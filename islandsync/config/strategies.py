@@ -43,6 +43,13 @@ class CMAESConfig(BaseModel):
     max_doublings: int = Field(5, ge=0)  # lambda grows to at most samples * 2**max_doublings
     tol_fun: float = Field(1e-12, ge=0.0)  # spread of a generation's scores that is flat
     tol_x: float = Field(1e-12, ge=0.0)  # step size (relative to sigma0) that is converged
+    # Active CMA-ES: the worst samples shrink C along their directions (pycma's default).
+    active: bool = True
+    # An engine step runs ceil(step_evals / lambda) generations: about as many evaluations as
+    # one generation of a 64-point GA/DE/SHADE island, so that a portfolio's islands share
+    # the evaluations about evenly (at one generation a step, a CMA-ES island of lambda 15
+    # beside SHADE islands of 64 got a quarter of their share). 1: one generation a step.
+    step_evals: int = Field(64, ge=1)
 
     def is_diagonal(self, width: int) -> bool:
         return self.diagonal if self.diagonal is not None else width > self.full_max_dim

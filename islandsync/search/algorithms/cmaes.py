@@ -34,6 +34,7 @@ evaluations their own lambda needs.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -54,6 +55,7 @@ class Params(NamedTuple):
     """Strategy parameters of each island's lambda, ``[K]`` float64 (weights ``[K, N]``)."""
 
     weights: Tensor  # [K, N]: positive over the best mu, 0 beyond; each row sums to 1
+    cweights: Tensor  # [K, N]: the covariance's: ``weights``, negative beyond mu if active
     mueff: Tensor
     cc: Tensor
     cs: Tensor
@@ -62,14 +64,17 @@ class Params(NamedTuple):
     damps: Tensor
 
 
-def params(lam: Tensor, n: int, d: int, diagonal: bool) -> Params:
+def params(lam: Tensor, n: int, d: int, diagonal: bool, active: bool = False) -> Params:
     """purecma's ``CMAESParameters`` for each island's lambda ``lam`` [K], as tensors, with
-    weights padded to ``n`` samples; sep-CMA-ES's learning rates when ``diagonal``."""
+    weights padded to ``n`` samples; sep-CMA-ES's learning rates when ``diagonal``. With
+    ``active``, the covariance's weights beyond mu are negative, as pycma's
+    ``RecombinationWeights.finalize_negative_weights`` (Hansen's tutorial, 2016, eq. 53):
+    their sum is -min(1 + c1/cmu, 1 + 2 mueff-/(mueff + 2), (1 - c1 - cmu)/(D cmu))."""
     lam = lam.to(_F64)
     mu = torch.floor(lam / 2)
     i = torch.arange(n, dtype=_F64, device=lam.device)
-    w = torch.log(lam / 2 + 0.5)[:, None] - torch.log(i + 1)
-    w = torch.where(i < mu[:, None], w, torch.zeros_like(w))
+    raw = torch.log(lam / 2 + 0.5)[:, None] - torch.log(i + 1)
+    w = torch.where(i < mu[:, None], raw, torch.zeros_like(raw))
     w = w / w.sum(1, keepdim=True)
     mueff = 1.0 / (w * w).sum(1)
     cc = (4 + mueff / d) / (d + 4 + 2 * mueff / d)
@@ -80,7 +85,16 @@ def params(lam: Tensor, n: int, d: int, diagonal: bool) -> Params:
         c1 = c1 * (d + 2) / 3
         cmu = torch.minimum(1 - c1, cmu * (d + 2) / 3)
     damps = 2 * mueff / lam + 0.3 + cs
-    return Params(w, mueff, cc, cs, c1, cmu, damps)
+    cw = w
+    if active:
+        neg = torch.where((i >= mu[:, None]) & (i < lam[:, None]), raw, torch.zeros_like(raw))
+        total = -neg.sum(1)  # > 0 for every lambda >= 4
+        mueff_neg = total ** 2 / (neg * neg).sum(1).clamp(min=1e-300)
+        cmu_pos = cmu.clamp(min=1e-300)
+        alpha = torch.minimum(torch.minimum(1 + c1 / cmu_pos, 1 + 2 * mueff_neg / (mueff + 2)),
+                              (1 - c1 - cmu) / (d * cmu_pos))
+        cw = w + neg * (alpha / total.clamp(min=1e-300))[:, None]
+    return Params(w, cw, mueff, cc, cs, c1, cmu, damps)
 
 
 class Eigen(NamedTuple):
@@ -118,16 +132,21 @@ def clip_steps(x: Tensor, mean: Tensor, sigma: Tensor, e: Eigen, mask: Tensor) -
     return mean[:, None] + sigma[:, None, None] * y * factor[..., None]
 
 
-def update(island: dict[str, Tensor], x: Tensor, f: Tensor, e: Eigen,
-           diagonal: bool) -> dict[str, Tensor]:
+def update(island: dict[str, Tensor], x: Tensor, f: Tensor, e: Eigen, diagonal: bool,
+           active: bool = False, injected: Tensor | None = None) -> dict[str, Tensor]:
     """One CMA-ES update of every island from its samples ``x`` [K, N, D] float64 and scores
     ``f`` [K, N] (minimised; samples at or beyond an island's lambda are ignored), ``e`` the
     eigensystem of the C they were drawn from. purecma's ``tell``, term for term. Returns the
-    new mean, sigma, cov, pc, ps and gen; the other island tensors as they were."""
+    new mean, sigma, cov, pc, ps and gen; the other island tensors as they were.
+
+    ``active``: active CMA-ES (Jastrebski & Arnold 2006; Hansen's tutorial 2016, eq. 47):
+    the worst samples' outer products are subtracted from C, each scaled to Mahalanobis
+    length sqrt(D) so that C stays positive definite; as pycma (``CMA_active_injected = 0``),
+    an ``injected`` [K, N] sample (a migrant, a repaired point) gets no negative weight."""
     mean, sigma, cov = island["mean"], island["sigma"], island["cov"]
     lam = island["lam"]
     k, n, d = x.shape
-    par = params(lam, n, d, diagonal)
+    par = params(lam, n, d, diagonal, active)
     idx = torch.arange(n, device=x.device)
     ranked = torch.where(idx < lam[:, None], f.to(_F64), torch.inf)
     order = torch.sort(ranked, dim=1, stable=True).indices
@@ -141,10 +160,19 @@ def update(island: dict[str, Tensor], x: Tensor, f: Tensor, e: Eigen,
     hsig = (norm2 / d / (1 - (1 - par.cs) ** (2 * gen.to(_F64))) < 2 + 4 / (d + 1)).to(_F64)
     pc = (1 - cc) * island["pc"] + (cc * (2 - cc) * mueff).sqrt() / sigma[:, None] \
         * hsig[:, None] * y
-    c1a = par.c1 * (1 - (1 - hsig) * par.cc * (2 - par.cc))
-    keep = 1 - c1a - par.cmu * par.weights.sum(1)
     dy = (xs - mean[:, None]) / sigma[:, None, None]
-    wdy = dy * (par.cmu[:, None] * par.weights)[..., None]
+    cw = par.cweights
+    if active:
+        negative = cw < 0
+        if injected is not None:
+            cw = torch.where(negative & torch.gather(injected, 1, order), 0.0, cw)
+        length2 = whiten(dy, e).pow(2).sum(-1).clamp(min=1e-300)
+        scale = torch.where(negative, d / length2, 1.0)
+    else:
+        scale = torch.ones_like(cw)
+    c1a = par.c1 * (1 - (1 - hsig) * par.cc * (2 - par.cc))
+    keep = 1 - c1a - par.cmu * cw.sum(1)
+    wdy = dy * (par.cmu[:, None] * cw * scale)[..., None]
     if diagonal:
         cov = keep[:, None] * cov + par.c1[:, None] * pc * pc + (wdy * dy).sum(1)
     else:
@@ -187,10 +215,12 @@ class CMAES:
         # Per-gene bounds: sigma0 of the mean width, an isotropic start whose covariance
         # learns the genes' scales (pycma would rescale by CMA_stds).
         self.sigma0 = config.sigma_init * self.box.width
+        self.updates = max(1, math.ceil(config.step_evals / self.samples))
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
 
     def __repr__(self) -> str:
         return (f"CMAES(dim={self.dim}, pop={self.pop_size}, lambda={self.samples}, "
+                f"updates={self.updates}, active={self.config.active}, "
                 f"diagonal={self.diagonal}, sigma0={self.sigma0:.4g})")
 
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
@@ -209,7 +239,14 @@ class CMAES:
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
-        g = generator
+        """``updates`` generations (see ``CMAESConfig.step_evals``), one after another, each
+        of every island at once."""
+        for _ in range(self.updates):
+            state = self._generation(state, island_ids, evaluate, generator)
+        return state
+
+    def _generation(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
+                    g: torch.Generator) -> IslandState:
         k, _, d = state.genomes.shape
         st, n = self._checked(state)
         e = eigen(st["cov"])
@@ -220,14 +257,16 @@ class CMAES:
         raw = st["mean"][:, None] + st["sigma"][:, None, None] * y
         lo, hi = self.box.bounds(raw.device, _F64)
         # Clamped onto the box, integer genes rounded: a moved sample enters the update as
-        # an injected one, its step clipped.
-        genomes = self.box.repair(raw.clamp(lo, hi).to(state.genomes.dtype))
+        # an injected one, its step clipped. Moved is judged in float64: float32 genomes
+        # differ from their float64 sample by rounding alone, which is no repair.
+        clamped = raw.clamp(lo, hi)
+        repaired = (self.box.repair(clamped) != raw).any(-1)
+        genomes = self.box.repair(clamped.to(state.genomes.dtype))
         f = evaluate(genomes).to(state.scores.dtype)
         x = genomes.to(_F64)
-        repaired = (x != raw).any(-1)
         x, fu, replaced = inject_samples(state, x, f, st["lam"])
         x = clip_steps(x, st["mean"], st["sigma"], e, repaired | replaced)
-        island = update(st, x, fu, e, self.diagonal)
+        island = update(st, x, fu, e, self.diagonal, self.config.active, repaired | replaced)
         island = self._restart(island, fu, e, g)
         # Surplus samples (beyond an island's lambda) stay out of its update but were
         # evaluated all the same: they may join its best points.
