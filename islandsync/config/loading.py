@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from islandsync.errors import ConfigError
 
-from .algorithms import ALGORITHM_CONFIGS, DEFAULT_ALGORITHM, PORTFOLIOS, expand_portfolio
+from .algorithms import (ALGORITHM_CONFIGS, DEFAULT_ALGORITHM, PORTFOLIOS, expand_portfolio,
+                         named_entry)
 from .fitness import FitnessRef, fitness_ref, load_fitness, resolve_fitness
 from .problems import BUILTIN_PROBLEMS
 from .spec import RunSpec
@@ -306,7 +307,7 @@ def _default_algorithm(kind: str, islands: int) -> str | list[dict[str, Any]]:
     the run has islands is cut to its first ``islands`` (a portfolio needs an island each)."""
     name = DEFAULT_ALGORITHM[kind]
     if name in PORTFOLIOS and 0 < islands < len(PORTFOLIOS[name]):
-        return [{"name": n} for n in PORTFOLIOS[name][:islands]]
+        return [named_entry(n) for n in PORTFOLIOS[name][:islands]]
     return name
 
 
@@ -317,7 +318,7 @@ def _algorithm(algorithm: str | list[dict[str, Any]], pop: int | None) -> Any:
         return [{**entry, **_given(pop=pop)} for entry in algorithm]
     if algorithm in PORTFOLIOS:
         return expand_portfolio(algorithm, pop)
-    return {"name": algorithm, **_given(pop=pop)}
+    return named_entry(algorithm, pop)
 
 
 def _given(**values: Any) -> dict[str, Any]:

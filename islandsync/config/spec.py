@@ -291,6 +291,8 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("dtype",): "float32", ("problem", "genome", "integer"): [], ("cadence",): "default",
     **{(k,): _DEFAULT[k] for k in ("lease_s", "leader_cycle_s", "merge_interval_s",
                                    "worker_listing_s")}}
+#: The same for fields added to an algorithm's settings table (each table of a portfolio).
+_ALGORITHM_ADDED_LATER: dict[str, dict[str, Any]] = {"cmaes": {"active": False, "step_evals": 1}}
 
 
 def cadence_line(spec: RunSpec) -> str:
@@ -314,6 +316,11 @@ def spec_json(spec: RunSpec) -> bytes:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and leaf in node and node[leaf] == value:
             del node[leaf]
+    tables = data["algorithm"] if isinstance(data["algorithm"], list) else [data["algorithm"]]
+    for table in tables:
+        for leaf, value in _ALGORITHM_ADDED_LATER.get(table.get("name"), {}).items():
+            if leaf in table and table[leaf] == value:
+                del table[leaf]
     return json.dumps(data, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=True, allow_nan=False).encode("ascii")
 

@@ -44,12 +44,14 @@ class CMAESConfig(BaseModel):
     tol_fun: float = Field(1e-12, ge=0.0)  # spread of a generation's scores that is flat
     tol_x: float = Field(1e-12, ge=0.0)  # step size (relative to sigma0) that is converged
     # Active CMA-ES: the worst samples shrink C along their directions (pycma's default).
-    active: bool = True
-    # An engine step runs ceil(step_evals / lambda) generations: about as many evaluations as
+    # An engine step runs ceil(step_evals / lambda) generations (1: one a step); 64 is about
     # one generation of a 64-point GA/DE/SHADE island, so that a portfolio's islands share
     # the evaluations about evenly (at one generation a step, a CMA-ES island of lambda 15
-    # beside SHADE islands of 64 got a quarter of their share). 1: one generation a step.
-    step_evals: int = Field(64, ge=1)
+    # beside SHADE islands of 64 got a quarter of their share). The defaults here keep the
+    # meaning of a cmaes table stored before these fields existed; an algorithm named by
+    # flags or in a named portfolio gets TUNED_SETTINGS (config.algorithms): True and 64.
+    active: bool = False
+    step_evals: int = Field(1, ge=1)
 
     def is_diagonal(self, width: int) -> bool:
         return self.diagonal if self.diagonal is not None else width > self.full_max_dim

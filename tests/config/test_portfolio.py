@@ -118,3 +118,19 @@ def test_flags_beside_a_toml_portfolio(tmp_path) -> None:
     assert named.dtype == "float64"
     one = load_toml(path, overrides={"algorithm": "ga", "pop": 8})
     assert one.algorithm.name == "ga" and one.algorithm.pop == 8
+
+
+def test_cmaes_tuned_settings_by_flags_and_portfolio_classic_when_stored_without() -> None:
+    """active and step_evals came later: a cmaes table stored without them reads as the
+    classic CMA-ES it was (and keeps its bytes, above); an algorithm named by flags or in a
+    named portfolio gets the tuned settings, written into run.json."""
+    old = parse_spec(OLD_RUN_JSON[0], source="run.json")
+    assert (old.algorithm.active, old.algorithm.step_evals) == (False, 1)
+    by_flag = spec_from_flags(problem="sphere", dim=4, islands=2, algorithm="cmaes")
+    named = parse_spec(_spec(algorithm="portfolio"), source="t")
+    default = spec_from_flags(problem="sphere", dim=4, islands=4)
+    for spec in (by_flag, named, default):
+        cma = next(a for a in spec.algorithms if a.name == "cmaes")
+        assert (cma.active, cma.step_evals) == (True, 64)
+        assert b'"active":true' in spec_json(spec) and b'"step_evals":64' in spec_json(spec)
+        assert parse_spec(spec_json(spec), source="run.json") == spec

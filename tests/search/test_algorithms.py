@@ -133,9 +133,10 @@ def check_contract(alg: Algorithm, problem: str) -> None:
         state = alg.step(prev, ISLANDS, ev, g)
         assert state.ids is None  # the built-ins leave ids to whoever reads them
         state = with_ids(state)
-        # exactly one call, only the new genomes: a GA's offspring, a distribution's samples
+        # one call a generation, only the new genomes: a GA's offspring, a distribution's
+        # samples (CMA-ES runs ``updates`` generations a step, config step_evals)
         n = getattr(alg, "samples", p - getattr(alg, "elite", 0))
-        assert ev.shapes == [(k, n, d)]
+        assert ev.shapes == [(k, n, d)] * getattr(alg, "updates", 1)
         real = alg.kind == "real" if hasattr(alg, "kind") else True
         assert state.genomes.shape == (k, p, d)
         assert state.genomes.dtype == (torch.float32 if real else torch.int64)

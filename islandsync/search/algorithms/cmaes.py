@@ -6,7 +6,13 @@ The update is pycma's ``purecma`` (its ``CMAES.tell``) term for term: positive r
 weights ``ln((lambda+1)/2) - ln i`` over the best ``mu = lambda // 2``, cumulation for C and
 sigma, the ``hsig`` stall of the rank-one path, rank-one plus rank-mu covariance update, and
 its step-size rule ``sigma *= exp(min(1, cs/damps (|ps|^2/D - 1)/2))``; the eigensystem is
-refreshed every generation (purecma's lazy gap set to zero). Above ``full_max_dim`` (or with
+refreshed every generation (purecma's lazy gap set to zero). With ``active`` (the setting
+that flags and named portfolios give, see ``config.TUNED_SETTINGS``) the covariance update
+is active CMA-ES as pycma's default: negative weights for the worst lambda - mu samples
+(pycma's ``RecombinationWeights``), their steps scaled to Mahalanobis length sqrt(D), none
+for injected samples (pycma's ``CMA_active_injected = 0``). An engine step runs
+``ceil(step_evals / lambda)`` generations one after another, so that a CMA-ES island spends
+about as many evaluations a step as a 64-point SHADE or DE island beside it. Above ``full_max_dim`` (or with
 ``diagonal``) the covariance is diagonal: sep-CMA-ES (Ros & Hansen 2008), whose c1 and cmu are
 scaled by (D + 2) / 3, in O(D) a sample.
 
