@@ -15,8 +15,13 @@ from pydantic import ValidationError
 
 from islandsync.errors import ConfigError
 
-from .algorithms import (ALGORITHM_CONFIGS, DEFAULT_ALGORITHM, PORTFOLIOS, expand_portfolio,
-                         named_entry)
+from .algorithms import (
+    ALGORITHM_CONFIGS,
+    DEFAULT_ALGORITHM,
+    PORTFOLIOS,
+    expand_portfolio,
+    named_entry,
+)
 from .fitness import FitnessRef, fitness_ref, load_fitness, resolve_fitness
 from .problems import BUILTIN_PROBLEMS
 from .spec import RunSpec
