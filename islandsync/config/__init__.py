@@ -2,7 +2,7 @@
 
 By concept: :mod:`.spec` (the models, canonical JSON, hash and diff), :mod:`.algorithms`
 (each algorithm's settings), :mod:`.problems` (the built-in problems' table), :mod:`.fitness`
-(a custom problem's fitness reference) and :mod:`.loading` (JSON, TOML and command-line
+(a custom problem's fitness reference), :mod:`.objective` (which score is better) and :mod:`.loading` (JSON, TOML and command-line
 flags). Everything public is importable from ``islandsync.config`` itself.
 """
 
@@ -26,6 +26,7 @@ from .algorithms import (
 )
 from .fitness import FitnessRef, check_fitness, fitness_ref, load_fitness
 from .loading import SPEC_FLAGS, load_toml, parse_spec, spec_from_flags
+from .objective import DIRECTIONS, Direction, best_of, is_better, reaches, to_fitness, to_score
 from .problems import BUILTIN_PROBLEMS, SYMREG_TOKENS, BuiltinProblem
 from .spec import (
     CADENCES,
@@ -43,12 +44,12 @@ from .spec import (
 )
 
 __all__ = [
-    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CADENCES", "CROSSOVERS", "MUTATIONS",
-    "PORTFOLIOS", "SPEC_FLAGS", "SYMREG_TOKENS", "AlgorithmSpec", "AlgorithmsSpec",
-    "BuiltinProblem", "CMAESConfig", "DEConfig", "FitnessRef", "GAConfig", "GenomeSpec",
-    "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig", "SNESConfig",
-    "StopSpec", "TokenGenome",
-    "cadence_line", "check_fitness", "fitness_ref", "load_fitness", "load_toml", "parse_spec",
-    "register_algorithm", "spec_diff", "spec_from_flags", "spec_hash", "spec_json",
-    "unregister_algorithm",
+    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CADENCES", "CROSSOVERS", "DIRECTIONS",
+    "MUTATIONS", "PORTFOLIOS", "SPEC_FLAGS", "SYMREG_TOKENS", "AlgorithmSpec", "AlgorithmsSpec",
+    "BuiltinProblem", "CMAESConfig", "DEConfig", "Direction", "FitnessRef", "GAConfig",
+    "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig",
+    "SNESConfig", "StopSpec", "TokenGenome",
+    "best_of", "cadence_line", "check_fitness", "fitness_ref", "is_better", "load_fitness",
+    "load_toml", "parse_spec", "reaches", "register_algorithm", "spec_diff", "spec_from_flags",
+    "spec_hash", "spec_json", "to_fitness", "to_score", "unregister_algorithm",
 ]

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator, model_va
 from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
 from .algorithms import _DEPENDENTS, AlgorithmsSpec, expand_portfolio
 from .fitness import FitnessRef
+from .objective import Direction, reaches
 from .problems import BUILTIN_PROBLEMS
 
 
@@ -122,7 +123,7 @@ class ProblemSpec(BaseModel):
     model_config = STRICT
     name: str
     params: dict[str, Annotated[Any, AfterValidator(_param_value)]] = Field(default_factory=dict)
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = "minimize"
     genome: GenomeSpec
     fitness: FitnessRef | None = None
 
@@ -179,6 +180,19 @@ class StopSpec(BaseModel):
     max_evals: int | None = Field(None, gt=0)
     target: float | None = None  # any sign: a maximised fitness may well be negative
     duration_s: float | None = Field(None, gt=0.0)
+
+    def reason(self, direction: str, evaluations: int,
+               best: float | None) -> Literal["max_evals", "target"] | None:
+        """``"max_evals"`` or ``"target"`` when that criterion is met by the run's
+        ``evaluations`` and ``best`` (raw fitness in ``direction``), else None. The one rule
+        both roles judge a stop by (``duration_s`` is judged by each worker from run.json's
+        creation time, on the bucket's clock)."""
+        if self.max_evals is not None and evaluations >= self.max_evals:
+            return "max_evals"
+        if self.target is not None and best is not None and \
+                reaches(direction, best, self.target):
+            return "target"
+        return None
 
 
 #: Cadence presets: every timing setting of a run, by name (``islandsync init --cadence``).

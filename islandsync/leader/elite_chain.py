@@ -27,7 +27,7 @@ from islandsync.bucket.records import (
     stamp,
     write_fenced,
 )
-from islandsync.config import RunSpec
+from islandsync.config import RunSpec, to_fitness
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from islandsync.leader.merge import Elite, IslandElites, merge_elites
 from islandsync.store import BlobStore
@@ -145,9 +145,8 @@ class EliteChain:
                 epoch += 1
         else:
             return
-        best = float(elite[1][0]) if elite[1].shape[0] else None
-        if best is not None and self.spec.problem.direction == "maximize":
-            best = -best
+        best = to_fitness(self.spec.problem.direction, elite[1][0]) if elite[1].shape[0] \
+            else None
         new = stamp(EliteHead(epoch=epoch, key=elite_key(epoch), term=self.term,
                               size=int(elite[1].shape[0]), best=best, duplicates=duplicates,
                               candidates=candidates))

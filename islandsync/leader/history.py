@@ -58,6 +58,7 @@ from islandsync.bucket.history import (
 )
 from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
 from islandsync.bucket.records import Head, Heartbeat, landed, stamp, write_record
+from islandsync.config import best_of
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from islandsync.store.base import BlobStore
 
@@ -224,10 +225,6 @@ class RunHistory:
     def _append(self, now: float, term: int, leader: str | None,
                 beats: Mapping[str, Heartbeat], alive: set[str], heads: Mapping[int, Head],
                 best: float | None, leader_ops: Mapping[str, int]) -> None:
-        bests = [h.best for h in heads.values() if h.best is not None]
-        if best is not None:
-            bests.append(best)
-        pick = min if self.direction == "minimize" else max
         workers = {}
         for w, hb in beats.items():
             ops = hb.store.get("ops") if isinstance(hb.store, dict) else None
@@ -248,7 +245,7 @@ class RunHistory:
         self._events, self._dropped_events = [], 0
         entry = HistoryEntry(
             seq=0, t=self.wall(), up=now - self._started, term=term, leader=leader,
-            best=pick(bests) if bests else None,
+            best=best_of(self.direction, [*(h.best for h in heads.values()), best]),
             # HEADs count an island's evaluations; without them (a caller that passes none),
             # the workers' own counters are the best estimate.
             evals=sum(h.evals for h in heads.values()) or sum(w.evals for w in workers.values()),

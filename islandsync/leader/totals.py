@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from islandsync.bucket.records import Head
-from islandsync.config import RunSpec
+from islandsync.config import RunSpec, best_of
 
 
 def run_totals(heads: Iterable[Head], spec: RunSpec,
@@ -18,25 +18,15 @@ def run_totals(heads: Iterable[Head], spec: RunSpec,
     """(evaluations, best) over the islands' HEADs, the best in the problem's own direction
     (the global elite's ``elite_best`` counts too: it is never worse than what it merged)."""
     heads = list(heads)
-    bests = [h.best for h in heads if h.best is not None]
-    if elite_best is not None:
-        bests.append(elite_best)
-    minimize = spec.problem.direction == "minimize"
-    best = (min(bests) if minimize else max(bests)) if bests else None
+    best = best_of(spec.problem.direction, [*(h.best for h in heads), elite_best])
     return sum(h.evals for h in heads), best
 
 
 def stop_reason(spec: RunSpec, evaluations: int, best: float | None) -> str | None:
     """``"max_evals"`` or ``"target"`` when that criterion of the run is met, else None
-    (``duration_s`` is judged by each worker from run.json's creation time)."""
-    stop = spec.stop
-    if stop.max_evals is not None and evaluations >= stop.max_evals:
-        return "max_evals"
-    if stop.target is not None and best is not None and (
-            best <= stop.target if spec.problem.direction == "minimize"
-            else best >= stop.target):
-        return "target"
-    return None
+    (``duration_s`` is judged by each worker from run.json's creation time): the run's
+    :meth:`~islandsync.config.StopSpec.reason`, the rule the workers judge by too."""
+    return spec.stop.reason(spec.problem.direction, evaluations, best)
 
 
 __all__ = ["run_totals", "stop_reason"]

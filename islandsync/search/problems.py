@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from islandsync.config.objective import score_sign
 from islandsync.config.problems import BUILTIN_PROBLEMS, SYMREG_TOKENS
 from islandsync.errors import ConfigError
 from islandsync.search.control import cartpole_fitness
@@ -52,7 +53,7 @@ class Problem:
     @property
     def sign(self) -> float:
         """Multiply raw values by this to get minimisation scores."""
-        return 1.0 if self.direction == "minimize" else -1.0
+        return score_sign(self.direction)
 
 
 # ---------------------------------------------------------------------------- real benchmarks

@@ -25,6 +25,7 @@ from islandsync.bucket.heads import HeadWatch
 from islandsync.bucket.history import History, read_history
 from islandsync.bucket.records import read_elite_head
 from islandsync.bucket.run import read_spec
+from islandsync.config import to_fitness, to_score
 from islandsync.errors import CheckpointError, ConfigError, IslandSyncError, NotFound
 from islandsync.leader.merge import IslandElites, merge_elites
 from islandsync.views.status import collect_status
@@ -118,7 +119,7 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
     if top < 1:
         raise ConfigError(f"top must be at least 1, got {top}")
     spec = read_spec(store)
-    minimize = spec.problem.direction == "minimize"
+    direction = spec.problem.direction
     parts = []
     epoch = term = None
     try:
@@ -132,7 +133,7 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
     bar = float(parts[0][1][top - 1]) if parts and parts[0][1].shape[0] >= top else math.inf
     heads = HeadWatch(store, spec.islands, what="best").look().heads
     could = {i: h for i, h in heads.items() if h.checkpoint is not None and h.best is not None
-             and (h.best if minimize else -h.best) < bar}
+             and to_score(direction, h.best) < bar}
     islands = IslandElites(store, spec)
     islands.refresh(could)
     parts += islands.parts()
@@ -141,9 +142,8 @@ def best_genomes(store: BlobStore, *, top: int = 10) -> dict[str, Any]:
         raise NotFound(f"run {store.url} has no genomes yet: its workers write the first with "
                        f"their first checkpoints")
     genomes, scores, ids, origin = merge_elites(parts, top).elite
-    sign = 1.0 if minimize else -1.0
     return {"epoch": epoch, "term": term, "islands_read": islands.reads,
-            "fitness": [sign * float(v) for v in scores],
+            "fitness": [to_fitness(direction, v) for v in scores],
             "island": [int(v) for v in origin],
             "id": [int(v) & 0xFFFFFFFFFFFFFFFF for v in ids],
             "genomes": genomes}

@@ -32,7 +32,7 @@ from islandsync.bucket.records import (
     read_record,
 )
 from islandsync.bucket.run import read_spec
-from islandsync.config import CADENCES, RunSpec, cadence_line, spec_hash
+from islandsync.config import CADENCES, RunSpec, best_of, cadence_line, spec_hash
 from islandsync.errors import CheckpointError, IslandSyncError
 from islandsync.store import BlobInfo, BlobStore
 
@@ -125,10 +125,10 @@ def collect_status(store: BlobStore) -> dict[str, Any]:
             for row in islands:
                 row["assigned"] = islands_map.get(row["id"])
     # The run's best: the islands' bests now, and the merged elite's (the best ever seen).
-    bests = [i["best"] for i in islands if i.get("best") is not None]
-    if elite is not None and isinstance(elite.get("best"), (int, float)):
-        bests.append(elite["best"])
-    best = (min(bests) if spec.problem.direction == "minimize" else max(bests)) if bests else None
+    elite_best = elite.get("best") if elite is not None else None
+    best = best_of(spec.problem.direction, [
+        *(i.get("best") for i in islands),
+        elite_best if isinstance(elite_best, (int, float)) else None])
     return {
         "run": {"url": store.url, **spec_summary(spec)},
         "finished": finished,

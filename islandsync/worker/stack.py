@@ -18,6 +18,7 @@ import torch
 
 from islandsync.bucket.checkpoints import IslandSnapshot
 from islandsync.config import RunSpec
+from islandsync.config.objective import score_sign
 from islandsync.errors import FitnessError, IslandSyncError
 from islandsync.search import population
 from islandsync.search.algorithms import IslandState, initial_state, make_algorithm
@@ -43,7 +44,7 @@ class Stack:
         self.algorithm = make_algorithm(self.config, spec.problem.genome, spec.dtype)
         self.score_dtype = DTYPES[spec.dtype] if spec.problem.genome.kind == "real" \
             else torch.float32
-        self.sign = 1.0 if spec.problem.direction == "minimize" else -1.0
+        self.sign = score_sign(spec.problem.direction)
         self.generator = torch.Generator(device=device)
         self.island_ids = torch.empty(0, dtype=torch.int64, device=device)
         self._state: IslandState | None = None

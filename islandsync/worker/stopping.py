@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from islandsync.bucket.layout import RUN_KEY, heartbeat_key
 from islandsync.bucket.records import Head, read_heartbeat
-from islandsync.config import RunSpec
+from islandsync.config import RunSpec, best_of
 from islandsync.errors import CheckpointError, ConfigError, StoreError
 from islandsync.store import BlobStore
 
@@ -88,28 +88,25 @@ def run_totals(spec: RunSpec, *, own_evals: int, own_best: float | None,
     others = [h for i, h in remote.items() if i not in hosted]
     leader_evals, leader_best = totals or (None, None)
     evals = max(own_evals + sum(h.evals for h in others), leader_evals or 0)
-    values = [v for v in (own_best, leader_best, *(h.best for h in others)) if v is not None]
-    pick = min if spec.problem.direction == "minimize" else max
-    return evals, pick(values) if values else None
+    return evals, best_of(spec.problem.direction,
+                          (own_best, leader_best, *(h.best for h in others)))
 
 
 def stop_reason(spec: RunSpec, *, own_evals: int, own_best: float | None,
                 remote: Mapping[int, Head], hosted: set[int],
                 totals: tuple[int | None, float | None] | None) -> tuple[str, int] | None:
     """(``"max_evals"`` or ``"target"``, the run's evaluations) once the run's stop criterion
-    is reached, else None; the arguments are :func:`run_totals`'."""
+    is reached, else None; the arguments are :func:`run_totals`'. Judged by the run's
+    :meth:`~islandsync.config.StopSpec.reason`, the rule the leader judges by too."""
     stop = spec.stop
     if stop.max_evals is None and stop.target is None:
         return None
     total, best = run_totals(spec, own_evals=own_evals, own_best=own_best, remote=remote,
                              hosted=hosted, totals=totals)
-    if stop.max_evals is not None and total >= stop.max_evals:
-        return "max_evals", total
-    if stop.target is not None and best is not None and (
-            best <= stop.target if spec.problem.direction == "minimize"
-            else best >= stop.target):
-        return "target", own_evals
-    return None
+    reason = stop.reason(spec.problem.direction, total, best)
+    if reason is None:
+        return None
+    return reason, total if reason == "max_evals" else own_evals
 
 
 __all__ = ["check_id_free", "run_deadline", "run_totals", "stop_reason"]

@@ -28,7 +28,7 @@ from islandsync import __version__
 from islandsync.bucket.layout import PROTOCOL_VERSION, WORKER_ID_RE
 from islandsync.bucket.records import MAX_LIVE_ISLANDS, Head
 from islandsync.bucket.run import read_spec
-from islandsync.config import RunSpec, check_fitness, spec_hash
+from islandsync.config import RunSpec, check_fitness, spec_hash, to_fitness
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
@@ -190,7 +190,7 @@ class Worker:
     def to_user(self, score: float) -> float | None:
         if not np.isfinite(score):
             return None
-        return float(score) if self.spec.problem.direction == "minimize" else -float(score)
+        return to_fitness(self.spec.problem.direction, score)
 
     def _on_lost(self, island: int) -> None:
         with self._lost_lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from islandsync.bucket.records import Head
 from islandsync.config import StopSpec
-from islandsync.worker.stopping import stop_reason
+from islandsync.worker.stopping import run_totals, stop_reason
 
 from .conftest import fast_spec
 
@@ -48,3 +48,38 @@ def test_a_target_is_reached_in_the_problems_direction_by_anyone() -> None:
                        totals=(None, 1.5)) == ("target", 3)
     assert stop_reason(high, own_evals=3, own_best=0.5, remote={}, hosted=set(),
                        totals=(None, 0.9)) is None
+
+
+def test_both_roles_judge_a_stop_and_a_best_by_one_rule() -> None:
+    """The leader (totals) and a worker (stopping) decide "reached" and "better" alike on the
+    same inputs: one rule (StopSpec.reason, config.best_of), not two copies that may drift."""
+    from islandsync.leader import totals
+
+    bests = [None, -3.0, -1.0, 0.0, 0.5, 1.0, 1.5, 7.0]
+    for direction in ("minimize", "maximize"):
+        for stop in ({"target": 1.0}, {"target": -1.0}, {"max_evals": 100},
+                     {"max_evals": 100, "target": 0.5}):
+            spec = _spec(direction, **stop)
+            for evals in (0, 99, 100, 250):
+                for a in bests:
+                    for b in bests:
+                        heads = [_head(0, evals, a), _head(1, 0, b)]
+                        lead_evals, lead_best = totals.run_totals(heads, spec)
+                        own = stop_reason(spec, own_evals=evals, own_best=a,
+                                          remote={1: heads[1]}, hosted={0}, totals=None)
+                        assert run_totals(spec, own_evals=evals, own_best=a,
+                                          remote={1: heads[1]}, hosted={0},
+                                          totals=None) == (lead_evals, lead_best)
+                        lead = totals.stop_reason(spec, lead_evals, lead_best)
+                        assert (own[0] if own else None) == lead, (direction, stop, evals, a, b)
+                        assert lead == spec.stop.reason(direction, lead_evals, lead_best)
+
+
+def test_a_target_is_met_at_equality_and_better_is_strict() -> None:
+    from islandsync.config import best_of, is_better, reaches
+
+    assert reaches("minimize", 1.0, 1.0) and reaches("maximize", 1.0, 1.0)
+    assert reaches("minimize", 0.5, 1.0) and not reaches("maximize", 0.5, 1.0)
+    assert not is_better("minimize", 1.0, 1.0) and is_better("maximize", 2.0, 1.0)
+    assert best_of("maximize", [None, -2.0, 3.0]) == 3.0
+    assert best_of("minimize", [None, -2.0, 3.0]) == -2.0 and best_of("minimize", []) is None
