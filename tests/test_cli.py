@@ -244,3 +244,21 @@ def test_a_bad_setting_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, cap
     last = err.strip().splitlines()[-1]
     assert message in last, err
     assert "Traceback" not in err and not url.exists()
+
+
+def test_init_refuses_a_bad_problem_param_in_one_line_and_writes_nothing(
+        tmp_path: Path, capsys) -> None:
+    # Before, run.json was written (create-only, for good) and every worker died at start in
+    # make_problem; now the spec refuses it before anything is written.
+    config = tmp_path / "run.toml"
+    url = tmp_path / "run"
+    for params in ('{ pointz = 30 }', '{ points = "30" }'):
+        config.write_text('islands = 2\n[problem]\nname = "symbolic_regression"\n'
+                          f'params = {params}\n'
+                          'genome = {kind = "tokens", length = 24, vocab = 13}\n'
+                          '[algorithm]\nname = "ga"\n')
+        assert main(["init", str(url), "--config", str(config), "--no-publish"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "problem.params: " in err, err
+        assert "param 'points'" in err or "unknown param 'pointz'" in err, err
+        assert not url.exists() or not (url / "run.json").exists()

@@ -4,6 +4,7 @@ and :mod:`islandsync.search.problems` (which implements them with these numbers)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,6 +29,17 @@ def _int_rule(lo: int, hi: int) -> Rule:
 
 def _name_rule(names: tuple[str, ...]) -> Rule:
     return (lambda v: isinstance(v, str) and v in names), f"one of {', '.join(names)}"
+
+
+def _optional(rule: Rule) -> Rule:
+    ok, need = rule
+    return (lambda v: v is None or ok(v)), need
+
+
+def _number_rule() -> Rule:
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return ok, "a finite number"
 
 
 # The neural networks' sizes (search/neuro.py, search/control.py): a digits image has 8 x 8
@@ -125,5 +137,23 @@ BUILTIN_PROBLEMS: Mapping[str, BuiltinProblem] = MappingProxyType({p.name: p for
 )})
 
 
-__all__ = ["BUILTIN_PROBLEMS", "CARTPOLE_OBSERVATIONS", "DIGITS_CLASSES", "DIGITS_INPUTS",
-           "SYMREG_TARGET_NAMES", "SYMREG_TOKENS", "BuiltinProblem", "mlp_weights"]
+#: The params a custom problem (a user's fitness function) takes, all optional, declared and
+#: checked as a built-in's are: the one table of them (the spec checks a run's before run.json
+#: is written; make_problem resolves them for the worker).
+CUSTOM_PARAMS = BuiltinProblem(
+    "custom", "real", optimum=None,
+    params=_frozen(kind="real", lower=None, upper=None, vocab=None, optimum=None),
+    rules=_frozen(kind=_name_rule(("real", "tokens")), lower=_optional(_number_rule()),
+                  upper=_optional(_number_rule()), vocab=_optional(_int_rule(2, 2**31 - 1)),
+                  optimum=_optional(_number_rule())))
+
+
+def declared_params(name: str) -> BuiltinProblem:
+    """The entry whose params (with their defaults and rules) problem ``name`` takes: a
+    built-in's, else a custom problem's."""
+    return BUILTIN_PROBLEMS.get(name, CUSTOM_PARAMS)
+
+
+__all__ = ["BUILTIN_PROBLEMS", "CARTPOLE_OBSERVATIONS", "CUSTOM_PARAMS", "DIGITS_CLASSES",
+           "DIGITS_INPUTS", "SYMREG_TARGET_NAMES", "SYMREG_TOKENS", "BuiltinProblem",
+           "declared_params", "mlp_weights"]

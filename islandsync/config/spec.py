@@ -20,7 +20,7 @@ from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
 from .algorithms import _DEPENDENTS, AlgorithmsSpec, expand_portfolio
 from .fitness import FitnessRef
 from .objective import Direction, reaches
-from .problems import BUILTIN_PROBLEMS
+from .problems import BUILTIN_PROBLEMS, declared_params
 
 
 class RealGenome(BaseModel):
@@ -151,19 +151,19 @@ class ProblemSpec(BaseModel):
         elif meta is not None and isinstance(genome, TokenGenome) and genome.vocab != meta.vocab:
             bad.append(("genome.vocab", f"problem {name} has exactly {meta.vocab} tokens, "
                                         f"not {genome.vocab}"))
-        # Only problems that declare params have theirs checked here: specs in use give the
-        # param-less test functions free-form params (make_problem refuses them at a worker).
-        if meta is not None and meta.params:
-            try:
-                params = meta.resolve(self.params)
-            except ValueError as e:
-                bad.append(("params", str(e)))
-            else:
-                dim = meta.dim_of(params) if meta.dim_of else None
-                if dim is not None and isinstance(genome, RealGenome) and genome.dim != dim:
-                    given = ", ".join(f"{k} = {v!r}" for k, v in params.items())
-                    bad.append(("genome.dim", f"problem {name} ({given}) has {dim} genes, "
-                                              f"not {genome.dim}"))
+        # Every problem's params, built-in or custom, are checked here, before run.json is
+        # written: a bad one would be stored for good and refused by every worker's
+        # make_problem (the same declaration, config.problems).
+        try:
+            params = declared_params(name).resolve(self.params)
+        except ValueError as e:
+            bad.append(("params", str(e)))
+        else:
+            dim = meta.dim_of(params) if meta is not None and meta.dim_of else None
+            if dim is not None and isinstance(genome, RealGenome) and genome.dim != dim:
+                given = ", ".join(f"{k} = {v!r}" for k, v in params.items())
+                bad.append(("genome.dim", f"problem {name} ({given}) has {dim} genes, "
+                                          f"not {genome.dim}"))
         conflicts(bad)
         return self
 

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from islandsync.config.objective import score_sign
-from islandsync.config.problems import BUILTIN_PROBLEMS, SYMREG_TOKENS
+from islandsync.config.objective import DIRECTIONS, Direction, score_sign
+from islandsync.config.problems import BUILTIN_PROBLEMS, CUSTOM_PARAMS, SYMREG_TOKENS
 from islandsync.errors import ConfigError
 from islandsync.search.control import cartpole_fitness
 from islandsync.search.neuro import digits_fitness
@@ -44,7 +44,7 @@ class Problem:
     name: str
     kind: Literal["real", "tokens"]
     evaluate: Callable[[Tensor], Tensor]
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = "minimize"
     lower: float | None = None
     upper: float | None = None
     vocab: int | None = None
@@ -223,14 +223,11 @@ def decode_program(tokens: Sequence[int] | Tensor) -> str:
 
 def _custom(name: str, fitness: Callable[[Tensor], Tensor], direction: str,
             params: Mapping[str, Any]) -> Problem:
-    allowed = {"kind", "lower", "upper", "vocab", "optimum"}
-    for key in params:
-        if key not in allowed:
-            raise ConfigError(f"problem {name!r}: unknown param {key!r} (allowed: "
-                              f"{sorted(allowed)})")
-    kind = params.get("kind", "real")
-    if kind not in ("real", "tokens"):
-        raise ConfigError(f"problem {name!r}: param 'kind' must be 'real' or 'tokens'")
+    try:  # declared and checked with the built-ins' (config.problems.CUSTOM_PARAMS)
+        params = CUSTOM_PARAMS.resolve(params)
+    except ValueError as e:
+        raise ConfigError(f"problem {name!r}: {e}") from None
+    kind = params["kind"]
 
     def evaluate(x: Tensor) -> Tensor:
         y = fitness(x)
@@ -265,7 +262,7 @@ def make_problem(name: str, params: Mapping[str, Any] | None = None, *,
             that is not callable; the message names the problem and the param.
     """
     params = dict(params or {})
-    if direction not in ("minimize", "maximize"):
+    if direction not in DIRECTIONS:
         raise ConfigError(f"problem {name!r}: direction must be 'minimize' or 'maximize', "
                           f"got {direction!r}")
     if fitness is not None:

@@ -126,6 +126,7 @@ def test_several_problems_are_listed_one_per_line_without_urls() -> None:
     ("migration.interval", 0), ("migration.topology", "star"), ("problem.direction", "up"),
     ("version", 2), ("problem.genome.lower", float("nan")), ("problem.genome.upper", float("inf")),
     ("problem.name", "nosuch"), ("problem.params", {"a": {"nested": 1}}),
+    ("problem.params", {"a": 1}),
 ])
 def test_bad_values_name_their_path(path: str, value: object) -> None:
     msg = error(edit(base(), path, value))
@@ -157,11 +158,48 @@ def test_missing_field() -> None:
 
 
 def test_params_accept_the_declared_types() -> None:
-    params = {"i": 1, "f": 0.5, "s": "x", "b": True, "l": [1, 2.5]}
-    spec = parse_spec(edit(base(), "problem.params", params), source="t")
-    assert spec.problem.params == {"i": 1, "f": 0.5, "s": "x", "b": True, "l": [1.0, 2.5]}
-    assert type(spec.problem.params["b"]) is bool and type(spec.problem.params["i"]) is int
-    assert "problem.params.l" in error(edit(base(), "problem.params", {"l": ["a"]}))
+    params = {"target": "nguyen5", "points": 7}
+    spec = parse_spec(edit(tokens_base(), "problem.params", params), source="t")
+    assert spec.problem.params == params and type(spec.problem.params["points"]) is int
+    custom = spec_from_flags(problem="custom", dim=3, lower=0, upper=1,
+                             fitness=fitness_ref(my_fitness),
+                             params={"optimum": 1, "lower": -0.5, "kind": "real"})
+    assert custom.problem.params == {"optimum": 1, "lower": -0.5, "kind": "real"}
+
+
+@pytest.mark.parametrize("data,words", [
+    # A test function takes no params: once stored (create-only) and refused by every
+    # worker's make_problem; now refused before run.json is written.
+    (edit(base(), "problem.params", {"a": 1}),
+     "problem.params: unknown param 'a' (allowed: none)"),
+    (edit(tokens_base(), "problem.params", {"pointz": 3}),
+     "problem.params: unknown param 'pointz' (allowed: points, target)"),
+    (edit(tokens_base(), "problem.params", {"points": "20"}),
+     "problem.params: param 'points' = '20' must be an int"),
+    (edit(tokens_base(), "problem.params", {"points": True}),
+     "problem.params: param 'points' = True must be an int"),
+    (edit(base(), "problem.params", {"l": ["a"]}), "problem.params.l: "),
+])
+def test_a_bad_param_is_refused_by_the_spec_naming_it(data: dict, words: str) -> None:
+    msg = error(data)
+    assert msg.startswith(f"run.toml: {words}"), msg
+
+
+def test_a_custom_problems_params_are_declared_and_checked_too() -> None:
+    from islandsync.search.problems import make_problem
+
+    ref = fitness_ref(my_fitness)
+    with pytest.raises(ConfigError, match="problem.params: unknown param 'w' "
+                                          r"\(allowed: kind, lower, optimum, upper, vocab\)"):
+        spec_from_flags(problem="custom", dim=3, lower=0, upper=1, fitness=ref,
+                        params={"w": 1})
+    with pytest.raises(ConfigError, match="param 'kind' = 'bits' must be one of real, tokens"):
+        spec_from_flags(problem="custom", dim=3, lower=0, upper=1, fitness=ref,
+                        params={"kind": "bits"})
+    with pytest.raises(ConfigError, match="^problem 'custom': unknown param 'w'"):
+        make_problem("custom", {"w": 1}, fitness=lambda x: x.sum(-1))
+    assert make_problem("custom", {"vocab": 7, "kind": "tokens"},
+                        fitness=lambda x: x.sum(-1)).vocab == 7
 
 
 def test_json_text_and_bytes_and_their_errors() -> None:
@@ -283,7 +321,6 @@ islands = 8
 seed = 7
 [problem]
 name = "rosenbrock"
-params = { scale = 2 }
 [problem.genome]
 kind = "real"
 dim = 30
@@ -354,7 +391,7 @@ def test_flags_builder_errors() -> None:
 def test_flags_builder_custom() -> None:
     ref = fitness_ref(my_fitness)
     real = spec_from_flags(problem="custom", dim=3, lower=0, upper=1, fitness=ref,
-                           direction="maximize", params={"k": 1})
+                           direction="maximize", params={"optimum": 1})
     assert real.problem.fitness == ref and real.problem.direction == "maximize"
     tok = spec_from_flags(problem="custom", length=5, vocab=7, fitness=ref)
     assert tok.problem.genome == TokenGenome(kind="tokens", length=5, vocab=7)
@@ -363,7 +400,8 @@ def test_flags_builder_custom() -> None:
 # --- canonical JSON, hash, diff -----------------------------------------------------------------
 
 def test_canonical_json_is_stable_and_round_trips() -> None:
-    data = edit(base(), "problem.params", {"w": [0.1, 1e-300, 1 / 3], "z": 1, "a": "ü"})
+    data = edit(edit(base(), "problem.genome.lower", [0.1, 1e-300, 1 / 3] + [-1.0] * 7),
+                "stop.target", 1e-300)
     spec = parse_spec(data, source="t")
     raw = spec_json(spec)
     assert raw == spec_json(parse_spec(data, source="t"))
@@ -371,7 +409,7 @@ def test_canonical_json_is_stable_and_round_trips() -> None:
     assert list(json.loads(raw)) == sorted(json.loads(raw))
     back = parse_spec(raw, source="t")
     assert back == spec and spec_json(back) == raw
-    assert back.problem.params["w"][2] == 1 / 3
+    assert back.problem.genome.lower[2] == 1 / 3
     assert spec_hash(back) == spec_hash(spec)
     # a pinned digest: canonical bytes must not drift between versions or runs
     assert spec_hash(spec) == hashlib.sha256(raw).hexdigest()
@@ -381,25 +419,25 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=60, deadline=None)
-@given(lo=finite, width=st.floats(min_value=1e-300, max_value=1e300), ws=st.lists(finite),
+@given(lo=finite, width=st.floats(min_value=1e-300, max_value=1e300), target=finite,
        seed=st.integers(0, 2**64 - 1))
-def test_canonical_json_round_trips_any_floats(lo: float, width: float, ws: list,
+def test_canonical_json_round_trips_any_floats(lo: float, width: float, target: float,
                                                seed: int) -> None:
     hi = lo + width
     if not (hi > lo and abs(hi) < float("inf")):
         return
     data = edit(edit(edit(base(), "problem.genome.lower", lo), "problem.genome.upper", hi),
-                "problem.params", {"w": ws})
+                "stop.target", target)
     spec = parse_spec(edit(data, "seed", seed), source="t")
     back = parse_spec(spec_json(spec), source="t")
     assert back == spec and spec_json(back) == spec_json(spec)
     assert back.problem.genome.lower == lo  # type: ignore[union-attr]
-    assert back.problem.params["w"] == ws
+    assert back.stop.target == target
 
 
 @pytest.mark.parametrize("path,value", [
     ("islands", 5), ("seed", 1), ("algorithm.pop", 65), ("algorithm.sbx_eta", 15.000001),
-    ("problem.genome.dim", 11), ("problem.params", {"a": 1}), ("stop.target", 0.0),
+    ("problem.genome.dim", 11), ("stop.target", 0.0),
     ("migration.topology", "ring"), ("problem.direction", "maximize"),
     ("heartbeat_interval_s", 9.5), ("algorithm", {"name": "de"}),
 ])
@@ -418,8 +456,10 @@ def test_spec_diff_lines() -> None:
     assert 'algorithm.name: "ga" -> "de"' in lines
     assert "algorithm.tournament: 3 -> (absent)" in lines
     assert "algorithm.f_init: (absent) -> 0.5" in lines
-    c = parse_spec(edit(base(), "problem.params", {"k": [1.0]}), source="t")
-    assert spec_diff(a, c) == ["problem.params.k: (absent) -> [1.0]"]
+    t = parse_spec(tokens_base(), source="t")
+    c = parse_spec(edit(tokens_base(), "problem.params", {"points": 9}), source="t")
+    assert spec_diff(t, c) == ["problem.params.points: (absent) -> 9"]
+    assert spec_hash(t) != spec_hash(c)
 
 
 def test_builtin_table_is_exact() -> None:
