@@ -13,6 +13,7 @@ from islandsync.config import load_fitness
 from islandsync.env.opening import open_run
 from islandsync.env.platforms import session_deadline
 from islandsync.store import BlobStore
+from islandsync.worker.options import WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +70,39 @@ def run(
     Returns a :class:`~islandsync.worker.worker.RunSummary`: this worker's best
     (``best_fitness``) and the run's (``global_best_fitness``), among others.
     """
-    return make_worker(run, fitness=fitness, spec=spec, device=device,
-                       max_islands=max_islands, duration=duration, solo=solo,
-                       coordinator=coordinator, progress=progress, worker_id=worker_id,
-                       credentials=credentials, platform=platform,
-                       session_limit=session_limit, callback=callback,
-                       callback_every_s=callback_every_s).run()
+    # The keyword arguments above are the documented surface; WorkerOptions checks them.
+    options = WorkerOptions.of(
+        device=device, max_islands=max_islands, duration=duration, solo=solo,
+        coordinator=coordinator, progress=progress, worker_id=worker_id, platform=platform,
+        session_limit=session_limit, callback_every_s=callback_every_s)
+    return make_worker(run, options, fitness=fitness, spec=spec, credentials=credentials,
+                       callback=callback).run()
 
 
-def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = None,
-                platform: str | None = None, session_limit: float | None = None,
-                max_islands: int | None = None, solo: bool = False, coordinator: bool = True,
-                **worker_options: Any) -> Worker:
+#: What make_worker hands to the Worker as it is (not a setting of WorkerOptions).
+_HANDED = frozenset({"callback", "on_heartbeat"})
+
+
+def make_worker(run: str, options: WorkerOptions | None = None, *,
+                spec: RunSpec | None = None, credentials: Any = None,
+                fitness: Callable | str | None = None, **handed: Any) -> Worker:
     """The worker :func:`run` runs, not started yet: the store opened with credentials found,
     the run created from ``spec`` if given, and the platform's defaults and session deadline
-    applied. ``worker_options`` go to :class:`~islandsync.worker.worker.Worker`."""
+    applied. ``options`` (:class:`~islandsync.worker.options.WorkerOptions`; any of its
+    fields may also be given by keyword) and what is ``handed`` to the worker
+    (``callback``, ``on_heartbeat``) go to :class:`~islandsync.worker.worker.Worker`."""
     from islandsync import __version__
     from islandsync.views.results import global_best
     from islandsync.worker.worker import Worker  # torch is imported only by those who step islands
 
-    if isinstance(worker_options.get("fitness"), str):
-        worker_options["fitness"] = load_fitness(worker_options["fitness"])
-
+    # Checked before anything is written: a misspelt option must not leave a run behind.
+    settings = {k: handed.pop(k) for k in list(handed) if k not in _HANDED}
+    options = WorkerOptions.of(options, **settings)
+    if isinstance(fitness, str):
+        fitness = load_fitness(fitness)
     started = time.monotonic()
     # Without a spec, the run must exist: a mistyped URL is refused before anything is written.
-    store, profile = open_run(run, credentials=credentials, platform=platform,
+    store, profile = open_run(run, credentials=credentials, platform=options.platform,
                               existing=spec is None)
     if spec is not None:
         init_run(store, spec)
@@ -101,12 +110,14 @@ def make_worker(run: str, *, spec: RunSpec | None = None, credentials: Any = Non
     check_protocol(store, version=__version__)
     _say_if_not_the_published_version(store)
     companion = None
-    if coordinator and not solo:
-        companion = leader_candidate(lease_s=worker_options.pop("lease_s", None))
-    return Worker(store, max_islands=max_islands or profile.default_max_islands, solo=solo,
-                  companion=companion, platform=profile.name,
-                  deadline=session_deadline(profile, started=started, override_s=session_limit),
-                  run_best=global_best, **worker_options)
+    if options.coordinator and not options.solo:
+        companion = leader_candidate(lease_s=options.lease_s)
+    options = options.model_copy(update={
+        "max_islands": options.max_islands or profile.default_max_islands,
+        "platform": profile.name})
+    return Worker(store, options, fitness=fitness, companion=companion, run_best=global_best,
+                  deadline=session_deadline(profile, started=started,
+                                            override_s=options.session_limit), **handed)
 
 
 def _say_if_not_the_published_version(store: BlobStore) -> None:

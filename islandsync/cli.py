@@ -17,12 +17,14 @@ from islandsync.cli_flags import (
     fitness_flags,
     init_flags,
     lower,
+    option_flags,
     parse_duration,
     run_flags,
 )
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
 from islandsync.store import url_examples
+from islandsync.worker.options import WorkerOptions
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -148,15 +150,12 @@ def _worker(args: argparse.Namespace) -> int:
         observe = metrics.observe
         print(f"islandsync worker: metrics on http://{args.metrics_host}:"
               f"{server.server_port}/metrics", file=sys.stderr)
-    worker = make_worker(args.run, credentials=args.credentials, platform=args.platform,
-                         session_limit=args.session_limit, max_islands=args.max_islands,
-                         solo=args.solo, coordinator=not args.no_coordinator,
-                         fitness=fitness, device=args.device, duration=args.duration,
-                         worker_id=args.worker_id, progress=not args.quiet,
+    options = WorkerOptions.from_args(args)
+    worker = make_worker(args.run, options, credentials=args.credentials, fitness=fitness,
                          on_heartbeat=observe)
-    if not args.solo:
+    if not options.solo:
         print(f"islandsync worker ({worker.platform}): islands come from the run's leader"
-              + ("" if args.no_coordinator else " (this worker stands as a candidate too)"),
+              + (" (this worker stands as a candidate too)" if options.coordinator else ""),
               file=sys.stderr)
     worker.run()
     return 0
@@ -344,31 +343,14 @@ def _worker_command(sub: Sub, platforms: list[str]) -> None:
     worker = sub.add_parser("worker", help="host islands of RUN on this machine's device",
                           epilog=DURATIONS_HELP)
     run_flags(worker)
-    worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
-    worker.add_argument("--max-islands", dest="max_islands", type=int,
-                        help="host at most this many islands (default: the platform "
-                             "profile's default_max_islands)")
-    worker.add_argument("--duration", type=parse_duration, help="stop after, e.g. 10m "
-                        "(default: when the run finishes, on Ctrl-C or at the session limit)")
-    worker.add_argument("--solo", action="store_true",
-                        help="claim every island without a live owner: no leader, no candidate")
-    worker.add_argument("--no-coordinator", dest="no_coordinator", action="store_true",
-                        help="do not stand as a coordinator candidate")
+    # The worker's own settings: flags, help and defaults from WorkerOptions' fields.
+    option_flags(worker, WorkerOptions, choices={"platform": platforms})
     fitness_flags(worker, "run's custom fitness function (its fingerprint must match "
                   "run.json's)")
-    worker.add_argument("--worker-id", dest="worker_id",
-                        help="this worker's id in the run (letters, digits, '_', '.', '-'); a "
-                             "stable one lets a restarted worker reclaim its islands at once "
-                             "(default: platform-host-random)")
-    worker.add_argument("--platform", type=lower, choices=platforms,
-                        help="the platform's profile (default: detect)")
-    worker.add_argument("--session-limit", dest="session_limit", type=parse_duration,
-                        help="this session's limit, e.g. 11h (default: the platform's)")
     worker.add_argument("--metrics-port", dest="metrics_port", type=int,
                         help="serve this worker's Prometheus /metrics (0: any free port)")
     worker.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
                         help="address /metrics listens on (default: %(default)s)")
-    worker.add_argument("--quiet", action="store_true", help="no progress lines")
     worker.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     worker.set_defaults(func=_worker)
 

@@ -219,7 +219,27 @@ def fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
                              "float (vectorised with torch.func.vmap where it can be)")
 
 
+def option_flags(parser: argparse.ArgumentParser, model: Any,
+                 choices: dict[str, list[str]] | None = None) -> None:
+    """Add a flag for each field of ``model`` (``WorkerOptions``) that declares one, its
+    help and default taken from the field: the options are declared once, in the model.
+    ``choices`` supplies the names a ``name`` field takes (the platforms, say)."""
+    for name, flag, kind in model.flags():
+        info = model.model_fields[name]
+        dest = flag.lstrip("-").replace("-", "_")
+        if kind in ("switch", "negated"):
+            parser.add_argument(flag, dest=dest, action="store_true", help=info.description)
+            continue
+        default = info.default
+        if kind == "duration":
+            kw: dict[str, Any] = {"type": parse_duration}
+        elif kind == "name":
+            kw = {"type": lower, "choices": (choices or {}).get(name)}
+        else:
+            kw = {"type": int if "int" in str(info.annotation) else str}
+        parser.add_argument(flag, dest=dest, default=default, help=info.description, **kw)
+
 __all__ = [
     "CREDENTIALS_HELP", "DURATIONS_HELP", "RUN_HELP", "HelpFormatter", "fitness_flags",
-    "init_flags", "lower", "parse_duration", "run_flags", "setting",
+    "init_flags", "lower", "option_flags", "parse_duration", "run_flags", "setting",
 ]

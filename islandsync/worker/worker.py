@@ -35,7 +35,8 @@ from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
 from islandsync.worker.engine import Engine, FitnessError, resolve_devices
 from islandsync.worker.bucket_thread import BucketLink, default_worker_id
-from islandsync.worker.progress import Progress, RateMeter, UserCallback, make_progress
+from islandsync.worker.options import WorkerOptions
+from islandsync.worker.progress import RateMeter, UserCallback, make_progress
 from islandsync.worker.stopping import check_id_free, run_deadline, run_totals, stop_reason
 from islandsync.worker.uploader import Uploader, checkpoint_tag
 
@@ -84,63 +85,67 @@ class WorkerFailed(IslandSyncError):
 class Worker:
     """One worker process hosting islands of one run on one device."""
 
-    def __init__(
-        self,
-        store: BlobStore,
-        *,
-        spec: RunSpec | None = None,
-        fitness: Callable | None = None,
-        device: str = "auto",
-        max_islands: int | None = None,
-        duration: float | None = None,
-        solo: bool = False,
-        worker_id: str | None = None,
-        platform: str | None = None,
-        progress: bool | Progress = True,
-        companion: Companion | None = None,
-        deadline: float | None = None,
-        on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
-        check_id: bool = True,
-        stall_s: float | None = None,
-        callback: Callable[[dict[str, Any]], Any] | None = None,
-        callback_every_s: float = 5.0,
-        run_best: RunBest | None = None,
-    ) -> None:
-        """``check_id``: before the first heartbeat, refuse (ConfigError) when another live
-        worker heartbeats under the same id (costs a heartbeat interval, only when the id's
-        heartbeat blob exists and does not say it exited). ``stall_s``: how long the loop may
-        go without an iteration before heartbeats stop vouching for it (default: the larger
-        of 300 s and ten worker timeouts: one slow generation must not look like a hang).
-        ``callback``: the user's progress function, see
-        :class:`~islandsync.worker.progress.UserCallback`. ``run_best``: reads the run's best
-        for the summary (:data:`RunBest`)."""
+    def __init__(self, store: BlobStore, options: WorkerOptions | None = None, *,
+                 spec: RunSpec | None = None, fitness: Callable | None = None,
+                 companion: Companion | None = None, deadline: float | None = None,
+                 on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+                 callback: Callable[[dict[str, Any]], Any] | None = None,
+                 run_best: RunBest | None = None, **settings: Any) -> None:
+        """``options``: this worker's settings (:class:`WorkerOptions`; any field may be
+        given by keyword too). Handed in rather than configured: ``spec`` (default: the
+        run's), the user's ``fitness`` function, a ``companion`` started beside the loop (a
+        leader candidate, composed at the edges: this role never imports the other; started
+        with (store, worker id), it returns the function that stops it), the session
+        ``deadline`` (``time.monotonic()`` at which it must be wound up), ``on_heartbeat``
+        (each heartbeat's body), the user's progress ``callback``
+        (:class:`~islandsync.worker.progress.UserCallback`) and ``run_best``, which reads
+        the run's best for the summary (:data:`RunBest`)."""
+        self.options = opts = WorkerOptions.of(options, **settings)
         # Counted, so that heartbeats say what this worker costs in bucket operations.
-        store = store if isinstance(store, CountingStore) else CountingStore(store)
-        self.store = store
+        self.store = store = store if isinstance(store, CountingStore) else CountingStore(store)
         self.spec = spec or read_spec(store)
         check_fitness(self.spec, fitness)
-        self.platform = platform or "local"  # the edges (api, cli) detect it
-        self.worker_id = worker_id or default_worker_id(self.platform)
+        self.platform = opts.platform or "local"  # the edges (api, cli) detect it
+        self.worker_id = opts.worker_id or default_worker_id(self.platform)
         if not WORKER_ID_RE.match(self.worker_id):
             raise ConfigError(f"worker id {self.worker_id[:200]!r} is not valid: 1 to 128 "
                               f"letters, digits, '_', '.' or '-'")
-        self.check_id = check_id
-        self.stall_s = stall_s if stall_s is not None else max(300.0,
-                                                               10 * self.spec.worker_timeout_s)
+        self.check_id, self.duration, self.solo = opts.check_id, opts.duration, opts.solo
+        # One slow generation must not look like a hang.
+        self.stall_s = opts.stall_s or max(300.0, 10 * self.spec.worker_timeout_s)
+        self.max_islands = opts.max_islands or self.spec.islands
+        self.deadline, self.companion, self.run_best = deadline, companion, run_best
+        self._build_engine(opts.device, fitness)
+        self.progress = make_progress(opts.progress)
+        self.callback = UserCallback(callback, opts.callback_every_s)
+        self._init_state()
+        # Unique per process, so a restarted worker of the same id never collides with the
+        # blobs of its former self (and the uploader can recognise its own HEAD writes).
+        self.tag = checkpoint_tag(self.worker_id)
+        self.uploader = Uploader(
+            store, owner=self.worker_id, tag=self.tag,
+            elite=min(self.spec.elite_size, self.spec.max_pop),
+            meta={"spec_hash": spec_hash(self.spec), "direction": self.spec.problem.direction},
+            to_user=self.to_user, on_lost=self._on_lost, on_fatal=self._thread_failed,
+        )
+        self.link = BucketLink(store, self.spec, worker_id=self.worker_id, solo=self.solo,
+                               max_islands=self.max_islands, stats=self._heartbeat_stats,
+                               hosted=self.hosted, on_heartbeat=on_heartbeat,
+                               health=self._health, on_fatal=self._thread_failed)
+
+    def _build_engine(self, device: str, fitness: Callable | None) -> None:
         # auto: every visible GPU, each hosting its share of the islands (Engine).
         self.devices = resolve_devices(device)
         self.device = self.devices[0]
         # The engine applies the run's direction; a built-in is always defined as minimised.
+        # The params were checked by the spec (config.problems) before run.json was written.
         problem = make_problem(self.spec.problem.name, dict(self.spec.problem.params),
                                fitness=fitness,
                                direction=self.spec.problem.direction if fitness else "minimize")
         self.engine = Engine(self.spec, problem, self.devices)
-        self.max_islands = max_islands or self.spec.islands
-        self.duration = duration
-        self.solo = solo
-        self.progress = make_progress(progress) if isinstance(progress, bool) else progress
-        self.callback = UserCallback(callback, callback_every_s)
-        self.run_best = run_best
+
+    def _init_state(self) -> None:
+        """The loop's own counters and what the threads share with it."""
         self.blocked_s = 0.0
         self.steps = 0
         self.evaluations = 0
@@ -154,19 +159,6 @@ class Worker:
         self._hosted: set[int] = set()
         self._hosted_lock = threading.Lock()
         self._progress_at = time.monotonic()  # the loop's last iteration
-        # Unique per process, so a restarted worker of the same id never collides with the
-        # blobs of its former self (and the uploader can recognise its own HEAD writes).
-        self.tag = checkpoint_tag(self.worker_id)
-        self.uploader = Uploader(
-            store, owner=self.worker_id, tag=self.tag,
-            elite=min(self.spec.elite_size, self.spec.max_pop),
-            meta={"spec_hash": spec_hash(self.spec), "direction": self.spec.problem.direction},
-            to_user=self.to_user, on_lost=self._on_lost, on_fatal=self._thread_failed,
-        )
-        self.link = BucketLink(store, self.spec, worker_id=self.worker_id, solo=solo,
-                               max_islands=self.max_islands, stats=self._heartbeat_stats,
-                               hosted=self.hosted, on_heartbeat=on_heartbeat,
-                               health=self._health, on_fatal=self._thread_failed)
         self._foreign_epoch = -1
         self._foreign: tuple[torch.Tensor, ...] | None = None
         self._last_checkpoint = time.monotonic()
@@ -177,12 +169,7 @@ class Worker:
         # Each hosted island's numbers as of the last look (the loop replaces the dict
         # whole; the heartbeat thread only reads it): status is current between checkpoints.
         self._live: dict[int, dict[str, Any]] = {}
-        self.deadline = deadline  # time.monotonic() at which the session must be wound up
         self.assignment_epoch = 0
-        # Something that runs beside the loop while it runs (a leader candidate, composed at
-        # the edges: this role never imports the other): started with (store, worker id),
-        # it returns the function that stops it.
-        self.companion = companion
         self._stop_companion: Callable[[], None] | None = None
 
     # -- helpers -------------------------------------------------------------------------
