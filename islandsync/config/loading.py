@@ -51,7 +51,10 @@ def _tags(path: list[str]) -> set[str]:
     return _UNION_TAGS.get(tuple(path), set())
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str) -> str:
+    """A validation error of a strict model read from ``source`` as ConfigError text: one
+    ``<source>: <dotted.path>: <message>`` line per problem (the run spec's, a platform
+    profile's)."""
     lines = []
     for e in err.errors(include_url=False):
         path: list[str] = []
@@ -111,7 +114,7 @@ def parse_spec(data: dict[str, Any] | str | bytes, *, source: str) -> RunSpec:
     try:
         return RunSpec.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from err
+        raise ConfigError(format_errors(err, source)) from err
 
 
 #: Each ``islandsync init`` flag that sets a spec field (by :func:`spec_from_flags`'s name
@@ -330,4 +333,4 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-__all__ = ["SPEC_FLAGS", "load_toml", "parse_spec", "spec_from_flags"]
+__all__ = ["SPEC_FLAGS", "format_errors", "load_toml", "parse_spec", "spec_from_flags"]

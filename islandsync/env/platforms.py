@@ -22,11 +22,21 @@ import importlib.util
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from islandsync.config._base import AS_TUPLE, STRICT, conflicts
 from islandsync.config.loading import _toml  # one TOML reader (tomllib, or tomli on 3.10)
+from islandsync.config.loading import format_errors
 from islandsync.durations import parse_duration
 from islandsync.errors import ConfigError
 
@@ -34,44 +44,81 @@ from islandsync.errors import ConfigError
 SESSION_LIMIT_ENV = "ISLANDSYNC_SESSION_LIMIT"
 
 #: Credential sources a profile may list, in the vocabulary of islandsync.env.credentials.
-CREDENTIAL_SOURCES = frozenset({
-    "argument", "GOOGLE_APPLICATION_CREDENTIALS", "kaggle_secret", "colab_secret",
-    "colab_auth", "default",
-})
+CredentialSource = Literal["argument", "GOOGLE_APPLICATION_CREDENTIALS", "kaggle_secret",
+                           "colab_secret", "colab_auth", "default"]
+CREDENTIAL_SOURCES = frozenset(CredentialSource.__args__)  # type: ignore[attr-defined]
 
 _PROFILE_DIR = "profiles"
-_FIELDS = {
-    "name", "session_limit_s", "idle_timeout_s", "gpu_quota_h_per_week", "workers_allowed",
-    "tier_needed", "checked", "typical_device", "default_max_islands", "drain_margin_s",
-    "credentials", "secret_name", "sources",
-}
-_REQUIRED = {"name", "typical_device", "default_max_islands", "drain_margin_s", "credentials",
-             "workers_allowed", "checked"}
 #: What a platform's own rules say about running an islandsync worker there.
 WORKERS_ALLOWED = ("yes", "paid-tier-only", "no")
 _UNLIMITED = {"0", "none", "unlimited"}
 
+_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
-@dataclass(frozen=True)
-class PlatformProfile:
-    """One platform's limits and defaults. ``None`` limits mean "none known"."""
 
-    name: str
-    session_limit_s: float | None
-    idle_timeout_s: float | None
-    typical_device: str
-    default_max_islands: int
-    drain_margin_s: float
-    credentials: tuple[str, ...]
-    secret_name: str = "GCS_SERVICE_ACCOUNT"
+class SourceNote(BaseModel):
+    """Where one value of a profile comes from (a profile's ``[sources.<field>]``)."""
+
+    model_config = STRICT
+    kind: Literal["documented", "observed", "choice"]
+    url: str = ""
+    checked: str = ""
+    says: _Text
+
+
+class PlatformProfile(BaseModel):
+    """One platform's limits and defaults, as its ``env/profiles/<name>.toml`` gives them.
+    Strict as the run spec is: an unknown or misspelt field is an error, never a default.
+    ``None`` limits mean "none known"; 0 in TOML (which has no null) means the same."""
+
+    model_config = STRICT
+    #: The platform, equal to the file's name.
+    name: _Text
+    #: How long a session may live (None: unlimited; $ISLANDSYNC_SESSION_LIMIT overrides).
+    session_limit_s: float | None = Field(None, ge=0.0)
+    #: Disconnect after this long without user interaction, where known.
+    idle_timeout_s: float | None = Field(None, gt=0.0)
+    #: What a free session usually gets.
+    typical_device: _Text
+    #: Islands a worker hosts when --max-islands is not given.
+    default_max_islands: int = Field(ge=1)
+    #: How long before the session deadline the worker stops taking islands.
+    drain_margin_s: float = Field(ge=0.0)
+    #: Where GCS credentials are looked for, in order (islandsync.env.credentials).
+    credentials: Annotated[tuple[CredentialSource, ...], AS_TUPLE] = Field(min_length=1)
+    #: The platform secret holding the service-account JSON.
+    secret_name: _Text = "GCS_SERVICE_ACCOUNT"
     #: Accelerator hours a week the free tier gives (None: no weekly quota known).
-    gpu_quota_h_per_week: float | None = None
-    #: "yes", "paid-tier-only" or "no": whether the platform's rules allow a worker.
-    workers_allowed: str = "yes"
+    gpu_quota_h_per_week: float | None = Field(None, ge=0.0)
+    #: Whether the platform's rules allow a worker: "yes", "paid-tier-only" or "no".
+    workers_allowed: Literal["yes", "paid-tier-only", "no"]
     #: The tier a worker needs there, when the free one is not enough ("" when it is).
     tier_needed: str = ""
     #: When the values were last checked against their sources (e.g. "2026-11").
-    checked: str = ""
+    checked: _Text
+    #: Where each value comes from, by field name.
+    sources: dict[str, SourceNote] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @field_validator("session_limit_s", "gpu_quota_h_per_week")
+    @classmethod
+    def _zero_is_none(cls, value: float | None) -> float | None:
+        return value or None  # 0: unlimited sessions, no weekly quota
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlatformProfile:
+        bad: list[tuple[str, str]] = []
+        if len(set(self.credentials)) != len(self.credentials):
+            bad.append(("credentials", "a source is listed twice"))
+        limit, margin = self.session_limit_s, self.drain_margin_s
+        if limit and margin >= limit:
+            bad.append(("drain_margin_s", f"({margin:g}) must be shorter than "
+                                          f"session_limit_s ({limit:g})"))
+        if self.workers_allowed == "paid-tier-only" and not self.tier_needed.strip():
+            bad.append(("tier_needed", "say which tier a worker needs"))
+        for key in sorted(set(self.sources) - set(type(self).model_fields)):
+            bad.append((f"sources.{key}", "a source for a field a profile does not have"))
+        conflicts(bad)
+        return self
 
 
 def _profiles() -> Any:
@@ -86,84 +133,16 @@ def known_platforms() -> list[str]:
     )
 
 
-def _number(data: dict[str, Any], key: str, source: str, *, positive: bool,
-            required: bool = True) -> float | None:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(f"{source}: {key}: missing")
-        return None
-    # bool is an int subclass; `true` as a duration is a typo, not 1 second.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{source}: {key}: expected a number of seconds, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ConfigError(f"{source}: {key}: must be {'> 0' if positive else '>= 0'}, "
-                          f"got {value!r}")
-    return float(value)
-
-
 def _parse_profile(data: dict[str, Any], name: str, source: str) -> PlatformProfile:
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        # Strict like run.json: a misspelt field must not silently fall back to a default.
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
-    missing = sorted(_REQUIRED - set(data))
-    if missing:
-        raise ConfigError(f"{source}: missing field(s) {', '.join(missing)}")
-    if data["name"] != name:
-        raise ConfigError(f"{source}: name is {data['name']!r}, expected {name!r}")
-    limit = _number(data, "session_limit_s", source, positive=False, required=False)
-    idle = _number(data, "idle_timeout_s", source, positive=True, required=False)
-    quota = _number(data, "gpu_quota_h_per_week", source, positive=False, required=False)
-    margin = _number(data, "drain_margin_s", source, positive=False)
-    if limit is not None and limit > 0 and margin is not None and margin >= limit:
-        raise ConfigError(f"{source}: drain_margin_s ({margin:g}) must be shorter than "
-                          f"session_limit_s ({limit:g})")
-    islands = data["default_max_islands"]
-    if isinstance(islands, bool) or not isinstance(islands, int) or islands < 1:
-        raise ConfigError(f"{source}: default_max_islands: expected an int >= 1, got {islands!r}")
-    device = data["typical_device"]
-    if not isinstance(device, str) or not device.strip():
-        raise ConfigError(f"{source}: typical_device: expected a non-empty string")
-    creds = data["credentials"]
-    if (not isinstance(creds, list) or not creds
-            or not all(isinstance(c, str) for c in creds)):
-        raise ConfigError(f"{source}: credentials: expected a non-empty list of strings")
-    bad = [c for c in creds if c not in CREDENTIAL_SOURCES]
-    if bad:
-        raise ConfigError(f"{source}: credentials: unknown source(s) {', '.join(bad)}; "
-                          f"expected some of {', '.join(sorted(CREDENTIAL_SOURCES))}")
-    if len(set(creds)) != len(creds):
-        raise ConfigError(f"{source}: credentials: a source is listed twice")
-    secret = data.get("secret_name", "GCS_SERVICE_ACCOUNT")
-    if not isinstance(secret, str) or not secret.strip():
-        raise ConfigError(f"{source}: secret_name: expected a non-empty string")
-    if not isinstance(data.get("sources", {}), dict):
-        raise ConfigError(f"{source}: sources: expected a table")
-    allowed = data["workers_allowed"]
-    if allowed not in WORKERS_ALLOWED:
-        raise ConfigError(f"{source}: workers_allowed: expected one of "
-                          f"{', '.join(WORKERS_ALLOWED)}, got {allowed!r}")
-    tier = data.get("tier_needed", "")
-    if not isinstance(tier, str) or (allowed == "paid-tier-only" and not tier.strip()):
-        raise ConfigError(f"{source}: tier_needed: say which tier a worker needs")
-    checked = data["checked"]
-    if not isinstance(checked, str) or not checked.strip():
-        raise ConfigError(f"{source}: checked: expected the date the values were checked")
-    return PlatformProfile(
-        name=name,
-        session_limit_s=limit or None,  # 0 in TOML (which has no null) means unlimited
-        idle_timeout_s=idle,
-        typical_device=device,
-        default_max_islands=islands,
-        drain_margin_s=margin,  # type: ignore[arg-type]  # required above
-        credentials=tuple(creds),
-        secret_name=secret,
-        gpu_quota_h_per_week=quota or None,  # 0: no weekly quota
-        workers_allowed=allowed,
-        tier_needed=tier,
-        checked=checked,
-    )
+    """The profile ``data`` read from ``source`` holds, which must be ``name``'s; one
+    ConfigError naming the source and each bad field otherwise."""
+    try:
+        profile = PlatformProfile.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, source)) from None
+    if profile.name != name:
+        raise ConfigError(f"{source}: name: is {profile.name!r}, expected {name!r}")
+    return profile
 
 
 @functools.cache
@@ -174,7 +153,7 @@ def load_profile(name: str) -> PlatformProfile:
     # Checked against the list before touching a path, so a name can never walk the tree.
     if key not in known:
         raise ConfigError(f"unknown platform {name!r}; known platforms: {', '.join(known)}")
-    source = f"platform profile {key} (islandsync/{_PROFILE_DIR}/{key}.toml)"
+    source = f"platform profile {key} (islandsync/env/{_PROFILE_DIR}/{key}.toml)"
     if _toml is None:  # pragma: no cover - Python 3.10 without tomli
         raise ConfigError(f"{source}: reading TOML on Python 3.10 needs `pip install tomli`")
     try:
@@ -263,6 +242,7 @@ __all__ = [
     "SESSION_LIMIT_ENV",
     "WORKERS_ALLOWED",
     "PlatformProfile",
+    "SourceNote",
     "detect_platform",
     "known_platforms",
     "load_profile",
