@@ -21,6 +21,7 @@ from islandsync.cli_flags import (
     parse_duration,
     run_flags,
 )
+from islandsync.bucket.layout import RUN_KEY
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
 from islandsync.store import url_examples
@@ -98,9 +99,9 @@ def _init(args: argparse.Namespace) -> int:
     check_fencing(store)  # never create a run on a bucket that cannot fence
     outcome = init_run(store, spec)
     if outcome == "created":
-        print(f"created {store.url}/run.json")
+        print(f"created {store.url}/{RUN_KEY}")
     else:
-        print(f"{store.url}/run.json already holds this spec; nothing to do")
+        print(f"{store.url}/{RUN_KEY} already holds this spec; nothing to do")
     if (ref := spec.problem.fitness) is not None:
         print(f"fitness {ref.name}, fingerprint {ref.fingerprint[:16]}: every worker passes "
               f"the same function (--fitness FILE.py:FUNCTION"

@@ -11,12 +11,11 @@ from collections.abc import Callable
 import numpy as np
 
 from islandsync.bucket import codec
+from islandsync.bucket.layout import SMOKE_PREFIX, smoke_key
 from islandsync.errors import IslandSyncError
 from islandsync.store import BlobStore
 from islandsync.store.probe import check_fencing
 
-#: smoke works under <run>/<this><random>/, never among the run's own records.
-SMOKE_PREFIX = "smoke-"
 
 
 def run_smoke(store: BlobStore, *, pop: int = 1024, dim: int = 100, elite: int = 32,
@@ -27,7 +26,8 @@ def run_smoke(store: BlobStore, *, pop: int = 1024, dim: int = 100, elite: int =
     rng = np.random.default_rng(seed)
     # A prefix of its own: smoke may run against a live run's URL, and must never touch a
     # record of that run (it once overwrote islands/0/HEAD.json and stopped a solo worker).
-    prefix = f"{SMOKE_PREFIX}{secrets.token_hex(4)}/"
+    key = smoke_key(secrets.token_hex(4))
+    prefix = key.rsplit("/", 1)[0] + "/"
     say(f"store      {store.url}, under {prefix}")
     t0 = time.perf_counter()
     genomes = (rng.standard_normal((pop, dim)) * 5).astype(np.float32)
@@ -41,7 +41,6 @@ def run_smoke(store: BlobStore, *, pop: int = 1024, dim: int = 100, elite: int =
     }
     blob = codec.encode({"island": 0, "generation": 1}, frames)
     raw = sum(a.nbytes for a in frames.values())
-    key = f"{prefix}checkpoint.isz"
     store.put(key, blob, if_generation=0)
     say(f"checkpoint {key}: {raw / 1e6:.2f} MB raw -> {len(blob) / 1e6:.2f} MB "
         f"({raw / len(blob):.2f}x)")

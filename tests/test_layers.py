@@ -261,3 +261,31 @@ def test_importing_a_part_does_not_run_the_edges() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, f"importing the protocol ran {done.stdout.strip()}"
+
+
+#: A string constant shaped like a bucket key (not prose that mentions one).
+_KEY_SHAPED = __import__("re").compile(
+    r"^/?((islands|workers|elite|history|dist)/\S*|smoke-\S*|\S*HEAD\.json|"
+    r"(run|lease|assignment|finished|protocol)\.json)$")
+
+
+def _key_literals(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                       ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    return [f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings and _KEY_SHAPED.match(node.value.strip())]
+
+
+def test_no_bucket_key_literal_outside_the_layout() -> None:
+    """Every key is built by bucket/layout.py (one home per key); islandsync/testing is the
+    harness's, checked apart (a fault injector may name keys on purpose)."""
+    found = [hit for p in _package_files()
+             if p != PACKAGE / "bucket" / "layout.py" and "testing" not in p.parts
+             for hit in _key_literals(p)]
+    assert found == [], found
+    assert _key_literals(PACKAGE / "bucket" / "layout.py"), "the checker can fail"

@@ -17,6 +17,8 @@ A run lives under one URL; everything below is relative to it::
                                               sha256 (64 hex; immutable, create-only)
     dist/<seq:06>/islandsync-<v>-py3-none-any.whl  the same, as runs before the content
                                               address wrote it (read, never written)
+    smoke-<random>/checkpoint.isz             ``islandsync smoke``'s own test blob, deleted
+                                              by it (never among the run's records)
 
 Parsers return None for a key that is not of their shape, so a stray or crafted blob in a
 listing is skipped, never trusted. See docs/design.md for who writes and who reads each.
@@ -38,6 +40,8 @@ ELITE_HEAD_KEY = "elite/HEAD.json"
 PROTOCOL_KEY = "protocol.json"
 HISTORY_PREFIX = "history/"
 DIST_PREFIX = "dist/"
+#: ``islandsync smoke`` works under <run>/<this><random>/, never among the run's own records.
+SMOKE_PREFIX = "smoke-"
 
 #: The bucket protocol this code speaks: the keys above, the records' meanings and the CAS
 #: rules. Bump it on any change an older worker would get wrong; a worker refuses to join a
@@ -164,7 +168,13 @@ def parse_dist_key(key: str) -> tuple[str | None, str] | None:
     return None
 
 
+def smoke_key(token: str) -> str:
+    """``islandsync smoke``'s test checkpoint under a prefix of its own (``token``: random)."""
+    return f"{SMOKE_PREFIX}{token}/checkpoint.isz"
+
+
 __all__ = [
+    "SMOKE_PREFIX", "smoke_key",
     "ASSIGNMENT_KEY", "ELITE_HEAD_KEY", "ELITE_PREFIX", "FINISHED_KEY", "ISLANDS_PREFIX",
     "LEASE_KEY", "RUN_KEY", "WORKERS_PREFIX", "WORKER_ID_RE", "checkpoint_key", "elite_key",
     "head_key", "heartbeat_key", "island_prefix", "parse_checkpoint_key", "parse_elite_key",

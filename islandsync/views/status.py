@@ -274,7 +274,7 @@ def format_status(st: dict[str, Any]) -> str:
              f"cadence {run.get('cadence_line', '-')}"]
     finished = st.get("finished")
     if finished and "error" in finished:
-        lines.append(f"finished.json unreadable: {finished['error']}")
+        lines.append(f"{FINISHED_KEY} unreadable: {finished['error']}")
     elif finished:
         lines.append(f"FINISHED: {finished.get('reason')} (by {finished.get('by') or '-'})")
     leader = st.get("leader")
