@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from islandsync import __version__, durations
+from islandsync.bucket.layout import RUN_KEY
 from islandsync.cli_flags import (
     CREDENTIALS_HELP,
     DURATIONS_HELP,
@@ -21,7 +22,6 @@ from islandsync.cli_flags import (
     parse_duration,
     run_flags,
 )
-from islandsync.bucket.layout import RUN_KEY
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.publish import DEFAULT_EXPIRES_S
 from islandsync.store import url_examples
@@ -168,12 +168,12 @@ def _coordinate(args: argparse.Namespace) -> int:
     import threading
 
     from islandsync import __version__
-    from islandsync.env.opening import open_run
     from islandsync.bucket.records import check_protocol
     from islandsync.bucket.run import read_spec
+    from islandsync.env.opening import open_run
     from islandsync.leader.coordinator import Coordinator
-    from islandsync.views.metrics import CoordinatorMetrics, serve
     from islandsync.store.counting import CountingStore
+    from islandsync.views.metrics import CoordinatorMetrics, serve
     from islandsync.worker.bucket_thread import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

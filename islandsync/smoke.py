@@ -17,7 +17,6 @@ from islandsync.store import BlobStore
 from islandsync.store.probe import check_fencing
 
 
-
 def run_smoke(store: BlobStore, *, pop: int = 1024, dim: int = 100, elite: int = 32,
               seed: int = 0, say: Callable[[str], None] = print) -> float:
     """Write a checkpoint of a ``pop`` x ``dim`` test population under a prefix of its own,

@@ -30,6 +30,7 @@ from islandsync.bucket.records import (
     parse_record,
     read_record,
 )
+from islandsync.config.objective import DIRECTIONS
 from islandsync.errors import CheckpointError
 from islandsync.store.base import BlobStore
 
@@ -205,7 +206,7 @@ def _read_or_skip(store: BlobStore, span: tuple[int, int], out: History
         return None
     seg = found[0]
     out.segments += 1
-    out.direction = seg.direction if seg.direction in ("minimize", "maximize") \
+    out.direction = seg.direction if seg.direction in DIRECTIONS \
         else out.direction
     return seg
 

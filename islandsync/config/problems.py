@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .objective import Direction
+
 #: Symbolic regression's tokens; a genome holds their indices (postfix programs).
 SYMREG_TOKENS: tuple[str, ...] = ("x", "1", "2", "3", "0.5", "-1", "+", "-", "*", "/", "sin",
                                   "cos", "nop")
@@ -67,7 +69,7 @@ class BuiltinProblem:
 
     name: str
     kind: Literal["real", "tokens"]
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = "minimize"
     lower: float | None = None
     upper: float | None = None
     length: int | None = None

@@ -35,8 +35,10 @@ from pydantic import (
 )
 
 from islandsync.config._base import AS_TUPLE, STRICT, conflicts
-from islandsync.config.loading import _toml  # one TOML reader (tomllib, or tomli on 3.10)
-from islandsync.config.loading import format_errors
+from islandsync.config.loading import (
+    _toml,  # one TOML reader (tomllib, or tomli on 3.10)
+    format_errors,
+)
 from islandsync.durations import parse_duration
 from islandsync.errors import ConfigError
 
@@ -111,8 +113,8 @@ class PlatformProfile(BaseModel):
             bad.append(("credentials", "a source is listed twice"))
         limit, margin = self.session_limit_s, self.drain_margin_s
         if limit and margin >= limit:
-            bad.append(("drain_margin_s", f"({margin:g}) must be shorter than "
-                                          f"session_limit_s ({limit:g})"))
+            bad.append(("drain_margin_s",
+                        f"({margin:g}) must be shorter than session_limit_s ({limit:g})"))
         if self.workers_allowed == "paid-tier-only" and not self.tier_needed.strip():
             bad.append(("tier_needed", "say which tier a worker needs"))
         for key in sorted(set(self.sources) - set(type(self).model_fields)):

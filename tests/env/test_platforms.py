@@ -141,8 +141,7 @@ def _valid() -> dict:
     ({"workers_allowed": "paid-tier-only"}, "tier_needed: say which tier"),
     ({"checked": None}, "checked: Field required"),
     ({"checked": "  "}, "checked: String should have at least 1 character"),
-    ({"gpu_quota_h_per_week": -1}, "gpu_quota_h_per_week: Input should be greater than or "
-                                   "equal to 0"),
+    ({"gpu_quota_h_per_week": -1}, "gpu_quota_h_per_week: Input should be greater"),
     ({"session_limit_s": -1}, "session_limit_s: Input should be greater than or equal to 0"),
     ({"idle_timeout_s": "90m"}, "idle_timeout_s: Input should be a valid number"),
     ({"name": "y"}, "name: is 'y', expected 'x'"),
