@@ -72,7 +72,8 @@ def test_notebook_shape(name: str) -> None:
     # The platform's own rules, with the date they were checked (issue 14).
     assert "This platform's rules" in about.source
     if name != "local":
-        assert "checked 2026-11" in about.source and f"islandsync/env/profiles/{name}.toml" in about.source
+        assert "checked 2026-11" in about.source
+        assert f"islandsync/env/profiles/{name}.toml" in about.source
     if name == "colab":
         assert "distributed computing workers" in about.source and "Pro" in about.source
     # The install cell: the one line the user pastes, and a clear stop when it was not
