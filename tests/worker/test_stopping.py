@@ -74,12 +74,3 @@ def test_both_roles_judge_a_stop_and_a_best_by_one_rule() -> None:
                         assert (own[0] if own else None) == lead, (direction, stop, evals, a, b)
                         assert lead == spec.stop.reason(direction, lead_evals, lead_best)
 
-
-def test_a_target_is_met_at_equality_and_better_is_strict() -> None:
-    from islandsync.config import best_of, is_better, reaches
-
-    assert reaches("minimize", 1.0, 1.0) and reaches("maximize", 1.0, 1.0)
-    assert reaches("minimize", 0.5, 1.0) and not reaches("maximize", 0.5, 1.0)
-    assert not is_better("minimize", 1.0, 1.0) and is_better("maximize", 2.0, 1.0)
-    assert best_of("maximize", [None, -2.0, 3.0]) == 3.0
-    assert best_of("minimize", [None, -2.0, 3.0]) == -2.0 and best_of("minimize", []) is None
