@@ -55,6 +55,7 @@ from islandsync.bucket.history import read_history
 from islandsync.bucket.layout import (
     ELITE_HEAD_KEY,
     ELITE_PREFIX,
+    HISTORY_PREFIX,
     PROTOCOL_KEY,
     WORKERS_PREFIX,
     head_key,
@@ -122,7 +123,7 @@ def soak_rules(rng: random.Random, shared_outage: Outage, *, all_garbage: bool =
         # Forged and runaway terms, where terms live: the leader must keep assigning.
         Byzantine(keys="re:^(lease|assignment|elite/HEAD)\\.json$", rate=0.01,
                   kinds=("forged_term", "term_at_cap")),
-        Byzantine(keys="history/*", rate=0.1, codec=codec),  # oversized among the rest
+        Byzantine(keys=f"{HISTORY_PREFIX}*", rate=0.1, codec=codec),  # oversized among the rest
         Byzantine(keys=PROTOCOL_KEY, rate=1.0),  # each joiner's write: garbage at once
     ]
 
