@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from islandsync.bucket.records import check_protocol
@@ -12,6 +12,8 @@ from islandsync.bucket.run import init_run
 from islandsync.config import load_fitness
 from islandsync.env.opening import open_run
 from islandsync.env.platforms import session_deadline
+from islandsync.errors import ConfigError
+from islandsync.leader.observer import CompositeObserver, CycleSeen, LeaderObserver
 from islandsync.store import BlobStore
 from islandsync.worker.options import WorkerOptions
 
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from islandsync.config import RunSpec
+    from islandsync.leader.settings import LeaderSettings
+    from islandsync.views.metrics import CoordinatorMetrics
     from islandsync.worker.worker import RunSummary, Worker
 
 
@@ -111,7 +115,9 @@ def make_worker(run: str, options: WorkerOptions | None = None, *,
     _say_if_not_the_published_version(store)
     companion = None
     if options.coordinator and not options.solo:
-        companion = leader_candidate(lease_s=options.lease_s)
+        from islandsync.leader.settings import LeaderSettings
+
+        companion = leader_candidate(LeaderSettings(lease_s=options.lease_s))
     options = options.model_copy(update={
         "max_islands": options.max_islands or profile.default_max_islands,
         "platform": profile.name})
@@ -136,28 +142,90 @@ def _say_if_not_the_published_version(store: BlobStore) -> None:
         log.warning("islandsync: %s", note)
 
 
-def leader_candidate(**coordinator_options: Any) -> Callable[[BlobStore, str],
-                                                              Callable[[], None]]:
+class MetricsObserver(LeaderObserver):
+    """The leader observer that feeds the Prometheus exposition
+    (:class:`~islandsync.views.metrics.CoordinatorMetrics`). Composed here, at the edge: the
+    leader may not import the views, nor the views the leader's observer."""
+
+    def __init__(self, metrics: CoordinatorMetrics) -> None:
+        self.metrics = metrics
+
+    def on_lease(self, term: int, leading: bool, renewal_failures: int) -> None:
+        self.metrics.set_leader(term, leading)
+        self.metrics.lease_renewal_failures(renewal_failures)
+
+    def on_store_ops(self, counts: Mapping[str, Any]) -> None:
+        self.metrics.observe_store(dict(counts))
+
+    def on_islands_moved(self, reason: str, count: int) -> None:
+        self.metrics.reassignment(reason, count)
+
+    def on_merge(self, seconds: float, candidates: int, duplicates: int) -> None:
+        self.metrics.observe_merge(seconds, candidates, duplicates)
+
+    def on_global_best(self, best: float | None) -> None:
+        self.metrics.observe_global_best(best)
+
+    def on_cycle(self, seen: CycleSeen) -> None:
+        self.metrics.observe_workers({w: hb.model_dump() for w, hb in seen.heartbeats.items()},
+                                     set(seen.alive))
+        self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
+                                          "owner": h.owner} for i, h in seen.heads.items()})
+
+
+def leader_observers(store: BlobStore, spec: RunSpec,
+                     settings: LeaderSettings) -> tuple[CompositeObserver, str | None]:
+    """What a leader candidate reports to, as ``settings`` say: the Prometheus metrics
+    served on ``metrics_port`` (leading matters more than being scraped: an address that
+    cannot be bound is one warning, and no metrics) and the run's history (``islandsync
+    report``) on ``store``, every ``history_every_s`` (0: none). The one composition, for
+    ``islandsync coordinate`` and a worker's companion candidate alike. Returns the observer
+    and the /metrics URL (None: not served)."""
+    from islandsync.leader.history import HistoryObserver, RunHistory
+
+    observers: list[LeaderObserver] = []
+    url = None
+    if settings.metrics_port is not None:
+        from islandsync.views.metrics import DEFAULT_HOST, CoordinatorMetrics, serve
+
+        metrics, host = CoordinatorMetrics(), settings.metrics_host or DEFAULT_HOST
+        try:
+            server, _ = serve(metrics.registry, settings.metrics_port, host)
+        except ConfigError as err:
+            log.warning("leader: no metrics: %s", err)
+        else:
+            observers.append(MetricsObserver(metrics))
+            url = f"http://{host}:{server.server_port}/metrics"
+    if settings.history_every_s > 0:
+        observers.append(HistoryObserver(RunHistory(
+            store, direction=spec.problem.direction, every_s=settings.history_every_s,
+            flush_s=settings.history_flush_s)))
+    return CompositeObserver(*observers), url
+
+
+def leader_candidate(settings: LeaderSettings | None = None) -> Callable[[BlobStore, str],
+                                                                       Callable[[], None]]:
     """A worker's companion that stands as a leader candidate in a background thread of the
     worker process (so a run of notebooks alone has a leader); stopping it gives the lease up.
-    Composed here, at the edges, so that neither role imports the other."""
+    Composed here, at the edges, so that neither role imports the other. While it leads, it
+    keeps the run's history too (:func:`leader_observers`), as ``islandsync coordinate``
+    does: a run of notebooks alone is seen whole."""
     def start(store: BlobStore, worker_id: str) -> Callable[[], None]:
         from islandsync.bucket.run import read_spec
         from islandsync.leader.coordinator import start_candidate
-        from islandsync.leader.history import HistoryTap, RunHistory
+        from islandsync.leader.settings import DEFAULTS
         from islandsync.store.counting import CountingStore
 
         # The leader's bucket operations are counted apart from the worker's (the history
         # and the report keep them by role).
         store = CountingStore.apart(store)
-        # While it leads, it keeps the run's history too (islandsync report), as
-        # `islandsync coordinate` does: a run of notebooks alone is seen whole.
-        history = RunHistory(store, direction=read_spec(store).problem.direction)
-        options = {"metrics": HistoryTap(history, None, leader=worker_id), **coordinator_options}
-        _, stop, thread = start_candidate(store, candidate=worker_id, **options)
+        spec, chosen = read_spec(store), settings or DEFAULTS
+        observer, _ = leader_observers(store, spec, chosen)
+        _, stop, thread = start_candidate(store, candidate=worker_id, spec=spec,
+                                          settings=chosen, observer=observer)
+
         def stop_candidate() -> None:
-            stop.set()
+            stop.set()  # the candidate flushes the history as it stops (on_stop)
             thread.join(timeout=30)
-            history.close()  # what this leader sampled since its last segment
         return stop_candidate
     return start

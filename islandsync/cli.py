@@ -15,6 +15,8 @@ from islandsync.cli_flags import (
     CREDENTIALS_HELP,
     DURATIONS_HELP,
     HelpFormatter,
+    coordinate_flags,
+    coordinate_settings,
     fitness_flags,
     init_flags,
     lower,
@@ -168,12 +170,12 @@ def _coordinate(args: argparse.Namespace) -> int:
     import threading
 
     from islandsync import __version__
+    from islandsync.api import leader_observers
     from islandsync.bucket.records import check_protocol
     from islandsync.bucket.run import read_spec
     from islandsync.env.opening import open_run
     from islandsync.leader.coordinator import Coordinator
     from islandsync.store.counting import CountingStore
-    from islandsync.views.metrics import CoordinatorMetrics, serve
     from islandsync.worker.bucket_thread import default_worker_id
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -184,40 +186,24 @@ def _coordinate(args: argparse.Namespace) -> int:
     check_protocol(store, version=__version__)
     store = CountingStore(store)
     candidate = args.candidate_id or "coord-" + default_worker_id(profile.name)
-    metrics = None
-    if args.metrics_port >= 0:
-        metrics = CoordinatorMetrics()
-        try:
-            server, _ = serve(metrics.registry, args.metrics_port, args.metrics_host)
-        except ConfigError as err:  # leading matters more than being scraped
-            print(f"islandsync coordinate: no metrics: {err}", file=sys.stderr)
-            metrics = None
-        else:
-            print(f"islandsync coordinate: metrics on http://{args.metrics_host}:"
-                  f"{server.server_port}/metrics", file=sys.stderr, flush=True)
-    history = None
-    if args.history_every > 0:
-        from islandsync.leader.history import HistoryTap, RunHistory
-
-        # The run's history (islandsync report), fed from the cycle's own observations.
-        history = RunHistory(store, direction=read_spec(store).problem.direction,
-                             every_s=args.history_every, flush_s=args.history_flush)
-        metrics = HistoryTap(history, metrics, leader=candidate)
-    coordinator = Coordinator(store, candidate=candidate, lease_s=args.lease,
-                              interval=args.interval, metrics=metrics, drain_s=args.drain)
+    spec, settings = read_spec(store), coordinate_settings(args)
+    # The metrics and the run's history, composed as a worker's candidate composes them.
+    observer, url = leader_observers(store, spec, settings)
+    if url is not None:
+        print(f"islandsync coordinate: metrics on {url}", file=sys.stderr, flush=True)
+    coordinator = Coordinator(store, candidate=candidate, spec=spec, settings=settings,
+                              observer=observer)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     print(f"islandsync coordinate: candidate {candidate} on {store.url} (cadence "
           f"{coordinator.spec.cadence}: lease {coordinator.lease.lease_s:g}s, cycle "
           f"{coordinator.interval:g}s)", file=sys.stderr, flush=True)
-    try:
+    try:  # the run flushes the history as it stops (the observer's on_stop)
         coordinator.run(stop, duration=args.duration, until_finished=True)
     finally:
         for sig, handler in previous.items():  # main() may be called in-process again
             signal.signal(sig, handler)
-        if history is not None:
-            history.close()  # what this leader sampled since its last segment
     if coordinator.finish_reason is not None:
         print(f"islandsync coordinate: the run is finished ({coordinator.finish_reason}); "
               f"exiting", file=sys.stderr, flush=True)
@@ -361,31 +347,7 @@ def _coordinate_command(sub: Sub, platforms: list[str]) -> None:
                            help="stand as the run's coordinator (leader election)",
                            epilog=DURATIONS_HELP)
     run_flags(coord)
-    coord.add_argument("--lease", type=parse_duration,
-                       help="lease, e.g. 15s (default: the run's cadence, run.json lease_s)")
-    coord.add_argument("--interval", type=parse_duration,
-                       help="cycle, e.g. 5s (default: the run's cadence, run.json "
-                            "leader_cycle_s)")
-    coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
-    coord.add_argument("--candidate-id", dest="candidate_id",
-                       help="this candidate's id in the lease "
-                            "(default: coord-platform-host-random)")
-    coord.add_argument("--drain", type=parse_duration, default=120.0,
-                       help="move islands off a worker this long before its session deadline")
-    coord.add_argument("--metrics-port", dest="metrics_port", type=int, default=9464,
-                       help="serve Prometheus /metrics here (0: any free port, -1: off)")
-    coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
-                       help="address /metrics listens on (default: %(default)s)")
-    coord.add_argument("--platform", type=lower, choices=platforms,
-                       help="the platform's profile (default: detect)")
-    coord.add_argument("--history-every", dest="history_every",
-                       type=durations.duration_type(allow_zero=True),
-                       default=30.0, help="while leader, add an entry to the run's history "
-                       "(history/, read by `islandsync report`) this often; 0: no history "
-                       "(default: 30s)")
-    coord.add_argument("--history-flush", dest="history_flush", type=parse_duration,
-                       default=300.0, help="write the history's pending entries as a segment "
-                       "at least this often: what a killed leader loses (default: 5m)")
+    coordinate_flags(coord, platforms)
     coord.set_defaults(func=_coordinate)
 
 

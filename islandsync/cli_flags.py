@@ -210,6 +210,52 @@ def setting(text: str) -> tuple[str, Any]:
         return field, value.strip()
 
 
+def coordinate_flags(coord: argparse.ArgumentParser, platforms: list[str]) -> None:
+    """``coordinate``'s flags; their defaults are the leader settings' (one home:
+    :mod:`islandsync.leader.settings`), but for /metrics, which this command serves on
+    9464 by default and an embedded candidate does not serve at all."""
+    from islandsync.leader.settings import DEFAULTS
+
+    coord.add_argument("--lease", type=parse_duration,
+                       help="lease, e.g. 15s (default: the run's cadence, run.json lease_s)")
+    coord.add_argument("--interval", type=parse_duration,
+                       help="cycle, e.g. 5s (default: the run's cadence, run.json "
+                            "leader_cycle_s)")
+    coord.add_argument("--duration", type=parse_duration, help="stop after, e.g. 1h")
+    coord.add_argument("--candidate-id", dest="candidate_id",
+                       help="this candidate's id in the lease "
+                            "(default: coord-platform-host-random)")
+    coord.add_argument("--drain", type=parse_duration, default=DEFAULTS.drain_s,
+                       help="move islands off a worker this long before its session deadline")
+    coord.add_argument("--metrics-port", dest="metrics_port", type=int, default=9464,
+                       help="serve Prometheus /metrics here (0: any free port, -1: off)")
+    coord.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1",
+                       help="address /metrics listens on (default: %(default)s)")
+    coord.add_argument("--platform", type=lower, choices=platforms,
+                       help="the platform's profile (default: detect)")
+    coord.add_argument("--history-every", dest="history_every",
+                       type=durations.duration_type(allow_zero=True),
+                       default=DEFAULTS.history_every_s,
+                       help="while leader, add an entry to the run's history (history/, read "
+                            "by `islandsync report`) this often; 0: no history (default: "
+                            f"{DEFAULTS.history_every_s:g}s)")
+    coord.add_argument("--history-flush", dest="history_flush", type=parse_duration,
+                       default=DEFAULTS.history_flush_s,
+                       help="write the history's pending entries as a segment at least this "
+                            "often: what a killed leader loses")
+
+
+def coordinate_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~islandsync.leader.settings.LeaderSettings` ``coordinate``'s flags say."""
+    from islandsync.leader.settings import LeaderSettings
+
+    return LeaderSettings(lease_s=args.lease, cycle_s=args.interval, drain_s=args.drain,
+                          history_every_s=args.history_every,
+                          history_flush_s=args.history_flush,
+                          metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+                          metrics_host=args.metrics_host)
+
+
 def fitness_flags(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--fitness", metavar="FILE.py:FN",
                         help=f"the {what}: path/to/file.py:function or module:function; it "
@@ -240,6 +286,7 @@ def option_flags(parser: argparse.ArgumentParser, model: Any,
         parser.add_argument(flag, dest=dest, default=default, help=info.description, **kw)
 
 __all__ = [
-    "CREDENTIALS_HELP", "DURATIONS_HELP", "RUN_HELP", "HelpFormatter", "fitness_flags",
-    "init_flags", "lower", "option_flags", "parse_duration", "run_flags", "setting",
+    "CREDENTIALS_HELP", "DURATIONS_HELP", "RUN_HELP", "HelpFormatter", "coordinate_flags",
+    "coordinate_settings", "fitness_flags", "init_flags", "lower", "option_flags",
+    "parse_duration", "run_flags", "setting",
 ]

@@ -32,11 +32,12 @@ from islandsync.cli import main
 from islandsync.config import CADENCES, parse_spec, spec_from_flags
 from islandsync.errors import ConfigError, PreconditionFailed
 from islandsync.leader.coordinator import Coordinator
-from islandsync.leader.history import HistoryTap, RunHistory
+from islandsync.leader.history import HistoryObserver, RunHistory
 from islandsync.leader.lease import Lease
-from islandsync.views.report import render_html
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import LocalStore
 from islandsync.store.counting import CountingStore
+from islandsync.views.report import render_html
 from islandsync.worker.bucket_thread import BucketLink
 from islandsync.worker.uploader import Uploader
 
@@ -89,7 +90,8 @@ def test_the_leader_takes_lease_and_cycle_from_the_run(tmp_path: Path) -> None:
     init_run(store, _spec())
     coordinator = Coordinator(store, candidate="lead")
     assert (coordinator.lease.lease_s, coordinator.interval) == (60.0, 10.0)
-    flagged = Coordinator(store, candidate="lead", lease_s=9.0, interval=2.0)
+    flagged = Coordinator(store, candidate="lead",
+                          settings=LeaderSettings(lease_s=9.0, cycle_s=2.0))
     assert (flagged.lease.lease_s, flagged.interval) == (9.0, 2.0)  # a flag still wins
 
 
@@ -207,7 +209,7 @@ class SimulatedRun:
         self.leader_store = CountingStore(self.inner)
         self.history = RunHistory(self.leader_store, clock=clock, **history)
         self.leader = Coordinator(self.leader_store, candidate="lead", clock=clock,
-                                  metrics=HistoryTap(self.history, leader="lead"))
+                                  observer=HistoryObserver(self.history))
         self.follower = RealFollower(self.inner, spec, clock)
         self.others = [SimulatedWorker(self.inner, f"w{i}") for i in (1, 2, 3)]
         c, follower = read_spec(self.inner), self.follower

@@ -4,17 +4,19 @@ The lease is renewed (or watched) on a thread of its own (:class:`LeaseKeeper`),
 lease's schedule, so a slow cycle never costs the lease; a leader whose lease lapses or moves
 to a new term mid-cycle stops acting before its next phase.
 
-One cycle (every ``interval`` seconds): read heartbeats (liveness by heartbeat generation on
-our monotonic clock; only changed ones are read) -> compute the assignment from the workers'
-rates and write it when it changed (with the run's totals) -> one listing of ``islands/``,
-then only the HEADs that moved (:class:`~islandsync.bucket.heads.HeadWatch`) -> merge the
-elite frames of islands whose HEAD moved into a new elite epoch -> the run's stop decision
--> the ``after_merge`` hooks -> now and then, sweep old blobs. Reads go out several at a time,
-so a cycle costs a few round trips whatever the number of islands. Every write is made only
-while ``lease.is_leader`` holds, carries the term, and replaces its record by CAS on the
-generation this leader last read; a CAS that fails means another leader is writing, and this
-one re-reads on its next cycle instead of fighting. No record is written more than once a
-second (a GCS limit per object name), and bucket trouble backs the cycle off.
+One cycle (every ``interval`` seconds: the settings' ``cycle_s``, else the run's): read
+heartbeats (liveness by heartbeat generation on our monotonic clock; only changed ones are
+read) -> compute the assignment from the workers' rates and write it when it changed (with the
+run's totals; :mod:`~islandsync.leader.assigning`) -> one listing of ``islands/``, then only
+the HEADs that moved (:class:`~islandsync.bucket.heads.HeadWatch`) -> merge the elite frames
+of islands whose HEAD moved into a new elite epoch -> the run's stop decision -> the
+``after_merge`` hooks -> now and then, sweep old blobs -> tell the observer
+(:class:`~islandsync.leader.observer.LeaderObserver`: the metrics, the run's history). Reads
+go out several at a time, so a cycle costs a few round trips whatever the number of islands.
+Every write is made only while ``lease.is_leader`` holds, carries the term, and replaces its
+record by CAS on the generation this leader last read; a CAS that fails means another leader
+is writing, and this one re-reads on its next cycle instead of fighting. No record is written
+more than once a second (a GCS limit per object name), and bucket trouble backs the cycle off.
 
 numpy only: a coordinator needs no torch.
 """
@@ -29,33 +31,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from islandsync.bucket.heads import DEFAULT_READERS, HeadView, HeadWatch, read_concurrently
-from islandsync.bucket.layout import (
-    ASSIGNMENT_KEY,
-    FINISHED_KEY,
-    WORKER_ID_RE,
-)
+from islandsync.bucket.heads import HeadView, HeadWatch, read_concurrently
+from islandsync.bucket.layout import FINISHED_KEY, WORKER_ID_RE
 from islandsync.bucket.records import (
-    Assignment,
     EliteHead,
     Finished,
     Head,
     Heartbeat,
-    read_assignment,
     read_finished,
     read_lease,
-    stamp,
-    write_fenced,
     write_record,
 )
 from islandsync.bucket.run import read_spec
 from islandsync.config import RunSpec
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from islandsync.leader.assigning import AssignmentPhase
 from islandsync.leader.elite_chain import EliteChain
 from islandsync.leader.heartbeats import HeartbeatWatch
-from islandsync.leader.lease import Lease, LeaseKeeper
-from islandsync.leader.placement import Policy, WorkerView, place
 from islandsync.leader.housekeeping import KEEP_FALLBACKS, sweep
+from islandsync.leader.lease import Lease, LeaseKeeper
+from islandsync.leader.observer import CompositeObserver, CycleSeen, LeaderObserver
+from islandsync.leader.placement import Policy
+from islandsync.leader.settings import DEFAULTS, LeaderSettings
 from islandsync.leader.totals import run_totals, stop_reason
 from islandsync.store import BlobStore
 
@@ -67,10 +64,6 @@ MAX_LOGGED_ERRORS = 64
 #: GCS allows about one write a second to one object name (429 beyond): the leader writes
 #: assignment.json and elite/HEAD.json at most this often, whatever its interval.
 MIN_WRITE_GAP_S = 1.0
-#: An assignment whose placement is unchanged is rewritten for the run's totals alone at most
-#: this often: followers read it on every change, and the stop decision does not wait for it
-#: (the leader writes finished.json itself).
-TOTALS_EVERY_S = 30.0
 #: Cycles after bucket trouble wait up to this many intervals (doubling): a bucket answering
 #: 429 gets breathing room, and the lease is kept on its own thread meanwhile.
 MAX_BACKOFF = 4
@@ -88,7 +81,10 @@ class Cycle:
 
 
 class Coordinator:
-    """One candidate (see module doc). Drive it with :meth:`run`, or :meth:`step` in tests."""
+    """One candidate (see module doc). Drive it with :meth:`run`, or :meth:`step` in tests.
+    ``settings``: this candidate's (:class:`~islandsync.leader.settings.LeaderSettings`; the
+    lease and cycle the run's unless they say otherwise); ``observer`` is told what the
+    leader does (one, or a :class:`~islandsync.leader.observer.CompositeObserver`)."""
 
     def __init__(
         self,
@@ -96,29 +92,26 @@ class Coordinator:
         *,
         candidate: str,
         spec: RunSpec | None = None,
-        lease_s: float | None = None,
-        interval: float | None = None,
+        settings: LeaderSettings = DEFAULTS,
+        observer: LeaderObserver | None = None,
         policy: Policy | None = None,
-        drain_s: float = 120.0,
-        housekeeping_s: float = 300.0,
-        metrics: Any = None,
         clock: Callable[[], float] = time.monotonic,
-        readers: int = DEFAULT_READERS,
     ) -> None:
         self.store, self.candidate = store, candidate
         self.spec = spec or read_spec(store)
-        # The run's cadence (run.json) unless the caller (a coordinator flag) says otherwise.
-        lease_s, interval = lease_s or self.spec.lease_s, interval or self.spec.leader_cycle_s
-        self.interval, self.drain_s, self.housekeeping_s = interval, drain_s, housekeeping_s
+        self.settings = settings.for_run(self.spec)
+        self.interval: float = self.settings.cycle_s  # type: ignore[assignment]
         self.policy = policy or Policy()
-        self.metrics, self.clock = metrics, clock
-        self.lease = Lease(store, candidate, lease_s=lease_s, clock=clock)
-        self.top = self.spec.elite_size
-        self.readers = readers
+        # Composed even when one: an observer's error is logged there, never the merge's.
+        self.observer = observer if isinstance(observer, CompositeObserver) \
+            else CompositeObserver(observer)
+        self.clock = clock
+        self.lease = Lease(store, candidate, lease_s=self.settings.lease_s,  # type: ignore[arg-type]
+                           clock=clock)
+        self.readers = self.settings.readers
         #: Phases run after the merge while leading, each given the :class:`Cycle`; an error
         #: in one skips it only (StoreError: the rest of the cycle). For e.g. a run history.
         self.after_merge: list[tuple[str, Callable[[Cycle], None]]] = []
-        self._hurry = False
         self._acting_term = 0
         self._trouble = 0  # cycles in a row that met bucket trouble
         self._cycle_s = 0.0  # how long the last whole cycle took (our clock)
@@ -142,20 +135,22 @@ class Coordinator:
             listing_s=self.spec.worker_listing_s, waiting_s=self.spec.heartbeat_interval_s)
         self.liveness = self._workers_watch.liveness
         self._chain = EliteChain(self.store, self.spec, leading=self._leading,
-                                 paced=self._paced, delete=self._delete, metrics=self.metrics,
+                                 paced=self._paced, delete=self._delete, observer=self.observer,
                                  readers=self.readers, forged=self._forged)
-        self._placed_at: dict[int, float] = {}
-        self._next_housekeeping = self.clock() + min(60.0, self.housekeeping_s)
+        self._assigning = AssignmentPhase(
+            self.store, self.spec, candidate=self.candidate, term=self._acting_term,
+            policy=self.policy, drain_s=self.settings.drain_s, liveness=self.liveness,
+            leading=self._leading, paced=self._paced, forged=self._forged,
+            observer=self.observer, clock=self.clock)
+        self._next_housekeeping = self.clock() + min(60.0, self.settings.housekeeping_s)
         self._orphans: set[str] = set()
         self._heads = HeadWatch(self.store, self.spec.islands, readers=self.readers,
                                 what="coordinator")
         self._view: HeadView | None = None
         self._last_heads: dict[int, Head] | None = None  # as the last merge round read them
-        self._next_merge, self._unplaced = float("-inf"), False  # our clock
+        self._next_merge = float("-inf")  # our clock
         self._totals: tuple[int, float | None] | None = None
-        self._totals_at = float("-inf")  # our clock, when an assignment last carried them
         self._finished = False
-        self._assigned: Assignment | None = None  # what this term last wrote
 
     # -- driving -------------------------------------------------------------------------
 
@@ -181,8 +176,8 @@ class Coordinator:
                 if until_finished and self.done():
                     break
                 # Islands waiting for a worker to be seen beating: look again sooner.
-                interval = min(self.interval, self.spec.heartbeat_interval_s) if self._hurry \
-                    else self.interval
+                interval = min(self.interval, self.spec.heartbeat_interval_s) \
+                    if self._assigning.hurry else self.interval
                 wait = interval - (self.clock() - started)
                 if self._trouble:
                     wait = interval * min(MAX_BACKOFF, 2 ** (self._trouble - 1))
@@ -196,6 +191,8 @@ class Coordinator:
             if self._keeper is not None:
                 self._keeper.stop()
                 self._keeper = None
+            # Before the lease goes: what the observers flush is still this leader's.
+            self._guard_observer(self.observer.on_stop)
             self.lease.release()
             if self._acting_term:
                 log.info("coordinator %s: gave up the lease (term %d)", self.candidate,
@@ -247,8 +244,7 @@ class Coordinator:
                 self._unexpected("lease", err)
                 return
         leader = self.lease.is_leader
-        if self.metrics is not None:
-            self._guard("metrics", self._observe_lease)
+        self._guard_observer(self._observe_lease)
         if not leader:
             if self._acting_term:
                 log.info("coordinator %s: no longer leader (term %d)", self.candidate,
@@ -258,7 +254,7 @@ class Coordinator:
         if self.lease.term != self._acting_term:
             log.info("coordinator %s: leader, term %d", self.candidate, self.lease.term)
             self._acting_term = self.lease.term
-            self._reset()
+            self._reset()  # a new assignment phase, of this term
         cycle, started = Cycle(), self.clock()
         try:
             self._cycle(cycle)
@@ -277,7 +273,7 @@ class Coordinator:
             # Assignment before the merge: a new term's first write fences the old
             # leader, and failover waits for nothing else.
             if self._leading():
-                self._guard("assignment", self._assign, *read)
+                self._guard("assignment", self._assigning.assign, *read, self._totals)
         if not self._leading():
             return
         # HEADs and merge every merge_interval_s (0: each cycle); in between, as last read.
@@ -297,10 +293,10 @@ class Coordinator:
             self._guard(name, hook, cycle)
         if read is not None and fresh and self.clock() >= self._next_housekeeping \
                 and self._leading():  # from a fresh listing only
-            self._next_housekeeping = self.clock() + self.housekeeping_s
+            self._next_housekeeping = self.clock() + self.settings.housekeeping_s
             self._guard("housekeeping", self._housekeeping, heads, read[1])
-        if read is not None and self.metrics is not None:
-            self._guard("metrics", self._observe, read[0], read[1], heads)
+        if read is not None:
+            self._guard_observer(self._observe, read[0], read[1], heads)
 
     def _guard(self, phase: str, fn: Callable[..., T], *args: Any) -> T | None:
         """``fn(*args)``, or None when it raised anything but StoreError (which the cycle
@@ -324,21 +320,28 @@ class Coordinator:
         log.exception("coordinator: unexpected error in %s (skipped this cycle; the leader "
                       "carries on)", phase)
 
-    def _observe_lease(self) -> None:
-        self.metrics.set_leader(self.lease.term, self.lease.is_leader)
-        self.metrics.lease_renewal_failures(self.lease.renewal_failures)
-        if (counts := getattr(self.store, "counts", None)) is not None:
-            self.metrics.observe_store(counts())  # a standby's watching costs operations too
+    def _guard_observer(self, fn: Callable[..., None], *args: Any) -> None:
+        """An observer's hook: its error (a StoreError too: an observer's bucket is not the
+        cycle's) costs the observer, never the leader."""
+        try:
+            fn(*args)
+        except Exception as err:  # noqa: BLE001 - see step()
+            self._unexpected("observer", err)
 
-    def _observe(self, heartbeats: dict[str, tuple[int, Heartbeat]], alive: set[str],
+    def _observe_lease(self) -> None:
+        self.observer.on_lease(self.lease.term, self.lease.is_leader,
+                               self.lease.renewal_failures)
+        if (counts := getattr(self.store, "counts", None)) is not None:
+            self.observer.on_store_ops(counts())  # a standby's watching costs operations too
+
+    def _observe(self, heartbeats: dict[str, tuple[Any, Heartbeat]], alive: set[str],
                  heads: dict[int, Head]) -> None:
-        counts = getattr(self.store, "counts", None)
-        if counts is not None:
-            self.metrics.observe_store(counts())
-        self.metrics.observe_workers({w: hb.model_dump() for w, (_, hb) in heartbeats.items()},
-                                     alive)
-        self.metrics.observe_islands({i: {"generation": h.generation, "best": h.best,
-                                          "owner": h.owner} for i, h in heads.items()})
+        if (counts := getattr(self.store, "counts", None)) is not None:
+            self.observer.on_store_ops(counts())
+        self.observer.on_cycle(CycleSeen(
+            term=self._acting_term, leader=self.candidate,
+            heartbeats={w: hb for w, (_, hb) in heartbeats.items()}, alive=frozenset(alive),
+            heads=dict(heads)))
 
     # -- reading -------------------------------------------------------------------------
 
@@ -349,7 +352,7 @@ class Coordinator:
         # restart every clock each time, and no worker would ever be found dead.
         return self._workers_watch.look(
             max(2 * self.interval, self.spec.heartbeat_interval_s) + self._cycle_s,
-            waiting=self._unplaced)
+            waiting=self._assigning.unplaced)
 
     def _read_heads(self) -> dict[int, Head]:
         """Every island's HEAD: one listing, then only the HEADs that moved (see
@@ -366,98 +369,6 @@ class Coordinator:
 
     def _merge(self, heads: dict[int, Head]) -> None:
         self._chain.merge(heads, self._acting_term)
-
-    # -- placing -------------------------------------------------------------------------
-
-    def _workers(self, heartbeats: dict[str, tuple[int, Heartbeat]],
-                 alive: set[str]) -> list[WorkerView]:
-        views = []
-        for worker in sorted(alive):
-            hb = heartbeats[worker][1]
-            rate = hb.rate
-            cap = self.spec.islands if hb.max_islands is None else hb.max_islands
-            left = hb.deadline_in_s
-            draining = False
-            if left is not None:
-                since = self.liveness.since(worker)
-                draining = left - (self.clock() - since) <= self.drain_s
-            views.append(WorkerView(worker, rate, max(0, cap), draining,
-                                    self.liveness.confirmed(worker)))
-        return views
-
-    def _assign(self, heartbeats: dict[str, tuple[int, Heartbeat]], alive: set[str]) -> None:
-        try:
-            read = read_assignment(self.store)
-        except CheckpointError as err:
-            log.warning("coordinator: %s; replacing it", err)
-            info = self.store.stat(ASSIGNMENT_KEY)
-            read = None
-            gen = info.generation if info else 0
-        else:
-            gen = read[1] if read else 0
-        previous = read[0] if read else None
-        garbage = read is None and gen != 0
-        if previous is not None and previous.term > self._acting_term:
-            if not self._forged(previous.term, ASSIGNMENT_KEY):
-                return  # a newer leader exists; our lease step will notice soon
-            previous, garbage = None, True
-        if previous is None:
-            # Unreadable or forged: carry on from our own last assignment of this term (so
-            # nothing moves for it), replacing the blob by CAS on its generation.
-            previous = self._assigned
-        current = dict(previous.islands) if previous else {}
-        workers = self._workers(heartbeats, alive)
-        now = self.clock()
-        for island in current:  # a new term counts the minimum stay from its own start
-            self._placed_at.setdefault(island, now)
-        placement = place(self.spec.islands, current, workers, placed_at=self._placed_at,
-                          now=now, policy=self.policy)
-        self._hurry = bool(placement.unplaced) and bool(workers)
-        self._unplaced = bool(placement.unplaced)
-        draining = sorted(w.worker for w in workers if w.draining)
-        # The run's totals as of the last cycle's HEADs (a new term's first assignment
-        # carries its predecessor's until then).
-        totals = self._totals or ((previous.evaluations, previous.best) if previous
-                                  else (None, None))
-        unchanged = (previous is not None and previous.term == self._acting_term
-                     and previous.islands == placement.islands
-                     and sorted(previous.workers) == sorted(alive)
-                     and previous.draining == draining)
-        stale_totals = previous is not None and totals != (previous.evaluations, previous.best) \
-            and (previous.evaluations is None or now - self._totals_at >= TOTALS_EVERY_S)
-        if unchanged and not stale_totals and not garbage:
-            return
-        new = stamp(Assignment(term=self._acting_term,
-                               epoch=(previous.epoch if previous else 0) + 1,
-                               leader=self.candidate, islands=placement.islands,
-                               workers=sorted(alive), draining=draining,
-                               evaluations=totals[0], best=totals[1]))
-        with self._paced(ASSIGNMENT_KEY):
-            if not self._leading():
-                return
-            # Read back by nonce after a lost reply or our own resent write's 412.
-            if write_fenced(self.store, ASSIGNMENT_KEY, new, Assignment,
-                            if_generation=gen) is None:
-                log.warning("coordinator: assignment changed under us; re-reading next cycle")
-                return
-        self._totals_at = now
-        self._assigned = new
-        if unchanged:
-            return  # the run's totals only
-        for island, worker in placement.islands.items():
-            if current.get(island) != worker:
-                self._placed_at[island] = now
-        moved = {r: n for r, n in placement.moves.items() if n}
-        if self.metrics is not None:
-            for reason, n in moved.items():
-                self.metrics.reassignment(reason, n)
-        per_worker: dict[str, int] = {}
-        for worker in placement.islands.values():
-            per_worker[worker] = per_worker.get(worker, 0) + 1
-        log.info("assignment epoch %d (term %d): %s%s%s", new.epoch, new.term,
-                 ", ".join(f"{w}: {n}" for w, n in sorted(per_worker.items())) or "no workers",
-                 f"; moved {moved}" if moved else "",
-                 f"; unplaced {placement.unplaced}" if placement.unplaced else "")
 
     def _forged(self, term: int, key: str) -> bool:
         """A record of ``term`` above the one we lead: True when the lease still names us in

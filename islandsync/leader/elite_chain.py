@@ -30,6 +30,7 @@ from islandsync.bucket.records import (
 from islandsync.config import RunSpec, to_fitness
 from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
 from islandsync.leader.merge import Elite, IslandElites, merge_elites
+from islandsync.leader.observer import LeaderObserver
 from islandsync.store import BlobStore
 
 log = logging.getLogger("islandsync.leader.coordinator")  # one logger for the leader's story
@@ -42,9 +43,10 @@ class EliteChain:
 
     def __init__(self, store: BlobStore, spec: RunSpec, *, leading: Callable[[], bool],
                  paced: Callable[[str], ContextManager[None]], delete: Callable[[str], None],
-                 metrics: Any = None, readers: int = DEFAULT_READERS,
+                 observer: LeaderObserver | None = None, readers: int = DEFAULT_READERS,
                  forged: Callable[[int, str], bool] = lambda term, key: False) -> None:
-        self.store, self.spec, self.metrics, self.readers = store, spec, metrics, readers
+        self.store, self.spec, self.readers = store, spec, readers
+        self.observer = observer if observer is not None else LeaderObserver()
         self.leading, self.paced, self.delete = leading, paced, delete
         #: (a record's term above ours, its key) -> whether no lease vouches for it
         self.forged = forged
@@ -120,8 +122,7 @@ class EliteChain:
         t0 = time.perf_counter()
         result = merge_elites(parts, self.spec.elite_size)
         seconds = time.perf_counter() - t0
-        if self.metrics is not None:
-            self.metrics.observe_merge(seconds, result.candidates, result.duplicates)
+        self.observer.on_merge(seconds, result.candidates, result.duplicates)
         if self.global_elite is not None and _same(result.elite, self.global_elite) \
                 and not replace:
             return
@@ -163,8 +164,7 @@ class EliteChain:
             self.delete(elite_key(epoch))
             return
         self.head, self.global_elite = (new, new_gen), elite
-        if self.metrics is not None:
-            self.metrics.observe_global_best(best)
+        self.observer.on_global_best(best)
         log.info("merge: elite epoch %d (term %d): %d genomes from %d candidates, %d "
                  "duplicates dropped, best %s", epoch, self.term, new.size, candidates,
                  duplicates, "-" if best is None else f"{best:.6g}")

@@ -53,19 +53,22 @@ from islandsync.bucket.history import (
     HistoryEvent,
     HistorySegment,
     WorkerSample,
-    read_history_segment,
     segment_body,
 )
 from islandsync.bucket.layout import HISTORY_PREFIX, history_key, parse_history_key
 from islandsync.bucket.records import Head, Heartbeat, landed, stamp, write_record
 from islandsync.config import best_of
-from islandsync.errors import CheckpointError, NotFound, PreconditionFailed, StoreError
+from islandsync.errors import CheckpointError, PreconditionFailed, StoreError
+from islandsync.leader.history_compaction import MAX_EVENTS_PER_ENTRY, Compaction, thin
+from islandsync.leader.observer import CycleSeen, LeaderObserver
 from islandsync.store.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-#: Events kept per entry; more (a flapping run) are counted in one "dropped" event instead.
-MAX_EVENTS_PER_ENTRY = 256
+#: An entry this often while leading (a term's first minutes: sooner, see the module doc).
+HISTORY_EVERY_S = 30.0
+#: Pending entries are written as a segment at least this often: what a killed leader loses.
+HISTORY_FLUSH_S = 300.0
 
 
 class RunHistory:
@@ -76,8 +79,9 @@ class RunHistory:
     ``is_leader`` (the lease's view) is checked before every write: a deposed leader writes
     nothing more and drops what it had not flushed."""
 
-    def __init__(self, store: BlobStore, *, direction: str = "minimize", every_s: float = 30.0,
-                 flush_s: float = 300.0, per_segment: int = 120, max_segments: int = 256,
+    def __init__(self, store: BlobStore, *, direction: str = "minimize",
+                 every_s: float = HISTORY_EVERY_S, flush_s: float = HISTORY_FLUSH_S,
+                 per_segment: int = 120, max_segments: int = 256,
                  compact_group: int = 8, is_leader: Callable[[], bool] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, early: bool = True) -> None:
@@ -336,83 +340,10 @@ class RunHistory:
         return True
 
     def _compact(self) -> None:
-        """Merge the oldest segments into one, thinned to fit :data:`MAX_SEGMENT_BYTES`,
-        write it, read it back, and only then delete what it merged (a reader that sees both
-        prefers the covering one, so a crash in between loses nothing). Segments inside the
-        merged range (an earlier compaction's leftovers, a deposed leader's overlapping
-        write) are merged too, so none is hidden behind the new one."""
-        spans = sorted(s for i in self.store.list(HISTORY_PREFIX)
-                       if (s := parse_history_key(i.key)) is not None)
-        self._segments = len(spans)
-        if len(spans) <= self.max_segments:
-            return
-        # The neighbours of the narrowest reach, the oldest of equals: segments merge with
-        # others of their own reach (like an LSM tree's levels), so old history grows coarser
-        # step by step instead of one segment swallowing all the rest.
-        outer, n = _outermost(spans), self.compact_group
-        if len(outer) < n:
-            # Too many segments, but most inside a few others (leftovers, garbage keys of wide
-            # reach): no group of neighbours to merge yet. Wait for new segments rather than
-            # fail every flush (the 60-minute soak met this: min() of nothing).
-            return
-        widths = [b - a + 1 for a, b in outer]
-        start = min(range(len(outer) - n + 1),
-                    key=lambda k: (max(widths[k:k + n]), sum(widths[k:k + n]), k))
-        first, last = outer[start][0], outer[start + n - 1][1]
-        group = [s for s in spans if first <= s[0] and s[1] <= last]
-        entries: list[HistoryEntry] = []
-        level = 0
-        for span in group:
-            try:
-                found = read_history_segment(self.store, history_key(*span))
-            except CheckpointError as err:
-                log.warning("history: %s; dropped while compacting", err)
-                continue
-            if found is not None:
-                entries += found[0].entries
-                level = max(level, found[0].level)
-        key = history_key(first, last)
-        seg = self._fitting(first, last, min(level + 1, 64), entries)
-        if key not in {history_key(*s) for s in group}:
-            try:
-                write_record(self.store, key, seg, if_generation=0)
-            except PreconditionFailed:
-                if landed(self.store, key, seg, HistorySegment) is None:
-                    return  # someone compacted these already
-            try:
-                back = read_history_segment(self.store, key)
-            except CheckpointError:
-                back = None
-            if back is None or back[0].nonce != seg.nonce:
-                log.warning("history: %s did not read back as written; nothing deleted", key)
-                return
-        for span in group:
-            if history_key(*span) != key and self.is_leader():
-                try:
-                    self.store.delete(history_key(*span))
-                except NotFound:
-                    pass
-        self._segments -= len(group) - 1
-
-    def _fitting(self, first: int, last: int, level: int,
-                 entries: list[HistoryEntry]) -> HistorySegment:
-        """The compacted segment: as many of ``entries`` as fit one segment's bytes, up to
-        ``per_segment``, thinned evenly (first and last kept, every event moved onto a kept
-        entry)."""
-        keep = self.per_segment
-        key = history_key(first, last)
-        while True:
-            seg = stamp(HistorySegment(first=first, last=last, level=level,
-                                       direction=self.direction, entries=thin(entries, keep)))
-            try:
-                segment_body(seg, key)
-                return seg
-            except CheckpointError:
-                if keep <= 1:  # fit_entry bounds each entry; even so, never write it
-                    return stamp(HistorySegment(first=first, last=last, level=level,
-                                                direction=self.direction))
-                size = len(seg.model_dump_json().encode())
-                keep = max(1, min(keep - 1, int(keep * MAX_SEGMENT_BYTES * 0.95 / size)))
+        """One compaction (:mod:`islandsync.leader.history_compaction`), when one is due."""
+        self._segments = Compaction(self.store, self.direction, self.per_segment,
+                                    self.max_segments, self.compact_group,
+                                    self.is_leader).compact()
 
     def close(self) -> None:
         """Flush what is pending (the leader is stopping or giving its lease up)."""
@@ -421,12 +352,6 @@ class RunHistory:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _outermost(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Spans not inside another one (after a compaction whose deletes did not all land)."""
-    return [s for s in spans
-            if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in spans)]
 
 
 def fit_entry(entry: HistoryEntry) -> tuple[HistoryEntry, int]:
@@ -441,93 +366,42 @@ def fit_entry(entry: HistoryEntry) -> tuple[HistoryEntry, int]:
     return entry, size
 
 
-def thin(entries: list[HistoryEntry], keep: int) -> list[HistoryEntry]:
-    """At most ``keep`` entries, evenly spread, first and last kept; the events of a dropped
-    entry move onto the next kept one (so no term change or recovery is ever thinned out).
-    Entries are told apart by (sequence number, term): two leaders' entries of one number
-    are both real."""
-    entries = sorted({(e.seq, e.term): e for e in entries}.values(),
-                     key=lambda e: (e.seq, e.term))
-    if len(entries) <= keep:
-        return entries
-    if keep <= 1:
-        kept_at = [len(entries) - 1]
-    else:
-        step = (len(entries) - 1) / (keep - 1)
-        kept_at = sorted({round(k * step) for k in range(keep)})
-    out: list[HistoryEntry] = []
-    carried: list[HistoryEvent] = []
-    kept = set(kept_at)
-    for k, entry in enumerate(entries):
-        carried += entry.events
-        if k in kept:
-            out.append(entry.model_copy(update={"events": carried[:MAX_EVENTS_PER_ENTRY]}))
-            carried = []
-    return out
+class HistoryObserver(LeaderObserver):
+    """The leader observer that keeps the run's history: each leading cycle's heartbeats,
+    HEADs, the global best and the leader's bucket operations go to
+    :meth:`RunHistory.record_cycle`, islands moved become ``reassign`` events (a drain is
+    one, with placement's reason ``drain``), and the history is flushed when the candidate
+    stops. A deposed leader writes nothing more (its next flush drops what is pending)."""
 
-
-class HistoryTap:
-    """A coordinator ``metrics`` object that feeds a :class:`RunHistory` from the hooks the
-    coordinator already calls (``set_leader``, ``observe_store``, ``observe_workers``,
-    ``observe_islands``, ``observe_global_best``, ``reassignment``) and forwards each to
-    ``inner`` (the Prometheus metrics, or None). A way to write history with no change to the
-    coordinator; the leader may instead call :meth:`RunHistory.record_cycle` itself."""
-
-    def __init__(self, history: RunHistory, inner: Any = None, *,
-                 leader: str | None = None) -> None:
-        self.history, self.inner = history, inner
-        self.term, self.leading = 0, False
-        self.leader = leader
+    def __init__(self, history: RunHistory) -> None:
+        self.history = history
+        self.leading = False
         self._ops: dict[str, int] = {}
-        self._workers: dict[str, dict[str, Any]] = {}
-        self._alive: set[str] = set()
         self._best: float | None = None
         history.is_leader = lambda: self.leading
 
-    def __getattr__(self, name: str) -> Any:  # any other hook: forwarded, or ignored
-        inner = self.__dict__.get("inner")
-        if inner is not None:
-            return getattr(inner, name)
-        return lambda *args, **kwargs: None
+    def on_lease(self, term: int, leading: bool, renewal_failures: int) -> None:
+        self.leading = leading
 
-    def _forward(self, name: str, *args: Any) -> None:
-        if self.inner is not None:
-            getattr(self.inner, name)(*args)
-
-    def set_leader(self, term: int, is_leader: bool) -> None:
-        # A deposed leader writes nothing more: its next flush drops what is pending.
-        self.term, self.leading = term, is_leader
-        self._forward("set_leader", term, is_leader)
-
-    def observe_store(self, counts: Mapping[str, Any]) -> None:
+    def on_store_ops(self, counts: Mapping[str, Any]) -> None:
         ops = counts.get("ops") if isinstance(counts, Mapping) else None
         self._ops = dict(ops) if isinstance(ops, Mapping) else {}
-        self._forward("observe_store", counts)
 
-    def observe_workers(self, workers: Mapping[str, Mapping[str, Any]],
-                        alive: set[str]) -> None:
-        self._workers, self._alive = dict(workers), set(alive)
-        self._forward("observe_workers", workers, alive)
-
-    def observe_global_best(self, best: float | None) -> None:
+    def on_global_best(self, best: float | None) -> None:
         self._best = best
-        self._forward("observe_global_best", best)
 
-    def reassignment(self, reason: str, n: int) -> None:
-        self.history.event("reassign", reason=reason[:32], count=n)
-        self._forward("reassignment", reason, n)
+    def on_islands_moved(self, reason: str, count: int) -> None:
+        self.history.event("reassign", reason=reason[:32], count=count)
 
-    def observe_islands(self, islands: Mapping[int, Mapping[str, Any]]) -> None:
-        self._forward("observe_islands", islands)
-        if not self.leading:
-            return
-        heads = {i: Head(island=i, owner=v.get("owner"), generation=v.get("generation") or 0,
-                         best=v.get("best"), evals=v.get("evals") or 0)
-                 for i, v in islands.items()}
-        # Drains show as "reassign" events with reason "drain" (placement's own reasons).
-        self.history.record_cycle(term=self.term, leader=self.leader, heartbeats=self._workers,
-                                  alive=self._alive, heads=heads, best=self._best,
-                                  leader_ops=self._ops)
+    def on_cycle(self, seen: CycleSeen) -> None:
+        if self.leading:
+            self.history.record_cycle(term=seen.term, leader=seen.leader,
+                                      heartbeats=seen.heartbeats, alive=seen.alive,
+                                      heads=seen.heads, best=self._best, leader_ops=self._ops)
+
+    def on_stop(self) -> None:
+        self.history.close()  # what this leader sampled since its last segment
 
 
-__all__ = ["HistoryTap", "RunHistory", "fit_entry", "thin"]
+__all__ = ["HISTORY_EVERY_S", "HISTORY_FLUSH_S", "HistoryObserver", "RunHistory", "fit_entry",
+           "thin"]

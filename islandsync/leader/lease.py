@@ -46,14 +46,15 @@ log = logging.getLogger(__name__)
 
 class Lease:
     """One candidate's view of the lease; call :meth:`step` regularly (at least every
-    ``lease_s / 3``). ``is_leader`` is what the caller must check before every leader write."""
+    ``lease_s / 3``). ``is_leader`` is what the caller must check before every leader write.
+    ``lease_s`` has no default here: it is the run's (``run.json``) or a flag's."""
 
     def __init__(
         self,
         store: BlobStore,
         candidate: str,
         *,
-        lease_s: float = 15.0,
+        lease_s: float,
         margin_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

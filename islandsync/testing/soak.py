@@ -65,7 +65,8 @@ from islandsync.bucket.records import MAX_TERM, check_protocol, read_head
 from islandsync.bucket.run import init_run
 from islandsync.errors import CheckpointError, IslandSyncError, NotFound, StoreError
 from islandsync.leader.coordinator import Coordinator
-from islandsync.leader.history import HistoryTap, RunHistory
+from islandsync.leader.history import HistoryObserver, RunHistory
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import LocalStore
 from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.faulty import (
@@ -235,11 +236,12 @@ def run_soak(root: Path, *, seed: int, seconds: float = 35.0, workers: int = 3,
             # the byzantine writer's segments show within a short soak.
             history = RunHistory(store, every_s=0.5, flush_s=2.0, per_segment=8,
                                  max_segments=8, compact_group=3)
-            c = Coordinator(store, candidate=f"c{k}", spec=spec, lease_s=3.0, interval=0.5,
-                            housekeeping_s=5.0,
-                            metrics=HistoryTap(history, None, leader=f"c{k}"))
-            parties.append(_Party(f"c{k}", store,
-                                  lambda c=c, h=history: (c.run(stop), h.close())))
+            c = Coordinator(store, candidate=f"c{k}", spec=spec,
+                            settings=LeaderSettings(lease_s=3.0, cycle_s=0.5,
+                                                    housekeeping_s=5.0),
+                            observer=HistoryObserver(history))
+            # The run flushes the history as it stops (the observer's on_stop).
+            parties.append(_Party(f"c{k}", store, lambda c=c: c.run(stop)))
         running: list[Worker] = []
         joiners = [(f"w{k}", f"w{k}", 0.0) for k in range(workers)]
         if all_garbage:  # the zombie: w0's id in a second process

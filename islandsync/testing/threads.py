@@ -28,6 +28,7 @@ from islandsync.config import spec_from_flags, spec_hash
 from islandsync.config.cadence import Cadence
 from islandsync.errors import StoreError
 from islandsync.leader.coordinator import Coordinator
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import LocalStore
 from islandsync.store.base import BlobStore
 from islandsync.store.counting import CountingStore
@@ -235,8 +236,8 @@ class ThreadCluster:
 
     def start_coordinator(self, name: str) -> None:
         tap = self.tap()
-        c = Coordinator(tap, candidate=name, spec=self.spec, lease_s=self.cadence.lease_s,
-                        interval=self.cadence.cycle_s)
+        c = Coordinator(tap, candidate=name, spec=self.spec, settings=LeaderSettings(
+            lease_s=self.cadence.lease_s, cycle_s=self.cadence.cycle_s))
         step = c.step
 
         def timed() -> None:  # the cycle as run() calls it, timed when this one led it

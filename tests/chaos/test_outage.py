@@ -22,6 +22,7 @@ import pytest
 from islandsync.bucket.records import read_assignment, read_heartbeat
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import open_store
 from islandsync.testing.cluster import Cluster, cluster_spec
 from islandsync.testing.faulty import FaultyStore, Latency
@@ -146,7 +147,8 @@ def test_a_leader_blind_through_an_outage_declares_no_worker_dead(tmp_path: Path
     init_run(inner, spec)
     store = FaultyStore(inner)
     t = {"now": 0.0}
-    c = Coordinator(store, candidate="c", lease_s=3.0, interval=0.5, clock=lambda: t["now"])
+    c = Coordinator(store, candidate="c", settings=LeaderSettings(lease_s=3.0, cycle_s=0.5),
+                    clock=lambda: t["now"])
 
     def cycle(*beating: str) -> None:
         t["now"] += 0.5

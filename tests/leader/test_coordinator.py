@@ -27,6 +27,7 @@ from islandsync.bucket.records import (
 )
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import open_store
 from islandsync.testing.cluster import (
     INTERVAL_S,
@@ -145,8 +146,9 @@ def test_a_leader_that_lost_its_lease_writes_nothing(tmp_path: Path) -> None:
     spec = cluster_spec(islands=2)
     init_run(store, spec)
     t = {"a": 0.0, "b": 0.0}
-    a = Coordinator(store, candidate="A", lease_s=3.0, interval=0.5, clock=lambda: t["a"])
-    b = Coordinator(store, candidate="B", lease_s=3.0, interval=0.5, clock=lambda: t["b"])
+    quick = LeaderSettings(lease_s=3.0, cycle_s=0.5)
+    a = Coordinator(store, candidate="A", settings=quick, clock=lambda: t["a"])
+    b = Coordinator(store, candidate="B", settings=quick, clock=lambda: t["b"])
     for name in ("w0", "w1"):
         store.put(f"workers/{name}.json", b'{"state": "running", "rate": 10, "max_islands": 4}')
     a.step()
@@ -252,7 +254,8 @@ def test_housekeeping_keeps_three_epochs_and_the_lineage(tmp_path: Path) -> None
     # Junk epochs under the next names, as a deposed leader's half-finished writes might be.
     for epoch in (1, 2, 3, 4):
         store.put(elite_key(epoch), b"not an elite")
-    c = Coordinator(store, candidate="hk", lease_s=3.0, interval=0.1, housekeeping_s=3600)
+    c = Coordinator(store, candidate="hk",
+                    settings=LeaderSettings(lease_s=3.0, cycle_s=0.1, housekeeping_s=3600))
     c.step()
     epochs = sorted(k.key for k in store.list("elite/") if parse_elite_key(k.key))
     assert epochs == [elite_key(3), elite_key(4), elite_key(5)]
@@ -329,7 +332,8 @@ def _finished_run_with_a_worker(tmp_path: Path):
     store = open_store(str(tmp_path))
     init_run(store, cluster_spec(islands=2))  # worker_timeout_s 2
     t = {"now": 0.0}
-    leader, follower = (Coordinator(store, candidate=c, lease_s=3.0, interval=0.1,
+    leader, follower = (Coordinator(store, candidate=c,
+                                    settings=LeaderSettings(lease_s=3.0, cycle_s=0.1),
                                     clock=lambda: t["now"]) for c in ("L", "F"))
 
     def beat(state: str = "running", wait: float = 0.3) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from islandsync.api import MetricsObserver
 from islandsync.bucket.checkpoints import IslandSnapshot, encode_island
 from islandsync.bucket.elites import encode_elite, read_elite
 from islandsync.bucket.ids import genome_ids_numpy
@@ -36,11 +37,12 @@ from islandsync.bucket.run import init_run
 from islandsync.config import RunSpec
 from islandsync.leader.coordinator import KEEP_FALLBACKS, Coordinator
 from islandsync.leader.merge import IslandElites
-from islandsync.views.metrics import CoordinatorMetrics
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import LocalStore
 from islandsync.store.base import Blob
 from islandsync.testing.cluster import cluster_spec
 from islandsync.testing.faulty import ErrorBefore, FaultyStore
+from islandsync.views.metrics import CoordinatorMetrics
 
 from ..bucket.conftest import assemble, island_frames, zeros_payload
 
@@ -100,7 +102,8 @@ def _best_elite(store: LocalStore, best: float) -> np.ndarray:
 
 
 def _coordinator(store, clock: Clock | None = None, **kw) -> Coordinator:
-    return Coordinator(store, candidate="c", spec=SPEC, lease_s=3.0, interval=0.1,
+    return Coordinator(store, candidate="c", spec=SPEC,
+                       settings=LeaderSettings(lease_s=3.0, cycle_s=0.1),
                        clock=clock or Clock(), **kw)
 
 
@@ -152,7 +155,8 @@ def test_garbage_records_never_stop_the_leader(tmp_path: Path) -> None:
     store.put(ELITE_HEAD_KEY, b'{"epoch": 1, "key": "../x", "term": 1, "size": 1}')
     registry = CollectorRegistry()
     clock = Clock()
-    c = _coordinator(store, clock, metrics=CoordinatorMetrics(registry=registry))
+    c = _coordinator(store, clock,
+                     observer=MetricsObserver(CoordinatorMetrics(registry=registry)))
     for beat in range(12):  # a garbage lease is taken over once it stood still a lease duration
         store.put(heartbeat_key("fine"), b'{"state": "running", "rate": 1%d}' % beat)
         c.step()
@@ -165,6 +169,9 @@ def test_garbage_records_never_stop_the_leader(tmp_path: Path) -> None:
     assert elite.best is not None and 2.0 <= elite.best < 3.0
     assert store.get(head_key(1)).data.startswith(b'{"island": 1, "checkpoint": "../x"')
     generate_latest(registry)
+    # the leader told its observer (the metrics), garbage and all
+    assert registry.get_sample_value("islandsync_is_leader") == 1
+    assert registry.get_sample_value("islandsync_worker_up", {"worker": "fine"}) == 1
 
 
 class _Raising(LocalStore):

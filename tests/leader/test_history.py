@@ -32,7 +32,8 @@ from islandsync.bucket.records import (
     write_record,
 )
 from islandsync.errors import CheckpointError
-from islandsync.leader.history import HistoryTap, RunHistory, thin
+from islandsync.leader.history import HistoryObserver, RunHistory, thin
+from islandsync.leader.observer import CycleSeen
 from islandsync.store import LocalStore
 from islandsync.store.counting import CountingStore
 
@@ -288,36 +289,33 @@ def test_a_covering_segment_wins(tmp_path: Path) -> None:
     assert [e.seq for e in got.entries] == [0, 3] and got.segments == 1
 
 
-def test_tap_feeds_the_history_from_the_coordinator_hooks(tmp_path: Path) -> None:
+def test_the_history_observer_keeps_the_history_from_the_leaders_hooks(
+        tmp_path: Path) -> None:
     store, clock = LocalStore(tmp_path), Clock()
     h = history(store, clock)
-    seen: list[str] = []
+    observer = HistoryObserver(h)
 
-    class Inner:
-        def __getattr__(self, name):
-            return lambda *a, **k: seen.append(name)
+    def seen(term: int, generation: int) -> CycleSeen:
+        return CycleSeen(term=term, leader="lead", heartbeats={"a": beat("a", [0], evals=640)},
+                         alive=frozenset({"a"}), heads={0: head(0, "a", generation, 1.0)})
 
-    tap = HistoryTap(h, Inner(), leader="lead")
-    tap.set_leader(3, True)
-    tap.observe_store({"ops": {"A": 7, "B": 9}, "errors": {}})
-    tap.observe_workers({"a": beat("a", [0], evals=640).model_dump()}, {"a"})
-    tap.observe_global_best(0.5)
-    tap.reassignment("dead", 1)
-    tap.observe_merge(0.1, 10, 0)
-    tap.observe_islands({0: {"generation": 10, "best": 1.0, "owner": "a"}})
-    tap.set_leader(3, False)  # deposed: nothing more is written
-    tap.observe_islands({0: {"generation": 11, "best": 1.0, "owner": "a"}})
+    observer.on_lease(3, True, 0)
+    observer.on_store_ops({"ops": {"A": 7, "B": 9}, "errors": {}})
+    observer.on_global_best(0.5)
+    observer.on_islands_moved("dead", 1)
+    observer.on_merge(0.1, 10, 0)
+    observer.on_cycle(seen(3, 10))
+    observer.on_lease(3, False, 0)  # deposed: nothing more is written
+    observer.on_cycle(seen(3, 11))
     assert h.flush() is False and segments(store) == []
-    tap.set_leader(4, True)
+    observer.on_lease(4, True, 0)
     clock.t += 5
-    tap.observe_islands({0: {"generation": 12, "best": 1.0, "owner": "a"}})
-    h.close()
+    observer.on_cycle(seen(4, 12))
+    observer.on_stop()  # flushes
     entry, = read_history(store).entries
     assert (entry.term, entry.leader, entry.best, entry.leader_ops_a) == (4, "lead", 0.5, 7)
-    assert entry.evals == 640  # no HEAD evals through the hooks: the workers' counters
-    assert seen == ["set_leader", "observe_store", "observe_workers", "observe_global_best",
-                    "reassignment", "observe_merge", "observe_islands", "set_leader",
-                    "observe_islands", "set_leader", "observe_islands"]
+    assert entry.evals == 12 * 64  # the HEADs' evaluations, as the cycle read them
+    assert [e.kind for e in entry.events] == ["term"]
 
 
 def test_history_bucket_operations_are_few(tmp_path: Path) -> None:
@@ -376,7 +374,6 @@ def test_a_worker_of_another_protocol_refuses_to_join(tmp_path: Path) -> None:
     from islandsync.api import make_worker
     from islandsync.bucket.run import init_run
     from islandsync.cli import main
-
     from islandsync.testing.cluster import cluster_spec
 
     store = LocalStore(tmp_path / "run")
@@ -394,7 +391,6 @@ def test_a_joining_worker_fixes_the_protocol_of_an_older_run(tmp_path: Path) -> 
     from islandsync.api import make_worker
     from islandsync.bucket.records import read_record
     from islandsync.bucket.run import init_run
-
     from islandsync.testing.cluster import cluster_spec
 
     store = LocalStore(tmp_path / "run")
@@ -431,7 +427,6 @@ def test_coordinate_on_a_run_of_another_protocol_writes_nothing(tmp_path: Path,
     """`islandsync coordinate` on a protocol-2 run used to lead, assign and sweep it."""
     from islandsync.bucket.run import init_run
     from islandsync.cli import main
-
     from islandsync.testing.cluster import cluster_spec
 
     store = LocalStore(tmp_path / "run")
@@ -450,7 +445,6 @@ def test_a_worker_that_leads_keeps_the_history_too(tmp_path: Path) -> None:
     """A run of notebooks alone (no `islandsync coordinate`) is seen whole: the leader
     candidate a worker stands as writes the run's history."""
     from islandsync.api import make_worker
-
     from islandsync.testing.cluster import cluster_spec
 
     url = str(tmp_path / "run")

@@ -14,6 +14,7 @@ from islandsync.bucket.records import Head, read_assignment, read_finished, read
 from islandsync.bucket.run import init_run
 from islandsync.errors import StoreError
 from islandsync.leader.coordinator import Coordinator
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import LocalStore
 from islandsync.store.base import Blob
 from islandsync.store.counting import CountingStore
@@ -98,9 +99,9 @@ def test_a_leader_whose_cycle_outlasts_its_lease_keeps_it(tmp_path: Path) -> Non
     root = tmp_path / "run"
     init_run(LocalStore(root), cluster_spec(islands=4))
     a_store = CountingStore(LocalStore(root), latency_s=0.05)
-    a = Coordinator(a_store, candidate="A", lease_s=1.5, interval=0.2)
+    a = Coordinator(a_store, candidate="A", settings=LeaderSettings(lease_s=1.5, cycle_s=0.2))
     b = Coordinator(CountingStore(LocalStore(root), latency_s=0.05), candidate="B",
-                    lease_s=1.5, interval=0.2)
+                    settings=LeaderSettings(lease_s=1.5, cycle_s=0.2))
     cycles: list[float] = []
 
     def slow(cycle: object) -> None:  # a phase made slow by latency: 40 calls in a row
@@ -145,7 +146,7 @@ def test_the_leader_publishes_totals_and_decides_the_stop(tmp_path: Path) -> Non
     for i in range(3):
         _head(store, i, 1)  # 16 evaluations each
     store.put(heartbeat_key("w"), b'{"state": "running", "rate": 5}')
-    c = Coordinator(store, candidate="c", lease_s=3.0, interval=0.1)
+    c = Coordinator(store, candidate="c", settings=LeaderSettings(lease_s=3.0, cycle_s=0.1))
     c.step()
     c.step()  # the second assignment carries the totals of the first cycle's HEADs
     assignment = read_assignment(store)[0]
@@ -175,7 +176,8 @@ def test_a_silent_worker_is_found_dead_however_long_the_cycles(tmp_path: Path) -
     spec = cluster_spec(islands=2)  # worker timeout 2 s
     init_run(store, spec)
     now = [0.0]
-    c = Coordinator(store, candidate="c", lease_s=30.0, interval=0.5, clock=lambda: now[0])
+    c = Coordinator(store, candidate="c", settings=LeaderSettings(lease_s=30.0, cycle_s=0.5),
+                    clock=lambda: now[0])
     c.after_merge.append(("slow", lambda cycle: now.__setitem__(0, now[0] + 1.5)))
     for beat in range(3):
         for w in ("a", "b"):

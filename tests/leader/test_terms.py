@@ -28,9 +28,10 @@ from islandsync.bucket.records import (
 from islandsync.bucket.run import init_run
 from islandsync.leader.coordinator import Coordinator
 from islandsync.leader.lease import Lease
-from islandsync.views.status import collect_status
+from islandsync.leader.settings import LeaderSettings
 from islandsync.store import LocalStore
 from islandsync.testing.cluster import cluster_spec
+from islandsync.views.status import collect_status
 from islandsync.worker.bucket_thread import BucketLink
 
 
@@ -67,7 +68,8 @@ def test_forged_terms_never_stop_the_leader(tmp_path: Path, monkeypatch) -> None
     store, spec = LocalStore(tmp_path / "run"), cluster_spec(islands=4)
     init_run(store, spec)
     now = [0.0]
-    leader = Coordinator(store, candidate="c0", spec=spec, lease_s=3.0, interval=0.5,
+    leader = Coordinator(store, candidate="c0", spec=spec,
+                         settings=LeaderSettings(lease_s=3.0, cycle_s=0.5),
                          clock=lambda: now[0])
     beat(store, "w0")
     leader.step()
