@@ -100,14 +100,14 @@ class Coordinator:
         self.store, self.candidate = store, candidate
         self.spec = spec or read_spec(store)
         self.settings = settings.for_run(self.spec)
-        self.interval: float = self.settings.cycle_s  # type: ignore[assignment]
+        assert self.settings.lease_s is not None and self.settings.cycle_s is not None
+        self.interval = self.settings.cycle_s
         self.policy = policy or Policy()
         # Composed even when one: an observer's error is logged there, never the merge's.
         self.observer = observer if isinstance(observer, CompositeObserver) \
             else CompositeObserver(observer)
         self.clock = clock
-        self.lease = Lease(store, candidate, lease_s=self.settings.lease_s,  # type: ignore[arg-type]
-                           clock=clock)
+        self.lease = Lease(store, candidate, lease_s=self.settings.lease_s, clock=clock)
         self.readers = self.settings.readers
         #: Phases run after the merge while leading, each given the :class:`Cycle`; an error
         #: in one skips it only (StoreError: the rest of the cycle). For e.g. a run history.
@@ -273,7 +273,7 @@ class Coordinator:
             # Assignment before the merge: a new term's first write fences the old
             # leader, and failover waits for nothing else.
             if self._leading():
-                self._guard("assignment", self._assigning.assign, *read, self._totals)
+                self._guard("assignment", self._assign, *read)
         if not self._leading():
             return
         # HEADs and merge every merge_interval_s (0: each cycle); in between, as last read.
@@ -364,6 +364,11 @@ class Coordinator:
                         "trouble); using the last ones read", view.failed)
         self._view = view
         return view.heads
+
+    # -- placing (:mod:`islandsync.leader.assigning`) ---------------------------------------
+
+    def _assign(self, heartbeats: dict[str, tuple[Any, Heartbeat]], alive: set[str]) -> None:
+        self._assigning.assign(heartbeats, alive, self._totals)
 
     # -- merging -------------------------------------------------------------------------
 

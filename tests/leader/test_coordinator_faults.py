@@ -171,7 +171,8 @@ def test_garbage_records_never_stop_the_leader(tmp_path: Path) -> None:
     generate_latest(registry)
     # the leader told its observer (the metrics), garbage and all
     assert registry.get_sample_value("islandsync_is_leader") == 1
-    assert registry.get_sample_value("islandsync_worker_up", {"worker": "fine"}) == 1
+    assert registry.get_sample_value("islandsync_worker_up",
+                                     {"worker": "fine", "platform": "unknown"}) == 1
 
 
 class _Raising(LocalStore):
