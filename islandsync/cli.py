@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from islandsync import __version__, durations
+from islandsync import __version__
 from islandsync.bucket.layout import RUN_KEY
 from islandsync.cli_flags import (
     CREDENTIALS_HELP,

@@ -32,7 +32,7 @@ from islandsync.bucket.records import (
     write_record,
 )
 from islandsync.errors import CheckpointError
-from islandsync.leader.history import HistoryObserver, RunHistory, thin
+from islandsync.leader.history import HistoryObserver, RunHistory
 from islandsync.leader.observer import CycleSeen
 from islandsync.store import LocalStore
 from islandsync.store.counting import CountingStore
@@ -227,14 +227,6 @@ def test_history_stays_bounded_and_keeps_every_event(tmp_path: Path) -> None:
     assert len(got.entries) < 60  # thinned
     moves = [e for entry in got.entries for e in entry.events if e.kind == "moved"]
     assert len(moves) == 7  # every move of the 200 cycles survives compaction
-
-
-def test_thin_keeps_first_last_and_events() -> None:
-    entries = [HistoryEntry(seq=k, t=float(k)) for k in range(10)]
-    entries[3] = HistoryEntry(seq=3, t=3.0, events=[{"kind": "dead", "worker": "x"}])
-    kept = thin(entries, 4)
-    assert [e.seq for e in kept][0] == 0 and kept[-1].seq == 9 and len(kept) == 4
-    assert [ev.kind for e in kept for ev in e.events] == ["dead"]
 
 
 def test_a_huge_entry_drops_island_detail(tmp_path: Path) -> None:
