@@ -19,7 +19,6 @@ from islandsync.cli_flags import (
     coordinate_settings,
     fitness_flags,
     init_flags,
-    lower,
     option_flags,
     parse_duration,
     run_flags,
