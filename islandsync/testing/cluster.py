@@ -54,12 +54,18 @@ def start_coordinator(url: str, candidate: str, *extra: str,
         env=child_env(SOURCE_ROOT), stdout=out, stderr=subprocess.STDOUT)
 
 
-def start_worker(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
-    """A quiet worker on the CPU that follows the leader (``--no-coordinator``)."""
+def start_worker(url: str, worker_id: str, *extra: str, solo: bool = False,
+                 capture: bool = False) -> subprocess.Popen:
+    """A quiet worker on the CPU that follows the leader (``--no-coordinator``), or with
+    ``solo`` one that places islands itself (``--solo``: no leader involved). ``capture``:
+    its output (stderr within) in ``stdout``, for ``communicate()``."""
+    role = "--solo" if solo else "--no-coordinator"
     return subprocess.Popen(
-        islandsync_argv("worker", url, "--quiet", "--no-coordinator", "--worker-id", worker_id,
+        islandsync_argv("worker", url, "--quiet", role, "--worker-id", worker_id,
                         "--device", "cpu", *extra),
-        env=child_env(SOURCE_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=child_env(SOURCE_ROOT),
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
 
 
 def pause_outside_store_writes(proc: subprocess.Popen, root: Path, tries: int = 100) -> None:

@@ -6,7 +6,6 @@ carries the killed worker's last checkpoint forward to the same generation holds
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,10 @@ from islandsync.bucket.run import init_run
 from islandsync.config import spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.store import open_store
-from islandsync.testing.processes import child_env, islandsync_argv, wait_for
+from islandsync.testing.cluster import start_worker
+from islandsync.testing.processes import wait_for
 from islandsync.testing.recorder import heads
 from islandsync.worker.engine import Engine
-
-SOURCE = Path(__file__).resolve().parents[2]
-
 
 def test_a_cmaes_island_resumed_elsewhere_continues_as_the_uninterrupted_one(
         tmp_path: Path) -> None:
@@ -37,10 +34,7 @@ def test_a_cmaes_island_resumed_elsewhere_continues_as_the_uninterrupted_one(
                            migration_interval=1_000_000).model_copy(
         update={"assignment_poll_s": 0.2, "worker_timeout_s": 2.0})
     init_run(store, spec)
-    first = subprocess.Popen(
-        islandsync_argv("worker", url, "--solo", "--quiet", "--worker-id", "w1",
-                        "--device", "cpu"),
-        env=child_env(SOURCE), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = start_worker(url, "w1", solo=True)
     try:
         wait_for(lambda: (h := heads(store, 1).get(0)) is not None and h.checkpoint
                  and h.generation >= 5, 60, "a checkpoint of the CMA-ES island")

@@ -16,14 +16,14 @@ import torch
 
 import islandsync
 from islandsync.bucket.checkpoints import decode_island
-from islandsync.bucket.layout import parse_checkpoint_key
+from islandsync.bucket.layout import island_prefix, parse_checkpoint_key
 from islandsync.bucket.records import MAX_PREVIOUS, read_head
 from islandsync.bucket.run import init_run
 from islandsync.config import fitness_ref
 from islandsync.errors import ConfigError
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore, open_store
-from islandsync.testing.cluster import pause_outside_store_writes
+from islandsync.testing.cluster import pause_outside_store_writes, start_worker
 from islandsync.testing.processes import wait_for
 from islandsync.testing.recorder import heads
 from islandsync.views.status import collect_status
@@ -39,17 +39,8 @@ def solo_run(*args, **kwargs):
     return islandsync.run(*args, solo=True, **kwargs)
 
 
-def start_worker_process(url: str, worker_id: str, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "islandsync", "worker", url, "--solo", "--quiet",
-         "--worker-id", worker_id, "--device", "cpu", *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-
-
 def checkpoint_tags(store: BlobStore, island: int) -> list[tuple[int, str]]:
-    return sorted((p[1], p[2]) for i in store.list(f"islands/{island}/")
+    return sorted((p[1], p[2]) for i in store.list(island_prefix(island))
                   if (p := parse_checkpoint_key(i.key)))
 
 
@@ -260,7 +251,7 @@ def test_kill9_then_restart_continues_each_island(kind: str, algorithm: str, tmp
     store = open_store(url)
     spec = fast_spec(algorithm=algorithm)
     init_run(store, spec)
-    proc = start_worker_process(url, "w1")
+    proc = start_worker(url, "w1", solo=True, capture=True)
     try:
         def checkpointed() -> bool:  # one read: all() of an empty first read would be True
             found = heads(store, 4)
@@ -297,7 +288,7 @@ def test_paused_owner_is_fenced_out(tmp_path: Path) -> None:
     url = str(tmp_path / "run")
     store = open_store(url)
     init_run(store, fast_spec())
-    proc = start_worker_process(url, "paused")
+    proc = start_worker(url, "paused", solo=True, capture=True)
     try:
         wait_for(lambda: len(heads(store, 4)) == 4 and all(
             h.checkpoint for h in heads(store, 4).values()), 60, "first checkpoints")
