@@ -213,10 +213,12 @@ def run_benchmark(args: argparse.Namespace, log: Any = None) -> dict[str, Any]:
     log = log or (lambda line: print(line, flush=True))
     started = time.perf_counter()
     pairs = [(p, a) for p in args.problems for a in args.algorithms]
-    todo = [(p, a) for p, a in pairs
-            if not (a == "de" and BUILTIN_PROBLEMS[p].kind != "real")]
-    skipped = [{"problem": p, "algorithm": a, "reason": "de works on real genomes only"}
-               for p, a in pairs if (p, a) not in todo]
+    # What an algorithm's settings refuse for a problem's genome (the real-only ones on
+    # tokens), from the registry's own rule, not a list here.
+    refused = {(p, a): why for p, a in pairs
+               for _, why in ALGORITHM_CONFIGS[a]().genome_conflicts(BUILTIN_PROBLEMS[p].kind)[:1]}
+    todo = [pair for pair in pairs if pair not in refused]
+    skipped = [{"problem": p, "algorithm": a, "reason": why} for (p, a), why in refused.items()]
     initial = args.islands * args.pop
     checkpoints = checkpoints_for(args.evals, initial)
     total_runs = len(todo) * len(CONFIGS) * args.seeds

@@ -40,7 +40,7 @@ def test_every_configuration_present(report: tuple[dict, Path]) -> None:
     pairs = {(r["problem"], r["algorithm"]) for r in data["results"]}
     assert pairs == {("rastrigin", "ga"), ("rastrigin", "de"), ("symbolic_regression", "ga")}
     assert data["skipped"] == [{"problem": "symbolic_regression", "algorithm": "de",
-                                "reason": "de works on real genomes only"}]
+                                "reason": "de works on real genomes only; use ga for tokens"}]
     for res in data["results"]:
         assert set(res["configs"]) == set(CONFIGS)
         assert res["direction"] == "minimize"
@@ -154,3 +154,18 @@ def test_png_without_matplotlib_names_the_extra(tmp_path: Path) -> None:
     assert "pip install 'islandsync[plot]'" in done.stdout + done.stderr
     assert "quality:" not in done.stdout  # no run started
     assert not (tmp_path / "q.png").exists()
+
+
+def test_real_only_algorithms_are_skipped_on_tokens_by_the_registry_rule(tmp_path: Path) -> None:
+    """Every real-only algorithm of the registry (not only DE) is skipped on a token problem,
+    with its own settings' reason: `--quick` runs every registered algorithm."""
+    out = tmp_path / "q.json"
+    done = run_benchmark("quality", "--quick", "--problems", "symbolic_regression",
+                         "--algorithms", "ga,cmaes,shade", "--seeds", "1", "--evals", "200",
+                         "--json", str(out), timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert {(r["problem"], r["algorithm"]) for r in data["results"]} == {
+        ("symbolic_regression", "ga")}
+    assert [(s["algorithm"], s["reason"].split(";")[0]) for s in data["skipped"]] == [
+        ("cmaes", "cmaes works on real genomes only"), ("shade", "shade works on real genomes only")]
