@@ -18,7 +18,8 @@ population per island x dimension, float32 Rastrigin in [-5.12, 5.12]) and algor
 
 The peers: CMA-ES, SHADE and SNES against EvoX's ``CMAES`` (full covariance at every D; ours
 switches to the diagonal sep-CMA-ES above D = 300, so at D = 1,000 the two do different
-work), ``SHADE`` and ``SNES``, each with the same population per island; DE against EvoX's
+work), ``SHADE`` and ``SNES``, each with the same population per island (ours sample lambda = P
+a generation here, as EvoX's ``pop_size``); DE against EvoX's
 ``DE`` (DE/rand/1/bin, F 0.5, CR 0.9, clamped into the box);
 islandsync runs jDE (self-adaptive F and CR, bound repair by redraw), a little more work per
 generation than plain DE. EvoX 1.4 has no single-objective GA, so the GA's peer is the same
@@ -219,8 +220,11 @@ def peak_bandwidth(device: torch.device) -> float | None:
 def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace,
             device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
     k, p, d = size
+    # The distribution strategies sample lambda = P a generation, as EvoX's do (pop_size):
+    # their own default lambda is 4 + 3 ln D, a different batch, and so different work.
+    same_batch = {"samples": p} if algorithm in ("cmaes", "snes") else None
     spec = spec_from_flags(problem="rastrigin", dim=d, islands=k, pop=p, algorithm=algorithm,
-                           migration_interval=args.interval)
+                           migration_interval=args.interval, algorithm_settings=same_batch)
     if args.compile and algorithm == "de":  # the DE setting; the GA has none
         spec = spec.model_copy(
             update={"algorithm": spec.algorithm.model_copy(update={"compile": True})})
@@ -241,19 +245,24 @@ def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace
     # Warm-up: allocations, first-call paths (and compilation, with --compile).
     timed_window(sides, min(args.gens, 3), device)
     windows: dict[str, list[float]] = {name: [] for name in sides}
+    # islandsync's own count: a CMA-ES island runs ceil(step_evals / lambda) generations of
+    # its lambda a step (so 8 x 68 evaluations at 8 x 64 x 100, not 8 x 64).
+    evals_before = sum(engine.evals.values())
     for r in range(args.repeats):
         for name, sec in timed_window(sides, args.gens, device).items():
             windows[name].append(sec)
         log(f"  {algorithm} {k}x{p}x{d} repeat {r + 1}/{args.repeats}: " + "  ".join(
-            f"{name} {args.gens * evals / runs[-1]:>11,.0f}" for name, runs in windows.items())
-            + " evals/s")
+            f"{name} {args.gens / runs[-1]:>8,.1f}" for name, runs in windows.items())
+            + " generations/s")
     row: dict[str, Any] = {"algorithm": algorithm, "islands": k, "pop": p, "dim": d,
                            "gens_per_window": args.gens, "repeats": args.repeats,
                            "compile": bool(args.compile and algorithm == "de")}
+    own = (sum(engine.evals.values()) - evals_before) / (args.repeats * args.gens)
     for name, runs in windows.items():
         sec = statistics.median(runs) / args.gens
-        row[name] = {"evals_per_s": evals / sec, "ms_per_gen": sec * 1e3,
-                     "windows_s": [round(t, 4) for t in runs]}
+        per_gen = own if name == "islandsync" else evals
+        row[name] = {"evals_per_s": per_gen / sec, "ms_per_gen": sec * 1e3,
+                     "evals_per_gen": per_gen, "windows_s": [round(t, 4) for t in runs]}
     if args.evox:
         row["ratio_vs_evox_one"] = row["islandsync"]["evals_per_s"] / row["evox_one"][
             "evals_per_s"]
