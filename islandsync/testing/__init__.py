@@ -11,8 +11,9 @@
 * :mod:`~islandsync.testing.observe` — one-shot looks: heartbeats, ``/metrics``, quantiles;
 * :mod:`~islandsync.testing.invariants` — the judges of a recorder's evidence;
 * :mod:`~islandsync.testing.faulty`, :mod:`~islandsync.testing.garbage` — ``FaultyStore``;
-* :mod:`~islandsync.testing.soak` — the soak; :mod:`~islandsync.testing.tcp_proxy` — a line
-  that can be cut; :mod:`~islandsync.testing.machine` — the machine block every benchmark prints;
+* :mod:`~islandsync.testing.soak` — the soak, judged by
+  :mod:`~islandsync.testing.soak_judging`; :mod:`~islandsync.testing.tcp_proxy` — a line that
+  can be cut; :mod:`~islandsync.testing.machine` — the machine block every benchmark prints;
   :mod:`~islandsync.testing.venvs` — fresh virtual environments.
 
 Only :mod:`processes` is imported with the package here: the others import the bucket layer

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from islandsync.bucket.checkpoints import load_island
@@ -35,24 +36,48 @@ class Fallback:
 # -- judging -------------------------------------------------------------------------------
 
 
+def lineage_faults(island: int, seen: list[HeadSeen],
+                   step_back_ok: Callable[[HeadSeen, HeadSeen], bool],
+                   started: float | None = None) -> tuple[list[str], int]:
+    """What is wrong with one island's HEAD versions in the order seen, and how many step
+    backs ``step_back_ok(before, after)`` excused: a HEAD generation that went back (each
+    starts a new segment, judged from there), two checkpoints at one generation (a fork), or
+    HEAD back on a checkpoint it had left. ``started``: times in the messages from there."""
+    faults: list[str] = []
+    excused = 0
+    by_generation: dict[int, str | None] = {}
+    order: list[str | None] = []
+    for a, b in zip([None, *seen], seen):
+        if a is not None and b.generation < a.generation:
+            if step_back_ok(a, b):
+                excused += 1
+            else:
+                when = "" if started is None else f" at {b.at - started:.1f} s"
+                faults.append(f"island {island}: HEAD generation went back from "
+                              f"{a.generation} ({a.checkpoint}, {a.owner}) to {b.generation} "
+                              f"({b.checkpoint}, {b.owner}){when}")
+            by_generation, order = {}, []
+        other = by_generation.setdefault(b.generation, b.checkpoint)
+        if other != b.checkpoint:
+            faults.append(f"island {island} forked: two checkpoints at generation "
+                          f"{b.generation}: {other} and {b.checkpoint}")
+        if not order or order[-1] != b.checkpoint:
+            if b.checkpoint in order:
+                faults.append(f"island {island}: HEAD went back to {b.checkpoint} after "
+                              f"{order[order.index(b.checkpoint) + 1:]}")
+            order.append(b.checkpoint)
+    return faults, excused
+
+
 def check_lineage(rec: Recorder, fallbacks: dict[int, Fallback] | None = None) -> None:
     """No island's lineage forked (see module doc). ``fallbacks`` name islands whose HEAD
     checkpoint the test corrupted on purpose."""
     fallbacks = fallbacks or {}
     for island, seen in rec.heads.items():
         fb = fallbacks.get(island)
-        segment_start = 0
-        for k in range(1, len(seen)):
-            a, b = seen[k - 1], seen[k]
-            if b.generation < a.generation:
-                allowed = fb is not None and a.checkpoint in fb.bad_keys \
-                    and b.generation >= fb.floor
-                assert allowed, (f"island {island}: HEAD generation went back from "
-                                 f"{a.generation} ({a.checkpoint}, {a.owner}) to "
-                                 f"{b.generation} ({b.checkpoint}, {b.owner})")
-                _check_linear(island, seen[segment_start:k])
-                segment_start = k
-        _check_linear(island, seen[segment_start:])
+        faults, _ = lineage_faults(island, seen, lambda a, b, fb=fb: fb is not None
+                                   and a.checkpoint in fb.bad_keys and b.generation >= fb.floor)
+        assert not faults, faults[0]
         for s in seen:
             if s.checkpoint is None:
                 assert s.generation == 0, f"island {island}: HEAD at {s.generation} names no blob"
@@ -64,21 +89,6 @@ def check_lineage(rec: Recorder, fallbacks: dict[int, Fallback] | None = None) -
             assert orphaned_at is None or s.at <= orphaned_at, (
                 f"island {island}: {s.checkpoint} was seen above HEAD, written by a worker "
                 f"that did not own the island, and later became HEAD (owner {s.owner})")
-
-
-def _check_linear(island: int, seen: list[HeadSeen]) -> None:
-    by_generation: dict[int, str | None] = {}
-    order: list[str | None] = []
-    for s in seen:
-        other = by_generation.setdefault(s.generation, s.checkpoint)
-        assert other == s.checkpoint, (
-            f"island {island} forked: two checkpoints at generation {s.generation}: "
-            f"{other} and {s.checkpoint}")
-        if not order or order[-1] != s.checkpoint:
-            assert s.checkpoint not in order, (
-                f"island {island}: HEAD went back to {s.checkpoint} after "
-                f"{order[order.index(s.checkpoint) + 1:]}")
-            order.append(s.checkpoint)
 
 
 def check_resumed(rec: Recorder, before: dict[int, Head], victim: str, killed_at: float,

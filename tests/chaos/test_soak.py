@@ -20,14 +20,14 @@ from islandsync.bucket.layout import head_key
 from islandsync.bucket.records import Head, write_head
 from islandsync.store import LocalStore
 from islandsync.testing.recorder import HeadSeen
-from islandsync.testing.soak import (
+from islandsync.testing.soak import run_soak
+from islandsync.testing.soak_judging import (
     CHECKS,
     SEED_ENV,
     SoakResult,
-    _judge_final_checkpoint,
-    _judge_lineage,
-    _verify_live,
-    run_soak,
+    judge_final_checkpoint,
+    judge_lineage,
+    verify_live,
 )
 
 SEEDS = [int(os.environ[SEED_ENV])] if os.environ.get(SEED_ENV) else [1, 2, 3]
@@ -79,11 +79,11 @@ def test_lineage_judge_flags_a_step_back_and_a_fork_unless_garbage_explains_it()
     for seen, exempt, bad in [(linear, False, 0), (back, False, 1), (back, True, 0),
                               (returned, False, 1)]:
         result = SoakResult(seed=0, seconds=1.0)
-        _judge_lineage(result, 0, seen, lambda a, b, e=exempt: e)
+        judge_lineage(result, 0, seen, lambda a, b, e=exempt: e)
         assert len(result.violations["lineage"]) == bad, (seen, result.violations)
     fork = [_head(1.0, 10), _head(2.0, 10, "w1")]
     result = SoakResult(seed=0, seconds=1.0)
-    _judge_lineage(result, 0, fork, lambda a, b: False)
+    judge_lineage(result, 0, fork, lambda a, b: False)
     assert "forked" in result.violations["lineage"][0]
 
 
@@ -92,9 +92,9 @@ def test_checkpoint_judge_flags_a_head_naming_a_missing_blob(tmp_path: Path) -> 
     head = Head(island=0, checkpoint="islands/0/000000000012-w.isz", generation=12, owner="w")
     write_head(store, head, if_generation=0)
     result = SoakResult(seed=0, seconds=1.0)
-    _verify_live(store, result, 0)
-    _judge_final_checkpoint(store, result, 0, bad_keys=set())
+    verify_live(store, result, 0)
+    judge_final_checkpoint(store, result, 0, bad_keys=set())
     assert len(result.violations["checkpoints"]) == 2, result.violations
     result = SoakResult(seed=0, seconds=1.0)
-    _judge_final_checkpoint(store, result, 0, bad_keys={head_key(0)})
+    judge_final_checkpoint(store, result, 0, bad_keys={head_key(0)})
     assert "gone" in result.violations["checkpoints"][0]  # garbage elsewhere excuses nothing
