@@ -12,7 +12,8 @@ dimension, instance) of the suite (``--budget-factor 100000`` is the issue's lon
   snes islands in turn): ``islands x pop`` (8 x 64) in one process through
   :class:`islandsync.worker.engine.Engine` on the CPU, driven as ``benchmarks/quality.py``
   drives it (``step()``, ``migrate(None)`` every ``migration.interval`` steps), with the
-  run model's defaults otherwise (bounds [-5, 5], BBOB's domain; ``--dtype float32``);
+  defaults of ``islandsync init`` otherwise (bounds [-5, 5], BBOB's domain; ``--dtype auto``,
+  the default: float64 genomes on this CPU, as a CPU worker runs them);
 - ``pygmo-sade``: pygmo's archipelago of ``islands`` sade islands of ``pop`` with a ring
   topology, evolved in chunks of :data:`SADE_CHUNK` generations (migration between chunks);
   ``memory=True`` so that sade's adapted F and CR survive the chunks, ``ftol = xtol = 0``.
@@ -56,7 +57,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from islandsync.config import ALGORITHM_CONFIGS, PORTFOLIOS, spec_from_flags
+from islandsync.config import ALGORITHM_CONFIGS, PORTFOLIOS, genome_dtype, spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.testing.machine import machine_info as machine
 from islandsync.worker.engine import Engine
@@ -269,8 +270,9 @@ def run_suite(args: argparse.Namespace, log: Callable[[str], None],
             ev = Evaluator(problem, f_opt, args.budget_factor * dim)
             t0 = time.perf_counter()
             run_optimiser(name, ev, dim, args)
-            label = f"{name}-{args.dtype}" if args.dtype != "float32" and name not in PEERS \
-                else name
+            # Labelled by the dtype the engine ran (auto: float64 here, on the CPU).
+            ran = genome_dtype(args.dtype, "cpu")
+            label = f"{name}-{ran}" if ran != "float32" and name not in PEERS else name
             records.append({"optimiser": label, "dim": dim, "function": function,
                             "instance": instance, "group": group_of(function),
                             "precision": max(ev.best, TARGET), "solved": ev.best < TARGET,
@@ -368,8 +370,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--islands", type=int)
     p.add_argument("--pop", type=int)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="the islandsync runs' genomes and scores (the run setting)")
+    p.add_argument("--dtype", choices=("auto", "float32", "float64"), default="auto",
+                   help="the islandsync runs' genomes and scores (the run setting; auto, "
+                        "the default: float64 on a CPU, float32 on a GPU)")
     p.add_argument("--coco-out", help="write COCO-format data under this folder")
     p.add_argument("--json", help="write every run's record and the summary here")
     p.add_argument("--png", help="the plot (default bbob.png beside --json, if given)")

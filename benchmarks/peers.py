@@ -223,8 +223,10 @@ def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace
     # The distribution strategies sample lambda = P a generation, as EvoX's do (pop_size):
     # their own default lambda is 4 + 3 ln D, a different batch, and so different work.
     same_batch = {"samples": p} if algorithm in ("cmaes", "snes") else None
+    # float32, as EvoX runs it (a new run's "auto" would be float64 on a CPU)
     spec = spec_from_flags(problem="rastrigin", dim=d, islands=k, pop=p, algorithm=algorithm,
-                           migration_interval=args.interval, algorithm_settings=same_batch)
+                           migration_interval=args.interval, algorithm_settings=same_batch,
+                           dtype="float32")
     if args.compile and algorithm == "de":  # the DE setting; the GA has none
         spec = spec.model_copy(
             update={"algorithm": spec.algorithm.model_copy(update={"compile": True})})

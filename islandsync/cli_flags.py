@@ -85,7 +85,7 @@ def _problem_flags(init: argparse.ArgumentParser) -> None:
     """The problem and its genome."""
     import typing
 
-    from islandsync.config import BUILTIN_PROBLEMS, RunSpec
+    from islandsync.config import BUILTIN_PROBLEMS, DEFAULT_DTYPE, RunSpec
 
     run = RunSpec.model_fields
     # A network's genome length follows from its params: --dim is not required there.
@@ -112,8 +112,10 @@ def _problem_flags(init: argparse.ArgumentParser) -> None:
     init.add_argument("--integer", type=integer_genes, help="genes that take integers only: "
                       "indices and ranges a:b (genes a to b-1), e.g. 0,3,5:8 (default: none)")
     init.add_argument("--dtype", choices=typing.get_args(run["dtype"].annotation),
-                      help="genomes' and scores' dtype; float64 for precision beyond 1e-7 "
-                           f"(default: {run['dtype'].default})")
+                      help="genomes' and scores' dtype; float64 for precision beyond 1e-7; "
+                           "auto: each worker's own, float64 on a CPU, float32 on a GPU "
+                           f"(default: {DEFAULT_DTYPE['real']} for real genes, "
+                           f"{DEFAULT_DTYPE['tokens']} for tokens)")
     init.add_argument("--maximize", action="store_true",
                       help="maximise the fitness (default: minimise)")
 

@@ -123,14 +123,16 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def island_frames(spec: RunSpec, island: int | None = None
+def island_frames(spec: RunSpec, island: int | None = None, dtype: str | None = None
                   ) -> dict[str, tuple[tuple[int, ...], str]]:
     """The per-island state frames (``island.<name>``) a checkpoint of ``island`` holds, by
     frame name: shape and numpy dtype, as its algorithm's settings model declares them (a
     portfolio gives islands different algorithms: :meth:`RunSpec.algorithm_of`). ``island``
-    None: the run's first algorithm."""
+    None: the run's first algorithm. ``dtype``: the checkpoint's genome dtype (a run of
+    ``dtype = "auto"`` holds either; None: the run's, float64 for "auto": the widest)."""
     alg = spec.algorithm_of(0 if island is None else island)
-    declared = alg.island_frames(spec.problem.genome.width, spec.dtype)
+    dtype = dtype or ("float64" if spec.dtype == "auto" else spec.dtype)
+    declared = alg.island_frames(spec.problem.genome.width, dtype)
     return {f"island.{name}": value for name, value in declared.items()}
 
 
@@ -179,12 +181,24 @@ def _any(dtype: np.dtype) -> bool:
     return True
 
 
+def _checkpoint_dtype(spec: RunSpec, by_name: dict[str, codec.FrameInfo]) -> str:
+    """The genome dtype a checkpoint's frames must all agree with: the run's, or for a run of
+    ``dtype = "auto"`` (real genomes) whichever of float32 and float64 its scores are (each
+    worker writes its own, ``config.genome_dtype``); anything else is checked as float32 and
+    so refused."""
+    if spec.dtype != "auto":
+        return spec.dtype
+    scores = by_name.get("elite.scores")
+    wrote = np.dtype(scores.dtype) if scores is not None else None
+    return "float64" if wrote == np.dtype(FLOAT_DTYPES["float64"]) else "float32"
+
+
 def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec,
                  island: int) -> None:
     """Refuse, before anything is decompressed, a frame list that does not fit the run:
     ``genomes`` ``(pop, width)`` of the run's ``dtype`` for real genomes (float32 unless the
-    run says float64) or of an int dtype for tokens, ``scores`` ``(pop,)`` of the run's float
-    dtype, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
+    run says float64; either for "auto", every float frame alike) or of an int dtype for
+    tokens, ``scores`` ``(pop,)`` of that float dtype, ``ids`` ``(pop,)`` int64, ``origin`` ``(pop,)`` int,
     at most :data:`MAX_EXTRA_FRAMES` ``extra.*`` of ``(pop,)``, the ``elite.*`` four alike
     with one row count of at most ``min(elite_size, pop)``, exactly the ``island.*`` frames
     the algorithm declares at exactly their shapes and dtypes (:func:`island_frames`: none
@@ -194,9 +208,10 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec,
         return CheckpointError(f"checkpoint {key}: {why}")
 
     pop, width = spec.algorithm_of(island).pop, spec.problem.genome.width
-    floats = _exactly(FLOAT_DTYPES[spec.dtype])
-    genes = floats if spec.problem.genome.kind == "real" else _kinds("i", "u")
     by_name = {f.name: f for f in frames}
+    dtype = _checkpoint_dtype(spec, by_name)
+    floats = _exactly(FLOAT_DTYPES[dtype])
+    genes = floats if spec.problem.genome.kind == "real" else _kinds("i", "u")
     scores = by_name.get("elite.scores")
     rows = scores.shape[0] if scores is not None and len(scores.shape) == 1 else None
     most = min(spec.elite_size, pop)
@@ -208,8 +223,8 @@ def check_frames(frames: list[codec.FrameInfo], *, key: str, spec: RunSpec,
              else (("", pop), ("elite.", rows)))
     if "order" in by_name:
         expected["order"] = ((pop,), _kinds("i", "u"))
-    expected.update({name: (shape, _exactly(dtype))
-                     for name, (shape, dtype) in island_frames(spec, island).items()})
+    expected.update({name: (shape, _exactly(frame_dtype)) for name, (shape, frame_dtype)
+                     in island_frames(spec, island, dtype).items()})
     for prefix, n in parts:
         expected.update({f"{prefix}genomes": ((n, width), genes),
                          f"{prefix}scores": ((n,), floats),

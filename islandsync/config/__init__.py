@@ -30,6 +30,7 @@ from .objective import DIRECTIONS, Direction, best_of, is_better, reaches, to_fi
 from .problems import BUILTIN_PROBLEMS, SYMREG_TOKENS, BuiltinProblem
 from .spec import (
     CADENCES,
+    DEFAULT_DTYPE,
     GenomeSpec,
     MigrationSpec,
     ProblemSpec,
@@ -38,18 +39,20 @@ from .spec import (
     StopSpec,
     TokenGenome,
     cadence_line,
+    genome_dtype,
     spec_diff,
     spec_hash,
     spec_json,
 )
 
 __all__ = [
-    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CADENCES", "CROSSOVERS", "DIRECTIONS",
+    "ALGORITHM_CONFIGS", "BUILTIN_PROBLEMS", "CADENCES", "CROSSOVERS", "DEFAULT_DTYPE",
+    "DIRECTIONS",
     "MUTATIONS", "PORTFOLIOS", "SPEC_FLAGS", "SYMREG_TOKENS", "AlgorithmSpec", "AlgorithmsSpec",
     "BuiltinProblem", "CMAESConfig", "DEConfig", "Direction", "FitnessRef", "GAConfig",
     "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec", "SHADEConfig",
     "SNESConfig", "StopSpec", "TokenGenome",
-    "best_of", "cadence_line", "check_fitness", "fitness_ref", "is_better", "load_fitness",
+    "best_of", "cadence_line", "check_fitness", "fitness_ref", "genome_dtype", "is_better", "load_fitness",
     "load_toml", "parse_spec", "reaches", "register_algorithm", "spec_diff", "spec_from_flags",
     "spec_hash", "spec_json", "to_fitness", "to_score", "unregister_algorithm",
 ]

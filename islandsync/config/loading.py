@@ -24,7 +24,7 @@ from .algorithms import (
 )
 from .fitness import FitnessRef, fitness_ref, load_fitness, resolve_fitness
 from .problems import BUILTIN_PROBLEMS
-from .spec import RunSpec
+from .spec import DEFAULT_DTYPE, RunSpec
 
 try:  # Python 3.11+
     import tomllib as _toml
@@ -254,8 +254,9 @@ def spec_from_flags(
         fitness: FitnessRef | Callable[..., Any] | str | None = None) -> RunSpec:
     """The spec ``islandsync init RUN --problem ... --dim ...`` builds. ``None`` means the
     model's default; bounds, length and vocab default from :data:`BUILTIN_PROBLEMS`, the
-    algorithm from :data:`DEFAULT_ALGORITHM` by genome kind. A custom problem's genome kind
-    follows from the flags given (``--dim`` real, ``--length`` tokens).
+    algorithm from :data:`DEFAULT_ALGORITHM` and the dtype from :data:`DEFAULT_DTYPE` by
+    genome kind ("auto" for real genomes: each worker's own, ``genome_dtype``). A custom
+    problem's genome kind follows from the flags given (``--dim`` real, ``--length`` tokens).
     A custom problem's ``fitness`` is the function itself (fingerprinted here), a reference
     ``"fit.py:score"`` / ``"module:score"`` / ``"__main__:score"``, or a ready FitnessRef.
     ``algorithm_settings``: the algorithm's settings by field (``{"f_init": 0.7}``; ``init
@@ -305,7 +306,8 @@ def spec_from_flags(
         "stop": _given(max_evals=max_evals, target=target, duration_s=duration_s),
         **_given(cadence=cadence, elite_size=elite_size,
                  checkpoint_interval_s=checkpoint_interval_s,
-                 heartbeat_interval_s=heartbeat_interval_s, seed=seed, dtype=dtype),
+                 heartbeat_interval_s=heartbeat_interval_s, seed=seed),
+        "dtype": DEFAULT_DTYPE[kind] if dtype is None else dtype,
     }
     return parse_spec(spec, source=source)
 

@@ -241,8 +241,11 @@ class RunSpec(BaseModel):
     worker_listing_s: float = Field(_DEFAULT["worker_listing_s"], ge=0.0)
     seed: int = Field(0, ge=0, lt=2**64)  # numpy/torch seeds are unsigned 64-bit
     stop: StopSpec = Field(default_factory=StopSpec)
-    # Genomes' and scores' dtype (real genomes): float64 reaches precisions float32 cannot.
-    dtype: Literal["float32", "float64"] = "float32"
+    # Genomes' and scores' dtype (real genomes): float64 reaches precisions float32 cannot;
+    # "auto" (what a new real-genome run gets, DEFAULT_DTYPE) is each worker's own choice,
+    # genome_dtype. The model's default stays float32: a run stored before "auto" existed
+    # reads with the meaning it had.
+    dtype: Literal["auto", "float32", "float64"] = "float32"
 
     @field_validator("algorithm", mode="before")
     @classmethod
@@ -289,13 +292,31 @@ class RunSpec(BaseModel):
             bad.append(("algorithm", f"a portfolio needs 1 to islands ({self.islands}) "
                                      f"entries, got {len(algs)}"))
         if self.dtype != "float32" and kind != "real":
-            bad.append(("dtype", "float64 applies to real genomes only"))
+            bad.append(("dtype", f"{self.dtype} applies to real genomes only (tokens are "
+                                 f"integers, scored in float32)"))
         if self.worker_timeout_s <= self.heartbeat_interval_s:
             # Otherwise every live worker would be declared dead between two heartbeats.
             bad.append(("worker_timeout_s", f"must exceed heartbeat_interval_s "
                                             f"({self.heartbeat_interval_s!r})"))
         conflicts(bad)
         return self
+
+
+#: The ``dtype`` a new run gets when none is given (``init``, the notebooks, ``islandsync.run``),
+#: by genome kind.
+DEFAULT_DTYPE: dict[str, str] = {"real": "auto", "tokens": "float32"}
+
+
+def genome_dtype(dtype: str, device_type: str) -> str:
+    """The genomes' and scores' dtype a worker uses on a device of ``device_type`` ("cpu",
+    "cuda", "mps", ...) for a run of ``dtype``. "auto": float64 on a CPU, where it costs
+    little and reaches BBOB's 1e-8 (float32's grid stops ill-conditioned functions near
+    3e-8); float32 on an accelerator, where float64 is slow (a T4 runs it at 1/32 of the
+    rate) or missing (MPS). One run may so hold islands of both: a checkpoint records its
+    dtype and a worker of the other casts it on resume (docs/design.md, "Genome dtype")."""
+    if dtype != "auto":
+        return dtype
+    return "float64" if device_type == "cpu" else "float32"
 
 
 #: Fields added after runs were stored, written only when not at these values: a run.json
@@ -378,6 +399,6 @@ _DEPENDENTS.append(RunSpec)  # its algorithm field follows the registry
 
 
 __all__ = [
-    "CADENCES", "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec",
-    "StopSpec", "TokenGenome", "cadence_line", "spec_diff", "spec_hash", "spec_json",
+    "CADENCES", "DEFAULT_DTYPE", "GenomeSpec", "MigrationSpec", "ProblemSpec", "RealGenome", "RunSpec",
+    "StopSpec", "TokenGenome", "cadence_line", "genome_dtype", "spec_diff", "spec_hash", "spec_json",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from islandsync.bucket.checkpoints import IslandSnapshot
-from islandsync.config import RunSpec
+from islandsync.config import RunSpec, genome_dtype
 from islandsync.config.objective import score_sign
 from islandsync.errors import FitnessError, IslandSyncError
 from islandsync.search import population
@@ -41,8 +41,10 @@ class Stack:
         self.problem = problem
         self.device = device
         self.config = spec.algorithms[0] if config is None else config
-        self.algorithm = make_algorithm(self.config, spec.problem.genome, spec.dtype)
-        self.score_dtype = DTYPES[spec.dtype] if spec.problem.genome.kind == "real" \
+        #: This device's genome dtype: the run's, or for "auto" the device's own.
+        self.dtype = genome_dtype(spec.dtype, device.type)
+        self.algorithm = make_algorithm(self.config, spec.problem.genome, self.dtype)
+        self.score_dtype = DTYPES[self.dtype] if spec.problem.genome.kind == "real" \
             else torch.float32
         self.sign = score_sign(spec.problem.direction)
         self.generator = torch.Generator(device=device)
@@ -185,12 +187,32 @@ class Stack:
                 for k, v in a.items() if k.startswith("island.")
             },
         )
+        state = self._in_own_dtype(state)
         self._check_shapes(snap, state)
         self._collect_bad()
         self.generations[snap.island] = snap.generation
         self.evals[snap.island] = snap.evals
         self.nan_counts[snap.island] = snap.nan_count
         self._append(torch.tensor([snap.island], dtype=torch.int64, device=self.device), state)
+
+    def _in_own_dtype(self, state: IslandState) -> IslandState:
+        """A checkpoint of a run of ``dtype = "auto"`` written by a worker of the other genome
+        dtype (a GPU's float32 resumed on a CPU, or back), cast to this device's: genomes,
+        scores and the island state the algorithm keeps in the genomes' dtype. Float32 to
+        float64 is exact; back rounds, so an island resumes exactly only on its own dtype."""
+        wrote = state.scores.dtype
+        # (For a run of a fixed dtype the checkpoint reader refused any other already.)
+        if wrote == self.score_dtype or self.spec.problem.genome.kind != "real":
+            return state
+        width = self.spec.problem.genome.width
+        names = {v: k for k, v in DTYPES.items()}
+        theirs = self.config.island_frames(width, names.get(wrote, self.dtype))
+        ours = self.config.island_frames(width, self.dtype)
+        island = {n: t.to(torch.from_numpy(np.empty(0, ours[n][1])).dtype)
+                  if n in ours and n in theirs and ours[n][1] != theirs[n][1] else t
+                  for n, t in state.island.items()}
+        return state._replace(genomes=state.genomes.to(self.score_dtype),
+                              scores=state.scores.to(self.score_dtype), island=island)
 
     def _check_shapes(self, snap: IslandSnapshot, state: IslandState) -> None:
         expected = self.algorithm.init(
@@ -202,7 +224,7 @@ class Stack:
                 f" {state.genomes.dtype}, but the run needs {tuple(expected.shape[1:])} "
                 f"{expected.dtype}"
             )
-        declared = self.config.island_frames(self.spec.problem.genome.width, self.spec.dtype)
+        declared = self.config.island_frames(self.spec.problem.genome.width, self.dtype)
         got = {n: (tuple(t.shape[1:]), t.dtype) for n, t in state.island.items()}
         want = {n: (shape, torch.from_numpy(np.empty(0, dt)).dtype)
                 for n, (shape, dt) in declared.items()}

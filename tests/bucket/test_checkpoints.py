@@ -340,3 +340,26 @@ def test_a_padded_checkpoint_is_refused_without_downloading_the_padding(tmp_path
     store.put(KEY, good)
     assert load_island(store, 0, head, spec=REAL) is not None
     assert len(good) < cap < 1 << 20  # the cap follows the run's (tiny) shapes
+
+
+def test_an_auto_dtype_run_reads_either_float_dtype_but_never_a_mix() -> None:
+    """``dtype = "auto"``: each worker writes its own dtype (float32 on a GPU, float64 on a
+    CPU), so a checkpoint of either reads, every float frame of one dtype (SHADE's archive
+    too); one whose frames mix the two is refused before anything is decompressed."""
+    spec = spec_from_flags(problem="rastrigin", dim=DIM, pop=POP, islands=4,
+                           elite_size=ELITE, algorithm="shade")
+    assert spec.dtype == "auto"
+    wide = {name: a.astype(np.float64) if a.dtype == np.float32 else a
+            for name, a in arrays(spec).items()}
+    for name, (shape, dt) in spec.algorithm.island_frames(DIM, "float64").items():
+        wide[f"island.{name}"] = np.zeros(shape, dt)
+    for snap in (snapshot(spec), IslandSnapshot(0, 5, 5 * POP, 0, wide)):
+        got = decode_island(blob(snap), key=KEY, spec=spec)
+        assert got.arrays["genomes"].dtype == snap.arrays["genomes"].dtype
+    mixed = dict(wide, scores=wide["scores"].astype(np.float32))
+    with pytest.raises(CheckpointError, match=KEY):
+        decode_island(blob(IslandSnapshot(0, 5, 5 * POP, 0, mixed)), key=KEY, spec=spec)
+    # A run of a fixed dtype reads only its own.
+    fixed = spec.model_copy(update={"dtype": "float32"})
+    with pytest.raises(CheckpointError, match="float64|<f8"):
+        decode_island(blob(IslandSnapshot(0, 5, 5 * POP, 0, wide)), key=KEY, spec=fixed)

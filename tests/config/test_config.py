@@ -499,3 +499,22 @@ def test_flags_without_an_algorithm_take_the_measured_default_by_genome_kind() -
     assert spec_from_flags(problem="rastrigin", dim=10, islands=1).algorithms[0].name == "cmaes"
     assert spec_from_flags(problem="symbolic_regression").algorithm.name == "ga"
     assert spec_from_flags(problem="rastrigin", dim=10, algorithm="de").algorithm.name == "de"
+
+
+def test_a_new_real_run_is_auto_dtype_a_stored_one_keeps_float32() -> None:
+    """``init`` with no ``--dtype`` gives a real genome "auto" (float64 on a CPU worker,
+    float32 on a GPU one) and tokens float32; a run.json stored before "auto" existed has
+    no dtype and still reads as float32, and an explicit dtype is every worker's."""
+    real = config.spec_from_flags(problem="rastrigin", dim=4)
+    assert real.dtype == "auto" and b'"dtype":"auto"' in config.spec_json(real)
+    assert config.spec_from_flags(problem="symbolic_regression").dtype == "float32"
+    stored = json.loads(config.spec_json(real))
+    del stored["dtype"]
+    assert config.parse_spec(stored, source="run.json").dtype == "float32"
+    assert [config.genome_dtype("auto", d) for d in ("cpu", "cuda", "mps")] == [
+        "float64", "float32", "float32"]
+    assert {config.genome_dtype(fixed, d) for fixed in ("float32",) for d in ("cpu", "cuda")} \
+        == {"float32"}
+    assert config.genome_dtype("float64", "cuda") == "float64"
+    with pytest.raises(ConfigError, match="auto applies to real genomes only"):
+        config.spec_from_flags(problem="symbolic_regression", dtype="auto")

@@ -89,7 +89,7 @@ def test_portfolio_round_robin_and_named() -> None:
     ({"genome": {"integer": ["3:1"]}}, "'3:1' is not a gene index or a range"),
     ({"genome": {"integer": [0], "lower": 0.2, "upper": 0.8}},
      "problem.genome.integer: gene 0 holds no integer within its bounds"),
-    ({"dtype": "float16"}, "dtype: Input should be 'float32' or 'float64'"),
+    ({"dtype": "float16"}, "dtype: Input should be 'auto', 'float32' or 'float64'"),
 ])
 def test_bad_additions_are_one_clear_line(fields: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -91,3 +91,40 @@ def test_garbled_island_values_never_break_a_step(algorithm: str, integer: int) 
     state = resumed.state
     assert bool(torch.isfinite(state.scores).any())
     assert bool(((state.genomes >= -5.12) & (state.genomes <= 5.12)).all())
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_auto_dtype_islands_cross_between_float32_and_float64_workers(algorithm: str) -> None:
+    """A run of ``dtype = "auto"``: a GPU worker writes float32 checkpoints, a CPU worker
+    float64 ones. Each reads the other's (checked against the run, then cast to its own
+    dtype: genomes, scores and the island state kept in the genomes' dtype) and steps on."""
+    spec = _spec(algorithm)
+    assert spec.dtype == "auto"
+    problem = make_problem("rastrigin")
+    # A worker that chose float32 (as on a GPU): the same run but for its dtype.
+    gpu_like = Engine(spec.model_copy(update={"dtype": "float32"}), problem,
+                      torch.device("cpu"))
+    gpu_like.add_fresh([0])
+    for _ in range(4):
+        gpu_like.step()
+    wrote = gpu_like.snapshot()[0]
+    assert wrote.arrays["genomes"].dtype == np.float32
+    back = decode_island(encode_island(wrote, elite=spec.elite_size, meta={"owner": "g"}),
+                        key=KEY, spec=spec)
+    cpu = Engine(spec, problem, torch.device("cpu"))
+    cpu.add_snapshot(back)
+    state = cpu.state
+    assert state.genomes.dtype == state.scores.dtype == torch.float64
+    assert torch.equal(state.genomes[0].float(), torch.as_tensor(wrote.arrays["genomes"]))
+    for name, (_, dt) in spec.algorithm_of(0).island_frames(5, "float64").items():
+        assert state.island[name].dtype == torch.from_numpy(np.empty(0, dt)).dtype, name
+    cpu.step()
+    assert bool(torch.isfinite(cpu.state.scores).any())
+    # And back: the CPU worker's float64 checkpoint resumes on a float32 one.
+    again = decode_island(encode_island(cpu.snapshot()[0], elite=spec.elite_size,
+                                        meta={"owner": "c"}), key=KEY, spec=spec)
+    assert again.arrays["genomes"].dtype == np.float64
+    gpu_like.remove([0])
+    gpu_like.add_snapshot(again)
+    assert gpu_like.state.genomes.dtype == torch.float32
+    gpu_like.step()

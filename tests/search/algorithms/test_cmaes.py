@@ -122,7 +122,7 @@ def test_migrants_replace_the_worst_samples_then_their_flags_clear() -> None:
     alg = engine.algorithm
     x = torch.randn(2, alg.samples, 4, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(0))
-    f = (x * x).sum(-1).float() + 100.0  # every sample worse than every migrant
+    f = (x * x).sum(-1).to(state.scores.dtype) + 100.0  # worse than every migrant
     xi, fi, replaced = inject_samples(state, x, f, state.island["lam"])
     assert replaced.sum(1).tolist() == [2, 2]
     worst = torch.sort(f, dim=1, descending=True, stable=True).indices[:, :2]
