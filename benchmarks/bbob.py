@@ -9,7 +9,8 @@ Every optimiser gets the same budget of ``budget-factor x D`` evaluations on eac
 dimension, instance) of the suite (``--budget-factor 100000`` is the issue's longer budget):
 
 - each islandsync algorithm alone, and each named portfolio (``portfolio``: cmaes, shade and
-  snes islands in turn): ``islands x pop`` (8 x 64) in one process through
+  snes islands in turn), and the :data:`VARIANTS` (``cmaes-bipop``, ``portfolio-bipop``: their
+  cmaes islands with BIPOP restarts): ``islands x pop`` (8 x 64) in one process through
   :class:`islandsync.worker.engine.Engine` on the CPU, driven as ``benchmarks/quality.py``
   drives it (``step()``, ``migrate(None)`` every ``migration.interval`` steps), with the
   defaults of ``islandsync init`` otherwise (bounds [-5, 5], BBOB's domain; ``--dtype auto``,
@@ -58,6 +59,7 @@ import numpy as np
 import torch
 
 from islandsync.config import ALGORITHM_CONFIGS, PORTFOLIOS, genome_dtype, spec_from_flags
+from islandsync.config.algorithms import expand_portfolio
 from islandsync.search.problems import make_problem
 from islandsync.testing.machine import machine_info as machine
 from islandsync.worker.engine import Engine
@@ -66,7 +68,12 @@ TARGET = 1e-8  # COCO's final target precision
 GROUPS = {"separable": range(1, 6), "moderate": range(6, 10), "ill-conditioned": range(10, 15),
           "multimodal": range(15, 20), "weak-structure": range(20, 25)}
 PEERS = ("pygmo-sade", "cma-ipop")
-OPTIMISERS = PEERS + tuple(ALGORITHM_CONFIGS) + tuple(PORTFOLIOS)
+#: Variants beside the registry's names: an algorithm or named portfolio whose cmaes
+#: entries get these settings (BIPOP restarts, issue 20).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "cmaes-bipop": ("cmaes", {"restart_mode": "bipop"}),
+    "portfolio-bipop": ("portfolio", {"restart_mode": "bipop"})}
+OPTIMISERS = PEERS + tuple(ALGORITHM_CONFIGS) + tuple(PORTFOLIOS) + tuple(VARIANTS)
 SADE_CHUNK = 20  # generations per archipelago.evolve call (the engine's default interval)
 DEFAULTS: dict[str, Any] = {"dims": "10,40", "functions": "1-24", "instances": "1-5",
                             "budget_factor": 10_000, "islands": 8, "pop": 64}
@@ -136,9 +143,16 @@ def run_islandsync(algorithm: str, ev: Evaluator, dim: int, islands: int, pop: i
     def fitness(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(ev.batch(x.double().numpy())).to(x.dtype)
 
+    base, cmaes = VARIANTS.get(algorithm, (algorithm, {}))
+    named: str | list[dict[str, Any]] = base
+    settings = None
+    if base in PORTFOLIOS and cmaes:  # only the portfolio's cmaes tables take them
+        named = [{**e, **cmaes} if e["name"] == "cmaes" else e for e in expand_portfolio(base)]
+    elif cmaes:
+        settings = cmaes
     spec = spec_from_flags(problem="custom", fitness=fitness, dim=dim, lower=-5.0, upper=5.0,
-                           islands=islands, pop=pop, algorithm=algorithm, seed=seed,
-                           max_evals=ev.budget, dtype=dtype)
+                           islands=islands, pop=pop, algorithm=named, seed=seed,
+                           max_evals=ev.budget, dtype=dtype, algorithm_settings=settings)
     problem = make_problem("custom", {"lower": -5.0, "upper": 5.0}, fitness=fitness)
     engine = Engine(spec, problem, torch.device("cpu"))
     engine.add_fresh(list(range(islands)))

@@ -29,7 +29,7 @@ def default_samples(dim: int) -> int:
 
 
 class CMAESConfig(BaseModel):
-    """CMA-ES with IPOP restarts (:class:`~islandsync.search.algorithms.cmaes.CMAES`)."""
+    """CMA-ES with IPOP or BIPOP restarts (:class:`~islandsync.search.algorithms.cmaes.CMAES`)."""
 
     model_config = STRICT
     name: Literal["cmaes"] = "cmaes"
@@ -39,7 +39,7 @@ class CMAESConfig(BaseModel):
     # None: full covariance up to full_max_dim, sep-CMA-ES (diagonal, linear cost) above.
     diagonal: bool | None = None
     full_max_dim: int = Field(300, ge=1)
-    restarts: bool = True  # IPOP: restart a stagnated island with lambda doubled
+    restarts: bool = True  # restart a stagnated island (restart_mode: how)
     max_doublings: int = Field(5, ge=0)  # lambda grows to at most samples * 2**max_doublings
     tol_fun: float = Field(1e-12, ge=0.0)  # spread of a generation's scores that is flat
     tol_x: float = Field(1e-12, ge=0.0)  # step size (relative to sigma0) that is converged
@@ -52,6 +52,14 @@ class CMAESConfig(BaseModel):
     # flags or in a named portfolio gets TUNED_SETTINGS (config.algorithms): True and 64.
     active: bool = False
     step_evals: int = Field(1, ge=1)
+    # How a stagnated island restarts (with ``restarts``): "ipop" doubles lambda every time;
+    # "bipop" (Hansen 2009, pycma's ``bipop=True``) alternates that large regime with runs of
+    # a smaller lambda and sigma, whichever regime has spent fewer evaluations. Lazy eigen:
+    # C's eigensystem refreshed every max(1, floor(1 / (10 D (c1 + cmu)))) generations of an
+    # island (Hansen's tutorial), not every one; full covariance only. Both defaults keep the
+    # meaning (and the trajectory) of a cmaes table stored before they existed.
+    restart_mode: Literal["ipop", "bipop"] = "ipop"
+    lazy_eigen: bool = False
 
     def is_diagonal(self, width: int) -> bool:
         return self.diagonal if self.diagonal is not None else width > self.full_max_dim
@@ -60,10 +68,17 @@ class CMAESConfig(BaseModel):
         """Per-island state (``IslandState.island``) by name: shape and numpy dtype (float64
         whatever the genomes' ``dtype``)."""
         d = (width,)
-        cov = d if self.is_diagonal(width) else (width, width)
-        return {"mean": (d, F8), "sigma": ((), F8), "cov": (cov, F8), "pc": (d, F8),
-                "ps": (d, F8), "gen": ((), I8), "lam": ((), I8), "restarts": ((), I8),
-                "best": ((), F8), "stall": ((), I8)}
+        diagonal = self.is_diagonal(width)
+        cov = d if diagonal else (width, width)
+        frames = {"mean": (d, F8), "sigma": ((), F8), "cov": (cov, F8), "pc": (d, F8),
+                  "ps": (d, F8), "gen": ((), I8), "lam": ((), I8), "restarts": ((), I8),
+                  "best": ((), F8), "stall": ((), I8)}
+        if self.restart_mode == "bipop":  # the regime of the run, its lambdas and budgets
+            frames |= {"regime": ((), I8), "lam_large": ((), I8), "small_evals": ((), I8),
+                       "large_evals": ((), I8)}
+        if self.lazy_eigen and not diagonal:  # the eigensystem the samples are drawn from
+            frames |= {"eig_sqrt": (d, F8), "eig_basis": (cov, F8)}
+        return frames
 
     def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
         if kind != "real":

@@ -1,20 +1,24 @@
-"""CMA-ES (Hansen & Ostermeier 2001) with IPOP restarts (Auger & Hansen 2005), vectorised over
-islands: each island's mean, step size, covariance and paths are rows of ``[K, ...]`` tensors,
-and one batched ``torch.linalg.eigh`` on ``[K, D, D]`` serves every island's sampling.
+"""CMA-ES (Hansen & Ostermeier 2001) with IPOP (Auger & Hansen 2005) or BIPOP (Hansen 2009)
+restarts, vectorised over islands: each island's mean, step size, covariance and paths are
+rows of ``[K, ...]`` tensors, and one batched ``torch.linalg.eigh`` on ``[K, D, D]`` serves
+every island's sampling.
 
 The update is pycma's ``purecma`` (its ``CMAES.tell``) term for term: positive recombination
 weights ``ln((lambda+1)/2) - ln i`` over the best ``mu = lambda // 2``, cumulation for C and
 sigma, the ``hsig`` stall of the rank-one path, rank-one plus rank-mu covariance update, and
 its step-size rule ``sigma *= exp(min(1, cs/damps (|ps|^2/D - 1)/2))``; the eigensystem is
-refreshed every generation (purecma's lazy gap set to zero). With ``active`` (the setting
-that flags and named portfolios give, see ``config.TUNED_SETTINGS``) the covariance update
-is active CMA-ES as pycma's default: negative weights for the worst lambda - mu samples
+refreshed every generation (purecma's lazy gap set to zero), or with ``lazy_eigen`` every
+``max(1, floor(1 / (10 D (c1 + cmu))))`` generations of an island (Hansen's tutorial; only
+the islands due are decomposed, in one batch, and each island keeps the eigensystem it
+samples from as state, so that a resumed island samples as the uninterrupted one). With
+``active`` (the setting that flags and named portfolios give, see ``config.TUNED_SETTINGS``)
+the covariance update is active CMA-ES as pycma's default: negative weights for the worst lambda - mu samples
 (pycma's ``RecombinationWeights``), their steps scaled to Mahalanobis length sqrt(D), none
 for injected samples (pycma's ``CMA_active_injected = 0``). An engine step runs
 ``ceil(step_evals / lambda)`` generations one after another, so that a CMA-ES island spends
-about as many evaluations a step as a 64-point SHADE or DE island beside it. Above ``full_max_dim`` (or with
-``diagonal``) the covariance is diagonal: sep-CMA-ES (Ros & Hansen 2008), whose c1 and cmu are
-scaled by (D + 2) / 3, in O(D) a sample.
+about as many evaluations a step as a 64-point SHADE or DE island beside it. Above
+``full_max_dim`` (or with ``diagonal``) the covariance is diagonal: sep-CMA-ES (Ros & Hansen
+2008), whose c1 and cmu are scaled by (D + 2) / 3, in O(D) a sample.
 
 State: the island tensors (``IslandState.island``, see :class:`~islandsync.config.
 CMAESConfig`) hold the distribution; the population (``pop`` rows) holds the best points the
@@ -27,15 +31,21 @@ CMA-ES"): their step ``(x - m) / sigma`` is shortened to Mahalanobis length at m
 the engine's migration sets) replace the worst samples of the next generation, keeping
 their scores, so they steer the mean and covariance without being re-evaluated.
 
-Restarts (IPOP): an island restarts from a uniform mean, sigma0 and C = I when its
-generation's scores are flat (spread <= tol_fun), its step is converged (sigma * max
-sqrt(C_ii) < tol_x * sigma0), C's condition number passes 1e14, its best has not improved for
-``100 + 100 D^1.5 / lambda`` generations (pycma's tolstagnation), or anything is not finite;
-its lambda doubles, up to ``samples * 2**max_doublings``. The stack samples the largest
-lambda of its islands; an island with a smaller one leaves its surplus samples out of its
-update (they are evaluated and counted, and may join its best points): islands of one worker
-that restarted different numbers of times spend up to ``2**max_doublings`` times the
-evaluations their own lambda needs.
+Restarts: an island restarts from a uniform mean and C = I when its generation's scores are
+flat (spread <= tol_fun), its step is converged (sigma * max sqrt(C_ii) < tol_x * sigma0), C's
+condition number passes 1e14, its best has not improved for ``100 + 100 D^1.5 / lambda``
+generations (pycma's tolstagnation), or anything is not finite. IPOP (``restart_mode``
+"ipop"): lambda doubles, up to ``samples * 2**max_doublings``, sigma0 stays. BIPOP ("bipop",
+pycma's ``fmin(bipop=True)``): each island counts the evaluations of its two regimes; a
+restart goes to the large regime (lambda doubled from its last large run's, sigma0) when the
+small regime, its first run included, has spent at least as many, and otherwise to a small
+run with lambda_s = floor(lambda_def (lambda_l / lambda_def)^(u1^2)) (lambda_l: the last
+large run's) and sigma0 10^(-2 u2), u1, u2 uniform on [0, 1); a small run also stops at half
+the large regime's evaluations. The stack samples the largest lambda of its islands; an
+island with a smaller one leaves its surplus samples out of its update (they are evaluated
+and counted, and may join its best points): islands of one worker that restarted different
+numbers of times spend up to ``2**max_doublings`` times the evaluations their own lambda
+needs. Regimes and budgets count each island's own lambda, as a lone run would.
 """
 
 from __future__ import annotations
@@ -190,16 +200,25 @@ def update(island: dict[str, Tensor], x: Tensor, f: Tensor, e: Eigen, diagonal: 
 
 
 def fresh_island(k: int, d: int, sigma0: float, lam0: int, diagonal: bool,
-                 device: torch.device) -> dict[str, Tensor]:
-    """A distribution's initial tensors (mean zero: the caller sets it)."""
+                 device: torch.device, bipop: bool = False,
+                 lazy: bool = False) -> dict[str, Tensor]:
+    """A distribution's initial tensors (mean zero: the caller sets it); with ``bipop`` its
+    regime (0: the first run and small ones, 1: large), the large regime's lambda and each
+    regime's evaluations; with ``lazy`` (full C) the eigensystem of C = I."""
     f = {"dtype": _F64, "device": device}
     i = {"dtype": torch.int64, "device": device}
     cov = torch.ones(k, d, **f) if diagonal else torch.eye(d, **f).expand(k, d, d).clone()
-    return {"mean": torch.zeros(k, d, **f), "sigma": torch.full((k,), sigma0, **f), "cov": cov,
-            "pc": torch.zeros(k, d, **f), "ps": torch.zeros(k, d, **f),
-            "gen": torch.zeros(k, **i), "lam": torch.full((k,), lam0, **i),
-            "restarts": torch.zeros(k, **i), "best": torch.full((k,), torch.inf, **f),
-            "stall": torch.zeros(k, **i)}
+    out = {"mean": torch.zeros(k, d, **f), "sigma": torch.full((k,), sigma0, **f), "cov": cov,
+           "pc": torch.zeros(k, d, **f), "ps": torch.zeros(k, d, **f),
+           "gen": torch.zeros(k, **i), "lam": torch.full((k,), lam0, **i),
+           "restarts": torch.zeros(k, **i), "best": torch.full((k,), torch.inf, **f),
+           "stall": torch.zeros(k, **i)}
+    if bipop:
+        out |= {"regime": torch.zeros(k, **i), "lam_large": torch.full((k,), lam0, **i),
+                "small_evals": torch.zeros(k, **i), "large_evals": torch.zeros(k, **i)}
+    if lazy and not diagonal:
+        out |= {"eig_sqrt": torch.ones(k, d, **f), "eig_basis": cov.clone()}
+    return out
 
 
 class CMAES:
@@ -222,12 +241,15 @@ class CMAES:
         # learns the genes' scales (pycma would rescale by CMA_stds).
         self.sigma0 = config.sigma_init * self.box.width
         self.updates = max(1, math.ceil(config.step_evals / self.samples))
+        self.bipop = config.restart_mode == "bipop"
+        self.lazy = config.lazy_eigen and not self.diagonal
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
 
     def __repr__(self) -> str:
         return (f"CMAES(dim={self.dim}, pop={self.pop_size}, lambda={self.samples}, "
                 f"updates={self.updates}, active={self.config.active}, "
-                f"diagonal={self.diagonal}, sigma0={self.sigma0:.4g})")
+                f"diagonal={self.diagonal}, restarts={self.config.restart_mode}, "
+                f"lazy_eigen={self.lazy}, sigma0={self.sigma0:.4g})")
 
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
         return self.box.uniform(generator, (island_ids.shape[0], self.pop_size, self.dim))
@@ -236,7 +258,7 @@ class CMAES:
         """The first distribution: centred on each island's best initial point."""
         k, _, d = state.genomes.shape
         island = fresh_island(k, d, self.sigma0, self.samples, self.diagonal,
-                              state.genomes.device)
+                              state.genomes.device, self.bipop, self.lazy)
         best = state.scores.argmin(1)
         island["mean"] = state.genomes[torch.arange(k), best].to(_F64)
         island["best"] = state.scores.min(1).values.to(_F64)
@@ -254,8 +276,8 @@ class CMAES:
     def _generation(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
                     g: torch.Generator) -> IslandState:
         k, _, d = state.genomes.shape
-        st, n = self._checked(state)
-        e = eigen(st["cov"])
+        st, n, refresh = self._checked(state)
+        st, e = self._eigen(st, refresh)
         z = torch.randn((k, n, d), generator=g, device=g.device, dtype=_F64)
         y = z * e.sqrt_ev[:, None]
         if e.basis is not None:
@@ -279,30 +301,61 @@ class CMAES:
         out = keep_best(state, genomes, f, ~replaced, island_ids)
         return out._replace(island=island)
 
-    def _checked(self, state: IslandState) -> tuple[dict[str, Tensor], int]:
-        """The island state as this step may use it, and the batch's size (lambda's largest).
+    def _checked(self, state: IslandState) -> tuple[dict[str, Tensor], int, Tensor | None]:
+        """The island state as this step may use it, the batch's size (lambda's largest) and,
+        with lazy eigen, which islands refresh their eigensystem now (None: every island).
 
         It came from a checkpoint, which the bucket may have garbled, or from a run that
-        broke down numerically: lambda is kept to what this run can ask for (a forged 10**15
-        must not size the batch), and an island whose distribution is not finite (or whose
-        sigma is not positive) starts afresh at its best point, before anything is sampled
-        (eigh refuses NaN)."""
+        broke down numerically: lambda (and BIPOP's counters) are kept to what this run can
+        ask for (a forged 10**15 must not size the batch), and an island whose distribution
+        is not finite (or whose sigma is not positive) starts afresh at its best point,
+        before anything is sampled (eigh refuses NaN)."""
         st = {**state.island, "lam": state.island["lam"].clamp(self.samples, self.max_samples)}
+        if self.bipop:
+            st |= {"regime": st["regime"].clamp(0, 1),
+                   "lam_large": st["lam_large"].clamp(self.samples, self.max_samples),
+                   **{n: st[n].clamp(0, 2 ** 53) for n in ("small_evals", "large_evals")}}
         k = st["lam"].shape[0]
         ok = torch.isfinite(st["sigma"]) & (st["sigma"] > 0) & ~torch.isnan(st["best"])
-        for name in ("mean", "cov", "pc", "ps"):
+        for name in ("mean", "cov", "pc", "ps", *(("eig_sqrt", "eig_basis") if self.lazy else ())):
             ok &= torch.isfinite(st[name].reshape(k, -1)).all(1)
+        refresh = None
+        if self.lazy:  # a fresh island (gen 0) decomposes its new C at once
+            d = st["mean"].shape[1]
+            par = params(st["lam"], self.max_samples, d, False, self.config.active)
+            gap = torch.floor(1 / (10 * d * (par.c1 + par.cmu))).clamp(min=1).to(torch.int64)
+            refresh = (st["gen"] % gap == 0) | ~ok
         n, broken = torch.stack([st["lam"].max(), (~ok).sum()]).tolist()  # one host sync
         if broken:
             fresh = self.start(state).island
             fresh["lam"] = st["lam"]
             st = {name: torch.where(ok.view(k, *([1] * (t.dim() - 1))), t, fresh[name])
                   for name, t in st.items()}
-        return st, int(n)
+        return st, int(n), refresh
+
+    def _eigen(self, st: dict[str, Tensor],
+               refresh: Tensor | None) -> tuple[dict[str, Tensor], Eigen]:
+        """C's eigensystem for this generation's samples: every island's, decomposed now;
+        with lazy eigen the one an island holds, decomposed anew only where ``refresh``
+        (one batched eigh of those islands' C), and held for the next generations."""
+        if refresh is None:
+            return st, eigen(st["cov"])
+        count = int(refresh.sum())  # a host sync, lazy eigen's only one
+        if count == refresh.shape[0]:
+            e = eigen(st["cov"])
+        elif count == 0:
+            return st, Eigen(st["eig_sqrt"], st["eig_basis"])
+        else:
+            rows = refresh.nonzero().squeeze(1)
+            part = eigen(st["cov"][rows])
+            e = Eigen(st["eig_sqrt"].index_copy(0, rows, part.sqrt_ev),
+                      st["eig_basis"].index_copy(0, rows, part.basis))
+        return {**st, "eig_sqrt": e.sqrt_ev, "eig_basis": e.basis}, e
 
     def _restart(self, island: dict[str, Tensor], f: Tensor, e: Eigen,
                  g: torch.Generator) -> dict[str, Tensor]:
-        """IPOP: stagnated islands start afresh with lambda doubled. See the module docstring."""
+        """Stagnated islands start afresh, each with lambda and sigma0 of its restart mode
+        (IPOP: lambda doubled; BIPOP: see :meth:`_bipop`). See the module docstring."""
         c = self.config
         lam, k, d = island["lam"], *island["mean"].shape
         live = torch.arange(f.shape[1], device=f.device) < lam[:, None]
@@ -321,18 +374,52 @@ class CMAES:
         stuck = (spread <= c.tol_fun) | (width < c.tol_x * self.sigma0) \
             | (cond > _MAX_CONDITION) | (stall > 100 + 100 * d ** 1.5 / lam) \
             | (width > 1e3 * self.box.max_width)
+        out = {**island, "best": best, "stall": stall}
+        if self.bipop:
+            out = _charge(out)
+            # pycma: a small run stops at half the large regime's evaluations so far.
+            stuck |= (out["regime"] == 0) & (out["large_evals"] > 0) \
+                & (2 * out["gen"] * lam >= out["large_evals"])
         again = ~finite | (stuck & c.restarts)
         # Drawn every generation, used where an island restarts: the stream does not depend
         # on which islands restart.
         u = torch.rand((k, d), generator=g, device=g.device, dtype=_F64)
-        new = fresh_island(k, d, self.sigma0, 0, self.diagonal, u.device)
+        new = fresh_island(k, d, self.sigma0, 0, self.diagonal, u.device, False, self.lazy)
         lo, hi = self.box.bounds(u.device, _F64)
         new["mean"] = lo + (hi - lo) * u
         new["lam"] = torch.clamp(lam * 2, max=self.max_samples) if c.restarts else lam
         new["restarts"] = island["restarts"] + 1
-        out = {**island, "best": best, "stall": stall}
+        if self.bipop:
+            new |= self._bipop(out, torch.rand((k, 2), generator=g, device=g.device,
+                                               dtype=_F64))
         return {name: torch.where(again.view(k, *([1] * (t.dim() - 1))), new[name], t)
                 for name, t in out.items()}
+
+    def _bipop(self, island: dict[str, Tensor], u: Tensor) -> dict[str, Tensor]:
+        """The next run of each island were it to restart now (Hansen 2009; pycma's ``fmin``
+        with ``bipop``): the large regime when the small one (the first run included) has
+        spent at least as many evaluations, lambda doubled from its last large run's, sigma0;
+        otherwise a small run, lambda_s = floor(lambda_def (lambda_l / lambda_def)^(u1^2))
+        with lambda_l the last large run's lambda (pycma's popsize0 * incpopsize**(large
+        runs); Hansen's (lambda_l / 2) where lambda_l is the next one), sigma0 10^(-2 u2)."""
+        large = island["small_evals"] >= island["large_evals"]
+        lam_large = torch.where(large, torch.clamp(island["lam_large"] * 2,
+                                                   max=self.max_samples), island["lam_large"])
+        ratio = lam_large.to(_F64) / self.samples
+        lam_small = torch.floor(self.samples * ratio ** (u[:, 0] ** 2)).to(torch.int64)
+        small_sigma = self.sigma0 * 10 ** (-2 * u[:, 1])
+        return {"lam": torch.where(large, lam_large, torch.minimum(lam_small, lam_large)),
+                "sigma": torch.where(large, self.sigma0, small_sigma),
+                "regime": large.to(torch.int64), "lam_large": lam_large,
+                "small_evals": island["small_evals"], "large_evals": island["large_evals"]}
+
+
+def _charge(island: dict[str, Tensor]) -> dict[str, Tensor]:
+    """BIPOP's budgets: this generation's lambda evaluations to its run's regime."""
+    large = island["regime"] == 1
+    lam = island["lam"]
+    return {**island, "small_evals": island["small_evals"] + torch.where(large, 0, lam),
+            "large_evals": island["large_evals"] + torch.where(large, lam, 0)}
 
 
 __all__ = ["CMAES", "Eigen", "Params", "clip_steps", "eigen", "params", "update"]
