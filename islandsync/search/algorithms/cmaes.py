@@ -12,9 +12,9 @@ refreshed every generation (purecma's lazy gap set to zero), or with ``lazy_eige
 the islands due are decomposed, in one batch, and each island keeps the eigensystem it
 samples from as state, so that a resumed island samples as the uninterrupted one). With
 ``active`` (the setting that flags and named portfolios give, see ``config.TUNED_SETTINGS``)
-the covariance update is active CMA-ES as pycma's default: negative weights for the worst lambda - mu samples
-(pycma's ``RecombinationWeights``), their steps scaled to Mahalanobis length sqrt(D), none
-for injected samples (pycma's ``CMA_active_injected = 0``). An engine step runs
+the covariance update is active CMA-ES as pycma's default: negative weights for the worst
+lambda - mu samples (pycma's ``RecombinationWeights``), their steps scaled to Mahalanobis
+length sqrt(D), none for injected samples (pycma's ``CMA_active_injected = 0``). An engine step runs
 ``ceil(step_evals / lambda)`` generations one after another, so that a CMA-ES island spends
 about as many evaluations a step as a 64-point SHADE or DE island beside it. Above
 ``full_max_dim`` (or with ``diagonal``) the covariance is diagonal: sep-CMA-ES (Ros & Hansen
