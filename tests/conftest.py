@@ -20,6 +20,14 @@ from islandsync.testing.throwaway_algorithm import register_throwaway
 # parametrised over the registry (collected after this) runs it beside the built-ins.
 THROWAWAY_ALGORITHM = register_throwaway()
 
+#: Registered algorithms with settings that turn on state their defaults leave out; the
+#: registry-wide determinism and resume tests run each beside the defaults. cmaes: BIPOP's
+#: regimes and budgets and the lazy eigensystem as island frames, with tolerances loose
+#: enough that a short run restarts (key -> algorithm, settings).
+ALGORITHM_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "cmaes-bipop-lazy": ("cmaes", {"restart_mode": "bipop", "lazy_eigen": True,
+                                   "tol_fun": 1e-3, "tol_x": 1e-3})}
+
 TEST_BUCKET = "islandsync-test"
 #: The repository (benchmarks/, docs/, examples beside the package).
 REPO = Path(__file__).resolve().parents[1]

@@ -120,6 +120,28 @@ def test_flags_beside_a_toml_portfolio(tmp_path) -> None:
     assert one.algorithm.name == "ga" and one.algorithm.pop == 8
 
 
+def test_cmaes_restart_mode_and_lazy_eigen_read_as_before_when_stored_without() -> None:
+    """restart_mode and lazy_eigen came later: a cmaes table stored without them means IPOP
+    and an eigendecomposition every generation (and keeps its bytes, above); set, they are
+    written into run.json and read back, and BIPOP's and the lazy eigensystem's state are
+    island frames of their own."""
+    old = parse_spec(OLD_RUN_JSON[0], source="run.json")
+    assert (old.algorithm.restart_mode, old.algorithm.lazy_eigen) == ("ipop", False)
+    assert set(old.algorithm.island_frames(10)) == {
+        "mean", "sigma", "cov", "pc", "ps", "gen", "lam", "restarts", "best", "stall"}
+    spec = spec_from_flags(problem="sphere", dim=4, islands=2, algorithm="cmaes",
+                           algorithm_settings={"restart_mode": "bipop", "lazy_eigen": True})
+    raw = spec_json(spec)
+    assert b'"restart_mode":"bipop"' in raw and b'"lazy_eigen":true' in raw
+    assert parse_spec(raw, source="run.json") == spec
+    frames = spec.algorithm.island_frames(4)
+    assert {"regime", "lam_large", "small_evals", "large_evals", "eig_sqrt",
+            "eig_basis"} <= set(frames)
+    assert frames["eig_basis"] == ((4, 4), "<f8")
+    assert "eig_basis" not in spec.algorithm.model_copy(
+        update={"diagonal": True}).island_frames(4)  # a diagonal C is its own eigensystem
+
+
 def test_cmaes_tuned_settings_by_flags_and_portfolio_classic_when_stored_without() -> None:
     """active and step_evals came later: a cmaes table stored without them reads as the
     classic CMA-ES it was (and keeps its bytes, above); an algorithm named by flags or in a

@@ -32,6 +32,8 @@ from islandsync.search.algorithms.de import distinct_indices
 from islandsync.search.population import genome_ids, with_ids
 from islandsync.search.problems import SYMREG_VOCAB, make_problem
 
+from ..conftest import ALGORITHM_VARIANTS
+
 ISLANDS = torch.tensor([3, 7, 8, 11])  # global island numbers, not 0..K-1
 
 
@@ -77,15 +79,19 @@ ALGS = {
 }
 
 
-def registered(name: str) -> Algorithm:
-    """A registered algorithm with its settings' defaults, as a run builds it."""
-    spec = spec_from_flags(problem="rastrigin", dim=10, algorithm=name, pop=16)
+def registered(name: str, settings: dict | None = None) -> Algorithm:
+    """A registered algorithm with its settings' defaults (or ``settings``), as a run builds
+    it."""
+    spec = spec_from_flags(problem="rastrigin", dim=10, algorithm=name, pop=16,
+                           algorithm_settings=settings)
     return make_algorithm(spec.algorithm, spec.problem.genome)
 
 
-#: The registry's algorithms beyond those above, each with its defaults: every body below
-#: that runs over the registry runs them too.
+#: The registry's algorithms beyond those above, each with its defaults, and the variants
+#: whose settings add island state: every body below that runs over the registry runs them.
 ALGS.update({n: (lambda n=n: registered(n), "rastrigin") for n in ALGORITHMS if n not in ALGS})
+ALGS.update({k: (lambda n=n, s=s: registered(n, s), "rastrigin")
+             for k, (n, s) in ALGORITHM_VARIANTS.items()})
 
 
 def evolve(alg: Algorithm, ev: Counting, gens: int, seed: int = 0) -> IslandState:
@@ -177,7 +183,7 @@ def test_origin_kept_for_survivors_and_migrants() -> None:
     assert bool((out.origin[:, 4:] == ISLANDS[:, None]).all())
 
 
-@pytest.mark.parametrize("key", ["ga-tokens", *ALGORITHMS])
+@pytest.mark.parametrize("key", ["ga-tokens", *ALGORITHMS, *ALGORITHM_VARIANTS])
 def test_deterministic(key: str) -> None:
     make, problem = ALGS[key]
     a = evolve(make(), Counting(problem), 10, seed=5)
@@ -403,7 +409,7 @@ def test_de_select_genomes_is_where_bit_for_bit() -> None:
         assert torch.equal(got.view(torch.int32), want.view(torch.int32))
 
 
-@pytest.mark.parametrize("key", list(ALGORITHMS))
+@pytest.mark.parametrize("key", [*ALGORITHMS, *ALGORITHM_VARIANTS])
 def test_step_leaves_earlier_states_alone(key: str) -> None:
     # A step may keep scratch buffers between generations; none of them may be a tensor of
     # the state it was given or of a state it returned.

@@ -14,12 +14,16 @@ from islandsync.search.algorithms import ALGORITHMS, IslandState
 from islandsync.search.problems import make_problem
 from islandsync.worker.engine import Engine
 
+from ..conftest import ALGORITHM_VARIANTS
+
 KEY = "islands/0/000000000009-w.isz"
 
 
-def _spec(algorithm: str):
+def _spec(key: str):
+    """A registered algorithm by name, or one of the variants by its key."""
+    algorithm, settings = ALGORITHM_VARIANTS.get(key, (key, None))
     return spec_from_flags(problem="rastrigin", dim=5, islands=3, pop=12, algorithm=algorithm,
-                           seed=11, elite_size=4)
+                           seed=11, elite_size=4, algorithm_settings=settings)
 
 
 def _same(a: IslandState, b: IslandState) -> None:
@@ -33,41 +37,72 @@ def _same(a: IslandState, b: IslandState) -> None:
         assert torch.equal(a.island[name], b.island[name]), name
 
 
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, *ALGORITHM_VARIANTS])
 def test_resumed_island_continues_bit_exact(algorithm: str) -> None:
     spec = _spec(algorithm)
-    problem = make_problem("rastrigin")
-    first = Engine(spec, problem, torch.device("cpu"))
+    first = Engine(spec, make_problem("rastrigin"), torch.device("cpu"))
     first.add_fresh([0])
     for gen in range(9):
         first.step()
         if gen == 4:
             first.migrate(None)  # nothing local to take; keeps the call on the path
-    snap = first.snapshot()[0]
-    data = encode_island(snap, elite=spec.elite_size, meta={"owner": "w"})
-    back = decode_island(data, key=KEY, spec=spec)
-    assert {k for k in back.arrays if k.startswith("island.")} == {
-        f"island.{n}" for n in spec.algorithm.island_frames(5)}
-    for name, array in snap.arrays.items():
-        assert np.array_equal(back.arrays[name], array), name
-        assert back.arrays[name].dtype == array.dtype, name
+    _resume_and_continue(first, spec, 6)
 
+
+def _resume_and_continue(first: Engine, spec, steps: int) -> Engine:
+    """``first``'s islands through their encoded checkpoints into a new engine: the same
+    state, bit for bit, and the same state again after ``steps`` steps of both. Returns the
+    resumed engine."""
+    problem = make_problem("rastrigin")
+    ids = sorted(first.generations)
+    width = spec.problem.genome.dim
     resumed = Engine(spec, problem, torch.device("cpu"))
-    resumed.add_snapshot(back)
+    for snap in first.snapshot():
+        data = encode_island(snap, elite=spec.elite_size, meta={"owner": "w"})
+        back = decode_island(data, key=KEY, spec=spec)
+        assert {k for k in back.arrays if k.startswith("island.")} == {
+            f"island.{n}" for n in spec.algorithm.island_frames(width)}
+        for name, array in snap.arrays.items():
+            assert np.array_equal(back.arrays[name], array), name
+            assert back.arrays[name].dtype == array.dtype, name
+        resumed.add_snapshot(back)
     _same(first.state, resumed.state)
     # The same placement change on the first engine (an island came and went) re-seeds it
     # from (seed, island, generation) just as the resume did.
-    first.add_fresh([2])
-    first.remove([2])
-    for _ in range(6):
+    spare = max(ids) + 1
+    first.add_fresh([spare])
+    first.remove([spare])
+    for _ in range(steps):
         first.step()
         resumed.step()
     _same(first.state, resumed.state)
     assert first.evals == resumed.evals
+    return resumed
+
+
+def test_bipop_islands_resumed_mid_regime_continue_bit_exact() -> None:
+    """Two BIPOP CMA-ES islands checkpointed in the middle of small runs (after a first and
+    a large run), resumed: the same regimes, lambdas, budgets and eigensystems, and the next
+    restarts (to the large regime) as uninterrupted."""
+    spec = spec_from_flags(problem="rastrigin", dim=3, islands=2, pop=8, algorithm="cmaes",
+                           seed=11, elite_size=4, algorithm_settings={
+                               "restart_mode": "bipop", "lazy_eigen": True, "samples": 6,
+                               "tol_fun": 1e-2, "tol_x": 1e-2})
+    first = Engine(spec, make_problem("rastrigin"), torch.device("cpu"))
+    first.add_fresh([0, 1])
+    for _ in range(13):
+        first.step()
+    at = {n: t.clone() for n, t in first.state.island.items()}
+    assert at["regime"].tolist() == [0, 0] and at["restarts"].tolist() == [2, 2]
+    assert bool((at["gen"] > 0).all())  # mid-run, not at a restart
+    resumed = _resume_and_continue(first, spec, 4)
+    after = resumed.state.island
+    assert bool((after["restarts"] > at["restarts"]).all())
+    assert 1 in after["regime"].tolist()  # a switch to the large regime after the resume
 
 
 @pytest.mark.parametrize("integer", [10**15, -7])
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, *ALGORITHM_VARIANTS])
 def test_garbled_island_values_never_break_a_step(algorithm: str, integer: int) -> None:
     """A checkpoint's frames may fit the run and still hold hostile values (the bucket is
     untrusted): integers out of range (lambda, archive counts, memory positions), NaN and

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from cma import purecma  # the reference; in the test extra
 
 from islandsync.config import CMAESConfig, RealGenome
+from islandsync.config.strategies import default_samples
 from islandsync.search.algorithms import CMAES, initial_state
 from islandsync.search.algorithms.cmaes import clip_steps, eigen, fresh_island, params, update
 from islandsync.search.algorithms.sampling import inject_samples
@@ -200,3 +203,129 @@ def test_a_step_runs_ceil_step_evals_over_lambda_generations() -> None:
         engine.add_fresh([0, 1])
         assert engine.step() == 2 * 8 * gens
         assert engine.state.island["gen"].tolist() == [gens, gens]
+
+
+#: (settings, D, generations of 3 islands on rastrigin, seed 7) -> fingerprint of the final
+#: state, computed with main's code before restart_mode and lazy_eigen existed (commit
+#: b1c5262). Each case restarts at least once (loose tolerances), so the IPOP path is in it.
+DEFAULT_TRAJECTORIES = {
+    "classic": (dict(samples=6, max_doublings=2, tol_fun=1e-4, tol_x=1e-4), 3, 120,
+                "8d9825a4de4c01b1"),
+    "tuned": (dict(active=True, step_evals=64, tol_fun=1e-4, tol_x=1e-4), 6, 25,
+              "03c9c525b288db53"),
+    "diagonal": (dict(diagonal=True, samples=6, max_doublings=1, tol_fun=1e-2, tol_x=1e-3),
+                 4, 80, "7cd9360aeaa88f9a"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEFAULT_TRAJECTORIES))
+def test_default_settings_keep_the_trajectory_of_before_bipop(case: str) -> None:
+    """With restart_mode and lazy_eigen at their defaults a run follows the trajectory it
+    followed before they existed. The fingerprint hashes every island tensor to 9 significant
+    digits and the population to 6: any change of the maths or of the random stream changes
+    it, a BLAS's last-bit rounding on another CPU does not (the exact bits were compared
+    with main's on the machine that recorded it)."""
+    import hashlib
+
+    settings, dim, gens, want = DEFAULT_TRAJECTORIES[case]
+    alg = CMAES(CMAESConfig(**settings), RealGenome(dim=dim, lower=-5, upper=5))
+    pr = make_problem("rastrigin")
+
+    def ev(x: torch.Tensor) -> torch.Tensor:
+        return pr.evaluate(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1]).float()
+    g = torch.Generator().manual_seed(7)
+    ids = torch.tensor([0, 1, 2])
+    state = initial_state(alg, ids, ev, g)
+    for _ in range(gens):
+        state = alg.step(state, ids, ev, g)
+    assert bool((state.island["restarts"] >= 1).any())
+    digest = hashlib.sha256()
+    for name in sorted(state.island):
+        values = state.island[name].reshape(-1).tolist()
+        digest.update(name.encode() + " ".join(f"{v:.9g}" for v in values).encode())
+    for t in (state.genomes, state.scores):
+        digest.update(" ".join(f"{v:.6g}" for v in t.reshape(-1).tolist()).encode())
+    assert digest.hexdigest()[:16] == want
+
+
+def test_bipop_alternates_a_large_and_a_small_regime_by_budget() -> None:
+    """On rastrigin with loose tolerances the islands stagnate within tens of generations.
+    Every restart goes to the regime that has spent fewer evaluations (the large one on a
+    tie): a large run doubles lambda from the last large run's and starts at sigma0, a small
+    run has sigma0 10^(-2u) < sigma0 and a lambda between the default and the last large
+    run's; each regime's budget is the sum of its generations' lambdas."""
+    samples, dim = 6, 3
+    alg = CMAES(CMAESConfig(samples=samples, max_doublings=3, restart_mode="bipop",
+                            tol_fun=1e-4, tol_x=1e-4), RealGenome(dim=dim, lower=-5, upper=5))
+    pr = make_problem("rastrigin")
+
+    def ev(x: torch.Tensor) -> torch.Tensor:
+        return pr.evaluate(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1]).float()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.arange(4)
+    state = initial_state(alg, ids, ev, g)
+    spent = torch.zeros(4, dtype=torch.int64)
+    small_runs = large_runs = 0
+    for _ in range(260):
+        before = state.island
+        state = alg.step(state, ids, ev, g)
+        now = state.island
+        spent += before["lam"]
+        assert torch.equal(now["small_evals"] + now["large_evals"], spent)
+        for i in (now["restarts"] != before["restarts"]).nonzero().flatten().tolist():
+            large = bool(now["small_evals"][i] >= now["large_evals"][i])
+            assert now["regime"][i].item() == int(large)
+            if large:
+                large_runs += 1
+                assert now["lam"][i].item() == now["lam_large"][i].item() \
+                    == min(2 * before["lam_large"][i].item(), samples * 8)
+                assert now["sigma"][i].item() == alg.sigma0
+            else:
+                small_runs += 1
+                assert samples <= now["lam"][i].item() <= now["lam_large"][i].item()
+                assert alg.sigma0 / 100 <= now["sigma"][i].item() < alg.sigma0
+    assert large_runs >= 4 and small_runs >= 4
+    regime, lam = state.island["regime"], state.island["lam"]
+    assert bool((state.island["lam_large"] > samples).all())  # every island ran large
+    # Where a small run is under way: its lambda below the large regime's
+    assert bool((lam[regime == 0] < state.island["lam_large"][regime == 0]).any())
+
+
+def test_lazy_eigen_decomposes_every_gap_generations_and_samples_from_what_it_holds() -> None:
+    """At D = 200 the gap max(1, floor(1 / (10 D (c1 + cmu)))) is 2 generations: the held
+    eigensystem changes on even generations only, is C's own eigensystem then, and the
+    search differs from one that decomposes every generation."""
+    dim = 200
+    genome = RealGenome(dim=dim, lower=-5, upper=5)
+    par = params(torch.tensor([default_samples(dim)]), 32, dim, False, active=True)
+    gap = max(1, math.floor(1 / (10 * dim * (par.c1 + par.cmu).item())))
+    assert gap == 2
+
+    def run(lazy: bool) -> list:
+        alg = CMAES(CMAESConfig(active=True, lazy_eigen=lazy), genome)
+        pr = make_problem("sphere")
+
+        def ev(x: torch.Tensor) -> torch.Tensor:
+            return pr.evaluate(x.reshape(-1, dim)).reshape(x.shape[:-1]).float()
+        g = torch.Generator().manual_seed(3)
+        ids = torch.tensor([0, 1])
+        states = [initial_state(alg, ids, ev, g)]
+        for _ in range(5):
+            states.append(alg.step(states[-1], ids, ev, g))
+        return states
+
+    states = run(True)
+    for before, after in zip(states[1:], states[2:]):
+        held = after.island["eig_basis"]
+        if before.island["gen"][0].item() % gap:  # not due: the same as a generation ago
+            assert torch.equal(held, before.island["eig_basis"])
+        else:  # refreshed from the C this generation sampled from
+            e = eigen(before.island["cov"])
+            assert torch.equal(after.island["eig_sqrt"], e.sqrt_ev)
+            assert torch.equal(held, e.basis)
+    eager = run(False)
+    assert "eig_basis" not in eager[-1].island
+    # The first generation of both samples from C = I's eigensystem; the second of the lazy
+    # one from that same one again, of the eager one from the updated C's.
+    assert torch.equal(states[1].island["mean"], eager[1].island["mean"])
+    assert not torch.equal(states[2].island["mean"], eager[2].island["mean"])
