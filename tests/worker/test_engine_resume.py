@@ -128,7 +128,7 @@ def test_garbled_island_values_never_break_a_step(algorithm: str, integer: int) 
     assert bool(((state.genomes >= -5.12) & (state.genomes <= 5.12)).all())
 
 
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, *ALGORITHM_VARIANTS])
 def test_auto_dtype_islands_cross_between_float32_and_float64_workers(algorithm: str) -> None:
     """A run of ``dtype = "auto"``: a GPU worker writes float32 checkpoints, a CPU worker
     float64 ones. Each reads the other's (checked against the run, then cast to its own
@@ -163,3 +163,21 @@ def test_auto_dtype_islands_cross_between_float32_and_float64_workers(algorithm:
     gpu_like.add_snapshot(again)
     assert gpu_like.state.genomes.dtype == torch.float32
     gpu_like.step()
+
+
+def test_lazy_eigen_island_resumed_mid_gap_continues_bit_exact() -> None:
+    """At D = 200 lazy eigen decomposes every second generation: an island checkpointed
+    after an odd generation holds an eigensystem older than its C, and its resumed copy
+    samples from that same one (not from a fresh eigh of C)."""
+    spec = spec_from_flags(problem="rastrigin", dim=200, islands=1, pop=8, algorithm="cmaes",
+                           seed=3, elite_size=4, algorithm_settings={
+                               "lazy_eigen": True, "step_evals": 1})
+    first = Engine(spec, make_problem("rastrigin"), torch.device("cpu"))
+    first.add_fresh([0])
+    for _ in range(3):
+        first.step()
+    island = first.state.island
+    assert island["gen"].tolist() == [3]
+    stale = torch.linalg.eigh(island["cov"][0]).eigenvalues.clamp(min=0).sqrt()
+    assert not torch.allclose(island["eig_sqrt"][0].sort().values, stale)  # mid-gap
+    _resume_and_continue(first, spec, 3)

@@ -243,6 +243,9 @@ class CMAES:
         self.updates = max(1, math.ceil(config.step_evals / self.samples))
         self.bipop = config.restart_mode == "bipop"
         self.lazy = config.lazy_eigen and not self.diagonal
+        # The gap shrinks as lambda grows (cmu grows with mueff): where the first run's is one
+        # generation, every run's is, and no island needs the per-island schedule.
+        self.lazy_gaps = self.lazy and int(self._gaps(torch.tensor([self.samples]))[0]) > 1
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
 
     def __repr__(self) -> str:
@@ -320,11 +323,8 @@ class CMAES:
         for name in ("mean", "cov", "pc", "ps", *(("eig_sqrt", "eig_basis") if self.lazy else ())):
             ok &= torch.isfinite(st[name].reshape(k, -1)).all(1)
         refresh = None
-        if self.lazy:  # a fresh island (gen 0) decomposes its new C at once
-            d = st["mean"].shape[1]
-            par = params(st["lam"], self.max_samples, d, False, self.config.active)
-            gap = torch.floor(1 / (10 * d * (par.c1 + par.cmu))).clamp(min=1).to(torch.int64)
-            refresh = (st["gen"] % gap == 0) | ~ok
+        if self.lazy_gaps:  # a fresh island (gen 0) decomposes its new C at once
+            refresh = (st["gen"] % self._gaps(st["lam"]) == 0) | ~ok
         n, broken = torch.stack([st["lam"].max(), (~ok).sum()]).tolist()  # one host sync
         if broken:
             fresh = self.start(state).island
@@ -333,16 +333,25 @@ class CMAES:
                   for name, t in st.items()}
         return st, int(n), refresh
 
+    def _gaps(self, lam: Tensor) -> Tensor:
+        """Lazy eigen's generations between decompositions for lambdas ``lam`` [K]:
+        max(1, floor(1 / (10 D (c1 + cmu)))), Hansen's tutorial."""
+        d = self.dim
+        par = params(lam, self.max_samples, d, False, self.config.active)
+        return torch.floor(1 / (10 * d * (par.c1 + par.cmu))).clamp(min=1).to(torch.int64)
+
     def _eigen(self, st: dict[str, Tensor],
                refresh: Tensor | None) -> tuple[dict[str, Tensor], Eigen]:
-        """C's eigensystem for this generation's samples: every island's, decomposed now;
-        with lazy eigen the one an island holds, decomposed anew only where ``refresh``
-        (one batched eigh of those islands' C), and held for the next generations."""
-        if refresh is None:
-            return st, eigen(st["cov"])
-        count = int(refresh.sum())  # a host sync, lazy eigen's only one
-        if count == refresh.shape[0]:
+        """C's eigensystem for this generation's samples: every island's, decomposed now
+        (``refresh`` None); with lazy eigen the one an island holds, decomposed anew only
+        where ``refresh`` (one batched eigh of those islands' C), and held for the next
+        generations."""
+        k = st["lam"].shape[0]
+        count = k if refresh is None else int(refresh.sum())  # a host sync, lazy gaps' only
+        if count == k:
             e = eigen(st["cov"])
+            if not self.lazy:
+                return st, e
         elif count == 0:
             return st, Eigen(st["eig_sqrt"], st["eig_basis"])
         else:
