@@ -399,8 +399,10 @@ class CMAES:
         new["lam"] = torch.clamp(lam * 2, max=self.max_samples) if c.restarts else lam
         new["restarts"] = island["restarts"] + 1
         if self.bipop:
-            new |= self._bipop(out, torch.rand((k, 2), generator=g, device=g.device,
-                                               dtype=_F64))
+            nxt = self._bipop(out, torch.rand((k, 2), generator=g, device=g.device,
+                                              dtype=_F64))
+            # Without restarts only a broken island starts afresh: in its regime, as it was.
+            new |= nxt if c.restarts else {n: out[n] for n in nxt if n not in ("lam", "sigma")}
         return {name: torch.where(again.view(k, *([1] * (t.dim() - 1))), new[name], t)
                 for name, t in out.items()}
 
