@@ -62,8 +62,12 @@ NEED = "pip install 'islandsync[neuro-bench]' (evotorch)"
 ISLANDSYNC: dict[str, tuple[str, int, float, dict[str, Any]]] = {
     "portfolio-3": ("portfolio", 3, 1.0, {}),
     "snes-1": ("snes", 1, 1.0, {}),
+    "snes-1-sampled": ("snes", 1, 1.0, {"repaired_z": "sampled"}),
     "snes-wide-1": ("snes", 1, 4.0, {"sigma_init": 1 / 16}),
     "snes-wide-4": ("snes", 4, 4.0, {"sigma_init": 1 / 16}),
+    # EvoTorch's PGPE row's settings: popsize 100; the rest are pgpe's defaults (ClipUp's
+    # rules of thumb: max speed 0.15 on [-1, 1], centre rate 0.075, radius 2.25, ...).
+    "pgpe-1": ("pgpe", 1, 1.0, {"samples": 100}),
 }
 EVOTORCH = ("evotorch-snes", "evotorch-pgpe")
 OPTIMISERS = (*ISLANDSYNC, *EVOTORCH)
@@ -107,9 +111,10 @@ class Budget:
 def run_islandsync(name: str, problem: Problem, params: dict[str, Any], ev: Budget,
                    seed: int) -> None:
     algorithm, islands, half, settings = ISLANDSYNC[name]
-    algorithms: Any = algorithm if not settings else [{"name": algorithm, **settings}]
+    # Named as by flags: the algorithm's TUNED_SETTINGS, then the row's own settings.
     spec = spec_from_flags(problem=problem.name, params=params, islands=islands,
-                           algorithm=algorithms, lower=-half, upper=half, seed=seed)
+                           algorithm=algorithm, algorithm_settings=settings, lower=-half,
+                           upper=half, seed=seed)
     counted = Problem(problem.name, problem.kind, ev, problem.direction, -half, half)
     engine = Engine(spec, counted, torch.device("cpu"))
     engine.add_fresh(list(range(islands)))

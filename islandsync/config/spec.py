@@ -327,7 +327,8 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     **{(k,): _DEFAULT[k] for k in ("lease_s", "leader_cycle_s", "merge_interval_s",
                                    "worker_listing_s")}}
 #: The same for fields added to an algorithm's settings table (each table of a portfolio).
-_ALGORITHM_ADDED_LATER: dict[str, dict[str, Any]] = {"cmaes": {"active": False, "step_evals": 1}}
+_ALGORITHM_ADDED_LATER: dict[str, dict[str, Any]] = {
+    "cmaes": {"active": False, "step_evals": 1}, "snes": {"repaired_z": "clipped"}}
 
 
 def cadence_line(spec: RunSpec) -> str:

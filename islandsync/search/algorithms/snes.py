@@ -67,6 +67,7 @@ class SNES:
         self.sigma0 = config.sigma_init * self.box.width  # per gene where bounds are
         self.lr_center = config.lr_center
         self.lr_sigma = config.lr_sigma or (3 + math.log(genome.dim)) / (5 * math.sqrt(genome.dim))
+        self.sampled_z = config.repaired_z == "sampled"
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
 
     def __repr__(self) -> str:
@@ -103,14 +104,14 @@ class SNES:
         z = torch.randn((k, lam, d), generator=g, device=g.device, dtype=mean.dtype)
         raw = torch.addcmul(mean[:, None], sigma[:, None], z)
         lo, hi = self.box.bounds(raw.device)
-        # Clamped onto the box, integer genes rounded: such a sample enters the update as
-        # an injected one (moved), its z clipped.
+        # Clamped onto the box, integer genes rounded: the point scored.
         genomes = self.box.repair(raw.clamp(lo, hi))
         f = evaluate(genomes).to(state.scores.dtype)
-        moved = (genomes != raw).any(-1)
         x, fu, replaced = inject_samples(
             state, genomes, f, torch.full((k,), lam, dtype=torch.int64, device=g.device))
-        redo = moved | replaced
+        # A clamped or rounded sample keeps the z it was drawn with ("sampled"), or enters
+        # as an injected one would ("clipped", stored runs' meaning; see SNESConfig).
+        redo = replaced if self.sampled_z else (genomes != raw).any(-1) | replaced
         if bool(redo.any()):  # z of the point scored, Hansen-clipped
             zr = (x - mean[:, None]) / sigma[:, None]
             zr = zr * clip_length(zr.norm(dim=-1), d)[..., None]
