@@ -10,14 +10,20 @@ mean return of 8 episodes), and every optimiser gets the same torch fitness func
 problem's ``evaluate``: islandsync through its engine, EvoTorch through its ``Problem`` with
 ``vectorized=True`` (one call a generation, the whole population as one tensor).
 
-Optimisers (``--optimisers``, default all):
+Optimisers (``--optimisers``, default all; islandsync's are named as by ``init
+--algorithm``, with their ``TUNED_SETTINGS``, and the row's settings on top):
 
 - ``portfolio-3``: islandsync's default, the named portfolio (cmaes, shade, snes), one
   island each, at its default settings on the problem's default box [-1, 1];
 - ``snes-1``: islandsync's ``snes``, one island, at its default settings on [-1, 1]
   (sigma0 = 0.25 of the width = 0.5);
+- ``snes-1-sampled``: as ``snes-1`` with ``repaired_z = "sampled"`` (a sample clamped onto
+  the box enters the update with the z it was drawn with);
 - ``snes-wide-1``, ``snes-wide-4``: ``snes`` on the box [-4, 4] with ``sigma_init`` 1/16
   (sigma0 = 0.5 again, as EvoTorch's), one island and four islands;
+- ``pgpe-1``: islandsync's ``pgpe`` (ClipUp), one island on [-1, 1], ``samples`` 100 as
+  ``evotorch-pgpe``'s popsize, its other settings at their defaults, which are the same
+  rules of thumb as ``evotorch-pgpe``'s settings below;
 - ``evotorch-snes``: EvoTorch 0.6's SNES, ``stdev_init`` 0.5, its default popsize
   (4 + 3 ln D) and learning rates, centre drawn uniform in [-1, 1], no bounds;
 - ``evotorch-pgpe``: EvoTorch 0.6's PGPE with ClipUp, popsize 100 (symmetric), max speed
@@ -27,7 +33,8 @@ Optimisers (``--optimisers``, default all):
 
 Each run stops before the generation that would pass the budget. What a run returns is the
 best of everything it evaluated and, for the distribution methods, its final centre(s)
-(islandsync's cmaes/snes island means, EvoTorch's centre), evaluated once more and counted.
+(islandsync's cmaes/snes/pgpe island means, EvoTorch's centre), evaluated once more and
+counted.
 Reported: digits' training cross-entropy and held-out accuracy of that solution
 (``digits_accuracy``); CartPole's mean return on the 8 training episodes, the evaluations
 until it first reached 500 on all of them, and its mean return on 100 other episodes (start

@@ -4,9 +4,9 @@ state each one checkpoints (``island_frames``: name -> (shape, numpy dtype)), fr
 checkpoint reader derives its frame list, dtypes and size cap.
 
 Distribution-based islands (``cmaes``, ``snes``, ``pgpe``) sample ``samples`` points a
-generation from a search distribution and keep, as their population of ``pop`` rows, the best points they
-have seen: that population is what migration, elites and checkpoints see, while the
-distribution is island state.
+generation from a search distribution and keep, as their population of ``pop`` rows, the
+best points they have seen: that population is what migration, elites and checkpoints see,
+while the distribution is island state.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ the rank utilities ``u_i = max(0, ln(lambda/2 + 1) - ln i) / sum - 1/lambda``,
 
 with eta_mu = 1 and eta_sigma = (3 + ln D) / (5 sqrt D) by default (the paper's; EvoX's and
 EvoTorch's SNES use the same). A sample outside the box is clamped onto it and a migrant
-replaces one of the worst samples (:mod:`.sampling`); both enter the update with the z of
-the point actually scored, ``(x - mu) / sigma``, shortened to length ``sqrt(D) + 2D/(D + 2)``
-(Hansen 2011). The mean stays in the box. The population is the best P points seen.
+replaces one of the worst samples (:mod:`.sampling`); a migrant enters the update with the
+z of the point scored, ``(x - mu) / sigma``, shortened to length ``sqrt(D) + 2D/(D + 2)``
+(Hansen 2011), and so does a clamped sample with ``repaired_z = "clipped"`` (the default),
+while with ``"sampled"`` it enters with the z it was drawn with. The mean stays in the box.
+The population is the best P points seen.
 """
 
 from __future__ import annotations
