@@ -118,10 +118,11 @@ class Budget:
 def run_islandsync(name: str, problem: Problem, params: dict[str, Any], ev: Budget,
                    seed: int) -> None:
     algorithm, islands, half, settings = ISLANDSYNC[name]
-    # Named as by flags: the algorithm's TUNED_SETTINGS, then the row's own settings.
+    # Named as by flags: the algorithm's TUNED_SETTINGS, then the row's own settings;
+    # float32 genomes, as EvoTorch's runs here (a new run's "auto" is float64 on a CPU).
     spec = spec_from_flags(problem=problem.name, params=params, islands=islands,
                            algorithm=algorithm, algorithm_settings=settings, lower=-half,
-                           upper=half, seed=seed)
+                           upper=half, seed=seed, dtype="float32")
     counted = Problem(problem.name, problem.kind, ev, problem.direction, -half, half)
     engine = Engine(spec, counted, torch.device("cpu"))
     engine.add_fresh(list(range(islands)))
