@@ -10,14 +10,20 @@ mean return of 8 episodes), and every optimiser gets the same torch fitness func
 problem's ``evaluate``: islandsync through its engine, EvoTorch through its ``Problem`` with
 ``vectorized=True`` (one call a generation, the whole population as one tensor).
 
-Optimisers (``--optimisers``, default all):
+Optimisers (``--optimisers``, default all; islandsync's are named as by ``init
+--algorithm``, with their ``TUNED_SETTINGS``, and the row's settings on top):
 
 - ``portfolio-3``: islandsync's default, the named portfolio (cmaes, shade, snes), one
   island each, at its default settings on the problem's default box [-1, 1];
 - ``snes-1``: islandsync's ``snes``, one island, at its default settings on [-1, 1]
   (sigma0 = 0.25 of the width = 0.5);
+- ``snes-1-sampled``: as ``snes-1`` with ``repaired_z = "sampled"`` (a sample clamped onto
+  the box enters the update with the z it was drawn with);
 - ``snes-wide-1``, ``snes-wide-4``: ``snes`` on the box [-4, 4] with ``sigma_init`` 1/16
   (sigma0 = 0.5 again, as EvoTorch's), one island and four islands;
+- ``pgpe-1``: islandsync's ``pgpe`` (ClipUp), one island on [-1, 1], ``samples`` 100 as
+  ``evotorch-pgpe``'s popsize, its other settings at their defaults, which are the same
+  rules of thumb as ``evotorch-pgpe``'s settings below;
 - ``evotorch-snes``: EvoTorch 0.6's SNES, ``stdev_init`` 0.5, its default popsize
   (4 + 3 ln D) and learning rates, centre drawn uniform in [-1, 1], no bounds;
 - ``evotorch-pgpe``: EvoTorch 0.6's PGPE with ClipUp, popsize 100 (symmetric), max speed
@@ -27,7 +33,8 @@ Optimisers (``--optimisers``, default all):
 
 Each run stops before the generation that would pass the budget. What a run returns is the
 best of everything it evaluated and, for the distribution methods, its final centre(s)
-(islandsync's cmaes/snes island means, EvoTorch's centre), evaluated once more and counted.
+(islandsync's cmaes/snes/pgpe island means, EvoTorch's centre), evaluated once more and
+counted.
 Reported: digits' training cross-entropy and held-out accuracy of that solution
 (``digits_accuracy``); CartPole's mean return on the 8 training episodes, the evaluations
 until it first reached 500 on all of them, and its mean return on 100 other episodes (start
@@ -62,8 +69,12 @@ NEED = "pip install 'islandsync[neuro-bench]' (evotorch)"
 ISLANDSYNC: dict[str, tuple[str, int, float, dict[str, Any]]] = {
     "portfolio-3": ("portfolio", 3, 1.0, {}),
     "snes-1": ("snes", 1, 1.0, {}),
+    "snes-1-sampled": ("snes", 1, 1.0, {"repaired_z": "sampled"}),
     "snes-wide-1": ("snes", 1, 4.0, {"sigma_init": 1 / 16}),
     "snes-wide-4": ("snes", 4, 4.0, {"sigma_init": 1 / 16}),
+    # EvoTorch's PGPE row's settings: popsize 100; the rest are pgpe's defaults (ClipUp's
+    # rules of thumb: max speed 0.15 on [-1, 1], centre rate 0.075, radius 2.25, ...).
+    "pgpe-1": ("pgpe", 1, 1.0, {"samples": 100}),
 }
 EVOTORCH = ("evotorch-snes", "evotorch-pgpe")
 OPTIMISERS = (*ISLANDSYNC, *EVOTORCH)
@@ -107,9 +118,11 @@ class Budget:
 def run_islandsync(name: str, problem: Problem, params: dict[str, Any], ev: Budget,
                    seed: int) -> None:
     algorithm, islands, half, settings = ISLANDSYNC[name]
-    algorithms: Any = algorithm if not settings else [{"name": algorithm, **settings}]
+    # Named as by flags: the algorithm's TUNED_SETTINGS, then the row's own settings;
+    # float32 genomes, as EvoTorch's runs here (a new run's "auto" is float64 on a CPU).
     spec = spec_from_flags(problem=problem.name, params=params, islands=islands,
-                           algorithm=algorithms, lower=-half, upper=half, seed=seed)
+                           algorithm=algorithm, algorithm_settings=settings, lower=-half,
+                           upper=half, seed=seed, dtype="float32")
     counted = Problem(problem.name, problem.kind, ev, problem.direction, -half, half)
     engine = Engine(spec, counted, torch.device("cpu"))
     engine.add_fresh(list(range(islands)))

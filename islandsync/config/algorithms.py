@@ -19,7 +19,7 @@ from typing_extensions import TypeAliasType
 from islandsync.errors import ConfigError
 
 from ._base import AS_TUPLE, STRICT, conflicts, tagged_union
-from .strategies import CMAESConfig, SHADEConfig, SNESConfig
+from .strategies import CMAESConfig, PGPEConfig, SHADEConfig, SNESConfig
 
 #: Operators per genome kind; the first is the default (``None`` in the settings).
 CROSSOVERS: dict[str, tuple[str, ...]] = {"real": ("sbx", "uniform", "one_point"),
@@ -112,7 +112,7 @@ class DEConfig(BaseModel):
 #: Add one with :func:`register_algorithm` (the built-ins are listed here directly).
 ALGORITHM_CONFIGS: dict[str, type[BaseModel]] = {
     "ga": GAConfig, "de": DEConfig, "cmaes": CMAESConfig, "shade": SHADEConfig,
-    "snes": SNESConfig}
+    "snes": SNESConfig, "pgpe": PGPEConfig}
 
 #: Models whose schema holds an AlgorithmSpec (RunSpec), rebuilt when the registry changes.
 _DEPENDENTS: list[type[BaseModel]] = []
@@ -225,5 +225,5 @@ AlgorithmsSpec = Annotated[
 
 __all__ = ["ALGORITHM_CONFIGS", "CROSSOVERS", "DEFAULT_ALGORITHM", "MUTATIONS", "PORTFOLIOS",
            "TUNED_SETTINGS", "AlgorithmSpec", "AlgorithmsSpec", "CMAESConfig", "DEConfig",
-           "GAConfig", "SHADEConfig", "SNESConfig", "expand_portfolio", "named_entry",
+           "GAConfig", "PGPEConfig", "SHADEConfig", "SNESConfig", "expand_portfolio", "named_entry",
            "register_algorithm", "unregister_algorithm"]

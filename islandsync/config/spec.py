@@ -328,7 +328,8 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
                                    "worker_listing_s")}}
 #: The same for fields added to an algorithm's settings table (each table of a portfolio).
 _ALGORITHM_ADDED_LATER: dict[str, dict[str, Any]] = {
-    "cmaes": {"active": False, "step_evals": 1, "restart_mode": "ipop", "lazy_eigen": False}}
+    "cmaes": {"active": False, "step_evals": 1, "restart_mode": "ipop", "lazy_eigen": False},
+    "snes": {"repaired_z": "clipped"}}
 
 
 def cadence_line(spec: RunSpec) -> str:

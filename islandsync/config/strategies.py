@@ -1,12 +1,12 @@
-"""Settings of the algorithms that keep per-island state (CMA-ES, SHADE, SNES), torch-free:
-the one declaration of every field, default and limit, and of the per-island state each one
-checkpoints (``island_frames``: name -> (shape, numpy dtype)), from which the checkpoint
-reader derives its frame list, dtypes and size cap.
+"""Settings of the algorithms that keep per-island state (CMA-ES, SHADE, SNES, PGPE),
+torch-free: the one declaration of every field, default and limit, and of the per-island
+state each one checkpoints (``island_frames``: name -> (shape, numpy dtype)), from which the
+checkpoint reader derives its frame list, dtypes and size cap.
 
-Distribution-based islands (``cmaes``, ``snes``) sample ``samples`` points a generation from
-a search distribution and keep, as their population of ``pop`` rows, the best points they
-have seen: that population is what migration, elites and checkpoints see, while the
-distribution is island state.
+Distribution-based islands (``cmaes``, ``snes``, ``pgpe``) sample ``samples`` points a
+generation from a search distribution and keep, as their population of ``pop`` rows, the
+best points they have seen: that population is what migration, elites and checkpoints see,
+while the distribution is island state.
 """
 
 from __future__ import annotations
@@ -125,6 +125,15 @@ class SNESConfig(BaseModel):
     sigma_init: float = Field(0.25, gt=0.0, le=1.0)  # as a fraction of the box width
     lr_center: float = Field(1.0, gt=0.0)
     lr_sigma: float | None = Field(None, gt=0.0)  # None: (3 + ln D) / (5 sqrt D)
+    # The z with which a sample clamped onto the box (or rounded, in an integer gene) enters
+    # the update; the repaired point is what is scored either way. "clipped": the repaired
+    # point's z, Hansen-clipped like a migrant's (Hansen's advice for repaired samples, and
+    # the meaning of a snes table stored before this field existed). "sampled": the z it was
+    # drawn with (EvoX's practice), so a clamp does not shorten it. Measured
+    # (benchmarks/README.md, "Neuroevolution" and "BBOB"): "sampled" is worse on digits on
+    # [-1, 1] and better on BBOB's ill-conditioned and multimodal groups, so it is not the
+    # default of flags or named portfolios.
+    repaired_z: Literal["clipped", "sampled"] = "clipped"
 
     def island_frames(self, width: int, dtype: str = "float32") -> Frames:
         """Per-island state (``IslandState.island``) by name: shape and numpy dtype (of the
@@ -138,4 +147,39 @@ class SNESConfig(BaseModel):
         return []
 
 
-__all__ = ["CMAESConfig", "SHADEConfig", "SNESConfig", "default_samples"]
+class PGPEConfig(BaseModel):
+    """PGPE with the ClipUp optimiser (Sehnke et al. 2010; Toklu et al. 2020;
+    :class:`~islandsync.search.algorithms.pgpe.PGPE`): O(D) state, for large D. The
+    defaults are the ClipUp paper's rules of thumb, as EvoTorch's PGPE takes them; speeds
+    and the radius are fractions of the box width (0.075 of [-1, 1] is a speed of 0.15)."""
+
+    model_config = STRICT
+    name: Literal["pgpe"] = "pgpe"
+    pop: int = Field(8, ge=2)  # the best points seen; keep it small for a large D
+    # lambda, even (antithetic pairs); None: 4 + 3 ln D rounded up to even
+    samples: int | None = Field(None, ge=2, multiple_of=2)
+    max_speed: float = Field(0.075, gt=0.0)  # ClipUp's velocity limit, of the box width
+    lr_center: float | None = Field(None, gt=0.0)  # ClipUp's step; None: max_speed / 2
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    radius_init: float | None = Field(None, gt=0.0)  # |sigma0|; None: 15 x max_speed
+    lr_sigma: float = Field(0.1, gt=0.0)
+    sigma_max_change: float = Field(0.2, gt=0.0, lt=1.0)  # sigma moves by at most 20 %
+
+    def sample_count(self, dim: int) -> int:
+        n = self.samples or default_samples(dim)
+        return n + n % 2
+
+    def island_frames(self, width: int, dtype: str = "float32") -> Frames:
+        """Per-island state (``IslandState.island``) by name: shape and numpy dtype (of the
+        genomes: the run's ``dtype``)."""
+        genes = F8 if dtype == "float64" else F4
+        return {"mean": ((width,), genes), "sigma": ((width,), genes),
+                "velocity": ((width,), genes)}
+
+    def genome_conflicts(self, kind: str) -> list[tuple[str, str]]:
+        if kind != "real":
+            return [("name", "pgpe works on real genomes only; use ga for tokens")]
+        return []
+
+
+__all__ = ["CMAESConfig", "PGPEConfig", "SHADEConfig", "SNESConfig", "default_samples"]

@@ -29,6 +29,14 @@ OLD_RUN_JSON = [
     b'"genome":{"kind":"tokens","length":24,"vocab":13},"name":"symbolic_regression",'
     b'"params":{}},"seed":0,"stop":{"duration_s":null,"max_evals":null,"target":null},'
     b'"version":1,"worker_timeout_s":12.0}',
+    # snes before repaired_z existed
+    b'{"algorithm":{"lr_center":1.0,"lr_sigma":null,"name":"snes","pop":8,"samples":null,'
+    b'"sigma_init":0.25},"assignment_poll_s":2.0,"checkpoint_interval_s":30.0,'
+    b'"elite_size":64,"heartbeat_interval_s":5.0,"islands":2,"migration":{"interval":20,'
+    b'"migrants":2,"topology":"pool"},"problem":{"direction":"minimize","fitness":null,'
+    b'"genome":{"dim":10,"kind":"real","lower":-1.0,"upper":1.0},"name":"sphere",'
+    b'"params":{}},"seed":5,"stop":{"duration_s":null,"max_evals":null,"target":null},'
+    b'"version":1,"worker_timeout_s":12.0}',
 ]
 
 
@@ -156,3 +164,18 @@ def test_cmaes_tuned_settings_by_flags_and_portfolio_classic_when_stored_without
         assert (cma.active, cma.step_evals) == (True, 64)
         assert b'"active":true' in spec_json(spec) and b'"step_evals":64' in spec_json(spec)
         assert parse_spec(spec_json(spec), source="run.json") == spec
+
+
+def test_snes_repaired_z_reads_as_clipped_when_stored_without() -> None:
+    """repaired_z came later: a snes table stored without it keeps its meaning (clipped) and
+    its bytes (above); flags leave it at clipped (measured: benchmarks/README.md), and a run
+    that asks for sampled has it written into run.json."""
+    old = parse_spec(OLD_RUN_JSON[2], source="run.json")
+    assert old.algorithm.repaired_z == "clipped"
+    by_flag = spec_from_flags(problem="sphere", dim=4, islands=2, algorithm="snes")
+    assert by_flag.algorithm.repaired_z == "clipped"
+    assert b"repaired_z" not in spec_json(by_flag)
+    sampled = spec_from_flags(problem="sphere", dim=4, islands=2, algorithm="snes",
+                              algorithm_settings={"repaired_z": "sampled"})
+    assert b'"repaired_z":"sampled"' in spec_json(sampled)
+    assert parse_spec(spec_json(sampled), source="run.json") == sampled

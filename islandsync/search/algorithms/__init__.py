@@ -23,13 +23,15 @@ from islandsync.search.algorithms.base import (
 from islandsync.search.algorithms.cmaes import CMAES
 from islandsync.search.algorithms.de import DifferentialEvolution
 from islandsync.search.algorithms.ga import GeneticAlgorithm
+from islandsync.search.algorithms.pgpe import PGPE
 from islandsync.search.algorithms.shade import SHADE
 from islandsync.search.algorithms.snes import SNES
 
 #: Every algorithm's implementation by name; the names are those of config.ALGORITHM_CONFIGS
 #: (the one list of names; a test holds the two equal). Add one with :func:`register`.
 ALGORITHMS: dict[str, type[Any]] = {
-    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES, SHADE, SNES)}
+    cls.name: cls for cls in (GeneticAlgorithm, DifferentialEvolution, CMAES, SHADE, SNES,
+                                  PGPE)}
 
 
 def register(cls: type[Any]) -> type[Any]:
@@ -84,6 +86,7 @@ def make_algorithm(spec_algorithm: Any, genome: RealGenome | TokenGenome,
 __all__ = [
     "ALGORITHMS",
     "CMAES",
+    "PGPE",
     "SHADE",
     "SNES",
     "Algorithm",

@@ -11,9 +11,11 @@ the rank utilities ``u_i = max(0, ln(lambda/2 + 1) - ln i) / sum - 1/lambda``,
 
 with eta_mu = 1 and eta_sigma = (3 + ln D) / (5 sqrt D) by default (the paper's; EvoX's and
 EvoTorch's SNES use the same). A sample outside the box is clamped onto it and a migrant
-replaces one of the worst samples (:mod:`.sampling`); both enter the update with the z of
-the point actually scored, ``(x - mu) / sigma``, shortened to length ``sqrt(D) + 2D/(D + 2)``
-(Hansen 2011). The mean stays in the box. The population is the best P points seen.
+replaces one of the worst samples (:mod:`.sampling`); a migrant enters the update with the
+z of the point scored, ``(x - mu) / sigma``, shortened to length ``sqrt(D) + 2D/(D + 2)``
+(Hansen 2011), and so does a clamped sample with ``repaired_z = "clipped"`` (the default),
+while with ``"sampled"`` it enters with the z it was drawn with. The mean stays in the box.
+The population is the best P points seen.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class SNES:
         self.sigma0 = config.sigma_init * self.box.width  # per gene where bounds are
         self.lr_center = config.lr_center
         self.lr_sigma = config.lr_sigma or (3 + math.log(genome.dim)) / (5 * math.sqrt(genome.dim))
+        self.sampled_z = config.repaired_z == "sampled"
         self.extra_defaults: dict[str, float] = {"injected": 1.0}
 
     def __repr__(self) -> str:
@@ -103,14 +106,14 @@ class SNES:
         z = torch.randn((k, lam, d), generator=g, device=g.device, dtype=mean.dtype)
         raw = torch.addcmul(mean[:, None], sigma[:, None], z)
         lo, hi = self.box.bounds(raw.device)
-        # Clamped onto the box, integer genes rounded: such a sample enters the update as
-        # an injected one (moved), its z clipped.
+        # Clamped onto the box, integer genes rounded: the point scored.
         genomes = self.box.repair(raw.clamp(lo, hi))
         f = evaluate(genomes).to(state.scores.dtype)
-        moved = (genomes != raw).any(-1)
         x, fu, replaced = inject_samples(
             state, genomes, f, torch.full((k,), lam, dtype=torch.int64, device=g.device))
-        redo = moved | replaced
+        # A clamped or rounded sample keeps the z it was drawn with ("sampled"), or enters
+        # as an injected one would ("clipped", stored runs' meaning; see SNESConfig).
+        redo = replaced if self.sampled_z else (genomes != raw).any(-1) | replaced
         if bool(redo.any()):  # z of the point scored, Hansen-clipped
             zr = (x - mean[:, None]) / sigma[:, None]
             zr = zr * clip_length(zr.norm(dim=-1), d)[..., None]

@@ -77,3 +77,34 @@ def test_a_million_dimensions_checkpoint_the_distribution() -> None:
     back = decode_island(blob, key="islands/0/000000000001-w.isz", spec=spec)
     assert torch.equal(torch.as_tensor(back.arrays["island.sigma"]),
                        engine.state.island["sigma"][0])
+
+
+def _one_step(mode: str) -> tuple[torch.Tensor, ...]:
+    """One SNES step with most samples clamped (sigma0 = the box width, optimum near the
+    upper bound): the state before, the noise drawn, what was scored, the state after."""
+    genome = RealGenome(dim=6, lower=-1.0, upper=1.0)
+    alg = SNES(SNESConfig(repaired_z=mode, sigma_init=1.0), genome)
+    scored: list[torch.Tensor] = []
+
+    def ev(x: torch.Tensor) -> torch.Tensor:
+        scored.append(x.clone())
+        return ((x - 0.9) ** 2).sum(-1)
+    g, ids = torch.Generator().manual_seed(3), torch.tensor([0])
+    state = initial_state(alg, ids, ev, g)
+    z = torch.randn((1, alg.samples, 6), generator=torch.Generator().set_state(g.get_state()))
+    after = alg.step(state, ids, ev, g)
+    return state, z, scored[-1], ev(scored[-1]), after, alg.lr_sigma
+
+
+def test_sampled_z_enters_a_clamped_sample_with_the_z_it_was_drawn_with() -> None:
+    """repaired_z = "sampled": a sample clamped onto the box is scored where it was clamped
+    but enters the update with its drawn z, unshortened; "clipped" (stored runs' meaning)
+    with the shorter z of the clamped point, which is another update."""
+    state, z, x, f, after, lr_sigma = _one_step("sampled")
+    assert bool(((x == 1.0) | (x == -1.0)).any()) and bool(((x >= -1) & (x <= 1)).all())
+    mean, sigma = update(state.island["mean"], state.island["sigma"], z, f, 1.0, lr_sigma)
+    assert torch.equal(after.island["mean"], mean.clamp(-1.0, 1.0))
+    assert torch.equal(after.island["sigma"], sigma)
+    state, z, x, f, clipped, _ = _one_step("clipped")
+    assert torch.equal(x, _one_step("sampled")[2])  # the same points scored
+    assert not torch.allclose(clipped.island["sigma"], after.island["sigma"])
