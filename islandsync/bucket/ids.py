@@ -8,6 +8,7 @@ for the hash's definition.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -39,12 +40,27 @@ def _splitmix64(seed: int, n: int) -> np.ndarray:
 
 
 def _mix_np(z: np.ndarray) -> np.ndarray:
+    return _mix_np_(z.copy(), np.empty_like(z))
+
+
+_STEPS = ((np.uint64(30), np.uint64(_M1)), (np.uint64(27), np.uint64(_M2)),
+          (np.uint64(31), None))
+
+
+def _mix_np_(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser in place on uint64 ``z``, with ``t`` (its shape) as scratch."""
     with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-        return z ^ (z >> np.uint64(31))
+        for shift, mult in _STEPS:
+            np.right_shift(z, shift, out=t)  # logical: uint64
+            z ^= t
+            if mult is not None:
+                z *= mult
+    return z
 
 
+
+# Genes per block of genome_ids_numpy: its passes over a block stay in cache.
+_BLOCK = 1 << 15
 
 _np_consts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 _lock = threading.Lock()
@@ -61,24 +77,46 @@ def _consts_np(d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def genome_ids_numpy(genomes: np.ndarray) -> np.ndarray:
-    """numpy twin of :func:`genome_ids`: the same int64 ids for the same genomes."""
+    """numpy twin of :func:`genome_ids`: the same int64 ids for the same genomes.
+
+    Computed in place over blocks of rows of about :data:`_BLOCK` genes, whose dozen uint64
+    passes stay in cache (uint64 shifts are logical, which torch's int64 ones are not): so
+    this is also the engine's fastest way to hash CPU genomes (torch's twin calls it there).
+    """
     a = np.asarray(genomes)
     if a.ndim == 0:
         raise ConfigError("genome_ids_numpy: genomes must have at least one dimension [..., D]")
-    d = a.shape[-1]
-    if np.issubdtype(a.dtype, np.floating):
-        x = a.astype(np.float32) + np.float32(0.0)
-        x = np.where(np.isnan(x), np.float32(np.nan), x).astype(np.float32)
-        v = np.ascontiguousarray(x).view(np.int32).astype(np.int64).view(np.uint64)
-    elif np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
-        v = a.astype(np.int64).view(np.uint64)
-    else:
+    floating = np.issubdtype(a.dtype, np.floating)
+    if not (floating or np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
         raise ConfigError(f"genome_ids_numpy: unsupported dtype {a.dtype}")
+    d = a.shape[-1]
+    n = math.prod(a.shape[:-1])
+    flat = a.reshape(n, d)
     mult, salt = _consts_np(d)
-    with np.errstate(over="ignore"):
-        h = _mix_np(v * mult + salt).sum(axis=-1, dtype=np.uint64)
-        out = _mix_np(np.asarray(h + np.uint64(d * _GOLDEN & _U64), dtype=np.uint64))
-    return out.view(np.int64)
+    rows = max(1, min(n, _BLOCK // max(d, 1)))
+    z, t = np.empty((rows, d), np.uint64), np.empty((rows, d), np.uint64)
+    f = np.empty((rows, d), np.float32) if floating else None
+    h = np.empty(n, np.uint64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for at in range(0, n, rows):
+            x = flat[at:at + rows]
+            zb = z[:len(x)]
+            if f is not None:
+                # The float32 value (-0.0 -> 0.0, every NaN the one NaN), as int32 bits
+                # sign-extended to 64.
+                fb = f[:len(x)]
+                fb[...] = x
+                fb += np.float32(0.0)
+                np.copyto(fb, np.float32(np.nan), where=np.isnan(fb))
+                zb[...] = fb.view(np.int32)
+            else:
+                zb[...] = x  # the integer's value, modulo 2**64
+            zb *= mult
+            zb += salt
+            np.sum(_mix_np_(zb, t[:len(x)]), axis=1, dtype=np.uint64, out=h[at:at + len(x)])
+        h += np.uint64(d * _GOLDEN & _U64)
+        _mix_np_(h, np.empty_like(h))
+    return h.view(np.int64).reshape(a.shape[:-1])
 
 
 __all__ = ["genome_ids_numpy"]

@@ -4,10 +4,11 @@ Pure tensor maths (no I/O). Every function works on islands stacked along the le
 dimension, ``[K, P, ...]``, and is vectorised over islands and individuals: the worker calls
 them on whatever device its islands live on.
 
-Genome ids are a 64-bit content hash computed on the device. :func:`genome_ids` (torch) and
-:func:`genome_ids_numpy` (numpy, for the coordinator's merge, which runs without torch)
-produce bit-identical values, so "equal genomes have equal ids" holds on every worker and
-device. The hash::
+Genome ids are a 64-bit content hash computed on the device. :func:`device_genome_ids`
+(torch, any device) and :func:`genome_ids_numpy` (numpy, for the coordinator's merge, which
+runs without torch) produce bit-identical values, so "equal genomes have equal ids" holds on
+every worker and device; :func:`genome_ids` takes the faster of the two for the genomes'
+device (numpy on a CPU, on the tensor's own memory). The hash::
 
     v_j   = canonical 64-bit value of gene j  (float: float32 bits, -0.0 -> 0.0, one NaN;
                                                int: the value as int64)
@@ -88,12 +89,32 @@ def genome_ids(genomes: Tensor) -> Tensor:
     """64-bit content-hash ids of ``genomes [..., D]`` as int64 ``[...]``, on their device.
 
     Float genomes are hashed by their float32 bits (so -0.0 and 0.0, and all NaNs, hash
-    alike); integer and bool genomes by their values. Equal to :func:`genome_ids_numpy`.
+    alike); integer and bool genomes by their values. Equal to :func:`genome_ids_numpy`,
+    which computes them for CPU genomes of a numpy dtype (on the same memory: 1.5-3x the
+    speed of torch's int64 passes, whose right shifts need a mask to be logical);
+    :func:`device_genome_ids` elsewhere.
     """
+    _check(genomes)
+    if genomes.device.type == "cpu" and genomes.dtype in _NUMPY_DTYPES \
+            and not genomes.requires_grad:
+        return torch.from_numpy(genome_ids_numpy(genomes.numpy()))
+    return device_genome_ids(genomes)
+
+
+_NUMPY_DTYPES = frozenset((torch.float16, torch.float32, torch.float64, torch.bool,
+                           torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64))
+
+
+def _check(genomes: Tensor) -> None:
     if genomes.dim() == 0:
         raise ConfigError("genome_ids: genomes must have at least one dimension [..., D]")
     if genomes.is_complex():
         raise ConfigError("genome_ids: complex genomes are not supported")
+
+
+def device_genome_ids(genomes: Tensor) -> Tensor:
+    """:func:`genome_ids` in torch on any device (a GPU's way; equal to the numpy twin)."""
+    _check(genomes)
     d = genomes.shape[-1]
     n = math.prod(genomes.shape[:-1])
     flat = genomes.reshape(n, d)
@@ -309,4 +330,4 @@ def _put(cur: Tensor, new: Tensor | float, worst: Tensor, mo: Tensor | None,
     return cur.scatter(1, worst, torch.where(ok, new, old))
 
 
-__all__ = ["elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants", "with_ids"]
+__all__ = ["device_genome_ids", "elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants", "with_ids"]

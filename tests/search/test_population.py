@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from islandsync.errors import ConfigError
 from islandsync.search.algorithms.base import IslandState
 from islandsync.search.population import (
+    device_genome_ids,
     elite,
     genome_ids,
     genome_ids_numpy,
@@ -26,14 +27,17 @@ from islandsync.search.population import (
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
                   elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
 def test_ids_torch_equals_numpy_float(a: np.ndarray) -> None:
-    assert np.array_equal(genome_ids(torch.from_numpy(a)).numpy(), genome_ids_numpy(a))
+    # genome_ids takes numpy's way on a CPU; device_genome_ids is the torch code a GPU runs.
+    for ids in (genome_ids, device_genome_ids):
+        assert np.array_equal(ids(torch.from_numpy(a)).numpy(), genome_ids_numpy(a))
 
 
 @settings(max_examples=60, deadline=None)
 @given(hnp.arrays(st.sampled_from([np.int64, np.int32, np.uint8]),
                   hnp.array_shapes(min_dims=1, max_dims=3, max_side=6)))
 def test_ids_torch_equals_numpy_int(a: np.ndarray) -> None:
-    assert np.array_equal(genome_ids(torch.from_numpy(a)).numpy(), genome_ids_numpy(a))
+    for ids in (genome_ids, device_genome_ids):
+        assert np.array_equal(ids(torch.from_numpy(a)).numpy(), genome_ids_numpy(a))
 
 
 def test_ids_canonical_and_sensitive() -> None:
@@ -51,6 +55,23 @@ def test_ids_canonical_and_sensitive() -> None:
     changed = base.repeat(40, 1)
     changed[torch.arange(40), torch.arange(40)] = (base + 1) % 13
     assert bool((genome_ids(changed) != genome_ids(base)).all())
+
+
+def test_ids_over_many_blocks_and_any_layout() -> None:
+    # Both ways hash a CPU batch in blocks of rows (2**15 genes): a batch of several blocks,
+    # with a short last one, strided, float64, and bfloat16 or a tensor that requires grad
+    # (torch's way: numpy cannot take them) give the same ids both ways, and those of each
+    # genome hashed alone.
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(250, 301, generator=g)
+    x[3, 5], x[200, 7], x[249, 0] = float("nan"), -0.0, float("inf")
+    for genomes in (x, x.t().contiguous().t(), x.double(), x[::2], x.bfloat16(),
+                    x.clone().requires_grad_(), x[:, None, :].expand(250, 2, 301)):
+        want = device_genome_ids(genomes)
+        assert torch.equal(genome_ids(genomes), want)
+        assert torch.equal(want.reshape(-1)[:1], device_genome_ids(genomes.reshape(-1, 301)[:1]))
+    assert torch.equal(genome_ids(x), torch.from_numpy(genome_ids_numpy(x.numpy())))
+    assert torch.equal(genome_ids(x[:, None]), genome_ids(x)[:, None])
 
 
 def test_no_collisions_in_1e5_random_genomes() -> None:
@@ -219,6 +240,7 @@ def test_ids_every_nan_is_one_nan() -> None:
         want = genome_ids_numpy(a)
     got = genome_ids(torch.from_numpy(a.copy())).numpy()
     assert np.array_equal(got, want)
+    assert np.array_equal(device_genome_ids(torch.from_numpy(a.copy())).numpy(), want)
     assert len(set(got[:5].tolist())) == 1 and got[5] == got[6]
     assert len({got[0], got[5], got[7], got[8]}) == 4
 
