@@ -11,6 +11,7 @@ snapshots for checkpoints.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
@@ -372,7 +373,7 @@ _CPU_EVAL_BLOCK_BYTES = 1 << 22
 def _rows_per_block(flat: torch.Tensor) -> int:
     if flat.device.type != "cpu" or flat.shape[0] == 0:
         return flat.shape[0]
-    return max(1, _CPU_EVAL_BLOCK_BYTES // max(1, flat[0].numel() * flat.element_size()))
+    return max(1, _CPU_EVAL_BLOCK_BYTES // max(1, math.prod(flat.shape[1:]) * flat.element_size()))
 
 
 _INF = float("inf")

@@ -434,10 +434,10 @@ def test_step_leaves_earlier_states_alone(key: str) -> None:
 
 @pytest.mark.parametrize("shape", [(4, 50, 100), (3, 7, 5)])  # even: from bits; odd: uniform_
 def test_uniform_fill_is_uniform_and_deterministic(shape: tuple[int, ...]) -> None:
-    from islandsync.search.algorithms.base import uniform_
+    from islandsync.search.algorithms.base import Uniforms
 
     def draw(seed: int) -> torch.Tensor:
-        return uniform_(torch.empty(shape), torch.Generator().manual_seed(seed))
+        return Uniforms(shape, torch.device("cpu")).draw(torch.Generator().manual_seed(seed))
 
     u = draw(1)
     assert torch.equal(u, draw(1)) and not torch.equal(u, draw(2))

@@ -109,24 +109,41 @@ def check_settings(algorithm: Any, config: Any, genome: Any) -> None:
         raise ConfigError("; ".join(f"algorithm.{field}: {msg}" for field, msg in bad))
 
 
-def uniform_(out: Tensor, generator: torch.Generator) -> Tensor:
-    """Fill float32 ``out`` with uniforms on [0, 1), in place, and return it.
+class Uniforms:
+    """A float32 buffer of one shape on one device, refilled with uniforms on [0, 1) by each
+    :meth:`draw` (scratch: what a draw returns is overwritten by the next one). Kept from one
+    generation to the next: a fresh buffer was a page-faulting allocation every time.
 
-    On a CPU, when ``out`` is contiguous with an even number of elements: 23-bit uniforms
-    built from random bits, two from each 64-bit draw of ``random_()`` (which gives 63 random
-    bits: bits 0-22 and 32-54 are used), as ``1.m - 1`` from a float32 with mantissa ``m``.
-    torch's ``uniform_()`` costs one generator call per value, which was a quarter of a
-    small DE generation; this is 0.6-0.8x its time (one ``random_`` of half the count and
-    three vectorised passes in place). Elsewhere (a GPU's generator is fast, odd sizes):
+    On a CPU, with an even number of elements: 23-bit uniforms built from random bits, two
+    from each 64-bit draw of ``random_()`` (which gives 63 random bits: bits 0-22 and 32-54
+    are used), as ``1.m - 1`` from a float32 with mantissa ``m``. torch's ``uniform_()``
+    costs one generator call per value, which was a quarter of a small DE generation; this
+    is 0.6-0.8x its time (one ``random_`` of half the count and three vectorised passes in
+    place, on bit views made once). Elsewhere (a GPU's generator is fast, odd sizes):
     ``uniform_()``. Deterministic given the generator's state either way.
     """
-    n = out.numel()
-    if out.device.type != "cpu" or n % 2 or not out.is_contiguous() \
-            or out.dtype != torch.float32:
-        return out.uniform_(generator=generator)
-    bits = out.view(-1).view(torch.int64).random_(generator=generator).view(torch.int32)
-    bits.bitwise_and_(0x7FFFFF).bitwise_or_(0x3F800000)  # [1, 2), 23 random mantissa bits
-    return out.sub_(1.0)
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device) -> None:
+        self.out = torch.empty(shape, dtype=torch.float32, device=device)
+        self._bits: tuple[Tensor, Tensor] | None = None
+        if self.out.device.type == "cpu" and self.out.numel() % 2 == 0:
+            wide = self.out.view(-1).view(torch.int64)
+            self._bits = (wide, wide.view(torch.int32))
+
+    def draw(self, generator: torch.Generator) -> Tensor:
+        if self._bits is None:
+            return self.out.uniform_(generator=generator)
+        wide, narrow = self._bits
+        wide.random_(generator=generator)
+        # [1, 2): 23 random mantissa bits. 0-dim operands: a Python number costs a wrapping
+        # tensor each call, which at small sizes is a third of the op.
+        narrow.bitwise_and_(_MANTISSA).bitwise_or_(_ONE_BITS)
+        return self.out.sub_(_ONE)
+
+
+_MANTISSA = torch.tensor(0x7FFFFF, dtype=torch.int32)
+_ONE_BITS = torch.tensor(0x3F800000, dtype=torch.int32)
+_ONE = torch.tensor(1.0)
 
 
 def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
@@ -147,5 +164,5 @@ def initial_state(algorithm: Algorithm, island_ids: Tensor, evaluate: Evaluate,
     return start(state) if callable(start) else state
 
 
-__all__ = ["Algorithm", "Evaluate", "IslandState", "check_algorithm", "check_settings",
-           "initial_state", "uniform_"]
+__all__ = ["Algorithm", "Evaluate", "IslandState", "Uniforms", "check_algorithm", "check_settings",
+           "initial_state"]

@@ -28,7 +28,7 @@ from torch import Tensor
 from islandsync.config import DEConfig, RealGenome
 from islandsync.errors import ConfigError
 from islandsync.search.state import IslandState
-from islandsync.search.algorithms.base import Evaluate, check_settings, uniform_
+from islandsync.search.algorithms.base import Evaluate, Uniforms, check_settings
 from islandsync.search.algorithms.box import Box
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def draws(small: Tensor, fc_old: Tensor, t: Tables) -> tuple[Tensor, Tensor, Ten
     v = torch.minimum((small[4:8] * t.scale).to(torch.int64), t.cap)
     p = t.after.shape[0]
     rows = offsets_(v[:3], p).add_(t.after).remainder_(p).add_(t.base)
-    return fc, rows, v[3, ..., None], f32[8, ..., None].clamp_(max=_BELOW_ONE)
+    return fc, rows, v[3].unsqueeze(-1), f32[8].unsqueeze(-1).clamp_(max=_BELOW_ONE)
 
 
 def trial_vectors(x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor, jrand: Tensor,
@@ -139,7 +139,7 @@ def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: T
     # Partners as whole rows (index_select copies rows; a gather indexes every gene).
     picked = source.reshape(-1, d).index_select(0, rows.reshape(-1)).view(3, b, p, d)
     p0, p1, p2 = picked.unbind(0)
-    mutant = p0.addcmul_(f[..., None], p1.sub_(p2))  # x_r1 + F (x_r2 - x_r3), in place
+    mutant = p0.addcmul_(f.unsqueeze(-1), p1.sub_(p2))  # x_r1 + F (x_r2 - x_r3), in place
 
     # One [K, P, D] draw serves crossover and bound repair: a gene is taken from the mutant
     # when c < CR, and given that, u = c / CR is uniform on [0, 1) and independent of the
@@ -147,7 +147,7 @@ def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: T
     # the rest of the step's arithmetic). Gene jrand is always taken: its u is its own uniform,
     # below 1. (CR is kept off 0 so u stays finite: a weight 0 * inf would be NaN. So CR = 0
     # also takes a gene drawn exactly 0.0: probability 2**-23.)
-    u = c.div_(cr.clamp(min=1e-30)[..., None])
+    u = c.div_(cr.clamp(min=1e-30).unsqueeze(-1))
     u.scatter_(2, jrand, u_j)
     # Choices are 0/1 float weights for lerp, which gives exactly one end at 0 and at 1: on a
     # CPU, where() with a full bool mask costs five times a lerp (and a bool result of a
@@ -181,7 +181,7 @@ def select_genomes(win: Tensor, trial: Tensor, x: Tensor) -> Tensor:
     bits = torch.int32 if x.dtype == torch.float32 else torch.int64
     xb = x.view(bits)
     out = torch.bitwise_xor(trial.view(bits), xb)
-    return out.mul_(win[..., None]).bitwise_xor_(xb).view(x.dtype)
+    return out.mul_(win.unsqueeze(-1)).bitwise_xor_(xb).view(x.dtype)
 
 
 # On a CPU the step's dozen passes over [K, P, D] run over blocks of whole islands of about
@@ -244,10 +244,15 @@ class DifferentialEvolution:
         self.f_lower, self.f_upper = config.f_lower, config.f_upper
         self.extra_defaults: dict[str, float] = {"F": self.f_init, "CR": self.cr_init}
         self._compile = _compiled(variation) if config.compile else None
-        # Per-shape constants and the [K, P, D] uniform's buffer (scratch: never returned),
-        # kept from one step to the next. Calls are never concurrent for one object.
-        self._tables: dict[tuple[Any, ...], Tables] = {}
-        self._scratch: Tensor | None = None
+        # Per-shape constants (with the islands a CPU block takes), the [K, P, D] uniforms'
+        # buffer (scratch: never returned), the islands' ids as a column, and the last step's
+        # F and CR with the views of them it returned: kept from one step to the next (each
+        # tensor made, or op called, per step costs microseconds: at small sizes the step is a
+        # few hundred). Calls are never concurrent for one object.
+        self._tables: dict[tuple[Any, ...], tuple[Tables, int]] = {}
+        self._scratch: Uniforms | None = None
+        self._born: tuple[Tensor, Tensor] | None = None
+        self._fc: tuple[Tensor, Tensor, Tensor] | None = None
 
     def __repr__(self) -> str:
         return (f"DifferentialEvolution(dim={self.dim}, pop={self.pop_size}, "
@@ -256,24 +261,43 @@ class DifferentialEvolution:
     def init(self, island_ids: Tensor, generator: torch.Generator) -> Tensor:
         return self.box.uniform(generator, (island_ids.shape[0], self.pop_size, self.dim))
 
-    def _constants(self, x: Tensor) -> Tables:
+    def _constants(self, x: Tensor) -> tuple[Tables, int]:
+        """The tables of ``x``'s shape, and the islands a CPU block takes."""
         key = (*x.shape, x.device)
-        t = self._tables.get(key)
-        if t is None:
+        got = self._tables.get(key)
+        if got is None:
             if len(self._tables) > 8:  # the islands hosted changed many times: start afresh
                 self._tables.clear()
-            t = self._tables[key] = make_tables(*x.shape, self.tau_f, self.tau_cr,
-                                                self.f_lower, self.f_upper, x.device)
-        return t
+            got = self._tables[key] = (make_tables(*x.shape, self.tau_f, self.tau_cr,
+                                                   self.f_lower, self.f_upper, x.device),
+                                       _islands_per_block(x))
+        return got
 
     def _uniforms(self, g: torch.Generator, x: Tensor) -> Tensor:
-        """The generation's [K, P, D] uniforms (:func:`~islandsync.search.algorithms.base.
-        uniform_`), drawn into a buffer kept between steps: a fresh one was a page-faulting
-        allocation of the whole population's size every generation."""
-        c = self._scratch
-        if c is None or c.shape != x.shape or c.device != x.device:
-            c = self._scratch = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-        return uniform_(c, g)
+        """The generation's [K, P, D] uniforms (:class:`~islandsync.search.algorithms.base.
+        Uniforms`), in a buffer kept while the shape stays."""
+        u = self._scratch
+        if u is None or u.out.shape != x.shape or u.out.device != x.device:
+            u = self._scratch = Uniforms(x.shape, x.device)
+        return u.draw(g)
+
+    def _parents_fc(self, state: IslandState) -> Tensor:
+        """The parents' F and CR as one [2, K, P] tensor: the last step's own where they are
+        still the views it returned (states are replaced, never changed in place), so the
+        usual step stacks nothing."""
+        f, cr = state.extra["F"], state.extra["CR"]
+        last = self._fc
+        if last is not None and last[1] is f and last[2] is cr:
+            return last[0]
+        return torch.stack((f, cr))
+
+    def _born_column(self, island_ids: Tensor) -> Tensor:
+        """``island_ids`` as an int64 [K, 1] column (a new genome's origin), kept while the
+        stack's ids tensor stays the same."""
+        born = self._born
+        if born is None or born[0] is not island_ids:
+            born = self._born = (island_ids, island_ids.to(torch.int64).unsqueeze(-1))
+        return born[1]
 
     def step(self, state: IslandState, island_ids: Tensor, evaluate: Evaluate,
              generator: torch.Generator) -> IslandState:
@@ -283,14 +307,13 @@ class DifferentialEvolution:
         lo, hi = self.box.bounds(x.device)
         if p < 4:
             raise ConfigError(f"de: needs pop >= 4 to draw 3 distinct partners, got {p}")
-        t = self._constants(x)
+        t, step = self._constants(x)
         # Two draws a generation: every per-individual uniform in one [9, K, P] tensor (at
         # small sizes each call's overhead counts), and the [K, P, D] one. The arithmetic
         # after them is pure (and can be compiled: ``compile`` in the settings).
         small = torch.rand((9, k, p), generator=g, device=g.device, dtype=torch.float64)
         c = self._uniforms(g, x)
-        fc_old = torch.stack((state.extra["F"], state.extra["CR"]))
-        step = _islands_per_block(x)
+        fc_old = self._parents_fc(state)
         if self._compile is not None:
             trial, fc = self._compile(x, small, c, fc_old, t, lo, hi)
         elif step >= k:
@@ -310,15 +333,16 @@ class DifferentialEvolution:
             trial_scores = trial_scores.to(state.scores.dtype)
         win = trial_scores <= state.scores
         fc = torch.where(win, fc, fc_old)
-        born = island_ids if island_ids.dtype == torch.int64 else island_ids.to(torch.int64)
+        extra = {"F": fc[0], "CR": fc[1]}
+        self._fc = (fc, extra["F"], extra["CR"])
         return IslandState(
             genomes=select_genomes(win, trial, x),
             scores=torch.where(win, trial_scores, state.scores),
             # Ids are left to the engine, which hashes genomes only where ids are read
             # (migration, snapshots): hashing every trial was half the step's time.
             ids=None,
-            origin=torch.where(win, born[:, None], state.origin),
-            extra={"F": fc[0], "CR": fc[1]},
+            origin=torch.where(win, self._born_column(island_ids), state.origin),
+            extra=extra,
         )
 
 
