@@ -59,6 +59,8 @@ class Stack:
         self._bad: torch.Tensor | None = None  # NaN/inf per row of _evaluating, on device
         self._bad_rows: torch.Tensor | None = None  # the same, per [row, genome slot]
         self._islands_of: tuple[torch.Tensor, list[int]] | None = None
+        # +inf as a 0-dim tensor: a comparison with a Python number costs a wrapping tensor.
+        self._inf = torch.tensor(_INF, dtype=self.score_dtype, device=device)
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -125,7 +127,7 @@ class Stack:
         scores = torch.nan_to_num(scores, nan=_INF, posinf=_INF, neginf=_INF)
         # Counted on the device and read only at snapshots: no host sync per generation.
         # Per genome slot, summed over the slots only when read (one op a call fewer).
-        bad = scores == _INF
+        bad = torch.eq(scores, self._inf)
         rows = self._bad_rows
         if rows is not None and rows.shape == bad.shape:
             rows.add_(bad)

@@ -54,20 +54,22 @@ def partners(a: Tensor) -> Tensor:
     return torch.remainder(v + torch.arange(1, p + 1, device=a.device), p).permute(1, 2, 0)
 
 
-def offsets_(v: Tensor, p: int) -> Tensor:
+def offsets_(v: Tensor, p: int, one: int | Tensor = 1, wrap: int | Tensor | None = None
+             ) -> Tensor:
     """In place on ``v [n, k, p]`` int64 with ``v[m]`` uniform on ``0..p-2-m``: ``n`` distinct
     offsets in ``0..p-2``, uniform over ordered n-tuples. The first is ``v[0]``; the others
     are ``(v[0] + 1 + w[m]) mod (p - 1)``, which skips ``v[0]``, where ``w[1] = v[1]`` and each
     later ``w[m]`` steps over the earlier ones in ascending order (``w[2] = v[2] + (v[2] >=
     v[1])`` for DE's three). Each step is a bijection, so the tuple is uniform. 8 small ops for
-    three partners (stepping all three over each other took 14)."""
+    three partners (stepping all three over each other took 14). ``one`` and ``wrap`` (``p -
+    1``) may be given as 0-dim int64 tensors, which a call takes faster than Python numbers."""
     rows = v.unbind(0)
     for m in range(2, len(rows)):  # n is 3: a loop over draws, never over individuals
         prior = rows[1:2] if m == 2 else torch.sort(v[1:m], dim=0).values.unbind(0)
         for e in prior:
             rows[m].add_(rows[m] >= e)
     if len(rows) > 1:
-        v[1:].add_(rows[0]).add_(1).remainder_(p - 1)
+        v[1:].add_(rows[0]).add_(one).remainder_(p - 1 if wrap is None else wrap)
     return v
 
 
@@ -83,6 +85,12 @@ class Tables(NamedTuple):
     tau: Tensor  # [2, 1, 1] float32: redraw probabilities of F and CR
     span: Tensor  # [2, 1, 1] float32: a redrawn F is f_lower + u * span; CR is u * 1 + 0
     low: Tensor  # [2, 1, 1] float32
+    # 0-dim operands: a Python number costs a call a wrapping tensor (a comparison of [K, P,
+    # D] with 1.0 took twice the time of one with a float32 tensor).
+    one: Tensor  # int64 1
+    wrap: Tensor  # int64 p - 1
+    modulus: Tensor  # int64 p
+    unit: Tensor  # float32 1.0
 
 
 def make_tables(k: int, p: int, d: int, tau_f: float, tau_cr: float, f_lower: float,
@@ -98,6 +106,10 @@ def make_tables(k: int, p: int, d: int, tau_f: float, tau_cr: float, f_lower: fl
         tau=torch.tensor([tau_f, tau_cr], **f32)[:, None, None],
         span=torch.tensor([f_upper - f_lower, 1.0], **f32)[:, None, None],
         low=torch.tensor([f_lower, 0.0], **f32)[:, None, None],
+        one=torch.tensor(1, dtype=torch.int64, device=device),
+        wrap=torch.tensor(p - 1, dtype=torch.int64, device=device),
+        modulus=torch.tensor(p, dtype=torch.int64, device=device),
+        unit=torch.tensor(1.0, **f32),
     )
 
 
@@ -116,7 +128,7 @@ def draws(small: Tensor, fc_old: Tensor, t: Tables) -> tuple[Tensor, Tensor, Ten
     fc = torch.where(f32[0:4:2] < t.tau, torch.addcmul(t.low, f32[1:4:2], t.span), fc_old)
     v = torch.minimum((small[4:8] * t.scale).to(torch.int64), t.cap)
     p = t.after.shape[0]
-    rows = offsets_(v[:3], p).add_(t.after).remainder_(p).add_(t.base)
+    rows = offsets_(v[:3], p, t.one, t.wrap).add_(t.after).remainder_(t.modulus).add_(t.base)
     return fc, rows, v[3].unsqueeze(-1), f32[8].unsqueeze(-1).clamp_(max=_BELOW_ONE)
 
 
@@ -134,7 +146,7 @@ def trial_vectors(x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor, jra
 
 def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: Tensor,
             jrand: Tensor, u_j: Tensor, lo: float | Tensor, hi: float | Tensor,
-            out: Tensor | None) -> Tensor:
+            out: Tensor | None, unit: float | Tensor = 1.0) -> Tensor:
     b, p, d = x.shape
     # Partners as whole rows (index_select copies rows; a gather indexes every gene).
     picked = source.reshape(-1, d).index_select(0, rows.reshape(-1)).view(3, b, p, d)
@@ -152,7 +164,7 @@ def _trials(source: Tensor, x: Tensor, rows: Tensor, f: Tensor, cr: Tensor, c: T
     # Choices are 0/1 float weights for lerp, which gives exactly one end at 0 and at 1: on a
     # CPU, where() with a full bool mask costs five times a lerp (and a bool result of a
     # comparison four times a float one).
-    take = torch.lt(u, 1.0, out=p2)
+    take = torch.lt(u, unit, out=p2)  # unit: 1.0 (Tables.unit, a float32 tensor)
     trial = torch.lerp(x, mutant, take, out=mutant)
 
     # Out-of-box genes: uniform between the parent's gene and the violated bound, i.e.
@@ -171,7 +183,7 @@ def variation(x: Tensor, small: Tensor, c: Tensor, fc_old: Tensor, t: Tables,
     :func:`draws`). Pure apart from using ``c`` as scratch: eager and compiled runs compute
     the same thing."""
     fc, rows, jrand, u_j = draws(small, fc_old, t)
-    return _trials(x, x, rows, fc[0], fc[1], c, jrand, u_j, lo, hi, None), fc
+    return _trials(x, x, rows, fc[0], fc[1], c, jrand, u_j, lo, hi, None, t.unit), fc
 
 
 def select_genomes(win: Tensor, trial: Tensor, x: Tensor) -> Tensor:
@@ -325,7 +337,7 @@ class DifferentialEvolution:
             for a in range(0, k, step):
                 b = slice(a, a + step)
                 _trials(x, x[b], rows[:, b], f[b], cr[b], c[b], jrand[b], u_j[b], lo, hi,
-                        trial[b])
+                        trial[b], t.unit)
 
         trial = self.box.repair(trial)  # integer genes, after the bound repair
         trial_scores = evaluate(trial)
