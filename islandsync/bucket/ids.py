@@ -30,17 +30,11 @@ def _signed(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-
 def _splitmix64(seed: int, n: int) -> np.ndarray:
     """The first ``n`` outputs of splitmix64 from ``seed``, as uint64."""
     with np.errstate(over="ignore"):
         x = np.uint64(seed & _U64) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
-        return _mix_np(x)
-
-
-
-def _mix_np(z: np.ndarray) -> np.ndarray:
-    return _mix_np_(z.copy(), np.empty_like(z))
+        return _mix_np_(x, np.empty_like(x))
 
 
 _STEPS = ((np.uint64(30), np.uint64(_M1)), (np.uint64(27), np.uint64(_M2)),
@@ -48,15 +42,14 @@ _STEPS = ((np.uint64(30), np.uint64(_M1)), (np.uint64(27), np.uint64(_M2)),
 
 
 def _mix_np_(z: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser in place on uint64 ``z``, with ``t`` (its shape) as scratch."""
-    with np.errstate(over="ignore"):
-        for shift, mult in _STEPS:
-            np.right_shift(z, shift, out=t)  # logical: uint64
-            z ^= t
-            if mult is not None:
-                z *= mult
+    """The splitmix64 finaliser in place on uint64 ``z``, with ``t`` (its shape) as scratch
+    (array arithmetic wraps modulo 2**64 without a warning)."""
+    for shift, mult in _STEPS:
+        np.right_shift(z, shift, out=t)  # logical: uint64
+        z ^= t
+        if mult is not None:
+            z *= mult
     return z
-
 
 
 # Genes per block of genome_ids_numpy: its passes over a block stay in cache.
@@ -97,6 +90,7 @@ def genome_ids_numpy(genomes: np.ndarray) -> np.ndarray:
     z, t = np.empty((rows, d), np.uint64), np.empty((rows, d), np.uint64)
     f = np.empty((rows, d), np.float32) if floating else None
     h = np.empty(n, np.uint64)
+    # Quietly: a float64 gene beyond float32's range hashes as inf, a signalling NaN as NaN.
     with np.errstate(over="ignore", invalid="ignore"):
         for at in range(0, n, rows):
             x = flat[at:at + rows]
@@ -113,7 +107,8 @@ def genome_ids_numpy(genomes: np.ndarray) -> np.ndarray:
                 zb[...] = x  # the integer's value, modulo 2**64
             zb *= mult
             zb += salt
-            np.sum(_mix_np_(zb, t[:len(x)]), axis=1, dtype=np.uint64, out=h[at:at + len(x)])
+            np.add.reduce(_mix_np_(zb, t[:len(x)]), axis=1, dtype=np.uint64,
+                          out=h[at:at + len(x)])
         h += np.uint64(d * _GOLDEN & _U64)
         _mix_np_(h, np.empty_like(h))
     return h.view(np.int64).reshape(a.shape[:-1])
