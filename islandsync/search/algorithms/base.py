@@ -110,11 +110,12 @@ def check_settings(algorithm: Any, config: Any, genome: Any) -> None:
 
 
 class Uniforms:
-    """A float32 buffer of one shape on one device, refilled with uniforms on [0, 1) by each
-    :meth:`draw` (scratch: what a draw returns is overwritten by the next one). Kept from one
-    generation to the next: a fresh buffer was a page-faulting allocation every time.
+    """A buffer of one shape, device and float dtype, refilled with uniforms on [0, 1) by
+    each :meth:`draw` (scratch: what a draw returns is overwritten by the next one). Kept
+    from one generation to the next: a fresh buffer was a page-faulting allocation every
+    time. A float64 draw is ``torch.rand``'s, value for value.
 
-    On a CPU, with an even number of elements: 23-bit uniforms built from random bits, two
+    float32 on a CPU, with an even number of elements: 23-bit uniforms built from random bits, two
     from each 64-bit draw of ``random_()`` (which gives 63 random bits: bits 0-22 and 32-54
     are used), as ``1.m - 1`` from a float32 with mantissa ``m``. torch's ``uniform_()``
     costs one generator call per value, which was a quarter of a small DE generation; this
@@ -123,10 +124,12 @@ class Uniforms:
     ``uniform_()``. Deterministic given the generator's state either way.
     """
 
-    def __init__(self, shape: tuple[int, ...], device: torch.device) -> None:
-        self.out = torch.empty(shape, dtype=torch.float32, device=device)
+    def __init__(self, shape: tuple[int, ...], device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.out = torch.empty(shape, dtype=dtype, device=device)
         self._bits: tuple[Tensor, Tensor] | None = None
-        if self.out.device.type == "cpu" and self.out.numel() % 2 == 0:
+        if self.out.device.type == "cpu" and self.out.numel() % 2 == 0 \
+                and dtype == torch.float32:
             wide = self.out.view(-1).view(torch.int64)
             self._bits = (wide, wide.view(torch.int32))
 

@@ -262,7 +262,7 @@ class DifferentialEvolution:
         # tensor made, or op called, per step costs microseconds: at small sizes the step is a
         # few hundred). Calls are never concurrent for one object.
         self._tables: dict[tuple[Any, ...], tuple[Tables, int]] = {}
-        self._scratch: Uniforms | None = None
+        self._scratch: tuple[Uniforms, Uniforms] | None = None
         self._born: tuple[Tensor, Tensor] | None = None
         self._fc: tuple[Tensor, Tensor, Tensor] | None = None
 
@@ -285,13 +285,16 @@ class DifferentialEvolution:
                                        _islands_per_block(x))
         return got
 
-    def _uniforms(self, g: torch.Generator, x: Tensor) -> Tensor:
-        """The generation's [K, P, D] uniforms (:class:`~islandsync.search.algorithms.base.
-        Uniforms`), in a buffer kept while the shape stays."""
+    def _uniforms(self, g: torch.Generator, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The generation's two draws (:class:`~islandsync.search.algorithms.base.Uniforms`,
+        in buffers kept while the shape stays): the [9, K, P] float64 per individual, then
+        the [K, P, D] float32."""
         u = self._scratch
-        if u is None or u.out.shape != x.shape or u.out.device != x.device:
-            u = self._scratch = Uniforms(x.shape, x.device)
-        return u.draw(g)
+        if u is None or u[1].out.shape != x.shape or u[1].out.device != x.device:
+            k, p, _ = x.shape
+            u = self._scratch = (Uniforms((9, k, p), x.device, torch.float64),
+                                 Uniforms(x.shape, x.device))
+        return u[0].draw(g), u[1].draw(g)
 
     def _parents_fc(self, state: IslandState) -> Tensor:
         """The parents' F and CR as one [2, K, P] tensor: the last step's own where they are
@@ -323,8 +326,7 @@ class DifferentialEvolution:
         # Two draws a generation: every per-individual uniform in one [9, K, P] tensor (at
         # small sizes each call's overhead counts), and the [K, P, D] one. The arithmetic
         # after them is pure (and can be compiled: ``compile`` in the settings).
-        small = torch.rand((9, k, p), generator=g, device=g.device, dtype=torch.float64)
-        c = self._uniforms(g, x)
+        small, c = self._uniforms(g, x)
         fc_old = self._parents_fc(state)
         if self._compile is not None:
             trial, fc = self._compile(x, small, c, fc_old, t, lo, hi)
