@@ -432,6 +432,17 @@ def test_step_leaves_earlier_states_alone(key: str) -> None:
         assert all(torch.equal(s.island[n], island[n]) for n in island)
 
 
+def test_uniforms_float64_are_torch_rand_and_the_buffer_is_kept() -> None:
+    from islandsync.search.algorithms.base import Uniforms
+
+    u = Uniforms((9, 4, 5), torch.device("cpu"), torch.float64)
+    g, h = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for _ in range(2):  # the same values as torch.rand from the same stream, draw after draw
+        drawn = u.draw(g)
+        assert drawn is u.out and drawn.dtype == torch.float64
+        assert torch.equal(drawn, torch.rand((9, 4, 5), generator=h, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("shape", [(4, 50, 100), (3, 7, 5)])  # even: from bits; odd: uniform_
 def test_uniform_fill_is_uniform_and_deterministic(shape: tuple[int, ...]) -> None:
     from islandsync.search.algorithms.base import Uniforms
