@@ -1,8 +1,8 @@
 """islandsync's engine against EvoX on one device: the same problem, sizes and device.
 
     python benchmarks/peers.py [--sizes 8x64x100,8x512x100,8x1024x1000] [--algorithms de,ga]
-        [--repeats 3] [--gens 20] [--device auto] [--threads N] [--compile] [--json PATH]
-        [--markdown PATH] [--quick]
+        [--repeats 3] [--gens 20] [--device auto] [--threads N] [--clock wall|cpu] [--compile]
+        [--json PATH] [--markdown PATH] [--quick]
 
 Needs EvoX (``pip install 'islandsync[bench]'``). For each size ``K x P x D`` (islands x
 population per island x dimension, float32 Rastrigin in [-5.12, 5.12]) and algorithm:
@@ -32,7 +32,12 @@ different algorithm. Both sides evaluate the same function: islandsync's ``rastr
 All sides run in one process, taking turns generation by generation (islandsync, evox,
 evox-in-turn, then again), so load on a shared machine hits every side alike; a window's
 time is each side's sum over its ``--gens`` generations, and the tables hold the medians of
-``--repeats`` windows. On a GPU the run also reports the share of the memory-bandwidth roofline the engine
+``--repeats`` windows. ``--clock cpu`` (a CPU run only) times each generation by the
+process's CPU time instead of the wall clock: on a machine shared with other processes, a
+generation during which the scheduler ran someone else is charged their turn by the wall
+clock, which at a millisecond a generation and a load of several processes a core swamps
+the difference between the sides; CPU time counts only the work done (with ``--threads 1``,
+all of it on the timing thread). On a GPU the run also reports the share of the memory-bandwidth roofline the engine
 reaches: bytes a generation must move at minimum (the population read once, the trial batch
 written once and read once by the fitness function, the survivors written once: 16 bytes
 per gene) over its time, against the bandwidth a device-to-device copy reaches.
@@ -185,18 +190,22 @@ def evox_generation(flows: list[Any]) -> None:
         wf.step()
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def timed_window(sides: dict[str, Callable[[], None]], gens: int,
-                 device: torch.device) -> dict[str, float]:
+                 device: torch.device, clock: Callable[[], float] = time.perf_counter
+                 ) -> dict[str, float]:
     """Seconds each side spends on ``gens`` generations, the sides taking turns generation by
     generation: load that comes and goes on a shared machine hits every side alike."""
     spent = dict.fromkeys(sides, 0.0)
     for _ in range(gens):
         for name, generation in sides.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             generation()
             _sync(device)
-            spent[name] += time.perf_counter() - t0
+            spent[name] += clock() - t0
     return spent
 
 
@@ -245,20 +254,22 @@ def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace
         sides["evox_one"] = lambda: evox_generation(one)
         sides["evox_k"] = lambda: evox_generation(each)
     # Warm-up: allocations, first-call paths (and compilation, with --compile).
-    timed_window(sides, min(args.gens, 3), device)
+    clock = CLOCKS[args.clock]
+    timed_window(sides, min(args.gens, 3), device, clock)
     windows: dict[str, list[float]] = {name: [] for name in sides}
     # islandsync's own count: a CMA-ES island runs ceil(step_evals / lambda) generations of
     # its lambda a step (so 8 x 68 evaluations at 8 x 64 x 100, not 8 x 64).
     evals_before = sum(engine.evals.values())
     for r in range(args.repeats):
-        for name, sec in timed_window(sides, args.gens, device).items():
+        for name, sec in timed_window(sides, args.gens, device, clock).items():
             windows[name].append(sec)
         log(f"  {algorithm} {k}x{p}x{d} repeat {r + 1}/{args.repeats}: " + "  ".join(
             f"{name} {args.gens / runs[-1]:>8,.1f}" for name, runs in windows.items())
             + " generations/s")
     row: dict[str, Any] = {"algorithm": algorithm, "islands": k, "pop": p, "dim": d,
                            "gens_per_window": args.gens, "repeats": args.repeats,
-                           "compile": bool(args.compile and algorithm == "de")}
+                           "compile": bool(args.compile and algorithm == "de"),
+                           "clock": args.clock}
     own = (sum(engine.evals.values()) - evals_before) / (args.repeats * args.gens)
     for name, runs in windows.items():
         sec = statistics.median(runs) / args.gens
@@ -321,6 +332,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--interval", type=int, help="generations between migrations (20)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="torch intra-op threads (torch's default)")
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="time generations by the wall clock, or by the process's CPU time "
+                        "(a CPU run on a shared machine; see the module docstring)")
     p.add_argument("--compile", action="store_true",
                    help="DE with its compile setting on (torch.compile of the step's arithmetic)")
     p.add_argument("--no-evox", dest="evox", action="store_false",
@@ -349,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.clock == "cpu" and device.type != "cpu":
+        print(f"peers: --clock cpu times a CPU run only ({device} does its work off the "
+              "process's CPU time); use --clock wall", file=sys.stderr)
+        return 2
     if args.sizes is None:
         args.sizes = GPU_SIZES if device.type == "cuda" else CPU_SIZES
     if args.evox:
@@ -368,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"peers: device {device}, torch {torch.__version__} ({torch.get_num_threads()} threads),"
         f" evox {evox_version}, sizes {', '.join('x'.join(map(str, s)) for s in args.sizes)}, "
-        f"{args.repeats} repeats of {args.gens} generations, migration every {args.interval}")
+        f"{args.repeats} repeats of {args.gens} generations, migration every {args.interval}, "
+        f"{args.clock} clock")
     if args.peak_bw:
         log(f"  device-to-device copy: {args.peak_bw / 1e9:,.0f} GB/s")
     t0 = time.perf_counter()

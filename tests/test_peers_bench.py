@@ -41,6 +41,16 @@ def test_islandsync_alone_needs_no_evox(tmp_path: Path) -> None:
     assert row["islandsync"]["evals_per_s"] > 0 and "evox_one" not in row
 
 
+def test_cpu_clock_times_generations_by_cpu_time(tmp_path: Path) -> None:
+    out = tmp_path / "cpu.json"
+    assert _peers("--quick", "--no-evox", "--algorithms", "de", "--clock", "cpu",
+                  "--json", str(out)) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["clock"] == "cpu" and row["islandsync"]["ms_per_gen"] > 0
+    done = run_benchmark("peers", "--quick", "--no-evox", "--clock", "sundial")
+    assert done.returncode == 2 and "--clock" in done.stderr
+
+
 def test_quick_run_of_the_distribution_strategies_and_shade(tmp_path: Path) -> None:
     """CMA-ES, SHADE and SNES against EvoX's own (its CMAES through the eager subclass)."""
     pytest.importorskip("evox", reason="EvoX is not installed (pip install 'islandsync[bench]')")
