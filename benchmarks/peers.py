@@ -37,10 +37,11 @@ process's CPU time instead of the wall clock: on a machine shared with other pro
 generation during which the scheduler ran someone else is charged their turn by the wall
 clock, which at a millisecond a generation and a load of several processes a core swamps
 the difference between the sides; CPU time counts only the work done (with ``--threads 1``,
-all of it on the timing thread). On a GPU the run also reports the share of the memory-bandwidth roofline the engine
-reaches: bytes a generation must move at minimum (the population read once, the trial batch
-written once and read once by the fitness function, the survivors written once: 16 bytes
-per gene) over its time, against the bandwidth a device-to-device copy reaches.
+all of it on the timing thread). On a GPU the run also reports the share of the
+memory-bandwidth roofline the engine reaches: bytes a generation must move at minimum (the
+population read once, the trial batch written once and read once by the fitness function,
+the survivors written once: 16 bytes per gene) over its time, against the bandwidth a
+device-to-device copy reaches.
 """
 
 from __future__ import annotations

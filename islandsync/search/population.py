@@ -330,4 +330,5 @@ def _put(cur: Tensor, new: Tensor | float, worst: Tensor, mo: Tensor | None,
     return cur.scatter(1, worst, torch.where(ok, new, old))
 
 
-__all__ = ["device_genome_ids", "elite", "genome_ids", "genome_ids_numpy", "inject", "select_migrants", "with_ids"]
+__all__ = ["device_genome_ids", "elite", "genome_ids", "genome_ids_numpy", "inject",
+           "select_migrants", "with_ids"]
