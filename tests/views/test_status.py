@@ -166,6 +166,10 @@ def test_status_shows_live_numbers_between_checkpoints(tmp_path: Path) -> None:
         assert all(i["evals"] > 0 and i["best"] is not None for i in st["islands"])
         text = format_status(st)
         assert " live" in text and f"{st['islands'][0]['generation']:,}" in text
+        # The worker's device and the genomes' dtype it picked ("auto": float64 on a CPU).
+        assert cluster_spec().dtype == "auto"
+        assert [w["device"] for w in st["workers"]] == ["cpu float64"]
+        assert "cpu float64" in text
     finally:
         worker.request_stop("test over")
         thread.join(60)
