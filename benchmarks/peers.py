@@ -27,7 +27,13 @@ generational GA assembled from EvoX's own operators (``tournament_selection`` of
 ``simulated_binary`` at rate 0.9 and eta 15, ``polynomial_mutation`` at 1/D and eta 20, the
 best 2 per population kept): its closest algorithm, and the one that does the same work; its
 NSGA-II would add a non-dominated sort that one objective does not need, and its PSO is a
-different algorithm. Both sides evaluate the same function: islandsync's ``rastrigin``.
+different algorithm. EvoX 1.4 has no PGPE either (its ``es_variants`` are OpenES, XNES,
+SeparableNES, DES, SNES, ARS, ASEBO, PersistentES, NoiseReuseES, GuidedES, ESMC, CMAES and the
+VirtualES pair), so PGPE's peer is its closest, ``OpenES`` with mirrored sampling and its one
+optimiser, ``adam`` (no ClipUp): the same antithetic batch of lambda = P and a step of the
+centre from it, without PGPE's ranking, per-gene sigma update and box repair, so a little
+less work a generation than ours. Both sides evaluate the same function: islandsync's
+``rastrigin``.
 
 All sides run in one process, taking turns generation by generation (islandsync, evox,
 evox-in-turn, then again), so load on a shared machine hits every side alike; a window's
@@ -58,7 +64,7 @@ from typing import Any, Callable
 
 import torch
 
-from islandsync.config import ALGORITHM_CONFIGS, spec_from_flags
+from islandsync.config import ALGORITHM_CONFIGS, PGPEConfig, spec_from_flags
 from islandsync.search.problems import make_problem
 from islandsync.testing.machine import machine_info
 from islandsync.worker.engine import Engine, resolve_device
@@ -70,8 +76,8 @@ LOWER, UPPER = -5.12, 5.12
 GA_ELITE, GA_TOURNAMENT = 2, 3
 EVOX_HINT = "pip install 'islandsync[bench]' (EvoX)"
 #: The registry's algorithms (islandsync.config.ALGORITHM_CONFIGS) with a peer in EvoX 1.4
-#: (the GA's is assembled from EvoX's operators).
-ALGORITHMS = ("de", "ga", "cmaes", "shade", "snes")
+#: (the GA's is assembled from EvoX's operators; PGPE's is its OpenES: see the docstring).
+ALGORITHMS = ("de", "ga", "cmaes", "shade", "snes", "pgpe")
 
 
 def _sync(device: torch.device) -> None:
@@ -146,7 +152,7 @@ def evox_workflows(algorithm: str, pops: int, pop: int, dim: int, device: torch.
                    elite: int = GA_ELITE) -> list[Any]:
     """``pops`` EvoX workflows of ``pop`` individuals each, initialised (first evaluation);
     a GA keeps its best ``elite``."""
-    from evox.algorithms import CMAES, DE, SHADE, SNES
+    from evox.algorithms import CMAES, DE, SHADE, SNES, OpenES
     from evox.workflows import StdWorkflow
 
     problem_cls, ga_cls = _evox_parts(device)
@@ -166,6 +172,12 @@ def evox_workflows(algorithm: str, pops: int, pop: int, dim: int, device: torch.
             alg = _eager_cmaes(CMAES)(mean_init=mean, sigma=sigma, pop_size=pop, device=device)
         elif algorithm == "snes":
             alg = SNES(pop_size=pop, center_init=mean, sigma=sigma, device=device)
+        elif algorithm == "pgpe":
+            # OpenES, mirrored (pop must be even, as ours), stepped by Adam at ClipUp's
+            # default centre step (our lr_center: half its max_speed, of the box width).
+            lr = PGPEConfig().max_speed / 2 * (UPPER - LOWER)
+            alg = OpenES(pop_size=pop, center_init=mean, learning_rate=lr, noise_stdev=sigma,
+                         optimizer="adam", mirrored_sampling=True, device=device)
         else:
             alg = ga_cls(pop, lb, ub, elite=elite)
         wf = StdWorkflow(alg, problem_cls(), device=device)
@@ -232,7 +244,7 @@ def measure(size: tuple[int, int, int], algorithm: str, args: argparse.Namespace
     k, p, d = size
     # The distribution strategies sample lambda = P a generation, as EvoX's do (pop_size):
     # their own default lambda is 4 + 3 ln D, a different batch, and so different work.
-    same_batch = {"samples": p} if algorithm in ("cmaes", "snes") else None
+    same_batch = {"samples": p} if algorithm in ("cmaes", "snes", "pgpe") else None
     # float32, as EvoX runs it (a new run's "auto" would be float64 on a CPU)
     spec = spec_from_flags(problem="rastrigin", dim=d, islands=k, pop=p, algorithm=algorithm,
                            migration_interval=args.interval, algorithm_settings=same_batch,

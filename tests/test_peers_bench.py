@@ -52,15 +52,19 @@ def test_cpu_clock_times_generations_by_cpu_time(tmp_path: Path) -> None:
 
 
 def test_quick_run_of_the_distribution_strategies_and_shade(tmp_path: Path) -> None:
-    """CMA-ES, SHADE and SNES against EvoX's own (its CMAES through the eager subclass)."""
+    """CMA-ES, SHADE, SNES and PGPE against EvoX's own (its CMAES through the eager subclass;
+    PGPE against its OpenES, EvoX 1.4 having no PGPE)."""
     pytest.importorskip("evox", reason="EvoX is not installed (pip install 'islandsync[bench]')")
     out = tmp_path / "peers.json"
-    assert _peers("--quick", "--algorithms", "cmaes,shade,snes", "--json", str(out)) == 0
+    assert _peers("--quick", "--algorithms", "cmaes,shade,snes,pgpe", "--json", str(out)) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["algorithm"] for r in rows] == ["cmaes", "shade", "snes"]
+    assert [r["algorithm"] for r in rows] == ["cmaes", "shade", "snes", "pgpe"]
     for row in rows:
         for side in ("islandsync", "evox_one", "evox_k"):
             assert row[side]["evals_per_s"] > 0
+    # PGPE samples lambda = P a generation, as the peer's pop_size: the same batch a side.
+    pgpe = rows[-1]
+    assert pgpe["islandsync"]["evals_per_gen"] == pgpe["evox_k"]["evals_per_gen"] == 2 * 16
 
 
 def test_an_unknown_algorithm_is_refused() -> None:
