@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from islandsync.config import RunSpec, genome_dtype
 from islandsync.errors import IslandSyncError
 
 
@@ -27,4 +28,20 @@ def resolve_devices(device: str = "auto") -> list[torch.device]:
     return [dev]
 
 
-__all__ = ["resolve_device", "resolve_devices"]
+def device_label(devices: list[torch.device], spec: RunSpec) -> str:
+    """What ``status`` shows of a worker's devices: "cpu float64", "2 x Tesla T4 float32";
+    the genomes' dtype too for a real genome, since "auto" leaves it to each device."""
+    name = _device_name(devices[0])
+    label = name if len(devices) == 1 else f"{len(devices)} x {name}"
+    if spec.problem.genome.kind == "real":
+        label += f" {genome_dtype(spec.dtype, devices[0].type)}"
+    return label
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+__all__ = ["device_label", "resolve_device", "resolve_devices"]

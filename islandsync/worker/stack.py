@@ -208,10 +208,10 @@ class Stack:
         if wrote == self.score_dtype or self.spec.problem.genome.kind != "real":
             return state
         width = self.spec.problem.genome.width
-        names = {v: k for k, v in DTYPES.items()}
-        theirs = self.config.island_frames(width, names.get(wrote, self.dtype))
+        theirs = self.config.island_frames(width, "float64" if wrote == torch.float64
+                                           else "float32")
         ours = self.config.island_frames(width, self.dtype)
-        island = {n: t.to(torch.from_numpy(np.empty(0, ours[n][1])).dtype)
+        island = {n: t.to(_torch_dtype(ours[n][1]))
                   if n in ours and n in theirs and ours[n][1] != theirs[n][1] else t
                   for n, t in state.island.items()}
         return state._replace(genomes=state.genomes.to(self.score_dtype),
@@ -229,8 +229,7 @@ class Stack:
             )
         declared = self.config.island_frames(self.spec.problem.genome.width, self.dtype)
         got = {n: (tuple(t.shape[1:]), t.dtype) for n, t in state.island.items()}
-        want = {n: (shape, torch.from_numpy(np.empty(0, dt)).dtype)
-                for n, (shape, dt) in declared.items()}
+        want = {n: (shape, _torch_dtype(dt)) for n, (shape, dt) in declared.items()}
         if got != want:
             raise IslandSyncError(
                 f"checkpoint of island {snap.island} holds island state {got}, but the run's "
@@ -370,6 +369,11 @@ class Stack:
 # The fitness function sees a CPU batch in blocks of about this many bytes of genomes (all of
 # it on a GPU): passes over a block stay in cache. Each call still gets whole genomes [B, ...].
 _CPU_EVAL_BLOCK_BYTES = 1 << 22
+
+
+def _torch_dtype(numpy_dtype: str) -> torch.dtype:
+    """The torch dtype of a numpy dtype string ("<f8"), as checkpoint frames declare them."""
+    return torch.from_numpy(np.empty(0, numpy_dtype)).dtype
 
 
 def _rows_per_block(flat: torch.Tensor) -> int:

@@ -28,11 +28,12 @@ from islandsync import __version__
 from islandsync.bucket.layout import PROTOCOL_VERSION, WORKER_ID_RE
 from islandsync.bucket.records import MAX_LIVE_ISLANDS, Head
 from islandsync.bucket.run import read_spec
-from islandsync.config import RunSpec, check_fitness, genome_dtype, spec_hash, to_fitness
+from islandsync.config import RunSpec, check_fitness, spec_hash, to_fitness
 from islandsync.errors import ConfigError, IslandSyncError
 from islandsync.search.problems import make_problem
 from islandsync.store import BlobStore
 from islandsync.store.counting import CountingStore
+from islandsync.worker.devices import device_label
 from islandsync.worker.engine import Engine, FitnessError, resolve_devices
 from islandsync.worker.bucket_thread import BucketLink, default_worker_id
 from islandsync.worker.options import WorkerOptions
@@ -211,7 +212,7 @@ class Worker:
             "platform": self.platform,
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
-            "device": _device_label(self.devices, self.spec),
+            "device": device_label(self.devices, self.spec),
             "islands": sorted(self.hosted()),
             "rate": round(self.rate.rate, 3),
             "generations": self.steps,
@@ -469,22 +470,6 @@ class Worker:
             wall_s=time.monotonic() - started, checkpoint_blocked_s=self.blocked_s,
             island_generations=dict(self.engine.generations),
         )
-
-
-def _device_label(devices: list[torch.device], spec: RunSpec) -> str:
-    """What ``status`` shows of a worker's devices: "cpu float64", "2 x Tesla T4 float32";
-    the genomes' dtype too for a real genome, since "auto" leaves it to each device."""
-    name = _device_name(devices[0])
-    label = name if len(devices) == 1 else f"{len(devices)} x {name}"
-    if spec.problem.genome.kind == "real":
-        label += f" {genome_dtype(spec.dtype, devices[0].type)}"
-    return label
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return "cpu"
 
 
 def _install_signal_handlers(on_signal: Callable[[str], None]) -> Callable[[], None]:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from islandsync.errors import IslandSyncError
-from islandsync.worker.devices import resolve_device, resolve_devices
+from islandsync.config import spec_from_flags
+from islandsync.worker.devices import device_label, resolve_device, resolve_devices
 
 
 def test_a_named_device_is_that_one() -> None:
@@ -34,3 +35,16 @@ def test_a_gpu_torch_cannot_see_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(IslandSyncError, match="torch sees no CUDA device"):
         resolve_devices("cuda:1")
+
+
+def test_the_label_names_the_devices_and_the_dtype_they_picked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla T4")
+    real = spec_from_flags(problem="rastrigin", dim=4)  # dtype "auto"
+    assert device_label([torch.device("cpu")], real) == "cpu float64"
+    gpus = [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert device_label(gpus, real) == "2 x Tesla T4 float32"
+    fixed = real.model_copy(update={"dtype": "float64"})
+    assert device_label(gpus[:1], fixed) == "Tesla T4 float64"
+    assert device_label([torch.device("cpu")],
+                        spec_from_flags(problem="symbolic_regression")) == "cpu"
